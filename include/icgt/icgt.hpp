@@ -1,0 +1,6 @@
+#pragma once
+// Everything icgt offers to C++: `#include <icgt/icgt.hpp>` and link icgt::icgt.
+
+#include "icgt/errors.hpp"
+#include "icgt/graph.hpp"
+#include "icgt/walk_sampler.hpp"

@@ -1,0 +1,31 @@
+"""icgt: in-context graph tracing in the representations of language models.
+
+Example:
+    >>> import icgt
+    >>> grid = icgt.Graph.square_grid(4, 4)
+    >>> walks = icgt.WalkSampler(grid, seed=0).random_walks(16, 1400, start="per_node")
+    >>> walks.shape
+    (16, 1400)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch  # noqa: F401  (loads LibTorch before libicgt, which links it)
+
+from . import _icgt
+from ._icgt import NOT_A_NODE, Graph, WalkSampler
+from .graphs import from_networkx, to_networkx
+
+try:
+    __version__ = version("icgt")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+#: Install prefix of libicgt for C++ users: cmake -DCMAKE_PREFIX_PATH=<this> finds icgt.
+cmake_prefix_path = str(Path(_icgt.__file__).resolve().parent)
+
+Graph.from_networkx = staticmethod(from_networkx)
+Graph.to_networkx = to_networkx
+
+__all__ = ["NOT_A_NODE", "Graph", "WalkSampler", "cmake_prefix_path"]
