@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <vector>
+
 #include "icgt/errors.hpp"
 #include "random.hpp"
 
@@ -34,16 +36,21 @@ WalkSampler& WalkSampler::operator=(WalkSampler&&) noexcept = default;
 torch::Tensor WalkSampler::random_walks(std::int64_t batch, std::int64_t length, Start start) {
   check_positive(batch, "batch", "random_walks");
   check_positive(length, "length", "random_walks");
+  // Flat neighbour lists: the step loop then touches two small arrays and nothing else.
+  std::vector<std::uint32_t> offsets{0}, flat;
+  for (int node = 0; node < graph_.num_nodes(); ++node) {
+    for (int next : graph_.neighbours(node)) flat.push_back(static_cast<std::uint32_t>(next));
+    offsets.push_back(static_cast<std::uint32_t>(flat.size()));
+  }
   const auto num_nodes = static_cast<std::uint32_t>(graph_.num_nodes());
   torch::Tensor walks = torch::empty({batch, length}, torch::kInt64);
   auto* out = walks.data_ptr<std::int64_t>();
   for (std::int64_t b = 0; b < batch; ++b) {
-    int node = start == Start::PerNode ? static_cast<int>(b % num_nodes)
-                                       : static_cast<int>(generator_->bounded(num_nodes));
+    std::uint32_t node = start == Start::PerNode ? static_cast<std::uint32_t>(b % num_nodes)
+                                                 : generator_->bounded(num_nodes);
     *out++ = node;
     for (std::int64_t t = 1; t < length; ++t) {
-      const auto& next = graph_.neighbours(node);
-      node = next[generator_->bounded(static_cast<std::uint32_t>(next.size()))];
+      node = flat[offsets[node] + generator_->bounded(offsets[node + 1] - offsets[node])];
       *out++ = node;
     }
   }
