@@ -11,4 +11,5 @@ PYBIND11_MODULE(_icgt, m) {
   icgt::python::register_errors();
   icgt::python::register_graph(m);
   icgt::python::register_walk_sampler(m);
+  icgt::python::register_activation_probe(m);
 }

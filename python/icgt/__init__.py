@@ -14,7 +14,7 @@ from pathlib import Path
 import torch  # noqa: F401  (loads LibTorch before libicgt, which links it)
 
 from . import _icgt
-from ._icgt import NOT_A_NODE, Graph, WalkSampler
+from ._icgt import EMBEDDING_LAYER, NOT_A_NODE, ActivationProbe, Graph, ProbeResult, WalkSampler
 from .graphs import from_networkx, to_networkx
 
 try:
@@ -28,4 +28,12 @@ cmake_prefix_path = str(Path(_icgt.__file__).resolve().parent)
 Graph.from_networkx = staticmethod(from_networkx)
 Graph.to_networkx = to_networkx
 
-__all__ = ["NOT_A_NODE", "Graph", "WalkSampler", "cmake_prefix_path"]
+__all__ = [
+    "EMBEDDING_LAYER",
+    "NOT_A_NODE",
+    "ActivationProbe",
+    "Graph",
+    "ProbeResult",
+    "WalkSampler",
+    "cmake_prefix_path",
+]

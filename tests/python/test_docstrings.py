@@ -7,8 +7,10 @@ import pkgutil
 
 import numpy as np
 import pytest
+import torch
 
 import icgt
+from toy_bundle import write_toy_bundles
 
 
 def public_docstrings():
@@ -43,9 +45,16 @@ def test_the_public_api_has_examples():
         assert name in DOCSTRINGS, sorted(DOCSTRINGS)
 
 
+@pytest.fixture(scope="module")
+def example_globals(tmp_path_factory):
+    """What the examples may use without importing: icgt, numpy, torch, a toy model bundle."""
+    return {"icgt": icgt, "np": np, "torch": torch,
+            "toy_bundle": str(write_toy_bundles(tmp_path_factory.mktemp("bundles")))}
+
+
 @pytest.mark.parametrize("name", sorted(DOCSTRINGS))
-def test_docstring_example_runs(name):
-    test = doctest.DocTestParser().get_doctest(DOCSTRINGS[name], {"icgt": icgt, "np": np}, name, None, 0)
+def test_docstring_example_runs(name, example_globals):
+    test = doctest.DocTestParser().get_doctest(DOCSTRINGS[name], dict(example_globals), name, None, 0)
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     runner.run(test)
     assert runner.failures == 0, f"{name}: {runner.failures} failing example(s); run with -s to see them"

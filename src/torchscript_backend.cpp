@@ -1,0 +1,126 @@
+#include <fmt/format.h>
+#include <torch/script.h>
+
+#include <filesystem>
+
+#include "icgt/errors.hpp"
+#include "model_backend.hpp"
+
+namespace icgt {
+namespace {
+
+class TorchScriptBackend final : public ModelBackend {
+ public:
+  explicit TorchScriptBackend(torch::jit::Module module) : module_(std::move(module)) {
+    module_.eval();
+    embed_ = module_.attr("embed").toModule();
+    final_norm_ = module_.attr("final_norm").toModule();
+    head_ = module_.attr("head").toModule();
+    for (const auto& child : module_.attr("blocks").toModule().named_children()) blocks_.push_back(child.value);
+  }
+
+  int num_blocks() const { return static_cast<int>(blocks_.size()); }
+  torch::Dtype dtype() const { return (*embed_.parameters().begin()).scalar_type(); }
+
+  torch::Tensor embed(const torch::Tensor& token_ids) override { return embed_.forward({token_ids}).toTensor(); }
+
+  torch::Tensor block(int layer, const torch::Tensor& hidden, const std::optional<torch::Tensor>& head_gate) override {
+    torch::jit::IValue gate = head_gate ? torch::jit::IValue(*head_gate) : torch::jit::IValue();
+    return blocks_[layer].forward({hidden, gate}).toTensor();
+  }
+
+  torch::Tensor final_norm(const torch::Tensor& hidden) override { return final_norm_.forward({hidden}).toTensor(); }
+  torch::Tensor head(const torch::Tensor& hidden) override { return head_.forward({hidden}).toTensor(); }
+
+ private:
+  torch::jit::Module module_;
+  torch::jit::Module embed_, final_norm_, head_;
+  std::vector<torch::jit::Module> blocks_;
+};
+
+std::string hex_to_bytes(const std::string& hex, std::size_t line) {
+  if (hex.size() % 2 != 0) {
+    throw RuntimeError(fmt::format("bundle vocabulary.hex line {} has an odd number of hex digits", line));
+  }
+  std::string bytes(hex.size() / 2, '\0');
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    const auto digit = [&](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      throw RuntimeError(fmt::format("bundle vocabulary.hex line {}: '{}' is not a lowercase hex digit", line, c));
+    };
+    bytes[i] = static_cast<char>(digit(hex[2 * i]) * 16 + digit(hex[2 * i + 1]));
+  }
+  return bytes;
+}
+
+std::vector<std::string> parse_vocabulary(const std::string& text) {
+  std::vector<std::string> tokens;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) throw RuntimeError("bundle vocabulary.hex does not end with a newline: truncated?");
+    tokens.push_back(hex_to_bytes(text.substr(start, end - start), tokens.size() + 1));
+    start = end + 1;
+  }
+  return tokens;
+}
+
+template <typename T>
+T read_attribute(const torch::jit::Module& module, const std::string& name, const std::string& path) {
+  if (!module.hasattr(name)) {
+    throw RuntimeError(fmt::format("'{}' is a TorchScript file but not an icgt bundle: it has no attribute '{}'. "
+                                   "Export models with `icgt export`.",
+                                   path, name));
+  }
+  return module.attr(name).to<T>();
+}
+
+}  // namespace
+
+LoadedModel load_torchscript_bundle(const std::string& path, const torch::Device& device) {
+  if (!std::filesystem::is_regular_file(path)) {
+    throw FileNotFoundError(fmt::format("model bundle '{}' does not exist (expected a file written by `icgt export`)", path));
+  }
+  torch::jit::ExtraFilesMap extra_files{{"config.json", ""}, {"vocabulary.hex", ""}};
+  torch::jit::Module module;
+  try {
+    module = torch::jit::load(path, device, extra_files);
+  } catch (const std::exception& error) {
+    throw RuntimeError(fmt::format("'{}' could not be read as a TorchScript bundle (truncated, or not written by "
+                                   "`icgt export`?): {}",
+                                   path, std::string(error.what()).substr(0, 300)));
+  }
+  const auto version = read_attribute<std::int64_t>(module, "icgt_format_version", path);
+  if (version != kBundleFormatVersion) {
+    throw RuntimeError(fmt::format("'{}' is an icgt bundle of format version {}, but this build reads version {}; "
+                                   "re-export the model with this icgt",
+                                   path, version, kBundleFormatVersion));
+  }
+  for (const char* part : {"embed", "blocks", "final_norm", "head"}) {
+    if (!module.hasattr(part)) throw RuntimeError(fmt::format("bundle '{}' lacks its '{}' submodule", path, part));
+  }
+  LoadedModel loaded;
+  loaded.info.architecture = read_attribute<std::string>(module, "architecture", path);
+  loaded.info.num_layers = static_cast<int>(read_attribute<std::int64_t>(module, "num_layers", path));
+  loaded.info.hidden_size = static_cast<int>(read_attribute<std::int64_t>(module, "hidden_size", path));
+  loaded.info.vocab_size = static_cast<int>(read_attribute<std::int64_t>(module, "vocab_size", path));
+  loaded.info.num_heads = static_cast<int>(read_attribute<std::int64_t>(module, "num_heads", path));
+  loaded.info.bos_token_id = read_attribute<std::int64_t>(module, "bos_token_id", path);
+  loaded.info.config_json = extra_files["config.json"];
+  loaded.vocabulary = parse_vocabulary(extra_files["vocabulary.hex"]);
+  if (static_cast<int>(loaded.vocabulary.size()) != loaded.info.vocab_size) {
+    throw RuntimeError(fmt::format("bundle '{}' lists {} vocabulary entries for a vocabulary of {}", path,
+                                   loaded.vocabulary.size(), loaded.info.vocab_size));
+  }
+  auto backend = std::make_unique<TorchScriptBackend>(std::move(module));
+  if (backend->num_blocks() != loaded.info.num_layers) {
+    throw RuntimeError(fmt::format("bundle '{}' says {} layers but holds {} blocks", path, loaded.info.num_layers,
+                                   backend->num_blocks()));
+  }
+  loaded.info.dtype = backend->dtype();
+  loaded.model = std::move(backend);
+  return loaded;
+}
+
+}  // namespace icgt

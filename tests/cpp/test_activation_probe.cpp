@@ -1,0 +1,185 @@
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+
+#include "icgt/activation_probe.hpp"
+#include "icgt/errors.hpp"
+
+using icgt::ActivationProbe;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// Written by tests/python/toy_bundle.py (the ctest fixture make_toy_bundles).
+std::string bundle(const std::string& name) {
+  const char* folder = std::getenv("ICGT_TEST_BUNDLES");
+  REQUIRE(folder != nullptr);
+  return (std::filesystem::path(folder) / name).string();
+}
+
+const torch::Tensor kIds = torch::tensor({{0, 5, 6, 7, 5, 6, 8, 9}, {0, 1, 2, 3, 4, 45, 44, 46}});
+
+// The same model run directly through TorchScript, block by block, as an independent reference.
+struct Reference {
+  torch::jit::Module module = torch::jit::load(bundle("toy.pt"));
+  torch::Tensor block(int layer, const torch::Tensor& hidden, torch::jit::IValue gate = {}) {
+    return module.attr("blocks").toModule().attr(std::to_string(layer)).toModule().forward({hidden, gate}).toTensor();
+  }
+  torch::Tensor embed(const torch::Tensor& ids) { return module.attr("embed").toModule().forward({ids}).toTensor(); }
+  torch::Tensor probs_from_hidden(const torch::Tensor& hidden) {
+    auto norm = module.attr("final_norm").toModule().forward({hidden}).toTensor();
+    return module.attr("head").toModule().forward({norm}).toTensor().softmax(-1);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the probe reads the bundle's description and vocabulary") {
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  CHECK(probe.info().architecture == "toy");
+  CHECK(probe.info().num_layers == 3);
+  CHECK(probe.info().hidden_size == 16);
+  CHECK(probe.info().vocab_size == 50);
+  CHECK(probe.info().num_heads == 4);
+  CHECK(probe.info().dtype == torch::kFloat32);
+  CHECK_THAT(probe.info().config_json, Contains("\"architecture\": \"toy\""));
+  CHECK(probe.device().is_cpu());
+  CHECK(probe.token_id(" w3") == 3);
+  CHECK(probe.token_id("\xc3\xa9") == 44);
+  CHECK(probe.token_id("\n") == 45);
+  CHECK(probe.token_text(48) == "\\");
+  CHECK(probe.token_text(49).empty());
+  CHECK_THROWS_WITH(probe.token_id(" twin"), Contains("several tokens have the text ' twin'"));
+  CHECK_THROWS_WITH(probe.token_id(" apple"), Contains("no single token"));
+  CHECK_THROWS_WITH(probe.token_text(50), Contains("outside the vocabulary 0..49"));
+}
+
+TEST_CASE("captured residuals and probabilities equal the model run directly") {
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  ActivationProbe::Request request;
+  request.layers = {2, icgt::kEmbeddingLayer, 0};
+  request.target_ids = torch::tensor({5, 6, 7});
+  const auto result = probe.run(kIds, request);
+  REQUIRE(result.residuals.sizes() == torch::IntArrayRef{3, 2, 8, 16});
+  REQUIRE(result.target_probs.sizes() == torch::IntArrayRef{2, 8, 3});
+
+  torch::NoGradGuard no_grad;
+  Reference reference;
+  const auto embedded = reference.embed(kIds);
+  const auto h0 = reference.block(0, embedded);
+  const auto h2 = reference.block(2, reference.block(1, h0));
+  CHECK(torch::equal(result.residuals[1], embedded));
+  CHECK(torch::equal(result.residuals[2], h0));
+  CHECK(torch::equal(result.residuals[0], h2));
+  // The model's own forward, a separate code path, gives the logits.
+  const auto logits = reference.module.forward({kIds}).toTensor();
+  const auto expected = logits.softmax(-1).index_select(-1, torch::tensor({5, 6, 7}));
+  CHECK(torch::allclose(result.target_probs, expected, 1e-5, 1e-7));
+
+  request.normalization = ActivationProbe::Normalization::OverTargets;
+  const auto renormalized = probe.run(kIds, request).target_probs;
+  CHECK(torch::allclose(renormalized, expected / expected.sum(-1, true), 1e-5, 1e-7));
+}
+
+TEST_CASE("splitting the batch changes nothing") {
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  ActivationProbe::Request request;
+  request.layers = {1};
+  request.target_ids = torch::tensor({1, 2});
+  const auto whole = probe.run(kIds, request);
+  request.max_batch = 1;
+  const auto split = probe.run(kIds, request);
+  CHECK(torch::equal(whole.residuals, split.residuals));
+  CHECK(torch::equal(whole.target_probs, split.target_probs));
+}
+
+TEST_CASE("a hook that replaces the residual changes what follows exactly like the same change by hand") {
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  std::vector<int> seen_layers;
+  probe.add_hook(0, [&](int layer, torch::Tensor& residual) {
+    seen_layers.push_back(layer);
+    residual = residual + 0.5;
+  });
+  const int reader = probe.add_hook(0, [&](int layer, torch::Tensor& residual) {
+    seen_layers.push_back(layer);
+    CHECK(residual.sizes() == torch::IntArrayRef{2, 8, 16});
+  });
+  ActivationProbe::Request request;
+  request.layers = {0, 2};
+  request.target_ids = torch::tensor({5});
+  const auto result = probe.run(kIds, request);
+  CHECK(seen_layers == std::vector<int>{0, 0});
+
+  torch::NoGradGuard no_grad;
+  Reference reference;
+  const auto changed = reference.block(0, reference.embed(kIds)) + 0.5;
+  const auto h2 = reference.block(2, reference.block(1, changed));
+  CHECK(torch::equal(result.residuals[0], changed));
+  CHECK(torch::equal(result.residuals[1], h2));
+  CHECK(torch::allclose(result.target_probs, reference.probs_from_hidden(h2).index_select(-1, torch::tensor({5}))));
+
+  probe.remove_hook(reader);
+  CHECK_THROWS_WITH(probe.remove_hook(reader), Contains("no hook has handle"));
+  probe.clear_hooks();
+  const auto plain = probe.run(kIds, request);
+  CHECK_FALSE(torch::equal(plain.residuals[0], changed));
+}
+
+TEST_CASE("head gates scale attention heads inside the block") {
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  const auto gates = torch::tensor({1.0, 0.0, 0.5, 1.0});
+  probe.set_head_gates(1, gates);
+  ActivationProbe::Request request;
+  request.layers = {1};
+  const auto gated = probe.run(kIds, request).residuals[0];
+
+  torch::NoGradGuard no_grad;
+  Reference reference;
+  const auto h0 = reference.block(0, reference.embed(kIds));
+  CHECK(torch::equal(gated, reference.block(1, h0, gates.to(torch::kFloat32))));
+  probe.clear_head_gates();
+  CHECK(torch::equal(probe.run(kIds, request).residuals[0], reference.block(1, h0)));
+}
+
+TEST_CASE("a bad bundle is a clear error and leaves no probe") {
+  CHECK_THROWS_AS(ActivationProbe(bundle("missing.pt"), "cpu"), icgt::FileNotFoundError);
+  CHECK_THROWS_WITH(ActivationProbe(bundle("garbage.pt"), "cpu"), Contains("could not be read as a TorchScript bundle"));
+  CHECK_THROWS_WITH(ActivationProbe(bundle("truncated.pt"), "cpu"), Contains("could not be read"));
+  CHECK_THROWS_WITH(ActivationProbe(bundle("not-icgt.pt"), "cpu"), Contains("not an icgt bundle"));
+  CHECK_THROWS_WITH(ActivationProbe(bundle("version99.pt"), "cpu"), Contains("format version 99"));
+  CHECK_THROWS_WITH(ActivationProbe(bundle("toy.pt"), "tpu"), Contains("device 'tpu' is not understood"));
+  if (!torch::cuda::is_available()) {
+    CHECK_THROWS_AS(ActivationProbe(bundle("toy.pt"), "cuda"), icgt::RuntimeError);
+    CHECK(ActivationProbe(bundle("toy.pt"), "auto").device().is_cpu());
+  }
+}
+
+TEST_CASE("bad runs are clear errors") {
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  ActivationProbe::Request request;
+  CHECK_THROWS_AS(probe.run(torch::zeros({4}, torch::kLong), request), icgt::TypeError);
+  CHECK_THROWS_AS(probe.run(torch::zeros({1, 4}), request), icgt::TypeError);
+  CHECK_THROWS_WITH(probe.run(torch::zeros({0, 4}, torch::kLong), request), Contains("empty"));
+  CHECK_THROWS_WITH(probe.run(torch::tensor({{1, 50}}), request), Contains("token id 50; the vocabulary is 0..49"));
+  CHECK_THROWS_WITH(probe.run(torch::tensor({{-3, 1}}), request), Contains("token id -3"));
+  request.layers = {3};
+  CHECK_THROWS_WITH(probe.run(kIds, request), Contains("layer 3 is out of range; expected -1 (embeddings) to 2"));
+  request.layers = {1, 1};
+  CHECK_THROWS_WITH(probe.run(kIds, request), Contains("layer 1 is requested twice"));
+  request.layers = {};
+  request.target_ids = torch::tensor({60});
+  CHECK_THROWS_WITH(probe.run(kIds, request), Contains("target_ids holds token id 60"));
+  request.target_ids = torch::tensor({1});
+  request.max_batch = -1;
+  CHECK_THROWS_WITH(probe.run(kIds, request), Contains("max_batch must be 0"));
+  CHECK_THROWS_WITH(probe.add_hook(-2, [](int, torch::Tensor&) {}), Contains("layer -2 is out of range"));
+  CHECK_THROWS_WITH(probe.set_head_gates(0, torch::ones({3})), Contains("expected 4 gates"));
+  CHECK_THROWS_WITH(probe.set_head_gates(-1, torch::ones({4})), Contains("no attention heads"));
+  CHECK_THROWS_AS(probe.set_head_gates(0, torch::ones({4}, torch::kLong)), icgt::TypeError);
+  probe.add_hook(1, [](int, torch::Tensor& residual) { residual = residual.narrow(1, 0, 2); });
+  request.max_batch = 0;
+  CHECK_THROWS_WITH(probe.run(kIds, request), Contains("hook 0 at layer 1 left a residual that is not"));
+}

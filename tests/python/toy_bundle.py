@@ -1,0 +1,84 @@
+"""Tiny bundles that follow docs/bundle-format.md, for testing the probe without a real model.
+
+    python tests/python/toy_bundle.py OUTPUT_FOLDER
+
+writes toy.pt (a valid bundle) and broken variants: version99.pt (unknown format version),
+not-icgt.pt (TorchScript without icgt's attributes), truncated.pt and garbage.pt.
+The toy model is a small residual network whose blocks mix positions causally per head, so that
+head gates, hooks and captures have real effects.
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+VOCAB = [f" w{i}".encode() for i in range(44)] + ["é".encode(), b"\n", b" twin", b" twin", b"\\", b""]
+HIDDEN, HEADS, LAYERS = 16, 4, 3
+
+
+class ToyBlock(nn.Module):
+    def __init__(self, hidden: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.mix = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, hidden)
+        self.mlp = nn.Linear(hidden, hidden)
+
+    def forward(self, hidden: torch.Tensor, head_gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+        b, t, d = hidden.shape
+        values = self.mix(hidden).view(b, t, self.heads, d // self.heads)
+        counts = torch.arange(1, t + 1, dtype=hidden.dtype, device=hidden.device).view(1, t, 1, 1)
+        attended = values.cumsum(1) / counts
+        if head_gate is not None:
+            attended = attended * head_gate.view(1, 1, self.heads, 1)
+        hidden = hidden + self.out(attended.reshape(b, t, d))
+        return hidden + torch.tanh(self.mlp(hidden))
+
+
+class ToyModel(nn.Module):
+    def __init__(self, format_version: int = 1):
+        super().__init__()
+        self.icgt_format_version = format_version
+        self.architecture = "toy"
+        self.num_layers = LAYERS
+        self.hidden_size = HIDDEN
+        self.vocab_size = len(VOCAB)
+        self.num_heads = HEADS
+        self.bos_token_id = 0
+        self.embed = nn.Embedding(len(VOCAB), HIDDEN)
+        self.blocks = nn.ModuleList([ToyBlock(HIDDEN, HEADS) for _ in range(LAYERS)])
+        self.final_norm = nn.LayerNorm(HIDDEN)
+        self.head = nn.Linear(HIDDEN, len(VOCAB))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.embed(input_ids)
+        for block in self.blocks:
+            hidden = block(hidden, None)
+        return self.head(self.final_norm(hidden))
+
+
+def extra_files(format_version: int = 1):
+    config = {"format_version": format_version, "architecture": "toy", "num_layers": LAYERS, "hidden_size": HIDDEN}
+    return {"config.json": json.dumps(config), "vocabulary.hex": "".join(token.hex() + "\n" for token in VOCAB)}
+
+
+def write_toy_bundles(folder: Path) -> Path:
+    """Writes the toy bundle and its broken variants into folder; returns the path of the good one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    good = folder / "toy.pt"
+    torch.jit.save(torch.jit.script(ToyModel()), str(good), _extra_files=extra_files())
+    torch.jit.save(torch.jit.script(ToyModel(99)), str(folder / "version99.pt"), _extra_files=extra_files(99))
+    torch.jit.save(torch.jit.script(nn.Linear(2, 2)), str(folder / "not-icgt.pt"))
+    data = good.read_bytes()
+    (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
+    (folder / "garbage.pt").write_text("this is not a model\n")
+    return good
+
+
+if __name__ == "__main__":
+    write_toy_bundles(Path(sys.argv[1]))
