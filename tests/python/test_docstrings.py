@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import icgt
+from synthetic_run import write_synthetic_run
 from toy_bundle import write_toy_bundles
 
 
@@ -47,9 +48,11 @@ def test_the_public_api_has_examples():
 
 @pytest.fixture(scope="module")
 def example_globals(tmp_path_factory):
-    """What the examples may use without importing: icgt, numpy, torch, a toy model bundle."""
+    """What the examples may use without importing: icgt, numpy, torch, a toy model bundle, run folders."""
     return {"icgt": icgt, "np": np, "torch": torch,
-            "toy_bundle": str(write_toy_bundles(tmp_path_factory.mktemp("bundles")))}
+            "toy_bundle": str(write_toy_bundles(tmp_path_factory.mktemp("bundles"))),
+            "grid_run": str(write_synthetic_run(tmp_path_factory.mktemp("grid_run"), "grid")),
+            "days_run": str(write_synthetic_run(tmp_path_factory.mktemp("days_run"), "days"))}
 
 
 @pytest.mark.parametrize("name", sorted(DOCSTRINGS))

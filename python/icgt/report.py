@@ -1,0 +1,279 @@
+"""The report of an icgt run: its key numbers, and PNG figures with an index.html that shows them.
+
+Like ``icgt.plots`` and ``icgt.run_folder`` it uses only numpy and matplotlib, never the compiled
+core, so a report can be made wherever a run folder is copied.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import secrets
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import plots
+from .run_folder import Run, energy_minimum, load_run, steepest_rise
+
+#: The report's figures, file stem → caption; "days" only for days-of-week runs.
+FIGURE_CAPTIONS = {
+    "pca": "Class means projected on their own top principal components at several context lengths; "
+           "lines are the graph's edges. The last panel is the graph's spectral layout (z2, z3), "
+           "the layout that minimises Dirichlet energy.",
+    "energy_accuracy": "Dirichlet energy of the class means (top: normalised, as in the paper; middle: "
+                       "scale-invariant, which collapse cannot lower) and rule-following accuracy "
+                       "(bottom) against context length. Bands: one standard deviation over sequences; "
+                       "dotted lines and faint bands: the energy of randomly relabelled nodes.",
+    "alignment": "How well the top-2 principal components are explained by the Laplacian "
+                 "eigenvectors z2, z3, and how well representation distances follow graph distances.",
+    "days": "Days of the week on an in-context ring that contradicts the weekly order: which principal "
+            "components carry the weekly circle and which the in-context ring.",
+}
+
+
+def _as_run(run: Run | str | os.PathLike) -> Run:
+    return run if isinstance(run, Run) else load_run(run)
+
+
+def summarize(run: Run | str | os.PathLike, layer: int | None = None) -> dict[str, Any]:
+    """The key numbers of a run, JSON-ready (None where a number is undefined).
+
+    Energy, alignment and days numbers are for ``layer`` (default: :meth:`Run.default_layer`); the
+    energy minimum is also given for each layer group. Final accuracy is the mean over sequences and
+    over the scored positions in the last tenth of the context.
+
+    >>> from icgt.report import summarize
+    >>> summary = summarize(grid_run)
+    >>> summary["layer"], summary["energy_minimum_position"], summary["energy_minimum_before_accuracy_rise"]
+    (6, 40, True)
+    """
+    run = _as_run(run)
+    layer_index = run.layer_index(layer)
+    positions, accuracy, _ = run.accuracy_curve()
+    last_tenth = positions >= 0.9 * positions.max(initial=0)
+    _, accuracy_renormalized, _ = run.accuracy_curve(renormalized=True)
+    rise = steepest_rise(positions, accuracy)
+    energy_positions = run.arrays["energy_positions"]
+    minimum = energy_minimum(energy_positions, run.arrays["energy"][layer_index])
+    group_minima = {group: energy_minimum(energy_positions, energy)
+                    for group, energy in run.layer_group_means("energy").items()}
+    summary: dict[str, Any] = {
+        "run": run.name,
+        "model": run.model_name,
+        "graph": run.graph_kind,
+        "mode": run.info["config"]["mode"],
+        "layer": int(run.layers[layer_index]),
+        "final_accuracy": _mean_or_none(accuracy[last_tenth]),
+        "final_accuracy_renormalized": _mean_or_none(accuracy_renormalized[last_tenth]),
+        "chance_accuracy_renormalized": run.chance_accuracy_renormalized(),
+        "accuracy_rise_position": rise[0] if rise else None,
+        "accuracy_rise_per_doubling": rise[1] if rise else None,
+        "energy_minimum": minimum[1] if minimum else None,
+        "energy_minimum_position": minimum[0] if minimum else None,
+        "null_energy_at_minimum": _null_energy_at(run, layer_index, minimum),
+        "energy_minimum_position_by_group": {group: found[0] if found else None
+                                             for group, found in group_minima.items()},
+        "energy_minimum_before_accuracy_rise": (minimum[0] < rise[0]) if minimum and rise else None,
+        "final_spectral_alignment": _last_finite(run.arrays["spectral_alignment"][layer_index]),
+        "final_distance_correlation": _last_finite(run.arrays["distance_correlation"][layer_index]),
+    }
+    if run.is_days:
+        summary.update(_days_summary(run, layer_index))
+    return summary
+
+
+def _days_summary(run: Run, layer_index: int) -> dict[str, Any]:
+    weekly = run.arrays["weekly_alignment"][layer_index, -1]
+    ring = run.arrays["ring_alignment"][layer_index, -1]
+
+    def best_pair(alignment: np.ndarray) -> str | None:
+        return plots.pc_pair_name(int(np.nanargmax(alignment))) if np.isfinite(alignment).any() else None
+
+    return {
+        "final_weekly_alignment_by_pc_pair": _json_floats(weekly),
+        "final_ring_alignment_by_pc_pair": _json_floats(ring),
+        "weekly_circle_pcs": best_pair(weekly),
+        "in_context_ring_pcs": best_pair(ring),
+    }
+
+
+def _mean_or_none(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def _last_finite(values: np.ndarray) -> float | None:
+    finite = np.flatnonzero(np.isfinite(values))
+    return float(values[finite[-1]]) if finite.size else None
+
+
+def _json_floats(values: np.ndarray) -> list[float | None]:
+    return [float(value) if np.isfinite(value) else None for value in values]
+
+
+def _null_energy_at(run: Run, layer_index: int, minimum: tuple[int, float] | None) -> float | None:
+    if minimum is None:
+        return None
+    snapshot = int(np.flatnonzero(run.arrays["energy_positions"] == minimum[0])[0])
+    value = run.arrays["energy_null_mean"][layer_index, snapshot]
+    return float(value) if np.isfinite(value) else None
+
+
+def report_figures(run: Run | str | os.PathLike, layer: int | None = None) -> dict[str, Figure]:
+    """The report's figures by name ("pca", "energy_accuracy", "alignment", and "days" for days runs).
+
+    In Jupyter, ``display(figure)`` (or a figure as a cell's last expression) shows it inline.
+
+    >>> from icgt.report import report_figures
+    >>> sorted(report_figures(grid_run)), sorted(report_figures(days_run))
+    (['alignment', 'energy_accuracy', 'pca'], ['alignment', 'days', 'energy_accuracy', 'pca'])
+    """
+    run = _as_run(run)
+    figures = {
+        "pca": plots.pca_figure(run, layer),
+        "energy_accuracy": plots.energy_accuracy_figure(run),
+        "alignment": plots.alignment_figure(run),
+    }
+    if run.is_days:
+        figures["days"] = plots.days_figure(run, layer)
+    return figures
+
+
+def write_report(run_folder: str | os.PathLike, layer: int | None = None,
+                 output_folder: str | os.PathLike | None = None) -> Path:
+    """Write the figures (PNG), summary.json and index.html; return the path of index.html.
+
+    The files go to ``output_folder`` (default: ``<run_folder>/report``). Each is written under a
+    temporary name in the same folder and renamed into place, so a reader never sees half a file;
+    index.html comes last, so its presence means the report is complete.
+
+    >>> from icgt.report import write_report
+    >>> index = write_report(grid_run)
+    >>> index.name, sorted(path.name for path in index.parent.iterdir())
+    ('index.html', ['alignment.png', 'energy_accuracy.png', 'index.html', 'pca.png', 'summary.json'])
+    """
+    run = load_run(run_folder)
+    folder = Path(output_folder) if output_folder is not None else run.folder / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = report_figures(run, layer)
+    for name, figure in figures.items():
+        _write_atomically(folder / f"{name}.png", partial(figure.savefig, format="png"))
+    summary = summarize(run, layer)
+    _write_atomically(folder / "summary.json",
+                      lambda file: file.write(json.dumps(summary, indent=2).encode() + b"\n"))
+    page = _index_html(run, summary, list(figures))
+    _write_atomically(folder / "index.html", lambda file: file.write(page.encode()))
+    return folder / "index.html"
+
+
+def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
+    # A fresh name in the same folder, so that os.replace is a rename on one file system; opened with
+    # open() rather than mkstemp so that the file gets the umask's permissions, not 0600.
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with open(temporary, "xb") as file:
+            write(file)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+SUMMARY_LABELS = {
+    "layer": "layer (0-based block) of the per-layer numbers",
+    "final_accuracy": "final accuracy (full vocabulary; last tenth of the context)",
+    "final_accuracy_renormalized": "final accuracy (renormalised over the node tokens)",
+    "chance_accuracy_renormalized": "renormalised accuracy of uniform guessing (degree / n)",
+    "accuracy_rise_position": "context length where accuracy rises fastest",
+    "accuracy_rise_per_doubling": "accuracy gained per doubling of context there",
+    "energy_minimum": "minimum normalised energy",
+    "energy_minimum_position": "context length of the minimum energy",
+    "null_energy_at_minimum": "energy of randomly relabelled nodes there (null mean)",
+    "energy_minimum_position_by_group": "context length of the minimum energy, by layer group",
+    "energy_minimum_before_accuracy_rise": "energy minimum before the accuracy rise",
+    "final_spectral_alignment": "final spectral alignment of PCs 1-2 with z2, z3",
+    "final_distance_correlation": "final correlation of representation and graph distances",
+    "final_weekly_alignment_by_pc_pair": "final weekly-circle alignment per PC pair (PC1-2, PC3-4, ...)",
+    "final_ring_alignment_by_pc_pair": "final in-context-ring alignment per PC pair",
+    "weekly_circle_pcs": "PC pair that best carries the weekly circle",
+    "in_context_ring_pcs": "PC pair that best carries the in-context ring",
+}
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The key numbers of :func:`summarize` as plain text, one labelled line each, for a terminal.
+
+    >>> from icgt.report import format_summary, summarize
+    >>> print(format_summary(summarize(grid_run)).splitlines()[0])
+    synthetic-grid: toy-8-layers · grid graph · walk
+    >>> print(format_summary(summarize(grid_run)).splitlines()[8])
+      context length of the minimum energy: 40
+    """
+    lines = [f"{summary['run']}: {summary['model']} · {summary['graph']} graph · {summary['mode']}"]
+    lines += [f"  {label}: {_format_value(summary[key])}" for key, label in SUMMARY_LABELS.items() if key in summary]
+    return "\n".join(lines)
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return " · ".join(f"{key}: {_format_value(item)}" for key, item in value.items())
+    if isinstance(value, list):
+        return ", ".join(_format_value(item) for item in value)
+    return str(value)
+
+
+def _table(rows: list[tuple[str, Any]]) -> str:
+    cells = "".join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(_format_value(value))}</td></tr>"
+                    for label, value in rows)
+    return f"<table>{cells}</table>"
+
+
+def _index_html(run: Run, summary: dict[str, Any], figure_names: list[str]) -> str:
+    config = run.info["config"]
+    model = run.info["model"]
+    setting = [("model", f"{model.get('name', run.model_name)} ({model['num_layers']} blocks)"),
+               ("graph", f"{run.graph_kind}, {len(run.labels)} nodes, {len(run.edges)} edges"),
+               *[(key, config[key]) for key in ("mode", "num_sequences", "sequence_length", "energy_window",
+                                                "pca_window", "null_permutations", "seed") if key in config],
+               ("captured layers", ", ".join(map(str, run.layers.tolist())))]
+    if run.is_days:
+        setting += [("in-context ring order", " → ".join(run.labels)),
+                    ("weekly order", " → ".join(run.info["weekly_order"]))]
+    provenance = [(f"{name} version", value) for name, value in run.info.get("versions", {}).items()]
+    provenance += [(f"{name.removesuffix('_s')} time (s)", seconds)
+                   for name, seconds in run.info.get("timings", {}).items()]
+    if "bundle_sha256" in model:
+        provenance.append(("model bundle sha256", model["bundle_sha256"]))
+    numbers = [(label, summary[key]) for key, label in SUMMARY_LABELS.items() if key in summary]
+    figures = "".join(
+        f'<figure><img src="{name}.png" alt="{html.escape(FIGURE_CAPTIONS[name])}">'
+        f"<figcaption>{html.escape(FIGURE_CAPTIONS[name])}</figcaption></figure>"
+        for name in figure_names)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>icgt report: {html.escape(run.name)}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+th, td {{ text-align: left; padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; vertical-align: top; }}
+th {{ font-weight: normal; color: #555; }}
+img {{ max-width: 100%; }} figure {{ margin: 2em 0; }} figcaption {{ color: #555; }}
+</style></head><body>
+<h1>icgt report: {html.escape(run.name)}</h1>
+<p>{html.escape(run.title)}</p>
+<h2>Key numbers</h2>{_table(numbers)}
+<h2>Setting</h2>{_table(setting)}
+<h2>Figures</h2>{figures}
+<h2>Provenance</h2>{_table(provenance)}
+</body></html>
+"""

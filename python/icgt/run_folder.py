@@ -1,0 +1,377 @@
+"""Reading an icgt run folder: run.json and results.npz, checked against docs/run-format.md.
+
+A :class:`Run` holds the arrays and the derived curves that figures and summaries share (layer groups,
+accuracy over sequences, energy minimum, fastest rise). Only numpy and json are used, never the
+compiled core, so runs can be read wherever their folders are copied.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RUN_FORMAT_VERSION = 1
+
+#: Each array of results.npz with its dimensions, named as in docs/run-format.md.
+RESULT_ARRAYS = {
+    "layers": ("L",),
+    "nodes": ("B", "T"),
+    "scored": ("B", "T"),
+    "accuracy": ("B", "T"),
+    "accuracy_renormalized": ("B", "T"),
+    "energy_positions": ("S",),
+    "energy": ("L", "S"),
+    "energy_per_sequence": ("L", "B", "S"),
+    "energy_scale_invariant": ("L", "S"),
+    "energy_null_mean": ("L", "S"),
+    "energy_null_sd": ("L", "S"),
+    "pca_positions": ("P",),
+    "pca_projections": ("L", "P", "n", "k"),
+    "pca_explained": ("L", "P", "k"),
+    "alignment_positions": ("S2",),
+    "spectral_alignment": ("L", "S2"),
+    "distance_correlation": ("L", "S2"),
+    "spectral_embedding": ("n", "k"),
+}
+#: Arrays used as indices or masks: a float or 0/1 array there would index silently wrong.
+INTEGER_ARRAYS = ("layers", "nodes", "energy_positions", "pca_positions", "alignment_positions")
+BOOLEAN_ARRAYS = ("scored",)
+#: Arrays that only days-of-week runs carry; K2 is one per consecutive PC pair (k // 2).
+DAYS_ARRAYS = {
+    "weekly_alignment": ("L", "P", "K2"),
+    "ring_alignment": ("L", "P", "K2"),
+}
+#: run.json entries the report reads, as (section, key); section None is the top level.
+RUN_JSON_KEYS = [
+    (None, "name"),
+    ("config", "model"), ("config", "mode"), ("config", "energy_window"), ("config", "pca_window"),
+    ("config", "pca_components"),
+    ("model", "num_layers"),
+    ("graph", "kind"), ("graph", "num_nodes"), ("graph", "edges"), ("graph", "labels"),
+]
+#: The paper's headline layer is block 26 of 32 in Llama-3.1-8B, about 80% of the depth.
+DEFAULT_LAYER_DEPTH = 0.8
+
+
+@dataclass(frozen=True)
+class Run:
+    """A loaded run folder: ``info`` is run.json, ``arrays`` the arrays of results.npz.
+
+    Make one with :func:`load_run`; it checks the folder against docs/run-format.md.
+
+    >>> from icgt.run_folder import load_run
+    >>> run = load_run(grid_run)
+    >>> run.graph_kind, run.layers.tolist(), run.arrays["pca_projections"].shape
+    ('grid', [0, 1, 2, 3, 4, 5, 6, 7], (8, 4, 16, 4))
+    """
+
+    folder: Path
+    info: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def name(self) -> str:
+        return self.info["name"]
+
+    @property
+    def model_name(self) -> str:
+        return self.info["config"]["model"]
+
+    @property
+    def graph_kind(self) -> str:
+        return self.info["graph"]["kind"]
+
+    @property
+    def labels(self) -> list[str]:
+        return self.info["graph"]["labels"]
+
+    @property
+    def edges(self) -> np.ndarray:
+        """The graph's undirected edges as an [E, 2] int array of node indices."""
+        return np.asarray(self.info["graph"]["edges"], dtype=np.int64).reshape(-1, 2)
+
+    @property
+    def num_layers(self) -> int:
+        """Decoder blocks in the model (not only the captured ones)."""
+        return self.info["model"]["num_layers"]
+
+    @property
+    def layers(self) -> np.ndarray:
+        """The captured 0-based decoder blocks; array axis L follows this order."""
+        return self.arrays["layers"]
+
+    @property
+    def is_days(self) -> bool:
+        return self.graph_kind == "days"
+
+    @property
+    def title(self) -> str:
+        """Model, graph and sampling mode, for figure titles."""
+        return (f"{self.model_name} · {self.graph_kind} graph ({len(self.labels)} nodes) · "
+                f"{self.info['config']['mode']}")
+
+    def default_layer(self) -> int:
+        """The captured block closest to 80% of the model's depth (the paper's block 26 of 32).
+
+        >>> from icgt.run_folder import load_run
+        >>> load_run(grid_run).default_layer()   # 8 blocks: 0.8 * 8 = 6.4
+        6
+        """
+        target = DEFAULT_LAYER_DEPTH * self.num_layers
+        return int(self.layers[np.argmin(np.abs(self.layers - target))])
+
+    def layer_index(self, layer: int | None = None) -> int:
+        """Position of a captured block on the arrays' layer axis; None means the default layer.
+
+        >>> from icgt.run_folder import load_run
+        >>> load_run(grid_run).layer_index(3)
+        3
+        """
+        layer = self.default_layer() if layer is None else layer
+        matches = np.flatnonzero(self.layers == layer)
+        if matches.size == 0:
+            raise ValueError(f"layer {layer} was not captured in run {self.name!r}; "
+                             f"captured layers: {self.layers.tolist()}")
+        return int(matches[0])
+
+    def layer_groups(self) -> dict[str, np.ndarray]:
+        """Indices into the layer axis of the shallow, middle and deep thirds of the model.
+
+        Thirds of the model's depth, so that runs capturing different blocks stay comparable;
+        a third with no captured block is left out.
+
+        >>> from icgt.run_folder import load_run
+        >>> {group: indices.tolist() for group, indices in load_run(grid_run).layer_groups().items()}
+        {'shallow': [0, 1, 2], 'middle': [3, 4, 5], 'deep': [6, 7]}
+        """
+        third = np.minimum(self.layers * 3 // self.num_layers, 2)
+        groups = {}
+        for number, group in enumerate(("shallow", "middle", "deep")):
+            indices = np.flatnonzero(third == number)
+            if indices.size:
+                groups[group] = indices
+        return groups
+
+    def layer_group_means(self, array_name: str) -> dict[str, np.ndarray]:
+        """The mean over the layers of each layer group of an array whose first axis is the layer axis.
+
+        NaN where every layer of the group is NaN (for example a node absent from the window).
+
+        >>> from icgt.run_folder import load_run
+        >>> means = load_run(grid_run).layer_group_means("energy")
+        >>> list(means), means["deep"].shape
+        (['shallow', 'middle', 'deep'], (40,))
+        """
+        values = self.arrays[array_name]
+        return {group: _nanmean(values[indices]) for group, indices in self.layer_groups().items()}
+
+    def energy_sd_over_sequences(self) -> dict[str, np.ndarray]:
+        """For each layer group, the standard deviation over sequences of the per-sequence energy.
+
+        Each sequence's energy is first averaged over the group's layers, as the pooled curve is.
+
+        >>> from icgt.run_folder import load_run
+        >>> sd = load_run(grid_run).energy_sd_over_sequences()["deep"]
+        >>> bool(np.isnan(sd[0])), bool(0 < sd[-1] < 0.1)   # no energy at the first snapshot
+        (True, True)
+        """
+        per_sequence = self.layer_group_means("energy_per_sequence")
+        return {group: _nanstd(energies) for group, energies in per_sequence.items()}
+
+    def accuracy_curve(self, renormalized: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions, mean, sd) of accuracy over sequences, at the positions that some sequence scores.
+
+        ``renormalized`` picks the accuracy renormalised over the node tokens instead of the
+        full-vocabulary one.
+
+        >>> from icgt.run_folder import load_run
+        >>> positions, mean, sd = load_run(grid_run).accuracy_curve()
+        >>> int(positions[0]), bool(mean[-1] > 0.8)
+        (1, True)
+        """
+        accuracy = self.arrays["accuracy_renormalized" if renormalized else "accuracy"]
+        scored = self.arrays["scored"]
+        values = np.where(scored, accuracy, np.nan)
+        positions = np.flatnonzero(scored.any(axis=0))
+        values = values[:, positions]
+        return positions, _nanmean(values), _nanstd(values)
+
+    def chance_accuracy_renormalized(self) -> float:
+        """Renormalised accuracy of uniform guessing: the mean of degree/n over the scored positions.
+
+        >>> from icgt.run_folder import load_run
+        >>> round(load_run(grid_run).chance_accuracy_renormalized(), 2)
+        0.2
+        """
+        degree = np.bincount(self.edges.ravel(), minlength=len(self.labels))
+        nodes = self.arrays["nodes"][self.arrays["scored"]]
+        return float(degree[nodes].mean() / len(self.labels))
+
+
+def load_run(run_folder: str | os.PathLike) -> Run:
+    """Read and check a run folder (run.json and results.npz, as in docs/run-format.md).
+
+    Raises FileNotFoundError for a folder without run.json or results.npz, and ValueError for a wrong
+    format version, missing entries or arrays, or arrays whose shapes disagree; the message says what
+    was expected.
+
+    >>> from icgt.run_folder import load_run
+    >>> run = load_run(grid_run)
+    >>> run.name, run.model_name
+    ('synthetic-grid', 'toy-8-layers')
+    """
+    folder = Path(run_folder)
+    run_json = folder / "run.json"
+    results_npz = folder / "results.npz"
+    if not run_json.is_file():
+        raise FileNotFoundError(
+            f"{folder} is not an icgt run: it has no run.json "
+            f"(expected run.json and results.npz as written by `icgt run`, see docs/run-format.md)")
+    try:
+        info = json.loads(run_json.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{run_json} is not valid JSON ({error})") from None
+    _check_run_json(info, run_json)
+    if not results_npz.is_file():
+        raise FileNotFoundError(f"run {folder} has run.json but no results.npz "
+                                f"(expected the arrays listed in docs/run-format.md)")
+    try:
+        with np.load(results_npz, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{results_npz} is not a readable numpy .npz archive ({error})") from None
+    is_days = info["graph"]["kind"] == "days"
+    _check_arrays(arrays, {**RESULT_ARRAYS, **(DAYS_ARRAYS if is_days else {})}, results_npz,
+                  num_nodes=info["graph"]["num_nodes"])
+    run = Run(folder=folder, info=info, arrays=arrays)
+    _check_consistency(run, run_json)
+    return run
+
+
+def _check_run_json(info: Any, run_json: Path) -> None:
+    if not isinstance(info, dict) or "icgt_run_format" not in info:
+        raise ValueError(f"{run_json} is not an icgt run description: no 'icgt_run_format' entry")
+    if info["icgt_run_format"] != RUN_FORMAT_VERSION:
+        raise ValueError(f"{run_json} has icgt_run_format {info['icgt_run_format']!r}; this icgt reads "
+                         f"format {RUN_FORMAT_VERSION} (re-run the experiment, or use the icgt that wrote it)")
+    missing = []
+    for section, key in RUN_JSON_KEYS:
+        container = info if section is None else info.get(section)
+        if not isinstance(container, dict) or key not in container:
+            missing.append(key if section is None else f"{section}.{key}")
+    if isinstance(info.get("graph"), dict) and info["graph"].get("kind") == "days" and "weekly_order" not in info:
+        missing.append("weekly_order")
+    if missing:
+        raise ValueError(f"{run_json} lacks {', '.join(missing)} (see docs/run-format.md)")
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], expected: dict[str, tuple[str, ...]], results_npz: Path,
+                  num_nodes: int) -> None:
+    missing = [name for name in expected if name not in arrays]
+    if missing:
+        raise ValueError(f"{results_npz} lacks the arrays {', '.join(missing)}; expected "
+                         + ", ".join(f"{name} [{', '.join(dims)}]" for name, dims in expected.items()))
+    for name in INTEGER_ARRAYS:
+        if arrays[name].dtype.kind not in "iu":
+            raise ValueError(f"{results_npz}: {name} has dtype {arrays[name].dtype}, expected integers")
+    for name in BOOLEAN_ARRAYS:
+        if arrays[name].dtype != bool:
+            raise ValueError(f"{results_npz}: {name} has dtype {arrays[name].dtype}, expected bool")
+    sizes: dict[str, tuple[int, str]] = {"n": (num_nodes, "graph.num_nodes in run.json")}
+    for name, dims in expected.items():
+        shape = arrays[name].shape
+        if len(shape) != len(dims):
+            raise ValueError(f"{results_npz}: {name} has shape {shape}, expected [{', '.join(dims)}]")
+        for dim, size in zip(dims, shape):
+            known, source = sizes.setdefault(dim, (size, name))
+            if size != known:
+                raise ValueError(f"{results_npz}: {name} has shape {shape}, expected [{', '.join(dims)}] "
+                                 f"with {dim} = {known} as in {source}")
+    if sizes["k"][0] < 4:
+        raise ValueError(f"{results_npz}: pca_projections keeps k = {sizes['k'][0]} components, expected k >= 4")
+    if "K2" in sizes and sizes["K2"][0] != sizes["k"][0] // 2:
+        raise ValueError(f"{results_npz}: weekly_alignment has {sizes['K2'][0]} PC pairs, "
+                         f"expected k // 2 = {sizes['k'][0] // 2}")
+
+
+def _check_consistency(run: Run, run_json: Path) -> None:
+    num_nodes = len(run.labels)
+    if num_nodes != run.info["graph"]["num_nodes"]:
+        raise ValueError(f"{run_json}: graph.labels has {num_nodes} words, graph.num_nodes is "
+                         f"{run.info['graph']['num_nodes']}")
+    edges = run.edges
+    if edges.size and (edges.min() < 0 or edges.max() >= num_nodes):
+        raise ValueError(f"{run_json}: graph.edges refers to nodes outside 0..{num_nodes - 1}")
+    if run.layers.size == 0 or run.layers.min() < 0 or run.layers.max() >= run.num_layers:
+        raise ValueError(f"{run.folder / 'results.npz'}: layers {run.layers.tolist()} must be non-empty and within "
+                         f"0..{run.num_layers - 1} (model.num_layers = {run.num_layers})")
+    components = run.info["config"]["pca_components"]
+    if len(components) != 2 or not all(0 <= c < run.arrays["pca_projections"].shape[-1] for c in components):
+        raise ValueError(f"{run_json}: config.pca_components {components} must be two 0-based indices "
+                         f"below k = {run.arrays['pca_projections'].shape[-1]}")
+    if run.is_days and sorted(run.info["weekly_order"]) != sorted(run.labels):
+        raise ValueError(f"{run_json}: weekly_order {run.info['weekly_order']} must hold the same words "
+                         f"as graph.labels {run.labels}")
+
+
+def energy_minimum(positions: np.ndarray, energy: np.ndarray) -> tuple[int, float] | None:
+    """(position, value) of the lowest finite energy, or None when no snapshot has one.
+
+    >>> from icgt.run_folder import energy_minimum
+    >>> energy_minimum(np.array([10, 20, 30]), np.array([np.nan, 0.2, 0.3]))
+    (20, 0.2)
+    """
+    finite = np.isfinite(energy)
+    if not finite.any():
+        return None
+    best = np.flatnonzero(finite)[np.argmin(energy[finite])]
+    return int(positions[best]), float(energy[best])
+
+
+def steepest_rise(positions: np.ndarray, values: np.ndarray, bins_per_doubling: int = 2
+                  ) -> tuple[int, float] | None:
+    """(position, slope per doubling of context) where a curve rises fastest against log context length.
+
+    The curve is averaged in bins of equal width in log2(position), so that the many late positions
+    do not drown the few early ones, and differentiated by central differences over neighbouring bins.
+    None when fewer than three bins hold a finite value.
+
+    >>> from icgt.run_folder import steepest_rise
+    >>> t = np.arange(1, 1001)
+    >>> position, slope = steepest_rise(t, 1 / (1 + (100 / t) ** 2))
+    >>> 80 < position < 125, round(slope, 2)
+    (True, 0.33)
+    """
+    usable = np.isfinite(values) & (positions > 0)
+    log_positions = np.log2(positions[usable])
+    usable_values = values[usable]
+    if log_positions.size == 0:
+        return None
+    num_bins = max(1, math.ceil((log_positions.max() - log_positions.min()) * bins_per_doubling))
+    bin_of = np.minimum(((log_positions - log_positions.min()) * bins_per_doubling).astype(int), num_bins - 1)
+    counts = np.bincount(bin_of, minlength=num_bins)
+    occupied = counts > 0
+    if occupied.sum() < 3:
+        return None
+    centres = np.bincount(bin_of, log_positions, num_bins)[occupied] / counts[occupied]
+    means = np.bincount(bin_of, usable_values, num_bins)[occupied] / counts[occupied]
+    slopes = (means[2:] - means[:-2]) / (centres[2:] - centres[:-2])
+    best = int(np.argmax(slopes)) + 1
+    return int(round(2 ** centres[best])), float(slopes[best - 1])
+
+
+def _nanmean(values: np.ndarray) -> np.ndarray:
+    """Mean over the first axis, NaN (without a warning) where every value is NaN."""
+    counts = np.isfinite(values).sum(axis=0)
+    return np.where(counts > 0, np.nansum(values, axis=0) / np.maximum(counts, 1), np.nan)
+
+
+def _nanstd(values: np.ndarray) -> np.ndarray:
+    """Population standard deviation over the first axis, NaN (without a warning) where every value is NaN."""
+    return np.sqrt(_nanmean((values - _nanmean(values)) ** 2))

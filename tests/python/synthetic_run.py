@@ -1,0 +1,155 @@
+"""Synthetic run folders in the format of docs/run-format.md, with known answers planted in them.
+
+Planted: energy that falls to its minimum at ENERGY_MINIMUM_AT in every layer and then flattens
+(NaN at the first snapshot, as when nodes are absent from the window); accuracy that rises fastest
+at ACCURACY_RISE_AT and ends near FINAL_ACCURACY; class means that move from noise to the graph's
+spectral layout, with random sign flips between snapshots. Days runs put the weekly circle on
+PCs 1-2 and the in-context ring on PCs 3-4.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+WORDS = ("apple bird car egg house milk plane opera box sand sun mango rock math code phone").split()
+WEEKLY_ORDER = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+#: Every third day of the week: neighbours on this ring are never neighbours in the week.
+IN_CONTEXT_RING = [WEEKLY_ORDER[(3 * i) % 7] for i in range(7)]
+NUM_LAYERS = 8
+NUM_SEQUENCES = 4
+NUM_POSITIONS = 401  # BOS and 400 words
+PCA_POSITIONS = [25, 50, 100, 400]
+K = 4
+ENERGY_MINIMUM_AT = 40
+ACCURACY_RISE_AT = 60
+FINAL_ACCURACY = 0.1 + 0.8 / (1 + (ACCURACY_RISE_AT / 400) ** 2)
+
+
+def grid_edges(rows, cols):
+    """Row-major 4-neighbourhood lattice, as icgt.Graph.square_grid."""
+    right = [(r * cols + c, r * cols + c + 1) for r in range(rows) for c in range(cols - 1)]
+    down = [(r * cols + c, (r + 1) * cols + c) for r in range(rows - 1) for c in range(cols)]
+    return sorted(right + down)
+
+
+def ring_edges(n):
+    return sorted(tuple(sorted((i, (i + 1) % n))) for i in range(n))
+
+
+def spectral_embedding(num_nodes, edges, k):
+    """Laplacian eigenvectors z2 .. z(k+1)."""
+    adjacency = np.zeros((num_nodes, num_nodes))
+    for a, b in edges:
+        adjacency[a, b] = adjacency[b, a] = 1
+    _, vectors = np.linalg.eigh(np.diag(adjacency.sum(axis=1)) - adjacency)
+    return vectors[:, 1:k + 1]
+
+
+def run_info(graph="grid"):
+    """run.json for a synthetic grid (4x4) or days-of-week run."""
+    labels = WORDS if graph == "grid" else IN_CONTEXT_RING
+    edges = grid_edges(4, 4) if graph == "grid" else ring_edges(7)
+    info = {
+        "icgt_run_format": 1,
+        "name": f"synthetic-{graph}",
+        "config": {"model": "toy-8-layers", "preset": graph, "graph": graph, "mode": "walk",
+                   "num_sequences": NUM_SEQUENCES, "sequence_length": NUM_POSITIONS - 1,
+                   "energy_window": 20, "energy_every": 10, "pca_window": 200, "pca_positions": PCA_POSITIONS,
+                   "null_permutations": 100, "seed": 0, "pca_components": [0, 1]},
+        "model": {"name": "toy-8-layers", "architecture": "llama", "num_layers": NUM_LAYERS, "hidden_size": 32,
+                  "bundle_sha256": "0" * 64},
+        "graph": {"kind": graph, "num_nodes": len(labels), "edges": [list(edge) for edge in edges],
+                  "labels": labels},
+        "versions": {"icgt": "0.1.0", "torch": "2.4.0", "python": "3.11"},
+        "timings": {"sample_s": 0.1, "probe_s": 2.0, "analysis_s": 0.5, "total_s": 2.6},
+    }
+    if graph == "days":
+        info["weekly_order"] = WEEKLY_ORDER
+    return info
+
+
+def results(info, seed=0):
+    """results.npz arrays for run_info(...), with the planted answers of this module."""
+    rng = np.random.default_rng(seed)
+    num_nodes = info["graph"]["num_nodes"]
+    edges = info["graph"]["edges"]
+    neighbours = [[b for a, b in edges if a == node] + [a for a, b in edges if b == node] for node in range(num_nodes)]
+    layers = np.arange(NUM_LAYERS)
+    nodes = np.full((NUM_SEQUENCES, NUM_POSITIONS), -1, dtype=np.int64)
+    for sequence in range(NUM_SEQUENCES):
+        nodes[sequence, 1] = sequence % num_nodes
+        for position in range(2, NUM_POSITIONS):
+            nodes[sequence, position] = rng.choice(neighbours[nodes[sequence, position - 1]])
+    scored = nodes >= 0
+    scored[:, -1] = False
+    t = np.arange(NUM_POSITIONS, dtype=float)
+    with np.errstate(divide="ignore"):
+        rise = 1 / (1 + (ACCURACY_RISE_AT / t) ** 2)
+    accuracy = np.where(scored, 0.1 + 0.8 * rise + rng.uniform(-0.02, 0.02, scored.shape), np.nan)
+    accuracy_renormalized = np.where(scored, 0.25 + 0.7 * rise, np.nan)
+
+    energy_positions = np.arange(10, NUM_POSITIONS, 10)
+    log_ratio = np.log(energy_positions / ENERGY_MINIMUM_AT)
+    shape = np.where(log_ratio < 0, 0.3 * log_ratio ** 2, 0.02 * log_ratio)
+    energy = (0.5 - 0.03 * layers)[:, None] + shape[None, :]
+    energy[:, 0] = np.nan
+    energy_per_sequence = energy[:, None, :] + rng.normal(0, 0.02, (NUM_LAYERS, NUM_SEQUENCES, energy_positions.size))
+    growth = energy_positions / (energy_positions + 50.0)
+    depth = (layers + 1)[:, None] / NUM_LAYERS
+
+    layout = spectral_embedding(num_nodes, edges, K)
+    target = layout
+    if info["graph"]["kind"] == "days":
+        weekly_angle = 2 * np.pi * np.array([WEEKLY_ORDER.index(day) for day in info["graph"]["labels"]]) / 7
+        ring_angle = 2 * np.pi * np.arange(7) / 7
+        target = np.stack([np.cos(weekly_angle), np.sin(weekly_angle),
+                           0.5 * np.cos(ring_angle), 0.5 * np.sin(ring_angle)], axis=1)
+    pca_positions = np.array(PCA_POSITIONS)
+    weight = (pca_positions / (pca_positions + 50.0))[None, :, None, None]
+    noise = rng.normal(0, 0.3, (NUM_LAYERS, pca_positions.size, num_nodes, K))
+    signs = rng.choice([-1.0, 1.0], (NUM_LAYERS, pca_positions.size, 1, K))
+    pca_projections = signs * (weight * target[None, None] + (1 - weight) * noise)
+    pca_projections[:, 0, :2] = np.nan
+    pca_explained = np.broadcast_to([0.40, 0.25, 0.15, 0.10], (NUM_LAYERS, pca_positions.size, K)).copy()
+
+    arrays = {
+        "layers": layers,
+        "nodes": nodes,
+        "scored": scored,
+        "accuracy": accuracy,
+        "accuracy_renormalized": accuracy_renormalized,
+        "energy_positions": energy_positions,
+        "energy": energy,
+        "energy_per_sequence": energy_per_sequence,
+        "energy_scale_invariant": 0.8 - 0.3 * depth * growth[None, :],
+        "energy_null_mean": np.full(energy.shape, 0.9),
+        "energy_null_sd": np.full(energy.shape, 0.03),
+        "pca_positions": pca_positions,
+        "pca_projections": pca_projections,
+        "pca_explained": pca_explained,
+        "alignment_positions": energy_positions,
+        "spectral_alignment": 0.9 * depth * growth[None, :],
+        "distance_correlation": 0.8 * depth * growth[None, :],
+        "spectral_embedding": layout,
+    }
+    if info["graph"]["kind"] == "days":
+        pairs = (NUM_LAYERS, pca_positions.size)
+        arrays["weekly_alignment"] = np.stack([np.full(pairs, 0.9), np.full(pairs, 0.1)], axis=-1)
+        arrays["ring_alignment"] = np.stack([np.full(pairs, 0.1), np.broadcast_to(weight[:, :, 0, 0], pairs)], axis=-1)
+    return arrays
+
+
+def write_run(folder, info, arrays):
+    """Write run.json and results.npz into folder (created); return the folder as a Path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "run.json").write_text(json.dumps(info, indent=1))
+    np.savez(folder / "results.npz", **arrays)
+    return folder
+
+
+def write_synthetic_run(folder, graph="grid"):
+    """A complete synthetic run of the given graph ("grid" or "days") in folder."""
+    info = run_info(graph)
+    return write_run(folder, info, results(info))
