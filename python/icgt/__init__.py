@@ -15,7 +15,9 @@ import torch  # noqa: F401  (loads LibTorch before libicgt, which links it)
 
 from . import _icgt
 from ._icgt import NOT_A_NODE, Graph, WalkSampler
+from .bundles import BUILTIN_MODELS, bundle_for, cache_dir, read_bundle_config
 from .graphs import from_networkx, to_networkx
+from .tokens import DEFAULT_WORDS, PROTOCOL_WORDS, SplitWordsError, concept_token_ids, load_tokenizer
 
 try:
     __version__ = version("icgt")
@@ -28,4 +30,8 @@ cmake_prefix_path = str(Path(_icgt.__file__).resolve().parent)
 Graph.from_networkx = staticmethod(from_networkx)
 Graph.to_networkx = to_networkx
 
-__all__ = ["NOT_A_NODE", "Graph", "WalkSampler", "cmake_prefix_path"]
+__all__ = [
+    "BUILTIN_MODELS", "DEFAULT_WORDS", "NOT_A_NODE", "PROTOCOL_WORDS", "Graph", "SplitWordsError",
+    "WalkSampler", "bundle_for", "cache_dir", "cmake_prefix_path", "concept_token_ids", "load_tokenizer",
+    "read_bundle_config",
+]
