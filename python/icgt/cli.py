@@ -22,7 +22,8 @@ def add_export_command(subcommands: argparse._SubParsersAction) -> None:
         description="Export MODEL to an icgt bundle and print the bundle's path. Without --output the "
                     "bundle goes to the cache ($ICGT_CACHE_DIR, default ~/.cache/icgt) and is reused later.",
     )
-    parser.add_argument("model", help=f"a built-in model {BUILTIN_MODELS}, a .gguf file or a Hugging Face checkpoint folder")
+    parser.add_argument("model",
+                        help=f"a built-in model {BUILTIN_MODELS}, a .gguf file or a Hugging Face checkpoint folder")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weight dtype (default float32)")
     parser.add_argument("--output", type=Path, help="write the bundle here instead of the cache")
     parser.set_defaults(run=run_export)

@@ -15,8 +15,8 @@ _CHECKPOINT_FILES = ("*.json", "*.safetensors", "tokenizer.model")
 def sha256_of(source: str | Path) -> str:
     """The sha256 of a file, or of a checkpoint folder's manifest (name and sha256 of each model file).
 
-    >>> sha256_of("SmolLM2-135M-Instruct.Q4_1.gguf")  # doctest: +SKIP
-    'f4ba9b4e...'
+    >>> len(sha256_of("SmolLM2-135M-Instruct.Q4_1.gguf"))  # doctest: +SKIP
+    64
     """
     source = Path(source)
     if source.is_file():

@@ -45,9 +45,9 @@ _TOP_TENSORS = {"token_embd": "embed", "output_norm": "final_norm", "output": "h
 class GGUFFile:
     """An open GGUF file: its metadata, its icgt ModelConfig and its weights under icgt's names.
 
-    >>> gguf_file = GGUFFile(icgt.builtin_source("smollm2-135m"))  # doctest: +SKIP
-    >>> gguf_file.config.num_layers  # doctest: +SKIP
-    30
+    >>> gguf_file = GGUFFile(icgt.bundles.builtin_source("smollm2-135m").path)
+    >>> gguf_file.config.num_layers, gguf_file.config.tie_word_embeddings
+    (30, True)
     """
 
     def __init__(self, path: str | Path) -> None:

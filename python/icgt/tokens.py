@@ -20,6 +20,9 @@ PROTOCOL_WORDS = (
     "fire", "boat", "mouse", "cup", "book", "paper", "key", "tea", "shoe", "ball",
 )
 
+#: The semantic-conflict experiment's words, in weekly order (the ring it is placed on permutes them).
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
 #: Plain English nouns, none of them a protocol word, to stand in for words a tokenizer splits.
 SPARE_NOUNS = (
     "cat", "fish", "door", "lamp", "hat", "bed", "bread", "chair", "table", "horse",
@@ -54,7 +57,7 @@ def concept_token_ids(tokenizer: Tokenizer, words: list[str] | tuple[str, ...]) 
 
     >>> tokenizer = load_tokenizer("smollm2-135m")  # doctest: +SKIP
     >>> concept_token_ids(tokenizer, ["apple", "bird"])  # doctest: +SKIP
-    [12650, 8998]
+    [11977, 5615]
     """
     ids = []
     splits: dict[str, list[str]] = {}
@@ -102,7 +105,7 @@ def surface_bytes(tokenizer: Tokenizer) -> list[bytes]:
     style ("▁apple") turns "▁" into a space and byte-fallback tokens <0xNN> into that byte.
     Added and special tokens contribute their text (e.g. b"<bos>").
 
-    >>> surface_bytes(load_tokenizer("smollm2-135m"))[12650]  # doctest: +SKIP
+    >>> surface_bytes(load_tokenizer("smollm2-135m"))[11977]  # doctest: +SKIP
     b' apple'
     """
     spec = json.loads(tokenizer.to_str())
@@ -154,7 +157,7 @@ def vocabulary_hex(tokenizer: Tokenizer, vocab_size: int) -> str:
 
     Lines run over the model's ``vocab_size``: an id the tokenizer lacks gives an empty line.
 
-    >>> vocabulary_hex(load_tokenizer("smollm2-135m"), 49152).splitlines()[12650]  # doctest: +SKIP
+    >>> vocabulary_hex(load_tokenizer("smollm2-135m"), 49152).splitlines()[11977]  # doctest: +SKIP
     '206170706c65'
     """
     surfaces = surface_bytes(tokenizer)

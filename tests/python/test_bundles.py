@@ -142,7 +142,8 @@ def test_an_unknown_built_in_name_is_refused():
 
 
 def test_an_unsupported_dtype_is_refused(checkpoint):
-    with pytest.raises(ValueError, match=r"dtype 'float16' is not supported; expected one of \['bfloat16', 'float32'\]"):
+    expected = r"dtype 'float16' is not supported; expected one of \['bfloat16', 'float32'\]"
+    with pytest.raises(ValueError, match=expected):
         bundle_for(checkpoint, "float16")
 
 

@@ -34,7 +34,8 @@ def tiny_llama(rope: dict, tied: bool):
 
 def converter_permute(weight: np.ndarray, heads: int) -> np.ndarray:
     """convert_hf_to_gguf.py's LlamaModel.permute (the row order llama.cpp's rotary kernel expects)."""
-    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+    rows = weight.shape[0]
+    return weight.reshape(heads, 2, rows // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
 def llama3_rope_factors(rope: dict) -> np.ndarray:

@@ -15,7 +15,8 @@ from helpers import max_relative_error, randomise, reference_outputs, save_check
 import icgt
 from icgt.export import export_bundle
 
-# Per position, ||icgt - transformers|| / ||transformers|| (float32). Measured: at most about 2e-6.
+# Per position, ||icgt - transformers|| / ||transformers|| (float32). Measured: 0 (bit-identical)
+# against transformers' default attention (SDPA; eager for Gemma 2), also in bfloat16.
 TOLERANCE = 1e-5
 LENGTH = 64
 WINDOW = 8
@@ -99,7 +100,8 @@ def exported(request, tokenizer, tmp_path_factory):
 
 def test_every_hidden_state_and_the_logits_match_transformers(exported, tokenizer):
     hf_model, bundle, _, _ = exported
-    input_ids = torch.randint(3, tokenizer.get_vocab_size() - 3, (2, LENGTH), generator=torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(3, tokenizer.get_vocab_size() - 3, (2, LENGTH), generator=generator)
     hf_states, hf_raw_last, hf_logits = reference_outputs(hf_model, input_ids)
     with torch.no_grad():
         states = bundle.hidden_states(input_ids)

@@ -53,7 +53,8 @@ def test_rotary_frequencies_equal_transformers(rope):
 def test_freq_factors_divide_the_default_frequencies():
     factors = [1.0, 2.0, 4.0, 8.0]
     expected = rope_inverse_frequencies(8, 10000.0, None) / torch.tensor(factors)
-    assert torch.equal(rope_inverse_frequencies(8, 10000.0, {"rope_type": "freq_factors", "factors": factors}), expected)
+    scaling = {"rope_type": "freq_factors", "factors": factors}
+    assert torch.equal(rope_inverse_frequencies(8, 10000.0, scaling), expected)
 
 
 @pytest.mark.parametrize("architecture, overrides, message", [

@@ -8,8 +8,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 import icgt
 from icgt.bundles import read_bundle_file
-from icgt.tokens import (DEFAULT_WORDS, PROTOCOL_WORDS, SPARE_NOUNS, SplitWordsError, concept_token_ids,
-                         substitute_split_words, surface_bytes, vocabulary_hex)
+from icgt.tokens import (DAY_NAMES, DEFAULT_WORDS, PROTOCOL_WORDS, SPARE_NOUNS, SplitWordsError,
+                         concept_token_ids, substitute_split_words, surface_bytes, vocabulary_hex)
 
 REAL_MODELS = ["smollm2-135m", "gemma3-270m"]
 # Plain nouns that both real tokenizers split (checked by the tests below).
@@ -40,6 +40,11 @@ def test_no_protocol_word_splits_for_the_built_in_models(real):
     assert DEFAULT_WORDS[real[0]] == PROTOCOL_WORDS
 
 
+def test_every_day_name_is_one_token(real):
+    _, _, tokenizer = real
+    assert len(set(concept_token_ids(tokenizer, DAY_NAMES))) == 7
+
+
 def test_the_error_names_every_split_word_and_its_pieces(real):
     _, _, tokenizer = real
     with pytest.raises(SplitWordsError) as raised:
@@ -62,7 +67,8 @@ def test_substitutes_replace_only_split_words(real):
 
 def test_substitutes_skip_spares_already_in_use_and_spares_that_split():
     tokenizer = tiny_tokenizer()  # only protocol words are single tokens here
-    assert substitute_split_words(tokenizer, ["zebra", "apple"], spares=("quagga", "apple", "bird")) == ["bird", "apple"]
+    spares = ("quagga", "apple", "bird")
+    assert substitute_split_words(tokenizer, ["zebra", "apple"], spares=spares) == ["bird", "apple"]
 
 
 def test_running_out_of_spares_is_an_error():
@@ -86,7 +92,7 @@ def test_vocabulary_hex_gives_each_concept_word_with_its_leading_space(real):
     by_surface = {}
     for token_id, line in enumerate(lines):
         by_surface.setdefault(bytes.fromhex(line), token_id)
-    for word, token_id in zip(PROTOCOL_WORDS, concept_token_ids(tokenizer, PROTOCOL_WORDS)):
+    for word, token_id in zip(PROTOCOL_WORDS, concept_token_ids(tokenizer, PROTOCOL_WORDS), strict=True):
         assert lines[token_id] == (" " + word).encode().hex()
         assert by_surface[(" " + word).encode()] == token_id  # what a C++ lookup by bytes finds
 

@@ -7,7 +7,7 @@ transformers to rounding. Parameters are created with torch.empty: the loader fi
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional  # TorchScript reads Optional[Tensor], not "Tensor | None"
 
 import torch
 import torch.nn.functional as F

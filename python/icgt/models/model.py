@@ -7,14 +7,14 @@ in between. Everything is TorchScript-compatible.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional  # TorchScript reads Optional[Tensor], not "Tensor | None"
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig, rope_inverse_frequencies
-from .layers import Attention, GatedMLP, GemmaRMSNorm, Linear, RMSNorm
+from .layers import Attention, GatedMLP, GemmaRMSNorm, RMSNorm
 
 FORMAT_VERSION = 1
 
