@@ -13,7 +13,13 @@ from pathlib import Path
 
 
 def add_export_command(subcommands: argparse._SubParsersAction) -> None:
-    """``icgt export MODEL [--dtype] [--output]``: write a model's bundle and print its path."""
+    """Register ``icgt export MODEL [--dtype] [--output]``, which writes a model's bundle and prints its path.
+
+    >>> parser = argparse.ArgumentParser(prog="icgt")
+    >>> add_export_command(parser.add_subparsers())
+    >>> parser.parse_args(["export", "smollm2-135m", "--dtype", "bfloat16"]).dtype
+    'bfloat16'
+    """
     from .bundles import BUILTIN_MODELS
     from .export import DTYPES
 
@@ -26,10 +32,10 @@ def add_export_command(subcommands: argparse._SubParsersAction) -> None:
                         help=f"a built-in model {BUILTIN_MODELS}, a .gguf file or a Hugging Face checkpoint folder")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weight dtype (default float32)")
     parser.add_argument("--output", type=Path, help="write the bundle here instead of the cache")
-    parser.set_defaults(run=run_export)
+    parser.set_defaults(run=_run_export)
 
 
-def run_export(args: argparse.Namespace) -> int:
+def _run_export(args: argparse.Namespace) -> int:
     from .bundles import bundle_for, resolve
     from .export import export_bundle
 

@@ -68,7 +68,11 @@ class GGUFFile:
         self.config = self._config()
 
     def field(self, key: str, default: Any = KeyError) -> Any:
-        """The value of metadata ``key``; ``default`` when it is absent (KeyError when no default is given)."""
+        """The value of metadata ``key``; ``default`` when it is absent, else ValueError naming the key.
+
+        >>> gguf_file.field("llama.rope.freq_base")  # doctest: +SKIP
+        100000.0
+        """
         field = self.reader.get_field(key)
         if field is None:
             if default is KeyError:
@@ -143,7 +147,11 @@ class GGUFFile:
         return np.array(values, dtype=np.float32).reshape(tuple(reversed(tensor.shape.tolist())))
 
     def icgt_name(self, gguf_name: str) -> str | None:
-        """icgt's state-dict name of GGUF tensor ``gguf_name``; None for tensors icgt does not load."""
+        """icgt's state-dict name of GGUF tensor ``gguf_name``; None for tensors icgt does not load.
+
+        >>> gguf_file.icgt_name("blk.3.ffn_norm.weight")  # doctest: +SKIP
+        'blocks.3.mlp_norm.weight'
+        """
         if gguf_name == "rope_freqs.weight":
             return None
         stem, suffix = gguf_name.rsplit(".", 1)
@@ -155,7 +163,12 @@ class GGUFFile:
         raise ValueError(f"{self.path}: unexpected tensor {gguf_name!r} for architecture {self.architecture}")
 
     def weights(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """(icgt name, float32 tensor) for every weight, dequantised, in file order."""
+        """(icgt name, float32 tensor) for every weight, dequantised, in file order.
+
+        >>> name, tensor = next(GGUFFile(icgt.bundles.builtin_source("smollm2-135m").path).weights())
+        >>> name, tuple(tensor.shape), tensor.dtype
+        ('embed.weight', (49152, 576), torch.float32)
+        """
         config = self.config
         for gguf_name, tensor in self.tensors.items():
             name = self.icgt_name(gguf_name)

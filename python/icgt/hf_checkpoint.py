@@ -68,7 +68,11 @@ class HFCheckpoint:
         return config_from_transformers(hf_config, architecture, str(self.folder))
 
     def weights(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """(icgt name, tensor as stored) for every weight of the text model, file by file."""
+        """(icgt name, tensor as stored) for every weight of the text model, file by file.
+
+        >>> dict(HFCheckpoint("path/to/checkpoint").weights())["final_norm.weight"].shape  # doctest: +SKIP
+        torch.Size([576])
+        """
         from safetensors import safe_open
 
         prefix = self._text_prefix()

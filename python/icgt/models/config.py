@@ -58,16 +58,29 @@ class ModelConfig:
 
     @property
     def attention_scale(self) -> float:
-        """The factor on q.k before the softmax."""
+        """The factor on q.k before the softmax.
+
+        >>> ModelConfig.tiny("gemma2", query_pre_attn_scalar=16.0).attention_scale
+        0.25
+        """
         return (self.query_pre_attn_scalar or self.head_dim) ** -0.5
 
     @property
     def is_gemma(self) -> bool:
-        """Gemma's embedding scale, (1 + w) norms and post-norms apply."""
+        """Gemma's embedding scale, (1 + w) norms and post-norms apply.
+
+        >>> ModelConfig.tiny("gemma2").is_gemma, ModelConfig.tiny("llama").is_gemma
+        (True, False)
+        """
         return self.architecture in ("gemma2", "gemma3")
 
     def validate(self) -> None:
-        """Raise ValueError naming the first inconsistent hyper-parameter."""
+        """Raise ValueError naming the first inconsistent hyper-parameter (run on construction).
+
+        >>> ModelConfig.tiny("llama", num_kv_heads=3)
+        Traceback (most recent call last):
+        ValueError: ModelConfig: num_heads (4) must be a multiple of num_kv_heads (3)
+        """
 
         def fail(what: str) -> None:
             raise ValueError(f"ModelConfig: {what}")
@@ -102,7 +115,12 @@ class ModelConfig:
             fail("Gemma 3 has no attention-logit soft-capping; attn_logit_softcapping must be None")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``ModelConfig(**d)`` rebuilds the config."""
+        """A JSON-ready dict; ``ModelConfig(**d)`` rebuilds the config.
+
+        >>> config = ModelConfig.tiny("gemma3")
+        >>> ModelConfig(**config.to_dict()) == config
+        True
+        """
         return dataclasses.asdict(self)
 
     @classmethod

@@ -69,7 +69,12 @@ class RotaryEmbedding(nn.Module):
 
 
 def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Apply the rotary rotation to x [B, heads, T, head_dim] (transformers' rotate_half convention)."""
+    """Apply the rotary rotation to x [B, heads, T, head_dim] (transformers' rotate_half convention).
+
+    >>> cos, sin = RotaryEmbedding(torch.tensor([1.0]))(2, torch.float32)
+    >>> rotate(torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]]), cos, sin).squeeze().round(decimals=4).tolist()
+    [[1.0, 0.0], [0.5403, 0.8415]]
+    """
     half = x.size(-1) // 2
     rotated_half = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated_half * sin
@@ -79,6 +84,9 @@ def attention_mask(length: int, sliding_window: int, device: torch.device) -> Te
     """Boolean [T, T] mask: query i sees key j iff 0 <= i - j, and i - j < sliding_window when it is > 0.
 
     This is transformers' rule (create_sliding_window_causal_mask: kv_idx > q_idx - sliding_window).
+
+    >>> attention_mask(4, 2, torch.device("cpu")).int().tolist()
+    [[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
     """
     positions = torch.arange(length, device=device)
     distance = positions[:, None] - positions[None, :]
