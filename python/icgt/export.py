@@ -44,9 +44,8 @@ def export_bundle(source: str | Path, output: str | Path, dtype: str = "float32"
         bar.set_postfix_str("saving")
         bundle_config = {
             "format_version": FORMAT_VERSION,
-            "architecture": config.architecture,
-            "dtype": dtype,
             **config.to_dict(),
+            "dtype": dtype,
             "add_bos": _adds_bos(tokenizer, config.bos_token_id),
             "source": str(source.resolve()),
             "source_sha256": source_sha256 or sha256_of(source),

@@ -65,6 +65,8 @@ class GGUFFile:
             raise ValueError(f"{self.path}: GGUF architecture {self.architecture!r} is not supported; "
                              f"expected one of {SUPPORTED_ARCHITECTURES}")
         self.tensors = {tensor.name: tensor for tensor in self.reader.tensors}
+        if "token_embd.weight" not in self.tensors:
+            raise ValueError(f"{self.path}: the GGUF file has no token_embd.weight tensor")
         self.config = self._config()
 
     def field(self, key: str, default: Any = KeyError) -> Any:

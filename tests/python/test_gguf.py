@@ -154,6 +154,7 @@ def hf_llama():
     (dict(extra_tensors={"blk.0.attn_q.bias": np.zeros(HIDDEN, np.float32)}), ValueError,
      "unexpected weight 'blocks.0.attn.q_proj.bias'"),
     (dict(drop=("blk.1.ffn_up.weight",)), ValueError, r"1 weight\(s\) missing"),
+    (dict(drop=("token_embd.weight",)), ValueError, "the GGUF file has no token_embd.weight tensor"),
     (dict(metadata={"feed_forward_length": 80}), ValueError, "has shape .* expected"),
 ])
 def test_bad_gguf_files_are_refused_with_the_reason(tmp_path, hf_llama, change, error, message):
