@@ -100,6 +100,17 @@ def test_extra_files_read_without_loading_equal_what_torch_jit_load_gives(checkp
     assert icgt.load_tokenizer(bundle).to_str() == extra["tokenizer.json"].decode("utf-8")
 
 
+def test_a_sharded_checkpoint_gives_the_same_model(checkpoint, tmp_path):
+    from icgt.export import load_model
+
+    sharded = tmp_path / "sharded"
+    tiny_llama().save_pretrained(sharded, max_shard_size="40KB")
+    assert len(list(sharded.glob("*.safetensors"))) > 2 and (sharded / "model.safetensors.index.json").is_file()
+    ids = torch.tensor([[1, 7, 30, 4, 99]])
+    with torch.no_grad():
+        assert torch.equal(load_model(sharded)(ids), load_model(checkpoint)(ids))
+
+
 def test_the_gemma3_parts_are_reassembled_once(tmp_path):
     reason = real_model_missing("gemma3-270m")
     if reason:
