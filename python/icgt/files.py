@@ -1,0 +1,58 @@
+"""Content digests of model sources, and atomic file writes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+# Files of a checkpoint folder whose content defines the model; their digests make its sha256.
+_CHECKPOINT_FILES = ("*.json", "*.safetensors", "tokenizer.model")
+
+
+def sha256_of(source: str | Path) -> str:
+    """The sha256 of a file, or of a checkpoint folder's manifest (name and sha256 of each model file).
+
+    >>> len(sha256_of("SmolLM2-135M-Instruct.Q4_1.gguf"))  # doctest: +SKIP
+    64
+    """
+    source = Path(source)
+    if source.is_file():
+        return sha256_of_parts([source])
+    files = sorted({file for pattern in _CHECKPOINT_FILES for file in source.glob(pattern)})
+    manifest = "".join(f"{file.name}\0{sha256_of_parts([file])}\n" for file in files)
+    return hashlib.sha256(manifest.encode("utf-8")).hexdigest()
+
+
+def sha256_of_parts(parts: list[Path]) -> str:
+    """The sha256 of the concatenation of the files ``parts``.
+
+    >>> sha256_of_parts([]) == hashlib.sha256(b"").hexdigest()
+    True
+    """
+    digest = hashlib.sha256()
+    for part in parts:
+        with open(part, "rb") as file:
+            while chunk := file.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(temporary_path)`` in ``path``'s folder, then rename onto ``path``; on failure remove it.
+
+    A crash therefore never leaves a partial file at ``path``.
+
+    >>> write_atomically(Path("/tmp/example.txt"), lambda tmp: tmp.write_text("done"))
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(descriptor)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,188 @@
+"""Reading a Hugging Face checkpoint folder (config.json + *.safetensors) into icgt's names.
+
+Supported classes: LlamaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM and the text model of
+Gemma3ForConditionalGeneration (its vision tower is skipped). transformers' AutoConfig resolves the
+config, so that values a config.json leaves at their class default are read correctly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .models import ModelConfig
+
+SUPPORTED_MODEL_TYPES = {"llama": "llama", "gemma2": "gemma2", "gemma3_text": "gemma3", "gemma3": "gemma3"}
+_ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh"}
+
+# Where the text model's weights live, by the class that saved them.
+_TEXT_PREFIXES = ("model.", "model.language_model.", "language_model.model.")
+_HEAD_NAMES = ("lm_head.weight", "language_model.lm_head.weight")
+_LAYER_RENAMES = {
+    "llama": {
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "mlp_norm",
+    },
+    "gemma": {
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "post_attn_norm",
+        "pre_feedforward_layernorm": "mlp_norm",
+        "post_feedforward_layernorm": "post_mlp_norm",
+    },
+}
+_LAYER_KEY = re.compile(r"layers\.(\d+)\.(.+)\.weight")
+
+
+class HFCheckpoint:
+    """A Hugging Face checkpoint folder: its icgt ModelConfig and its weights under icgt's names.
+
+    >>> checkpoint = HFCheckpoint("path/to/checkpoint")  # doctest: +SKIP
+    >>> checkpoint.config.architecture  # doctest: +SKIP
+    'llama'
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        if not (self.folder / "config.json").is_file():
+            raise FileNotFoundError(f"no config.json in {self.folder}: expected a Hugging Face checkpoint folder")
+        self.files = sorted(self.folder.glob("*.safetensors"))
+        if not self.files:
+            raise FileNotFoundError(f"no *.safetensors weights in {self.folder}")
+        self.config = self._config()
+
+    def _config(self) -> ModelConfig:
+        from transformers import AutoConfig
+
+        hf_config = AutoConfig.from_pretrained(self.folder)
+        model_type = hf_config.model_type
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(f"{self.folder}: model_type {model_type!r} is not supported; expected one of "
+                             f"{sorted(SUPPORTED_MODEL_TYPES)} (Llama, Gemma 2, Gemma 3)")
+        if model_type == "gemma3":
+            hf_config = hf_config.text_config
+        architecture = SUPPORTED_MODEL_TYPES[model_type]
+        return config_from_transformers(hf_config, architecture, str(self.folder))
+
+    def weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """(icgt name, tensor as stored) for every weight of the text model, file by file.
+
+        >>> dict(HFCheckpoint("path/to/checkpoint").weights())["final_norm.weight"].shape  # doctest: +SKIP
+        torch.Size([576])
+        """
+        from safetensors import safe_open
+
+        prefix = self._text_prefix()
+        renames = _LAYER_RENAMES["llama" if self.config.architecture == "llama" else "gemma"]
+        for file in self.files:
+            with safe_open(file, framework="pt") as tensors:
+                for key in tensors.keys():
+                    name = self._icgt_name(key, prefix, renames)
+                    if name is not None:
+                        yield name, tensors.get_tensor(key)
+
+    def _text_prefix(self) -> str:
+        from safetensors import safe_open
+
+        keys: set[str] = set()
+        for file in self.files:
+            with safe_open(file, framework="pt") as tensors:
+                keys.update(tensors.keys())
+        for prefix in _TEXT_PREFIXES:
+            if f"{prefix}embed_tokens.weight" in keys:
+                return prefix
+        raise ValueError(f"{self.folder}: no token embedding found; expected one of "
+                         f"{[p + 'embed_tokens.weight' for p in _TEXT_PREFIXES]}")
+
+    def _icgt_name(self, key: str, prefix: str, renames: dict[str, str]) -> str | None:
+        if key in _HEAD_NAMES:
+            return "head.weight"
+        if not key.startswith(prefix):
+            return None  # another tower (vision, projector) of a multimodal checkpoint
+        local = key[len(prefix):]
+        if local.endswith("rotary_emb.inv_freq"):
+            return None  # derived from the config; old checkpoints stored it anyway
+        if local == "embed_tokens.weight":
+            return "embed.weight"
+        if local == "norm.weight":
+            return "final_norm.weight"
+        match = _LAYER_KEY.fullmatch(local)
+        if match is None:
+            raise ValueError(f"{self.folder}: unexpected tensor {key!r} (biases and other extras are not supported)")
+        layer, part = match.groups()
+        part = renames.get(part, part).replace("self_attn.", "attn.")
+        return f"blocks.{layer}.{part}.weight"
+
+
+def config_from_transformers(hf_config: Any, architecture: str, where: str) -> ModelConfig:
+    """icgt's ModelConfig of a transformers (>= 5) text-model config of ``architecture``.
+
+    >>> from transformers import LlamaConfig
+    >>> config_from_transformers(LlamaConfig(num_hidden_layers=2), "llama", "example").num_layers
+    2
+    """
+
+    def unsupported(what: str) -> ValueError:
+        return ValueError(f"{where}: {what} is not supported")
+
+    if getattr(hf_config, "attention_bias", False) or getattr(hf_config, "mlp_bias", False):
+        raise unsupported("a model with attention or MLP biases")
+    if getattr(hf_config, "use_bidirectional_attention", False):
+        raise unsupported("bidirectional attention")
+    activation = getattr(hf_config, "hidden_activation", None) or hf_config.hidden_act
+    if activation not in _ACTIVATIONS:
+        raise unsupported(f"activation {activation!r} (expected one of {sorted(_ACTIVATIONS)})")
+    if hf_config.bos_token_id is None:
+        raise ValueError(f"{where}: the config has no bos_token_id")
+    heads = hf_config.num_attention_heads
+    layer_types = [
+        "sliding" if kind == "sliding_attention" else "full"
+        for kind in getattr(hf_config, "layer_types", None) or ["full_attention"] * hf_config.num_hidden_layers
+    ]
+    rope = hf_config.rope_parameters
+    global_rope = rope["full_attention"] if architecture == "gemma3" else rope
+    local_theta = None
+    if architecture == "gemma3":
+        local_rope = rope["sliding_attention"]
+        if local_rope.get("rope_type", "default") != "default":
+            raise unsupported(f"rope scaling {local_rope['rope_type']!r} on sliding-window layers")
+        local_theta = float(local_rope["rope_theta"])
+    return ModelConfig(
+        architecture=architecture,
+        vocab_size=hf_config.vocab_size,
+        hidden_size=hf_config.hidden_size,
+        intermediate_size=hf_config.intermediate_size,
+        num_layers=hf_config.num_hidden_layers,
+        num_heads=heads,
+        num_kv_heads=hf_config.num_key_value_heads or heads,
+        head_dim=getattr(hf_config, "head_dim", None) or hf_config.hidden_size // heads,
+        rms_norm_eps=hf_config.rms_norm_eps,
+        rope_theta=float(global_rope["rope_theta"]),
+        rope_scaling=_rope_scaling(global_rope, unsupported),
+        local_rope_theta=local_theta,
+        hidden_activation=_ACTIVATIONS[activation],
+        tie_word_embeddings=bool(hf_config.tie_word_embeddings),
+        bos_token_id=hf_config.bos_token_id,
+        max_position_embeddings=hf_config.max_position_embeddings,
+        layer_types=layer_types,
+        sliding_window=getattr(hf_config, "sliding_window", None) if "sliding" in layer_types else None,
+        query_pre_attn_scalar=getattr(hf_config, "query_pre_attn_scalar", None),
+        # transformers' Gemma 3 ignores attn_logit_softcapping; so does icgt.
+        attn_logit_softcapping=getattr(hf_config, "attn_logit_softcapping", None) if architecture == "gemma2" else None,
+        final_logit_softcapping=getattr(hf_config, "final_logit_softcapping", None),
+    )
+
+
+def _rope_scaling(rope: dict[str, Any], unsupported: Any) -> dict[str, Any] | None:
+    rope_type = rope.get("rope_type", "default")
+    if rope_type == "default":
+        return None
+    if rope_type == "linear":
+        return {"rope_type": "linear", "factor": float(rope["factor"])}
+    if rope_type == "llama3":
+        keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+        return {"rope_type": "llama3", **{key: rope[key] for key in keys}}
+    raise unsupported(f"rope scaling {rope_type!r} (expected default, linear or llama3)")

