@@ -30,6 +30,8 @@ def public_docstrings():
                     visit(f"{name}.{member_name}", getattr(obj, member_name), 1)
 
     for module_info in pkgutil.walk_packages(icgt.__path__, prefix="icgt."):
+        if module_info.name.endswith("__main__"):  # importing it runs the command line
+            continue
         module = importlib.import_module(module_info.name)
         visit(module.__name__, module)
         for member_name, member in vars(module).items():
