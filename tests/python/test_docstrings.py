@@ -26,7 +26,7 @@ def public_docstrings():
     """
     found, visited = {}, set()
 
-    def visit(name, obj, module, depth=0):
+    def visit(name, obj, depth=0):
         doc = inspect.getdoc(obj) if not isinstance(obj, property) else obj.__doc__
         defined_in = obj.__name__ if inspect.ismodule(obj) else getattr(
             obj.fget if isinstance(obj, property) else obj, "__module__", None) or ""
@@ -37,18 +37,18 @@ def public_docstrings():
         if depth == 0 and inspect.isclass(obj):
             for member_name in vars(obj):
                 if not member_name.startswith("_"):
-                    visit(f"{name}.{member_name}", getattr(obj, member_name), module, 1)
+                    visit(f"{name}.{member_name}", getattr(obj, member_name), 1)
 
     for module_info in pkgutil.walk_packages(icgt.__path__, prefix="icgt."):
         if module_info.name.endswith(".__main__"):
             continue  # importing it runs the command line
         module = importlib.import_module(module_info.name)
-        visit(module.__name__, module, module)
+        visit(module.__name__, module)
         for member_name, member in vars(module).items():
             if member_name.startswith("_") or getattr(member, "__module__", None) != module.__name__:
                 continue  # private, or imported from elsewhere (visited where it is defined)
-            visit(f"{module.__name__}.{member_name}", member, module)
-    visit("icgt", icgt, icgt)
+            visit(f"{module.__name__}.{member_name}", member)
+    visit("icgt", icgt)
     return found
 
 
