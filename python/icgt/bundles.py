@@ -43,7 +43,8 @@ class Source:
 def cache_dir() -> Path:
     """The icgt cache folder: $ICGT_CACHE_DIR, else ~/.cache/icgt.
 
-    >>> cache_dir()  # with ICGT_CACHE_DIR=/tmp/icgt-cache  # doctest: +SKIP
+    >>> os.environ["ICGT_CACHE_DIR"] = "/tmp/icgt-cache"
+    >>> cache_dir()
     PosixPath('/tmp/icgt-cache')
     """
     return Path(os.environ.get("ICGT_CACHE_DIR") or Path.home() / ".cache" / "icgt").expanduser()
@@ -119,8 +120,10 @@ def bundle_for(model: str | Path, dtype: str = "float32", *, cache: str | Path |
 
     Later calls return the cached bundle as long as the source's sha256 is unchanged.
 
-    >>> path = bundle_for("smollm2-135m")  # doctest: +SKIP
-    >>> read_bundle_config(path)["architecture"]  # doctest: +SKIP
+    >>> path = bundle_for("smollm2-135m")
+    >>> path.name
+    'smollm2-135m-float32-b179c9523d0e6a0f.pt'
+    >>> read_bundle_config(path)["architecture"]
     'llama'
     """
     if dtype not in DTYPES:
@@ -148,8 +151,8 @@ def bundle_for(model: str | Path, dtype: str = "float32", *, cache: str | Path |
 def read_bundle_file(bundle: str | Path, name: str) -> bytes:
     """The extra file ``name`` of a bundle, read from the archive without loading the model.
 
-    >>> json.loads(read_bundle_file(path, "config.json"))["format_version"]  # doctest: +SKIP
-    1
+    >>> read_bundle_file(bundle_for("smollm2-135m"), "vocabulary.hex").splitlines()[11977]
+    b'206170706c65'
     """
     bundle = Path(bundle)
     if not bundle.is_file():
@@ -167,8 +170,9 @@ def read_bundle_file(bundle: str | Path, name: str) -> bytes:
 def read_bundle_config(bundle: str | Path) -> dict:
     """A bundle's config.json as a dict (format_version, architecture, hyper-parameters, source, ...).
 
-    >>> read_bundle_config(path)["dtype"]  # doctest: +SKIP
-    'float32'
+    >>> config = read_bundle_config(bundle_for("smollm2-135m"))
+    >>> config["architecture"], config["num_layers"], config["dtype"]
+    ('llama', 30, 'float32')
     """
     config = json.loads(read_bundle_file(bundle, "config.json"))
     if "format_version" not in config:

@@ -27,8 +27,8 @@ def export_bundle(source: str | Path, output: str | Path, dtype: str = "float32"
     complete, so a crash leaves no partial bundle. ``model_name`` (a built-in name) and a precomputed
     ``source_sha256`` are recorded in the bundle's config.json.
 
-    >>> export_bundle("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2.pt")  # doctest: +SKIP
-    PosixPath('smollm2.pt')
+    >>> export_bundle(tiny_llama_checkpoint, "tiny-llama.pt")
+    PosixPath('tiny-llama.pt')
     """
     source, output = Path(source), Path(output)
     model = load_model(source, dtype, progress=progress)
@@ -67,8 +67,8 @@ def load_model(source: str | Path, dtype: str = "float32", *, progress: bool = F
 
     ``progress`` shows a bar over the weights as they are read (and dequantised).
 
-    >>> model = load_model("SmolLM2-135M-Instruct.Q4_1.gguf")  # doctest: +SKIP
-    >>> model.config.num_layers  # doctest: +SKIP
+    >>> model = load_model(smollm2_gguf)
+    >>> model.config.num_layers
     30
     """
     if dtype not in DTYPES:

@@ -72,7 +72,7 @@ class GGUFFile:
     def field(self, key: str, default: Any = KeyError) -> Any:
         """The value of metadata ``key``; ``default`` when it is absent, else ValueError naming the key.
 
-        >>> gguf_file.field("llama.rope.freq_base")  # doctest: +SKIP
+        >>> gguf_file.field("llama.rope.freq_base")
         100000.0
         """
         field = self.reader.get_field(key)
@@ -151,7 +151,7 @@ class GGUFFile:
     def icgt_name(self, gguf_name: str) -> str | None:
         """icgt's state-dict name of GGUF tensor ``gguf_name``; None for tensors icgt does not load.
 
-        >>> gguf_file.icgt_name("blk.3.ffn_norm.weight")  # doctest: +SKIP
+        >>> gguf_file.icgt_name("blk.3.ffn_norm.weight")
         'blocks.3.mlp_norm.weight'
         """
         if gguf_name == "rope_freqs.weight":

@@ -40,9 +40,9 @@ _LAYER_KEY = re.compile(r"layers\.(\d+)\.(.+)\.weight")
 class HFCheckpoint:
     """A Hugging Face checkpoint folder: its icgt ModelConfig and its weights under icgt's names.
 
-    >>> checkpoint = HFCheckpoint("path/to/checkpoint")  # doctest: +SKIP
-    >>> checkpoint.config.architecture  # doctest: +SKIP
-    'llama'
+    >>> checkpoint = HFCheckpoint(tiny_llama_checkpoint)
+    >>> checkpoint.config.architecture, checkpoint.config.num_layers
+    ('llama', 2)
     """
 
     def __init__(self, folder: str | Path) -> None:
@@ -70,8 +70,8 @@ class HFCheckpoint:
     def weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(icgt name, tensor as stored) for every weight of the text model, file by file.
 
-        >>> dict(HFCheckpoint("path/to/checkpoint").weights())["final_norm.weight"].shape  # doctest: +SKIP
-        torch.Size([576])
+        >>> dict(HFCheckpoint(tiny_llama_checkpoint).weights())["final_norm.weight"].shape
+        torch.Size([32])
         """
         from safetensors import safe_open
 

@@ -53,6 +53,16 @@ def randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     return model.eval()
 
 
+def tiny_llama(seed: int = 0):
+    """A Llama of 2 layers, hidden size 32, over tiny_tokenizer's vocabulary, with random weights (randomise)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=tiny_tokenizer().get_vocab_size(), hidden_size=32, intermediate_size=48,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, bos_token_id=1,
+                         eos_token_id=2)
+    return randomise(LlamaForCausalLM(config), seed)
+
+
 def max_relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
     """max over positions of ||ours_t - reference_t|| / ||reference_t|| (the last dimension is the vector).
 

@@ -7,22 +7,13 @@ import zipfile
 
 import pytest
 import torch
-from helpers import randomise, real_model_missing, save_checkpoint, tiny_tokenizer
+from helpers import real_model_missing, save_checkpoint, tiny_llama, tiny_tokenizer
 
 import icgt
 from icgt import bundles
 from icgt.bundles import builtin_source, bundle_for, read_bundle_config, read_bundle_file, resolve
 from icgt.files import sha256_of, sha256_of_parts
 from icgt.hf_checkpoint import HFCheckpoint, config_from_transformers
-
-
-def tiny_llama(seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(vocab_size=tiny_tokenizer().get_vocab_size(), hidden_size=32, intermediate_size=48,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, bos_token_id=1,
-                         eos_token_id=2)
-    return randomise(LlamaForCausalLM(config), seed)
 
 
 @pytest.fixture
