@@ -11,4 +11,6 @@ PYBIND11_MODULE(_icgt, m) {
   icgt::python::register_errors();
   icgt::python::register_graph(m);
   icgt::python::register_walk_sampler(m);
+  icgt::python::register_representation_stats(m);
+  icgt::python::register_energy_metrics(m);
 }

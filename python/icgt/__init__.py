@@ -14,7 +14,7 @@ from pathlib import Path
 import torch  # noqa: F401  (loads LibTorch before libicgt, which links it)
 
 from . import _icgt
-from ._icgt import NOT_A_NODE, Graph, WalkSampler
+from ._icgt import NOT_A_NODE, EnergyMetrics, Graph, RepresentationStats, WalkSampler
 from .graphs import from_networkx, to_networkx
 
 try:
@@ -28,4 +28,4 @@ cmake_prefix_path = str(Path(_icgt.__file__).resolve().parent)
 Graph.from_networkx = staticmethod(from_networkx)
 Graph.to_networkx = to_networkx
 
-__all__ = ["NOT_A_NODE", "Graph", "WalkSampler", "cmake_prefix_path"]
+__all__ = ["NOT_A_NODE", "EnergyMetrics", "Graph", "RepresentationStats", "WalkSampler", "cmake_prefix_path"]
