@@ -167,7 +167,7 @@ snapshot with fewer than num_components + 1 present nodes gives NaN (no exceptio
 >>> stats = icgt.RepresentationStats(4)
 >>> rectangle = torch.tensor([[2.0, 1, 0], [2, -1, 0], [-2, -1, 0], [-2, 1, 0]])
 >>> pcs = stats.principal_components(rectangle, 2)
->>> [round(r, 3) for r in pcs.explained_variance_ratio.tolist()], pcs.components.abs().tolist()
+>>> [round(r, 3) for r in pcs.explained_variance_ratio.tolist()], pcs.components.abs().round(decimals=6).tolist()
 ([0.8, 0.2], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 )doc")
       .def_static(

@@ -80,7 +80,7 @@ torch::Tensor energy_factor(const torch::Tensor& x, EnergyMetrics::Energy energy
       torch::Tensor difference = torch::empty_like(mean);
       for (std::int64_t node = 0; node < x.size(-2); ++node) {
         torch::sub_out(difference, x.select(-2, node), mean);
-        deviation.add_(torch::linalg_vector_norm(difference, 2, -1).square_());
+        deviation.add_(difference.square_().sum(-1));
       }
       return (num_nodes * (num_nodes - 1)) / (2.0 * num_edges * 2.0 * num_nodes * deviation);
     }
@@ -98,7 +98,7 @@ torch::Tensor EnergyMetrics::dirichlet_energy(const torch::Tensor& representatio
   torch::Tensor difference = torch::empty_like(x.select(-2, 0));
   for (auto [i, j] : graph_.edges()) {
     torch::sub_out(difference, x.select(-2, i), x.select(-2, j));
-    raw.add_(torch::linalg_vector_norm(difference, 2, -1).square_());
+    raw.add_(difference.square_().sum(-1));
   }
   // Ordered pairs: each undirected edge twice.
   return 2 * raw * energy_factor(x, energy, graph_.num_edges());

@@ -83,7 +83,7 @@ torch::Tensor present_rows(const torch::Tensor& rows, const std::string& functio
 std::string first_true_index(const torch::Tensor& mask) {
   const torch::Tensor found = mask.nonzero();
   if (found.size(0) == 0) return "";
-  const torch::Tensor first = found[0].cpu();
+  const torch::Tensor first = found[0].cpu().contiguous();  // nonzero's result may be column-major
   return fmt::format("({})", fmt::join(first.data_ptr<std::int64_t>(),
                                        first.data_ptr<std::int64_t>() + first.numel(), ", "));
 }

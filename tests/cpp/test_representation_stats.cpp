@@ -194,6 +194,7 @@ TEST_CASE("class means: a NaN or infinity that enters a mean is an error; elsewh
   residuals[0][2][9][0] = std::numeric_limits<float>::infinity();  // after the last window
   CHECK_NOTHROW(stats.class_means(residuals, nodes, 2, {4, 8}));
   residuals[1][2][6][1] = kNaN;
+  residuals[1][2][7][3] = kNaN;  // the message names the first
   CHECK_THROWS_WITH(stats.class_means(residuals, nodes, 2, {4, 8}),
                     Contains("residuals holds a NaN or infinite value at index (1, 2, 6)"));
   CHECK_THROWS_AS(stats.class_means_per_sequence(residuals, nodes, 2, {4, 8}), icgt::ValueError);
