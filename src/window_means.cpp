@@ -61,8 +61,8 @@ SegmentPlan plan_segments(const TrailingWindows& windows) {
   return plan;
 }
 
-// The innermost loop of the sweep, sum += row. For float32 rows, the common case, GCC also builds
-// an AVX2 copy and picks one when the library loads: wider vectors halve the time of this loop.
+// The inner loops of the sweep. For float32 activations, the common case, GCC also builds AVX2
+// copies and picks one when the library loads: wider vectors halve the time of these loops.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define ICGT_WITH_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
 #else
@@ -76,6 +76,28 @@ ICGT_WITH_AVX2_CLONE void add_row(float* __restrict__ sum, const float* __restri
 template <typename sum_t, typename scalar_t>
 void add_row(sum_t* __restrict__ sum, const scalar_t* __restrict__ row, std::int64_t width) {
   for (std::int64_t h = 0; h < width; ++h) sum[h] += static_cast<sum_t>(row[h]);
+}
+
+// window += sign * segment, in float64.
+ICGT_WITH_AVX2_CLONE void add_segment(double* __restrict__ window, const float* __restrict__ segment, double sign,
+                                      std::int64_t size) {
+  for (std::int64_t i = 0; i < size; ++i) window[i] += sign * static_cast<double>(segment[i]);
+}
+
+void add_segment(double* __restrict__ window, const double* __restrict__ segment, double sign, std::int64_t size) {
+  for (std::int64_t i = 0; i < size; ++i) window[i] += sign * segment[i];
+}
+
+// mean = sum / count, or NaN for a node the window does not hold.
+ICGT_WITH_AVX2_CLONE void write_mean(float* __restrict__ mean, const double* __restrict__ sum, std::int64_t count,
+                                     std::int64_t width) {
+  for (std::int64_t h = 0; h < width; ++h) {
+    mean[h] = count > 0 ? static_cast<float>(sum[h] / static_cast<double>(count)) : std::numeric_limits<float>::quiet_NaN();
+  }
+}
+
+void write_mean(double* __restrict__ mean, const double* __restrict__ sum, std::int64_t count, std::int64_t width) {
+  for (std::int64_t h = 0; h < width; ++h) mean[h] = count > 0 ? sum[h] / static_cast<double>(count) : kNaN;
 }
 
 // One task per (leading index, slice of the hidden dimension). Segment sums are taken once each,
@@ -137,8 +159,7 @@ void fused_window_means(const torch::Tensor& source, const std::int64_t* node, s
         return static_cast<const sum_t*>(sum);
       };
       const auto update_window = [&](std::int64_t j, double sign) {
-        const sum_t* sum = segment_sum(j);
-        for (std::int64_t i = 0; i < slots; ++i) window_sum[i] += sign * static_cast<double>(sum[i]);
+        add_segment(window_sum.data(), segment_sum(j), sign, slots);
       };
       std::fill(window_sum.begin(), window_sum.end(), 0.0);
       std::int64_t entered = 0, left = 0;  // segments [left, entered) are in the window sum
@@ -153,12 +174,9 @@ void fused_window_means(const torch::Tensor& source, const std::int64_t* node, s
         for (std::int64_t group = 0; group < num_groups; ++group) {
           for (std::int64_t k = 0; k < num_nodes; ++k) {
             const std::int64_t n = count[(group * num_snapshots + s) * num_nodes + k];
-            const double* sum = window_sum.data() + (group * num_nodes + k) * slice_width;
-            sum_t* mean = out + (((leading * num_groups + group) * num_snapshots + s) * num_nodes + k) * hidden + lo;
             // Sums of absent nodes are only nearly 0 after rounding: their means are NaN.
-            for (std::int64_t h = 0; h < width; ++h) {
-              mean[h] = n > 0 ? static_cast<sum_t>(sum[h] / static_cast<double>(n)) : static_cast<sum_t>(kNaN);
-            }
+            write_mean(out + (((leading * num_groups + group) * num_snapshots + s) * num_nodes + k) * hidden + lo,
+                       window_sum.data() + (group * num_nodes + k) * slice_width, n, width);
           }
         }
       }
