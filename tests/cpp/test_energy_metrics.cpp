@@ -139,7 +139,7 @@ TEST_CASE("rule-following accuracy: mass on the neighbours, full and renormalise
   CHECK(item(pairs.mean_renormalized[0]) == Approx(0.5));
 }
 
-TEST_CASE("spectral alignment: 1 for a drawing of z2, z3; less for a random one") {
+TEST_CASE("spectral alignment: 1 for a drawing of z2, z3, less for a random one") {
   const Graph grid = Graph::square_grid(4, 4);
   const EnergyMetrics metrics(grid);
   torch::manual_seed(15);

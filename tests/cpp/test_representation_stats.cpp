@@ -185,7 +185,7 @@ TEST_CASE("class means: bad input is an error that names the argument") {
                     Contains("RepresentationStats::class_means_per_sequence: nodes holds -2"));
 }
 
-TEST_CASE("class means: a NaN or infinity that enters a mean is an error; elsewhere it is ignored") {
+TEST_CASE("class means: a NaN or infinity that enters a mean is an error, elsewhere it is ignored") {
   const RepresentationStats stats(2);
   torch::Tensor residuals = torch::zeros({2, 3, 10, 4});
   torch::Tensor nodes = torch::zeros({3, 10}, torch::kInt64);
@@ -216,7 +216,7 @@ TEST_CASE("principal components of a rectangle: axes, variance ratios, projectio
   CHECK((pcs.components.gather(1, pcs.components.abs().argmax(1, true)) > 0).all().item<bool>());
 }
 
-TEST_CASE("principal components: batched equals one at a time; absent nodes are left out") {
+TEST_CASE("principal components: batched equals one at a time, absent nodes are left out") {
   const RepresentationStats stats(6);
   torch::manual_seed(7);
   torch::Tensor means = torch::randn({3, 2, 6, 10}, torch::kFloat64);
