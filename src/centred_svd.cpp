@@ -4,9 +4,10 @@ namespace icgt::detail {
 
 CentredSvd centred_svd(const torch::Tensor& means, const torch::Tensor& present, std::int64_t num_components) {
   const torch::Tensor absent = ~present.unsqueeze(-1);
-  const torch::Tensor x = means.to(torch::kFloat64).masked_fill(absent, 0.0);  // not in place: may be the caller's
-  const torch::Tensor mean = x.sum(-2) / present.sum(-1, /*keepdim=*/true);
-  const torch::Tensor centred = (x - mean.unsqueeze(-2)).masked_fill_(absent, 0.0);
+  // A copy even of float64 means (they are the caller's), then centred in place.
+  torch::Tensor centred = means.to(torch::kFloat64, /*non_blocking=*/false, /*copy=*/true).masked_fill_(absent, 0.0);
+  const torch::Tensor mean = centred.sum(-2) / present.sum(-1, /*keepdim=*/true);
+  centred.sub_(mean.unsqueeze(-2)).masked_fill_(absent, 0.0);
   // Through the nodes x nodes Gram matrix, in float64: nodes are few and hidden sizes large, so
   // this is a batch of tiny eigenproblems instead of tall SVDs (LAPACK's gesdd on each snapshot
   // costs far more), and float64 keeps the squared singular values exact to ~1e-16 relative.

@@ -27,8 +27,8 @@ torch::Tensor to_tensor(const Eigen::MatrixXd& matrix) {
 // matrix: centring first removes the large mean that residual streams share, which would
 // otherwise cancel away the digits of small distances.
 torch::Tensor pairwise_squared_distances(const torch::Tensor& representations) {
-  const torch::Tensor x = representations.to(torch::kFloat64);
-  const torch::Tensor centred = x - x.mean(-2, /*keepdim=*/true);
+  torch::Tensor centred = representations.to(torch::kFloat64, /*non_blocking=*/false, /*copy=*/true);
+  centred.sub_(centred.mean(-2, /*keepdim=*/true));
   const torch::Tensor gram = torch::matmul(centred, centred.transpose(-1, -2));
   const torch::Tensor norms = gram.diagonal(0, -2, -1);
   torch::Tensor distances = (norms.unsqueeze(-1) + norms.unsqueeze(-2) - 2 * gram).clamp_min(0);
@@ -129,10 +129,9 @@ EnergyMetrics::NullBaseline EnergyMetrics::energy_null_baseline(const torch::Ten
       for (std::int64_t j = 0; j < n; ++j) out[r][i * n + j] = adjacency[perm[i]][perm[j]];
     }
   }
-  const torch::Tensor x64 = x.to(torch::kFloat64);
   const torch::Tensor null_energies =
-      torch::matmul(pairwise_squared_distances(x64).flatten(-2), relabelled.to(x.device()).t()) *
-      energy_factor(x64, energy, graph_.num_edges()).unsqueeze(-1);
+      torch::matmul(pairwise_squared_distances(x).flatten(-2), relabelled.to(x.device()).t()) *
+      energy_factor(x, energy, graph_.num_edges()).to(torch::kFloat64).unsqueeze(-1);
   const torch::Tensor observed = dirichlet_energy(x, energy);
   const torch::Tensor mean = null_energies.mean(-1).to(x.scalar_type());
   const torch::Tensor sd = null_energies.std(-1).to(x.scalar_type());
@@ -201,7 +200,9 @@ EnergyMetrics::RuleFollowing EnergyMetrics::rule_following_accuracy(const torch:
 EnergyMetrics::SpectralAlignment EnergyMetrics::spectral_alignment(const torch::Tensor& class_means,
                                                                    std::int64_t num_components) const {
   const std::string function = "EnergyMetrics::spectral_alignment";
-  const torch::Tensor x = checked_representations(class_means, graph_.num_nodes(), function, "class_means");
+  detail::check_floating(class_means, 2, function, "class_means", "[..., nodes, hidden]");
+  detail::check_size(class_means, -2, graph_.num_nodes(), function, "class_means", "nodes");
+  const torch::Tensor x = class_means.to(detail::compute_dtype(class_means));
   if (num_components < 1 || num_components > x.size(-1)) {
     throw ValueError(fmt::format("{}: num_components is {}; expected 1..{} (the hidden size)", function,
                                  num_components, x.size(-1)));
@@ -225,7 +226,7 @@ EnergyMetrics::SpectralAlignment EnergyMetrics::spectral_alignment(const torch::
     }
   }
 
-  const torch::Tensor present = torch::isfinite(x).all(-1);
+  const torch::Tensor present = detail::present_rows(x, function, "class_means");
   const auto svd = detail::centred_svd(x, present, num_components);
   const torch::Tensor& pc_basis = svd.u;
   const torch::Tensor eigenvectors =

@@ -7,7 +7,6 @@
 
 #include "centred_svd.hpp"
 #include "icgt/errors.hpp"
-#include "icgt/graph.hpp"
 #include "tensor_checks.hpp"
 #include "window_means.hpp"
 

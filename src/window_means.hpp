@@ -26,9 +26,9 @@ torch::Tensor window_counts(const torch::Tensor& nodes, std::int64_t num_nodes, 
 /// sequences b of group c where nodes[b, p] == k; NaN where counts[c, s, k] is 0.
 /// source: floating [leading, batch, length, hidden]; nodes: int64 [batch, length] and counts (from
 /// window_counts) on source's device. Returns [leading, groups, snapshots, num_nodes, hidden] in
-/// float32 (float64 for float64 source), sums kept in float64. Sets `finite` to false when a NaN or
-/// infinite activation entered a window. On the CPU a fused loop does it in one parallel pass;
-/// elsewhere window_means_by_tensor_ops.
+/// float32 (float64 for float64 source), window sums kept in float64. Sets `finite` to false when
+/// a NaN or infinite activation entered a window. On the CPU a fused loop does it in one parallel
+/// pass; elsewhere window_means_by_tensor_ops.
 torch::Tensor window_means(const torch::Tensor& source, const torch::Tensor& nodes, std::int64_t num_nodes,
                            bool per_sequence, const TrailingWindows& windows, const torch::Tensor& counts,
                            bool& finite);

@@ -53,7 +53,7 @@ class EnergyMetrics {
   /// Probability mass on the valid next nodes (the neighbours of the node at each position).
   struct RuleFollowing {
     torch::Tensor full_vocabulary;       ///< [batch, length] under the full-vocabulary softmax; NaN unscored
-    torch::Tensor renormalized;          ///< [batch, length] renormalised over the node tokens; NaN unscored
+    torch::Tensor renormalized;          ///< [batch, length] over the node tokens' total; NaN unscored or 0 / 0
     torch::Tensor mean_full_vocabulary;  ///< [length]: mean over the scored sequences; NaN where none
     torch::Tensor mean_renormalized;     ///< [length]: likewise
     torch::Tensor scored;                ///< bool [batch, length]: the positions that count

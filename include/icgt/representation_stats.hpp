@@ -13,9 +13,9 @@ namespace icgt {
 /// sequence from one pass over its activations, and the PCA of those means.
 ///
 /// Tensors are read and results computed on the device they live on (CPU or CUDA); results stay
-/// there. Activations of any floating dtype are reduced in float32 (float64 stays float64) and
-/// the running sums behind the windows are accumulated in float64, so that a window late in a long
-/// sequence loses no precision to the sum of everything before it.
+/// there. Activations of any floating dtype are reduced in float32 (float64 stays float64): short
+/// runs of positions are summed in that precision and the window sums built from them in float64,
+/// so that a window late in a long sequence loses no precision to everything before it.
 ///
 /// Example:
 ///   icgt::RepresentationStats stats(16);  // a 4x4 grid
