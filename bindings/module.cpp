@@ -12,4 +12,6 @@ PYBIND11_MODULE(_icgt, m) {
   icgt::python::register_graph(m);
   icgt::python::register_walk_sampler(m);
   icgt::python::register_activation_probe(m);
+  icgt::python::register_representation_stats(m);
+  icgt::python::register_energy_metrics(m);
 }

@@ -5,3 +5,5 @@
 #include "icgt/errors.hpp"
 #include "icgt/graph.hpp"
 #include "icgt/walk_sampler.hpp"
+#include "icgt/representation_stats.hpp"
+#include "icgt/energy_metrics.hpp"

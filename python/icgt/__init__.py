@@ -14,7 +14,16 @@ from pathlib import Path
 import torch  # noqa: F401  (loads LibTorch before libicgt, which links it)
 
 from . import _icgt
-from ._icgt import EMBEDDING_LAYER, NOT_A_NODE, ActivationProbe, Graph, ProbeResult, WalkSampler
+from ._icgt import (
+    EMBEDDING_LAYER,
+    NOT_A_NODE,
+    ActivationProbe,
+    EnergyMetrics,
+    Graph,
+    ProbeResult,
+    RepresentationStats,
+    WalkSampler,
+)
 from .bundles import BUILTIN_MODELS, bundle_for, cache_dir, read_bundle_config
 from .graphs import from_networkx, to_networkx
 from .tokens import DEFAULT_WORDS, PROTOCOL_WORDS, SplitWordsError, concept_token_ids, load_tokenizer
@@ -32,6 +41,6 @@ Graph.to_networkx = to_networkx
 
 __all__ = [
     "BUILTIN_MODELS", "DEFAULT_WORDS", "EMBEDDING_LAYER", "NOT_A_NODE", "PROTOCOL_WORDS", "ActivationProbe",
-    "Graph", "ProbeResult", "SplitWordsError", "WalkSampler", "bundle_for", "cache_dir", "cmake_prefix_path",
-    "concept_token_ids", "load_tokenizer", "read_bundle_config",
+    "EnergyMetrics", "Graph", "ProbeResult", "RepresentationStats", "SplitWordsError", "WalkSampler", "bundle_for",
+    "cache_dir", "cmake_prefix_path", "concept_token_ids", "load_tokenizer", "read_bundle_config",
 ]

@@ -1,0 +1,204 @@
+#include "icgt/energy_metrics.hpp"
+
+#include "bindings.hpp"
+#include "tensor_arguments.hpp"
+
+namespace icgt::python {
+namespace {
+
+EnergyMetrics::Energy parse_kind(const std::string& kind, const char* function) {
+  if (kind == "raw") return EnergyMetrics::Energy::Raw;
+  if (kind == "normalized") return EnergyMetrics::Energy::Normalized;
+  if (kind == "scale_invariant") return EnergyMetrics::Energy::ScaleInvariant;
+  throw ValueError(std::string(function) + ": kind must be 'raw', 'normalized' or 'scale_invariant', got '" + kind +
+                   "'");
+}
+
+std::string sizes(const at::Tensor& tensor) { return py::str(py::tuple(py::cast(tensor.sizes().vec()))); }
+
+}  // namespace
+
+void register_energy_metrics(py::module_& m) {
+  py::class_<EnergyMetrics> metrics(m, "EnergyMetrics", R"doc(How well representations fit a graph, and how well a model follows its edges.
+
+Representations are [..., nodes, d] tensors with any leading dimensions: the class means
+[layers, snapshots, nodes, hidden] of RepresentationStats.class_means give energy over
+context length for every layer in one call. A row that is all NaN is an absent node and
+makes its result NaN. Work happens on the tensors' device; results are torch tensors
+there, float32 (float64 for float64 input).
+
+Example:
+    >>> import torch, icgt
+    >>> metrics = icgt.EnergyMetrics(icgt.Graph.ring(4))
+    >>> square = torch.tensor([[1.0, 0], [0, 1], [-1, 0], [0, -1]])  # the ring drawn as a square
+    >>> metrics.dirichlet_energy(square, "raw").item(), metrics.dirichlet_energy(square).item()
+    (16.0, 1.0)
+)doc");
+
+  py::class_<EnergyMetrics::NullBaseline>(metrics, "NullBaseline",
+                                          "The energy beside its distribution under random relabellings of the nodes.")
+      .def_readonly("observed", &EnergyMetrics::NullBaseline::observed, "[...]: the energy of the representations.")
+      .def_readonly("mean", &EnergyMetrics::NullBaseline::mean, "[...]: mean energy over the relabellings.")
+      .def_readonly("sd", &EnergyMetrics::NullBaseline::sd, "[...]: their standard deviation (n - 1 denominator).")
+      .def_readonly("z_score", &EnergyMetrics::NullBaseline::z_score,
+                    "[...]: (observed - mean) / sd; large and negative means graph-like.")
+      .def("__repr__", [](const EnergyMetrics::NullBaseline& b) {
+        return "EnergyMetrics.NullBaseline(shape=" + sizes(b.observed) + ")";
+      });
+
+  py::class_<EnergyMetrics::RuleFollowing>(metrics, "RuleFollowing",
+                                           "Probability mass on the valid next nodes, per position and batch mean.")
+      .def_readonly("full_vocabulary", &EnergyMetrics::RuleFollowing::full_vocabulary,
+                    "[batch, length]: mass on the neighbours under the full-vocabulary softmax; NaN where unscored.")
+      .def_readonly("renormalized", &EnergyMetrics::RuleFollowing::renormalized,
+                    "[batch, length]: the same mass renormalised over the node tokens; NaN where unscored.")
+      .def_readonly("mean_full_vocabulary", &EnergyMetrics::RuleFollowing::mean_full_vocabulary,
+                    "[length]: mean over the scored sequences; NaN where none is scored.")
+      .def_readonly("mean_renormalized", &EnergyMetrics::RuleFollowing::mean_renormalized,
+                    "[length]: mean over the scored sequences; NaN where none is scored.")
+      .def_readonly("scored", &EnergyMetrics::RuleFollowing::scored, "bool [batch, length]: the positions that count.")
+      .def("__repr__", [](const EnergyMetrics::RuleFollowing& r) {
+        return "EnergyMetrics.RuleFollowing(shape=" + sizes(r.full_vocabulary) + ")";
+      });
+
+  py::class_<EnergyMetrics::SpectralAlignment>(metrics, "SpectralAlignment",
+                                               "Top principal components of class means against z2..z(k+1).")
+      .def_readonly("principal_angle_cosines", &EnergyMetrics::SpectralAlignment::principal_angle_cosines,
+                    "[..., k], descending: cosines of the principal angles between the span of the top-k PC scores "
+                    "and that of z2..z(k+1) in R^nodes; 1 means the same subspace.")
+      .def_readonly("r_squared", &EnergyMetrics::SpectralAlignment::r_squared,
+                    "[..., k]: R^2 of the least-squares fit of each PC's scores from z2..z(k+1).")
+      .def("__repr__", [](const EnergyMetrics::SpectralAlignment& a) {
+        return "EnergyMetrics.SpectralAlignment(shape=" + sizes(a.r_squared) + ")";
+      });
+
+  metrics.def(py::init<Graph>(), py::arg("graph"))
+      .def_property_readonly("graph", &EnergyMetrics::graph)
+      .def(
+          "dirichlet_energy",
+          [](const EnergyMetrics& e, const py::handle& representations, const std::string& kind) {
+            const char* function = "EnergyMetrics.dirichlet_energy";
+            const at::Tensor x = tensor_argument(representations, function, "representations");
+            const auto energy = parse_kind(kind, function);
+            py::gil_scoped_release release;
+            return e.dirichlet_energy(x, energy);
+          },
+          py::arg("representations"), py::arg("kind") = "normalized",
+          R"doc(Dirichlet energy of representations [..., nodes, d] -> [...].
+
+All kinds sum over ordered node pairs (i, j), A the adjacency:
+- "raw": sum_ij A_ij ||x_i - x_j||^2 (each edge twice), the paper's formula;
+- "normalized" (default): the paper's plotted variant, X / ||X||_F without centring, then
+  0.5 * sum_ij A_ij * mean over dimensions of (x_i - x_j)^2; collapsing lowers it;
+- "scale_invariant": mean squared edge length over mean squared distance between distinct
+  nodes. Scaling, translating, rotating or collapsing cannot lower it; its mean under
+  random relabelling is exactly 1; its minimum, lambda_2 (n - 1) / (2 |E|), is reached by
+  the Laplacian eigenvectors of lambda_2.
+
+>>> metrics = icgt.EnergyMetrics(icgt.Graph.ring(4))
+>>> square = torch.tensor([[1.0, 0], [0, 1], [-1, 0], [0, -1]])
+>>> metrics.dirichlet_energy(square, "scale_invariant").item()
+0.75
+>>> metrics.dirichlet_energy(torch.stack([square, 10 * square]), "scale_invariant").tolist()
+[0.75, 0.75]
+)doc")
+      .def(
+          "energy_null_baseline",
+          [](const EnergyMetrics& e, const py::handle& representations, const std::string& kind,
+             std::int64_t num_relabellings, std::uint64_t seed) {
+            const char* function = "EnergyMetrics.energy_null_baseline";
+            const at::Tensor x = tensor_argument(representations, function, "representations");
+            const auto energy = parse_kind(kind, function);
+            py::gil_scoped_release release;
+            return e.energy_null_baseline(x, energy, num_relabellings, seed);
+          },
+          py::arg("representations"), py::arg("kind") = "normalized", py::arg("num_relabellings") = 1000,
+          py::arg("seed") = 0,
+          R"doc(The energy against the same energy after random relabellings of the nodes.
+
+Relabellings are uniform permutations from icgt's seeded generator (Fisher-Yates; one
+draw shared by all leading indices), so a seed gives the same baseline everywhere.
+Returns NullBaseline with observed, mean, sd (n - 1 denominator) and z_score, each [...].
+A representation that follows the graph has a large negative z_score; one unrelated to
+it lands near 0.
+
+>>> metrics = icgt.EnergyMetrics(icgt.Graph.ring(4))
+>>> square = torch.tensor([[1.0, 0], [0, 1], [-1, 0], [0, -1]])
+>>> null = metrics.energy_null_baseline(square, "scale_invariant", num_relabellings=2000, seed=0)
+>>> round(null.mean.item(), 1), null.observed.item() < null.mean.item()
+(1.0, True)
+)doc")
+      .def(
+          "rule_following_accuracy",
+          [](const EnergyMetrics& e, const py::handle& node_probabilities, const py::handle& nodes,
+             const py::handle& scored) {
+            const char* function = "EnergyMetrics.rule_following_accuracy";
+            const at::Tensor probabilities = tensor_argument(node_probabilities, function, "node_probabilities");
+            const at::Tensor node_tensor = tensor_argument(nodes, function, "nodes");
+            std::optional<at::Tensor> scored_tensor;
+            if (!scored.is_none()) scored_tensor = tensor_argument(scored, function, "scored");
+            py::gil_scoped_release release;
+            return e.rule_following_accuracy(probabilities, node_tensor, scored_tensor);
+          },
+          py::arg("node_probabilities"), py::arg("nodes"), py::arg("scored") = py::none(),
+          R"doc(Probability mass on the valid next nodes (the neighbours of each position's node).
+
+node_probabilities: [batch, length, nodes], the next-token probabilities of the node
+tokens (node k's token at index k) under the full-vocabulary softmax. nodes: integer
+[batch, length] with icgt.NOT_A_NODE at positions that hold no node (never scored).
+scored: optional bool [batch, length], e.g. from WalkSampler.neighbour_pairs: only its
+true positions count. Returns RuleFollowing: full_vocabulary and renormalized (over the
+node tokens, where uniform guessing already scores degree / nodes), each [batch, length]
+with NaN where unscored, their means over the batch [length], and the scored mask.
+
+>>> metrics = icgt.EnergyMetrics(icgt.Graph.ring(4))
+>>> p = torch.full((1, 2, 4), 0.2)  # 0.8 of the mass on the node tokens, spread evenly
+>>> acc = metrics.rule_following_accuracy(p, torch.tensor([[0, icgt.NOT_A_NODE]]))
+>>> [round(v, 3) for v in acc.full_vocabulary[0, :1].tolist()], acc.mean_renormalized.tolist()[0], acc.scored.tolist()
+([0.4], 0.5, [[True, False]])
+)doc")
+      .def(
+          "spectral_alignment",
+          [](const EnergyMetrics& e, const py::handle& class_means, std::int64_t num_components) {
+            const at::Tensor means = tensor_argument(class_means, "EnergyMetrics.spectral_alignment", "class_means");
+            py::gil_scoped_release release;
+            return e.spectral_alignment(means, num_components);
+          },
+          py::arg("class_means"), py::arg("num_components") = 2,
+          R"doc(The energy-minimisation hypothesis: top-k PCs of class means against z2..z(k+1).
+
+class_means: [..., nodes, hidden]. Returns SpectralAlignment: principal_angle_cosines
+[..., k] between the span of the top-k PC scores and the span of the Laplacian (D - A)
+eigenvectors z2..z(k+1) (as Graph.spectral_embedding), and r_squared [..., k], the R^2
+of a least-squares fit of each PC's scores from z2..z(k+1). NaN where a node is absent.
+A num_components that splits a repeated eigenvalue is a ValueError.
+
+>>> grid = icgt.Graph.square_grid(4, 4)
+>>> drawing = torch.tensor(grid.spectral_embedding(2).eigenvectors) @ torch.randn(2, 50, dtype=torch.float64)
+>>> icgt.EnergyMetrics(grid).spectral_alignment(drawing, 2).principal_angle_cosines.round(decimals=6).tolist()
+[1.0, 1.0]
+)doc")
+      .def(
+          "graph_distance_correlation",
+          [](const EnergyMetrics& e, const py::handle& representations) {
+            const at::Tensor x =
+                tensor_argument(representations, "EnergyMetrics.graph_distance_correlation", "representations");
+            py::gil_scoped_release release;
+            return e.graph_distance_correlation(x);
+          },
+          py::arg("representations"),
+          R"doc(Pearson correlation of ||x_i - x_j|| with the shortest-path length, over node pairs i < j.
+
+representations: [..., nodes, d] -> [...]; pairs without a path are left out.
+
+>>> path = icgt.Graph.from_edges(4, [(0, 1), (1, 2), (2, 3)])
+>>> line = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+>>> round(icgt.EnergyMetrics(path).graph_distance_correlation(line).item(), 6)
+1.0
+)doc")
+      .def("__repr__", [](const EnergyMetrics& e) {
+        return py::str("EnergyMetrics(graph={})").format(py::cast(e.graph()));
+      });
+}
+
+}  // namespace icgt::python

@@ -1,0 +1,117 @@
+#pragma once
+// EnergyMetrics: how well node representations fit a graph (Dirichlet energy, spectral alignment)
+// and how well a model follows its edges (rule-following accuracy).
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <optional>
+
+#include "icgt/graph.hpp"
+
+namespace icgt {
+
+/// Metrics of node representations and next-token predictions against one Graph.
+///
+/// Representations are [..., nodes, d] with any leading dimensions ([layers, snapshots, nodes,
+/// hidden] from RepresentationStats::class_means gives energy over context length for every layer
+/// in one call); a row that is all NaN is an absent node and makes the results of its leading
+/// index NaN. Work happens on the tensors' device; the graph's matrices (from Eigen) are moved
+/// there once per call. Results are float32 (float64 for float64 input).
+///
+/// Example:
+///   icgt::EnergyMetrics metrics(icgt::Graph::square_grid(4, 4));
+///   torch::Tensor curve = metrics.dirichlet_energy(class_means.means);  // [layers, snapshots]
+///   auto null = metrics.energy_null_baseline(class_means.means.select(1, -1),
+///                                            icgt::EnergyMetrics::Energy::ScaleInvariant);
+class EnergyMetrics {
+ public:
+  /// Which Dirichlet energy. All sum over ordered node pairs (i, j) with A_ij the adjacency.
+  enum class Energy {
+    /// E = sum_ij A_ij ||x_i - x_j||^2: each undirected edge counted twice (the paper's formula).
+    Raw,
+    /// The paper's plotted variant: X / ||X||_F (no centring), then 0.5 * sum_ij A_ij * mean over
+    /// dimensions of (x_i - x_j)^2 = Raw / (2 d ||X||_F^2). Collapsing all nodes lowers it.
+    Normalized,
+    /// Mean squared edge length over mean squared distance between distinct nodes:
+    /// (Raw / sum_ij A_ij) / (sum_{i != j} ||x_i - x_j||^2 / (n (n - 1))). Invariant to scaling,
+    /// translation and rotation, so shrinking or collapsing cannot lower it (all nodes at one
+    /// point give NaN). Its mean under random relabelling of the nodes is exactly 1, and it is at
+    /// least lambda_2 (n - 1) / (2 |E|), lambda_2 the second-smallest eigenvalue of D - A, reached
+    /// when every dimension of X lies in the eigenspace of lambda_2 (z2 for the 4x4 grid: z2, z3).
+    ScaleInvariant,
+  };
+
+  /// The energy beside its distribution under random relabellings of the nodes.
+  struct NullBaseline {
+    torch::Tensor observed;  ///< [...]: dirichlet_energy of the representations
+    torch::Tensor mean;      ///< [...]: mean energy over the relabellings
+    torch::Tensor sd;        ///< [...]: their standard deviation (n - 1 denominator)
+    torch::Tensor z_score;   ///< [...]: (observed - mean) / sd; large and negative = graph-like
+  };
+
+  /// Probability mass on the valid next nodes (the neighbours of the node at each position).
+  struct RuleFollowing {
+    torch::Tensor full_vocabulary;       ///< [batch, length] under the full-vocabulary softmax; NaN unscored
+    torch::Tensor renormalized;          ///< [batch, length] over the node tokens' total; NaN unscored or 0 / 0
+    torch::Tensor mean_full_vocabulary;  ///< [length]: mean over the scored sequences; NaN where none
+    torch::Tensor mean_renormalized;     ///< [length]: likewise
+    torch::Tensor scored;                ///< bool [batch, length]: the positions that count
+  };
+
+  /// How far the top principal components of class means lie in the span of z2..z(k+1).
+  struct SpectralAlignment {
+    /// [..., k], descending: cosines of the principal angles between the span of the top-k PC
+    /// scores and the span of z2..z(k+1), two k-dimensional subspaces of R^nodes. 1 = same plane.
+    torch::Tensor principal_angle_cosines;
+    /// [..., k]: R^2 of the least-squares fit of each PC's scores from z2..z(k+1) (with an
+    /// intercept, which is zero since both are centred).
+    torch::Tensor r_squared;
+  };
+
+  explicit EnergyMetrics(Graph graph);
+
+  const Graph& graph() const { return graph_; }
+
+  /// Dirichlet energy of representations [..., nodes, d] -> [...], computed from the differences
+  /// x_i - x_j along the edges (no cancellation against a large common mean). Cost O(edges * d)
+  /// per leading index.
+  torch::Tensor dirichlet_energy(const torch::Tensor& representations, Energy energy = Energy::Normalized) const;
+
+  /// The energy of the representations against the same energy after num_relabellings random
+  /// permutations of the node labels (the graph's edges moved to random node pairs), drawn with
+  /// icgt's seeded generator (one draw per call, shared by all leading indices), so that a seed
+  /// gives the same baseline everywhere. num_relabellings >= 2. Cost O(nodes^2 d) per leading
+  /// index for the pairwise distances, then O(nodes^2) per relabelling.
+  NullBaseline energy_null_baseline(const torch::Tensor& representations, Energy energy,
+                                    std::int64_t num_relabellings = 1000, std::uint64_t seed = 0) const;
+
+  /// Rule-following accuracy. node_probabilities: [batch, length, nodes], the next-token
+  /// probabilities of the node tokens (node k's token at index k) under the full-vocabulary
+  /// softmax at each position; nodes: integer [batch, length], the node at each position or
+  /// kNotANode. Position t scores the mass on the neighbours of nodes[b, t]. Positions whose node
+  /// is kNotANode do not count, nor, when scored (bool [batch, length]) is given, positions where
+  /// it is false (neighbour-pair mode: see WalkSampler::NeighbourPairs). Probabilities must be
+  /// finite and non-negative with at most 1 (+1e-3) in total at each position.
+  RuleFollowing rule_following_accuracy(const torch::Tensor& node_probabilities, const torch::Tensor& nodes,
+                                        const std::optional<torch::Tensor>& scored = std::nullopt) const;
+
+  /// The energy-minimisation hypothesis: the top num_components principal components of class
+  /// means [..., nodes, hidden] against the Laplacian (D - A) eigenvectors z2..z(k+1) of
+  /// Graph::spectral_embedding. NaN where a node is absent. num_components must not split a
+  /// repeated eigenvalue (z(k+1) and z(k+2) with one eigenvalue would make the target subspace an
+  /// arbitrary choice): that is a ValueError.
+  SpectralAlignment spectral_alignment(const torch::Tensor& class_means, std::int64_t num_components) const;
+
+  /// Pearson correlation between the Euclidean distances ||x_i - x_j|| and the shortest-path
+  /// lengths over all node pairs i < j joined by a path: representations [..., nodes, d] -> [...].
+  torch::Tensor graph_distance_correlation(const torch::Tensor& representations) const;
+
+ private:
+  Graph graph_;
+  torch::Tensor adjacency_;           // float64 [n, n]
+  torch::Tensor path_lengths_;        // float64 [n, n]; -1 where no path
+  std::int64_t num_connected_components_ = 0;
+};
+
+}  // namespace icgt

@@ -1,0 +1,42 @@
+#pragma once
+// Argument checks shared by RepresentationStats and EnergyMetrics. Each throws the icgt error whose
+// message names the function, the argument, what it got and what was expected.
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+
+namespace icgt::detail {
+
+/// The dtype statistics are computed and returned in: float32, or float64 for float64 input.
+torch::ScalarType compute_dtype(const torch::Tensor& tensor);
+
+/// TypeError unless a defined floating-point tensor with at least min_rank dimensions; layout
+/// names the dimensions expected, e.g. "[..., nodes, d]".
+void check_floating(const torch::Tensor& tensor, std::int64_t min_rank, const std::string& function,
+                    const char* argument, const char* layout);
+
+/// TypeError unless a defined integer tensor (not bool) with exactly `rank` dimensions.
+void check_integer(const torch::Tensor& tensor, std::int64_t rank, const std::string& function, const char* argument,
+                   const char* layout);
+
+/// ValueError unless size(dim) is `expected`; `meaning` says what that dimension counts.
+void check_size(const torch::Tensor& tensor, std::int64_t dim, std::int64_t expected, const std::string& function,
+                const char* argument, const char* meaning);
+
+/// ValueError unless every value of an int64 tensor is kNotANode or a node id in 0..num_nodes-1.
+void check_node_ids(const torch::Tensor& nodes, std::int64_t num_nodes, const std::string& function,
+                    const char* argument);
+
+/// Rows along the last dimension must be all finite or all NaN (an absent node); anything else is
+/// a ValueError. Returns the bool mask of the finite (present) rows, shape sizes()[:-1].
+torch::Tensor present_rows(const torch::Tensor& rows, const std::string& function, const char* argument);
+
+/// The index of the first true element of a bool tensor, written "(i, j, ...)"; "" if none.
+std::string first_true_index(const torch::Tensor& mask);
+
+/// "[2, 3, 4]".
+std::string shape_of(const torch::Tensor& tensor);
+
+}  // namespace icgt::detail
