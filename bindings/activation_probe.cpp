@@ -1,6 +1,7 @@
 #include "icgt/activation_probe.hpp"
 
 #include <pybind11/functional.h>
+#include <torch/csrc/autograd/python_variable.h>
 #include <pybind11/stl/filesystem.h>
 
 #include <filesystem>
@@ -71,7 +72,13 @@ Example:
             return p.add_hook(layer, [fn](int hook_layer, torch::Tensor& residual) {
               py::gil_scoped_acquire gil;
               py::object replacement = fn(hook_layer, residual);
-              if (!replacement.is_none()) residual = replacement.cast<at::Tensor>();
+              if (replacement.is_none()) return;
+              if (!THPVariable_Check(replacement.ptr())) {
+                throw py::type_error(py::str("the hook at layer {} returned a {}; expected None (read only) or a "
+                                             "torch.Tensor that replaces the residual")
+                                         .format(hook_layer, py::type::of(replacement).attr("__name__")));
+              }
+              residual = replacement.cast<at::Tensor>();
             });
           },
           py::arg("layer"), py::arg("fn"),

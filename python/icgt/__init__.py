@@ -25,6 +25,7 @@ from ._icgt import (
     WalkSampler,
 )
 from .bundles import BUILTIN_MODELS, bundle_for, cache_dir, read_bundle_config
+from .experiment import run_experiment, run_sweep
 from .graphs import from_networkx, to_networkx
 from .tokens import DEFAULT_WORDS, PROTOCOL_WORDS, SplitWordsError, concept_token_ids, load_tokenizer
 
@@ -42,5 +43,6 @@ Graph.to_networkx = to_networkx
 __all__ = [
     "BUILTIN_MODELS", "DEFAULT_WORDS", "EMBEDDING_LAYER", "NOT_A_NODE", "PROTOCOL_WORDS", "ActivationProbe",
     "EnergyMetrics", "Graph", "ProbeResult", "RepresentationStats", "SplitWordsError", "WalkSampler", "bundle_for",
-    "cache_dir", "cmake_prefix_path", "concept_token_ids", "load_tokenizer", "read_bundle_config",
+    "cache_dir", "cmake_prefix_path", "concept_token_ids", "load_tokenizer", "read_bundle_config", "run_experiment",
+    "run_sweep",
 ]

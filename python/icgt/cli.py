@@ -2,6 +2,10 @@
 
     icgt export smollm2-135m               # export into the cache, print the bundle's path
     icgt export model.gguf --dtype bfloat16 --output model.pt
+    icgt run --preset grid                 # the grid experiment on SmolLM2-135M, into runs/
+    icgt run --preset grid ring --model smollm2-135m gemma3-270m --output runs   # a resumable sweep
+    icgt run --config my.toml --set sequence_length=400 --set layers=[3,5]
+    icgt report runs/smollm2-135m-grid     # figures and index.html again, and the key numbers
 """
 
 from __future__ import annotations
@@ -51,14 +55,104 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_export_command]
+def add_run_command(subcommands: argparse._SubParsersAction) -> None:
+    """Register ``icgt run``: one experiment, or a sweep over presets x models, with its report.
+
+    >>> parser = argparse.ArgumentParser(prog="icgt")
+    >>> add_run_command(parser.add_subparsers())
+    >>> args = parser.parse_args(["run", "--preset", "grid", "ring", "--set", "seed=3"])
+    >>> [config.preset for config in _run_configs(args)], _run_configs(args)[0].seed
+    (['grid', 'ring'], 3)
+    """
+    from .bundles import BUILTIN_MODELS
+    from .config import PRESETS
+
+    parser = subcommands.add_parser(
+        "run", help="run the in-context graph tracing experiment and write its report",
+        description="Run experiments into OUTPUT/<model>-<preset>/ (run.json, results.npz, report/). Complete runs "
+                    "already there are kept, so an interrupted sweep resumes where it stopped.",
+    )
+    parser.add_argument("--preset", nargs="+", choices=sorted(PRESETS),
+                        help="paper settings to run (default: grid, unless --config is given)")
+    parser.add_argument("--config", type=Path, help="a TOML file of experiment settings (docs/usage.md)")
+    parser.add_argument("--model", nargs="+",
+                        help=f"built-in models {BUILTIN_MODELS}, .gguf files, checkpoint folders or bundles "
+                             "(default: smollm2-135m)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any setting, the value written as in TOML (e.g. layers=[3,5], seed=2)")
+    parser.add_argument("--output", type=Path, default=Path("runs"), help="parent folder of the runs (default runs)")
+    parser.add_argument("--force", action="store_true", help="redo runs that are already complete")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=_run_experiments)
+
+
+def _run_configs(args: argparse.Namespace) -> list:
+    """The validated configs that ``icgt run`` arguments describe, one per (preset or file) x model."""
+    from . import config as configs
+
+    overrides = {}
+    for assignment in args.set:
+        key, equals, value = assignment.partition("=")
+        if not equals:
+            raise ValueError(f"--set expects KEY=VALUE, got '{assignment}'")
+        try:
+            overrides[key.strip()] = configs.tomllib.loads(f"value = {value}")["value"]
+        except configs.tomllib.TOMLDecodeError:
+            overrides[key.strip()] = value  # a bare word, such as a model path
+    models = args.model or [None]
+    if args.config is not None:
+        if args.preset:
+            raise ValueError("give --preset or --config, not both (a TOML file may name its own preset)")
+        bases = [lambda model: configs.load_toml(args.config, **overrides, **({"model": model} if model else {}))]
+    else:
+        bases = [lambda model, name=name: configs.preset(name, **overrides, **({"model": model} if model else {}))
+                 for name in (args.preset or ["grid"])]
+    return [base(model) for base in bases for model in models]
+
+
+def _run_experiments(args: argparse.Namespace) -> int:
+    from .experiment import run_sweep
+    from .report import format_summary, summarize
+
+    for folder in run_sweep(_run_configs(args), args.output, force=args.force, progress=not args.quiet):
+        print(f"{folder.name}:")
+        print(format_summary(summarize(folder)))
+        print(f"  figures: {folder / 'report' / 'index.html'}")
+    return 0
+
+
+def add_report_command(subcommands: argparse._SubParsersAction) -> None:
+    """Register ``icgt report RUN_FOLDER [--layer L]``, which (re)writes a run's figures and page.
+
+    >>> parser = argparse.ArgumentParser(prog="icgt")
+    >>> add_report_command(parser.add_subparsers())
+    >>> parser.parse_args(["report", "runs/smollm2-135m-grid", "--layer", "20"]).layer
+    20
+    """
+    parser = subcommands.add_parser("report", help="write a run's figures and index.html, print its key numbers")
+    parser.add_argument("folder", type=Path, help="a run folder written by icgt run")
+    parser.add_argument("--layer", type=int, help="the layer of the PCA figures (default: the one nearest 80%% depth)")
+    parser.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from .report import format_summary, summarize, write_report
+
+    page = write_report(args.folder, layer=args.layer)
+    print(format_summary(summarize(args.folder, layer=args.layer)))
+    print(f"figures: {page}")
+    return 0
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_export_command, add_run_command,
+                                                                  add_report_command]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the icgt command line with ``argv`` (default: sys.argv[1:]) and return the exit status.
 
-    Errors in the input (unknown model, missing file, unsupported architecture) print one line
-    ``icgt: error: ...`` and return 1.
+    Errors in the input (unknown model, missing file, unsupported architecture, bad config) print
+    one line ``icgt: error: ...`` and return 1; Ctrl-C returns 130 with nothing half-written.
 
     >>> main(["export", "smollm2-135m"])
     /.../bundles/smollm2-135m-float32-b179c9523d0e6a0f.pt
@@ -74,3 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"icgt: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("icgt: interrupted; complete runs are kept, run the same command again to resume", file=sys.stderr)
+        return 130

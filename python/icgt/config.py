@@ -21,24 +21,17 @@ from typing import Any
 import numpy as np
 
 from ._icgt import Graph
+from .tokens import DAY_NAMES
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-#: The 30 concept words of the paper, in the authors' order (grid: the first 16, row-major).
-PROTOCOL_WORDS = (
-    "apple bird car egg house milk plane opera box sand sun mango rock math code phone "
-    "tree dog metal water fire boat mouse cup book paper key tea shoe ball"
-).split()
-
-#: The natural weekly order.
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 #: The in-context ring for the semantic-conflict experiment: each day is linked to the days three
 #: apart in the week, so no ring edge joins two consecutive weekdays (the paper does not publish its
 #: permutation; this one is icgt's, recorded in every run).
-DAYS_RING_ORDER = tuple(WEEKDAYS[(3 * i) % 7] for i in range(7))
+DAYS_RING_ORDER = tuple(DAY_NAMES[(3 * i) % 7] for i in range(7))
 
 GRAPHS = ("grid", "ring", "hexagon", "triangular", "custom")
 MODES = ("walk", "pairs")
@@ -76,6 +69,8 @@ class ExperimentConfig:
     dtype: str = "float32"
     device: str = "auto"
     max_batch: int = 0
+    #: Also write activations.npz: the captured residuals and the node tokens' probabilities (large).
+    save_activations: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -112,7 +107,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Neighbour pairs on the grid, each pair followed by "/": only the second word of a pair is scored.
     "pairs": dict(graph="grid", graph_size=[4, 4], mode="pairs", separator="/", num_sequences=16),
     # Semantic conflict: days of the week on a ring whose order contradicts the week.
-    "days": dict(graph="ring", graph_size=[7], words=list(DAYS_RING_ORDER), natural_order=list(WEEKDAYS),
+    "days": dict(graph="ring", graph_size=[7], words=list(DAYS_RING_ORDER), natural_order=list(DAY_NAMES),
                  num_sequences=14, start="per_node", pca_components=[0, 1, 2, 3]),
 }
 

@@ -100,6 +100,10 @@ def test_hook_errors_reach_the_caller(bundles):
     with pytest.raises(ValueError, match="left a residual that is not a Float tensor of shape"):
         probe.run(IDS)
     probe.clear_hooks()
+    probe.add_hook(2, lambda layer, residual: True)
+    with pytest.raises(TypeError, match="the hook at layer 2 returned a bool; expected None"):
+        probe.run(IDS)
+    probe.clear_hooks()
     probe.run(IDS)
 
 

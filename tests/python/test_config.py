@@ -23,8 +23,8 @@ def test_presets_follow_the_protocol():
 def test_days_ring_contradicts_the_week():
     days = config.preset("days")
     ring = days.build_graph()
-    assert sorted(days.words) == sorted(config.WEEKDAYS) and days.natural_order == list(config.WEEKDAYS)
-    week_position = {day: i for i, day in enumerate(config.WEEKDAYS)}
+    assert sorted(days.words) == sorted(config.DAY_NAMES) and days.natural_order == list(config.DAY_NAMES)
+    week_position = {day: i for i, day in enumerate(config.DAY_NAMES)}
     for a, b in ring.edges:
         gap = abs(week_position[ring.labels[a]] - week_position[ring.labels[b]])
         assert min(gap, 7 - gap) != 1, (ring.labels[a], ring.labels[b])

@@ -1,0 +1,308 @@
+"""The in-context graph tracing experiment end to end: sample, probe, analyse, save, report.
+
+One run is one ExperimentConfig; its folder holds run.json and results.npz (docs/run-format.md) and
+the report's figures. A run is written into "<name>.partial" and renamed when complete, so a folder
+without that suffix is always a whole run; an interrupted sweep resumes by skipping whole runs.
+
+Example (SmolLM2-135M, a short ring run, one layer captured):
+    >>> folder = icgt.run_experiment({"preset": "ring", "num_sequences": 2, "sequence_length": 100,
+    ...                               "energy_window": 10, "pca_window": 50, "null_permutations": 10,
+    ...                               "layers": [20]}, output="runs", progress=False)
+    >>> folder.name, sorted(path.name for path in folder.iterdir())
+    ('smollm2-135m-ring', ['report', 'results.npz', 'run.json'])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import config as configs
+from ._icgt import NOT_A_NODE, ActivationProbe, EnergyMetrics, RepresentationStats, WalkSampler
+from .bundles import BUILTIN_MODELS, bundle_for, read_bundle_file
+from .files import sha256_of
+from .tokens import DEFAULT_WORDS, PROTOCOL_WORDS, concept_token_ids
+
+RUN_FORMAT = 1
+#: Principal components kept per snapshot (the days run needs PCs 1-4).
+NUM_PCS = 4
+
+
+class NotAnIcgtRunError(ValueError):
+    """An output folder exists and is not an icgt run, so icgt will not write into it."""
+
+
+def run_name(config: configs.ExperimentConfig) -> str:
+    """The run folder's name: model and preset (or graph), e.g. "smollm2-135m-grid"."""
+    model = config.model if config.model in BUILTIN_MODELS else Path(config.model).stem
+    return f"{model}-{config.preset if config.preset != 'custom' else config.graph}"
+
+
+def is_run(folder: Path) -> bool:
+    """Whether folder holds a complete icgt run."""
+    return (folder / "run.json").is_file() and (folder / "results.npz").is_file()
+
+
+def run_experiment(config: configs.ExperimentConfig | dict[str, Any] | str, output: str | Path = "runs", *,
+                   force: bool = False, progress: bool = True, report: bool = True) -> Path:
+    """Runs one experiment into output/<run name> and returns that folder.
+
+    config: an ExperimentConfig, a dict of its fields, a preset name or a TOML file path.
+    A complete run already there is kept (not redone) unless force; a folder there that is not an
+    icgt run is an error (NotAnIcgtRunError) and nothing is written.
+    """
+    config = _as_config(config)
+    output = Path(output)
+    folder = output / run_name(config)
+    if folder.exists():
+        if not is_run(folder):
+            raise NotAnIcgtRunError(f"'{folder}' exists and is not an icgt run (no run.json and results.npz); "
+                                    "choose another output folder or move it away")
+        if not force:
+            return folder
+    with _partial_folder(folder) as partial:
+        record, arrays, activations = _compute(config, progress)
+        np.savez_compressed(partial / "results.npz", **arrays)
+        if config.save_activations:
+            np.savez(partial / "activations.npz", **activations)
+        (partial / "run.json").write_text(json.dumps({**record, "name": folder.name}, indent=2))
+        if report:
+            from .report import write_report
+
+            write_report(partial)
+    return folder
+
+
+def run_sweep(configs_to_run: list[configs.ExperimentConfig | dict[str, Any] | str], output: str | Path = "runs", *,
+              force: bool = False, progress: bool = True) -> list[Path]:
+    """Runs several experiments, skipping those already complete, so an interrupted sweep resumes."""
+    resolved = [_as_config(c) for c in configs_to_run]
+    for config in resolved:  # refuse up front, before any run writes anything
+        folder = Path(output) / run_name(config)
+        if folder.exists() and not is_run(folder):
+            raise NotAnIcgtRunError(f"'{folder}' exists and is not an icgt run; choose another output folder")
+    return [run_experiment(config, output, force=force, progress=progress) for config in
+            tqdm(resolved, desc="runs", disable=not progress or len(resolved) == 1)]
+
+
+def _as_config(config: configs.ExperimentConfig | dict[str, Any] | str) -> configs.ExperimentConfig:
+    if isinstance(config, configs.ExperimentConfig):
+        configs.validate(config)
+        return config
+    if isinstance(config, dict):
+        return configs.from_dict(config)
+    if str(config).endswith(".toml"):
+        return configs.load_toml(config)
+    return configs.preset(str(config))
+
+
+@contextmanager
+def _partial_folder(folder: Path) -> Iterator[Path]:
+    """A fresh "<folder>.partial" to write into, renamed to folder only if the block completes."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(partial, folder)
+
+
+def concept_words(config: configs.ExperimentConfig, num_nodes: int) -> list[str]:
+    """The config's words, else the model's default single-token words for the graph size."""
+    if config.words:
+        return list(config.words)
+    defaults = DEFAULT_WORDS.get(config.model, PROTOCOL_WORDS)
+    if num_nodes > len(defaults):
+        raise ValueError(f"the graph has {num_nodes} nodes but there are only {len(defaults)} default words; "
+                         "give one word per node in 'words'")
+    return list(defaults[:num_nodes])
+
+
+def sample_sequences(config: configs.ExperimentConfig, graph) -> tuple[np.ndarray, np.ndarray]:
+    """Node sequences [batch, 1 + length] with NOT_A_NODE at the BOS (position 0) and at separators,
+    and the scored mask: positions whose next-token prediction counts for accuracy."""
+    sampler = WalkSampler(graph, seed=config.seed)
+    if config.mode == "walk":
+        nodes = sampler.random_walks(config.num_sequences, config.sequence_length, start=config.start)
+        scored = np.ones_like(nodes, dtype=bool)
+    else:
+        stride = 3 if config.separator else 2
+        nodes, scored = sampler.neighbour_pairs(config.num_sequences, config.sequence_length // stride,
+                                                with_separator=bool(config.separator))
+    bos = np.full((nodes.shape[0], 1), NOT_A_NODE, dtype=np.int64)
+    return np.concatenate([bos, nodes], axis=1), np.concatenate([np.zeros_like(bos, dtype=bool), scored], axis=1)
+
+
+def _compute(config: configs.ExperimentConfig,
+             progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The run's record (run.json), its results, and its activations if the config keeps them."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    bundle = bundle_for(config.model, config.dtype, progress=progress)
+    probe = ActivationProbe(bundle, device=config.device)
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(read_bundle_file(bundle, "tokenizer.json").decode("utf-8"))
+    graph = config.build_graph()
+    words = concept_words(config, graph.num_nodes)
+    graph.labels = words
+    word_ids = np.array(concept_token_ids(tokenizer, words), dtype=np.int64)
+    separator_id = concept_token_ids(tokenizer, [config.separator])[0] if config.separator else -1
+
+    clock = time.perf_counter()
+    nodes, scored = sample_sequences(config, graph)
+    token_ids = np.where(nodes >= 0, word_ids[np.maximum(nodes, 0)], separator_id)
+    token_ids[:, 0] = probe.bos_token_id
+    timings["sample_s"] = time.perf_counter() - clock
+
+    layers = list(range(probe.num_layers)) if config.layers == "all" else list(config.layers)
+    clock = time.perf_counter()
+    with tqdm(total=probe.num_layers, desc=f"{run_name(config)}: forward", unit="block",
+              disable=not progress) as bar:
+        # A read-only hook per block drives the progress bar (and lets Ctrl-C stop between blocks).
+        def advance(_layer: int, _residual: torch.Tensor) -> None:
+            bar.update(1)
+
+        for layer in range(probe.num_layers):
+            probe.add_hook(layer, advance)
+        result = probe.run(torch.from_numpy(token_ids), layers=layers, target_ids=torch.from_numpy(word_ids),
+                           max_batch=config.max_batch)
+        probe.clear_hooks()
+    timings["probe_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    arrays = analyse(config, graph, result.residuals, result.target_probs, nodes, scored, progress)
+    arrays.update(layers=np.array(layers), nodes=nodes, scored=scored, token_ids=token_ids)
+    timings["analysis_s"] = time.perf_counter() - clock
+    timings["total_s"] = time.perf_counter() - started
+
+    record = {
+        "icgt_run_format": RUN_FORMAT,
+        "config": config.to_dict(),
+        "model": {"name": config.model, "bundle": str(bundle), "architecture": probe.architecture,
+                  "num_layers": probe.num_layers, "hidden_size": probe.hidden_size,
+                  "bundle_sha256": sha256_of(bundle), "source": probe.config.get("source", ""),
+                  "source_sha256": probe.config.get("source_sha256", ""),
+                  "device": str(probe.device), "dtype": str(probe.dtype)},
+        "graph": {"kind": config.graph, "num_nodes": graph.num_nodes, "edges": [list(e) for e in graph.edges],
+                  "labels": list(graph.labels)},
+        "token_ids": {"words": word_ids.tolist(), "separator": separator_id, "bos": probe.bos_token_id},
+        "versions": {"icgt": _icgt_version(), "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+        "seed": config.seed,
+        "timings": timings,
+    }
+    if config.natural_order:
+        record["weekly_order"] = list(config.natural_order)
+    activations = {}
+    if config.save_activations:
+        activations = {"residuals": result.residuals.float().cpu().numpy(),
+                       "target_probs": result.target_probs.cpu().numpy()}
+    return record, arrays, activations
+
+
+def analyse(config: configs.ExperimentConfig, graph, residuals: torch.Tensor, target_probs: torch.Tensor,
+            nodes: np.ndarray, scored: np.ndarray, progress: bool = False) -> dict[str, np.ndarray]:
+    """Every metric of a run from its captured residuals [layers, batch, length, hidden] and the
+    node tokens' next-token probabilities [batch, length, nodes]. Works layer by layer on the
+    residuals' device, so that the per-sequence means of one layer at a time are all it holds."""
+    stats = RepresentationStats(graph.num_nodes)
+    metrics = EnergyMetrics(graph)
+    node_tensor = torch.from_numpy(nodes)
+    length = nodes.shape[1]
+    energy_positions = RepresentationStats.strided_positions(length, config.energy_every, config.energy_every)
+    pca_positions = [p for p in config.pca_positions if p < length]
+    num_pcs = min(NUM_PCS, graph.num_nodes - 1)
+
+    accuracy = metrics.rule_following_accuracy(target_probs, node_tensor, torch.from_numpy(scored))
+    per_layer: dict[str, list[np.ndarray]] = {}
+
+    def keep(name: str, value: torch.Tensor) -> None:
+        per_layer.setdefault(name, []).append(value.float().cpu().numpy())
+
+    for index in tqdm(range(residuals.shape[0]), desc="analysis", unit="layer", disable=not progress):
+        layer = residuals[index]
+        energy_means = stats.class_means(layer, node_tensor, config.energy_window, energy_positions).means
+        keep("energy", metrics.dirichlet_energy(energy_means, "normalized"))
+        keep("energy_scale_invariant", metrics.dirichlet_energy(energy_means, "scale_invariant"))
+        null = metrics.energy_null_baseline(energy_means, "normalized", num_relabellings=config.null_permutations,
+                                            seed=config.seed)
+        keep("energy_null_mean", null.mean)
+        keep("energy_null_sd", null.sd)
+        sequence_means = stats.class_means_per_sequence(layer, node_tensor, config.energy_window, energy_positions)
+        keep("energy_per_sequence", metrics.dirichlet_energy(sequence_means.means, "normalized"))
+
+        pca_means = stats.class_means(layer, node_tensor, config.pca_window, pca_positions).means
+        components = RepresentationStats.align_snapshots(stats.principal_components(pca_means, num_pcs), "sign_flip")
+        keep("pca_projections", components.projections)
+        keep("pca_explained", components.explained_variance_ratio)
+        if config.natural_order:
+            keep("weekly_alignment", _pair_alignment(components.projections, _natural_ring(config, graph)))
+            keep("ring_alignment", _pair_alignment(components.projections, graph))
+
+        alignment_means = stats.class_means(layer, node_tensor, config.pca_window, energy_positions).means
+        cosines = metrics.spectral_alignment(alignment_means, 2).principal_angle_cosines
+        keep("spectral_alignment", (cosines**2).mean(-1))
+        keep("distance_correlation", metrics.graph_distance_correlation(alignment_means))
+
+    arrays = {name: np.stack(values) for name, values in per_layer.items()}
+    arrays.update(
+        accuracy=accuracy.full_vocabulary.cpu().numpy(),
+        accuracy_renormalized=accuracy.renormalized.cpu().numpy(),
+        energy_positions=np.array(energy_positions),
+        pca_positions=np.array(pca_positions),
+        alignment_positions=np.array(energy_positions),
+        spectral_embedding=graph.spectral_embedding(num_pcs).eigenvectors,
+    )
+    return arrays
+
+
+def _natural_ring(config: configs.ExperimentConfig, graph):
+    """The ring of the words in their natural order (the weekly circle), on the graph's node numbering."""
+    from ._icgt import Graph
+
+    position = {word: i for i, word in enumerate(config.natural_order)}
+    order = sorted(range(graph.num_nodes), key=lambda node: position[graph.labels[node]])
+    edges = [(order[i], order[(i + 1) % len(order)]) for i in range(len(order))]
+    return Graph.from_edges(graph.num_nodes, edges)
+
+
+def _pair_alignment(projections: torch.Tensor, graph) -> torch.Tensor:
+    """For each consecutive PC pair (1-2, 3-4, ...), the mean squared principal-angle cosine between
+    its scores and the graph's z2, z3 (NaN where nodes are absent): [snapshots, pairs]."""
+    eigenvectors = torch.from_numpy(graph.spectral_embedding(2).eigenvectors)
+    basis = torch.linalg.qr(eigenvectors).Q
+    pairs = []
+    for first in range(0, projections.shape[-1] - 1, 2):
+        scores = projections[..., first:first + 2].double()
+        cosines = []
+        for snapshot in scores:
+            if torch.isnan(snapshot).any():
+                cosines.append(torch.tensor(float("nan"), dtype=torch.float64))
+                continue
+            q = torch.linalg.qr(snapshot - snapshot.mean(0)).Q
+            cosines.append((torch.linalg.svdvals(q.T @ basis) ** 2).mean())
+        pairs.append(torch.stack(cosines))
+    return torch.stack(pairs, dim=-1)
+
+
+def _icgt_version() -> str:
+    from . import __version__
+
+    return __version__
