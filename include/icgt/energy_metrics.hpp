@@ -69,8 +69,11 @@ class EnergyMetrics {
     torch::Tensor r_squared;
   };
 
+  /// Keeps the graph and its adjacency and shortest-path matrices (on the CPU, moved to the
+  /// tensors' device per call).
   explicit EnergyMetrics(Graph graph);
 
+  /// The graph the metrics measure against.
   const Graph& graph() const { return graph_; }
 
   /// Dirichlet energy of representations [..., nodes, d] -> [...], computed from the differences

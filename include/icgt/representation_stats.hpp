@@ -63,6 +63,7 @@ class RepresentationStats {
   /// num_nodes: the number of nodes of the graph; node ids run over 0..num_nodes-1.
   explicit RepresentationStats(std::int64_t num_nodes);
 
+  /// The number of nodes: class means have one row per node id 0..num_nodes-1.
   std::int64_t num_nodes() const { return num_nodes_; }
 
   /// Positions first, first + stride, ... up to length - 1: every position (stride 1) or every

@@ -192,6 +192,7 @@ TEST_CASE("energy metrics: bad input is an error that names the argument") {
   CHECK_THROWS_WITH(EnergyMetrics(Graph::ring(4)).spectral_alignment(torch::randn({4, 8}), 4),
                     Contains("the graph has 3 Laplacian eigenvector(s) beyond its zero eigenvalues"));
   CHECK_THROWS_AS(metrics.spectral_alignment(x, 0), icgt::ValueError);
+  CHECK_THROWS_WITH(metrics.dirichlet_energy(x, static_cast<Energy>(99)), Contains("unknown Energy kind"));
 }
 
 TEST_CASE("rule-following accuracy: bad input is an error that names the argument") {
@@ -211,6 +212,8 @@ TEST_CASE("rule-following accuracy: bad input is an error that names the argumen
                     Contains("scored must be a bool tensor [batch, length], got Long [2, 3]"));
   CHECK_THROWS_WITH(metrics.rule_following_accuracy(p, nodes, torch::ones({3, 2}, torch::kBool)),
                     Contains("scored has shape [3, 2]"));
+  CHECK_THROWS_WITH(metrics.rule_following_accuracy(p, nodes, torch::Tensor()),
+                    Contains("scored must be a bool tensor [batch, length], got an undefined tensor"));
   torch::Tensor negative = p.clone();
   negative[1][2][3] = -0.1;
   CHECK_THROWS_WITH(metrics.rule_following_accuracy(negative, nodes),
