@@ -91,6 +91,7 @@ torch::Tensor energy_factor(const torch::Tensor& x, EnergyMetrics::Energy energy
 }  // namespace
 
 torch::Tensor EnergyMetrics::dirichlet_energy(const torch::Tensor& representations, Energy energy) const {
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
   const torch::Tensor x = checked_representations(representations, graph_.num_nodes(),
                                                   "EnergyMetrics::dirichlet_energy", "representations");
   // One edge at a time into one buffer: no [..., edges, d] temporary, no fresh memory per edge.
@@ -107,6 +108,7 @@ torch::Tensor EnergyMetrics::dirichlet_energy(const torch::Tensor& representatio
 EnergyMetrics::NullBaseline EnergyMetrics::energy_null_baseline(const torch::Tensor& representations, Energy energy,
                                                                 std::int64_t num_relabellings,
                                                                 std::uint64_t seed) const {
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
   const std::string function = "EnergyMetrics::energy_null_baseline";
   const torch::Tensor x = checked_representations(representations, graph_.num_nodes(), function, "representations");
   if (num_relabellings < 2) {
@@ -141,6 +143,7 @@ EnergyMetrics::NullBaseline EnergyMetrics::energy_null_baseline(const torch::Ten
 EnergyMetrics::RuleFollowing EnergyMetrics::rule_following_accuracy(const torch::Tensor& node_probabilities,
                                                                     const torch::Tensor& nodes,
                                                                     const std::optional<torch::Tensor>& scored) const {
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
   const std::string function = "EnergyMetrics::rule_following_accuracy";
   const std::int64_t n = graph_.num_nodes();
   detail::check_floating(node_probabilities, 3, function, "node_probabilities", "[batch, length, nodes]");
@@ -199,6 +202,7 @@ EnergyMetrics::RuleFollowing EnergyMetrics::rule_following_accuracy(const torch:
 
 EnergyMetrics::SpectralAlignment EnergyMetrics::spectral_alignment(const torch::Tensor& class_means,
                                                                    std::int64_t num_components) const {
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
   const std::string function = "EnergyMetrics::spectral_alignment";
   detail::check_floating(class_means, 2, function, "class_means", "[..., nodes, hidden]");
   detail::check_size(class_means, -2, graph_.num_nodes(), function, "class_means", "nodes");
@@ -243,6 +247,7 @@ EnergyMetrics::SpectralAlignment EnergyMetrics::spectral_alignment(const torch::
 }
 
 torch::Tensor EnergyMetrics::graph_distance_correlation(const torch::Tensor& representations) const {
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
   const torch::Tensor x = checked_representations(representations, graph_.num_nodes(),
                                                   "EnergyMetrics::graph_distance_correlation", "representations");
   const torch::Device device = x.device();
