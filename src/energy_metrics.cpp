@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "centred_svd.hpp"
+#include "edge_sums.hpp"
 #include "icgt/errors.hpp"
 #include "random.hpp"
 #include "tensor_checks.hpp"
@@ -94,15 +95,8 @@ torch::Tensor EnergyMetrics::dirichlet_energy(const torch::Tensor& representatio
   const torch::NoGradGuard statistics_carry_no_autograd_history;
   const torch::Tensor x = checked_representations(representations, graph_.num_nodes(),
                                                   "EnergyMetrics::dirichlet_energy", "representations");
-  // One edge at a time into one buffer: no [..., edges, d] temporary, no fresh memory per edge.
-  torch::Tensor raw = torch::zeros(x.sizes().slice(0, x.dim() - 2), x.options());
-  torch::Tensor difference = torch::empty_like(x.select(-2, 0));
-  for (auto [i, j] : graph_.edges()) {
-    torch::sub_out(difference, x.select(-2, i), x.select(-2, j));
-    raw.add_(difference.square_().sum(-1));
-  }
   // Ordered pairs: each undirected edge twice.
-  return 2 * raw * energy_factor(x, energy, graph_.num_edges());
+  return 2 * detail::edge_square_sums(x, graph_.edges()) * energy_factor(x, energy, graph_.num_edges());
 }
 
 EnergyMetrics::NullBaseline EnergyMetrics::energy_null_baseline(const torch::Tensor& representations, Energy energy,
