@@ -72,8 +72,9 @@ Example:
         return "EnergyMetrics.SpectralAlignment(shape=" + sizes(a.r_squared) + ")";
       });
 
-  metrics.def(py::init<Graph>(), py::arg("graph"))
-      .def_property_readonly("graph", &EnergyMetrics::graph)
+  metrics.def(py::init<Graph>(), py::arg("graph"),
+              "Metrics against this graph.\n\n>>> icgt.EnergyMetrics(icgt.Graph.square_grid(4, 4)).graph.num_edges\n24")
+      .def_property_readonly("graph", &EnergyMetrics::graph, "The graph the metrics measure against.")
       .def(
           "dirichlet_energy",
           [](const EnergyMetrics& e, const py::handle& representations, const std::string& kind) {

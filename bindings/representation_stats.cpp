@@ -93,8 +93,9 @@ May be built from tensors, e.g. to align one layer of a larger result:
                     py::tuple(py::cast(p.projections.sizes().vec())));
       });
 
-  stats.def(py::init<std::int64_t>(), py::arg("num_nodes"), "num_nodes: node ids run over 0..num_nodes-1.")
-      .def_property_readonly("num_nodes", &Stats::num_nodes)
+  stats.def(py::init<std::int64_t>(), py::arg("num_nodes"),
+            "num_nodes: node ids run over 0..num_nodes-1.\n\n>>> icgt.RepresentationStats(16).num_nodes\n16")
+      .def_property_readonly("num_nodes", &Stats::num_nodes, "The number of nodes: one class mean per node id.")
       .def_static("strided_positions", &Stats::strided_positions, py::arg("length"), py::arg("stride"),
                   py::arg("first") = 0,
                   R"doc(Snapshot positions first, first + stride, ... up to length - 1.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "centred_svd.hpp"
+#include "edge_sums.hpp"
 #include "icgt/errors.hpp"
 #include "random.hpp"
 #include "tensor_checks.hpp"
@@ -91,22 +92,17 @@ torch::Tensor energy_factor(const torch::Tensor& x, EnergyMetrics::Energy energy
 }  // namespace
 
 torch::Tensor EnergyMetrics::dirichlet_energy(const torch::Tensor& representations, Energy energy) const {
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
   const torch::Tensor x = checked_representations(representations, graph_.num_nodes(),
                                                   "EnergyMetrics::dirichlet_energy", "representations");
-  // One edge at a time into one buffer: no [..., edges, d] temporary, no fresh memory per edge.
-  torch::Tensor raw = torch::zeros(x.sizes().slice(0, x.dim() - 2), x.options());
-  torch::Tensor difference = torch::empty_like(x.select(-2, 0));
-  for (auto [i, j] : graph_.edges()) {
-    torch::sub_out(difference, x.select(-2, i), x.select(-2, j));
-    raw.add_(difference.square_().sum(-1));
-  }
   // Ordered pairs: each undirected edge twice.
-  return 2 * raw * energy_factor(x, energy, graph_.num_edges());
+  return 2 * detail::edge_square_sums(x, graph_.edges()) * energy_factor(x, energy, graph_.num_edges());
 }
 
 EnergyMetrics::NullBaseline EnergyMetrics::energy_null_baseline(const torch::Tensor& representations, Energy energy,
                                                                 std::int64_t num_relabellings,
                                                                 std::uint64_t seed) const {
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
   const std::string function = "EnergyMetrics::energy_null_baseline";
   const torch::Tensor x = checked_representations(representations, graph_.num_nodes(), function, "representations");
   if (num_relabellings < 2) {
@@ -141,6 +137,7 @@ EnergyMetrics::NullBaseline EnergyMetrics::energy_null_baseline(const torch::Ten
 EnergyMetrics::RuleFollowing EnergyMetrics::rule_following_accuracy(const torch::Tensor& node_probabilities,
                                                                     const torch::Tensor& nodes,
                                                                     const std::optional<torch::Tensor>& scored) const {
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
   const std::string function = "EnergyMetrics::rule_following_accuracy";
   const std::int64_t n = graph_.num_nodes();
   detail::check_floating(node_probabilities, 3, function, "node_probabilities", "[batch, length, nodes]");
@@ -199,6 +196,7 @@ EnergyMetrics::RuleFollowing EnergyMetrics::rule_following_accuracy(const torch:
 
 EnergyMetrics::SpectralAlignment EnergyMetrics::spectral_alignment(const torch::Tensor& class_means,
                                                                    std::int64_t num_components) const {
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
   const std::string function = "EnergyMetrics::spectral_alignment";
   detail::check_floating(class_means, 2, function, "class_means", "[..., nodes, hidden]");
   detail::check_size(class_means, -2, graph_.num_nodes(), function, "class_means", "nodes");
@@ -243,6 +241,7 @@ EnergyMetrics::SpectralAlignment EnergyMetrics::spectral_alignment(const torch::
 }
 
 torch::Tensor EnergyMetrics::graph_distance_correlation(const torch::Tensor& representations) const {
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
   const torch::Tensor x = checked_representations(representations, graph_.num_nodes(),
                                                   "EnergyMetrics::graph_distance_correlation", "representations");
   const torch::Device device = x.device();

@@ -87,6 +87,7 @@ RepresentationStats::ClassMeans RepresentationStats::sweep(const torch::Tensor& 
                                                                   const std::vector<std::int64_t>& positions,
                                                                   bool per_sequence, const char* method) const {
   const std::string function = fmt::format("RepresentationStats::{}", method);
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
   detail::check_floating(residuals, 3, function, "residuals", "[..., batch, length, hidden]");
   detail::check_integer(nodes, 2, function, "nodes", "[batch, length]");
   const std::int64_t batch = residuals.size(-3), length = residuals.size(-2), hidden = residuals.size(-1);
@@ -131,6 +132,7 @@ RepresentationStats::ClassMeans RepresentationStats::sweep(const torch::Tensor& 
 RepresentationStats::PrincipalComponents RepresentationStats::principal_components(const torch::Tensor& class_means,
                                                                                    std::int64_t num_components) const {
   const std::string function = "RepresentationStats::principal_components";
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
   detail::check_floating(class_means, 2, function, "class_means", "[..., nodes, hidden]");
   detail::check_size(class_means, -2, num_nodes_, function, "class_means", "nodes");
   const std::int64_t hidden = class_means.size(-1);
@@ -161,6 +163,7 @@ RepresentationStats::PrincipalComponents RepresentationStats::principal_componen
 RepresentationStats::PrincipalComponents RepresentationStats::align_snapshots(const PrincipalComponents& components,
                                                                               Alignment alignment) {
   const std::string function = "RepresentationStats::align_snapshots";
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
   const torch::Tensor& projections = components.projections;
   detail::check_floating(projections, 3, function, "projections", "[..., snapshots, nodes, k]");
   const std::int64_t num_snapshots = projections.size(-3), k = projections.size(-1);

@@ -62,8 +62,9 @@ SegmentPlan plan_segments(const TrailingWindows& windows) {
 }
 
 // The inner loops of the sweep. For float32 activations, the common case, GCC also builds AVX2
-// copies and picks one when the library loads: wider vectors halve the time of these loops.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+// copies and picks one when the library loads (an ifunc, hence glibc): wider vectors halve the
+// time of these loops.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
 #define ICGT_WITH_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
 #else
 #define ICGT_WITH_AVX2_CLONE

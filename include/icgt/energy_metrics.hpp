@@ -17,7 +17,8 @@ namespace icgt {
 /// hidden] from RepresentationStats::class_means gives energy over context length for every layer
 /// in one call); a row that is all NaN is an absent node and makes the results of its leading
 /// index NaN. Work happens on the tensors' device; the graph's matrices (from Eigen) are moved
-/// there once per call. Results are float32 (float64 for float64 input).
+/// there once per call. Results are float32 (float64 for float64 input) and carry no autograd
+/// history.
 ///
 /// Example:
 ///   icgt::EnergyMetrics metrics(icgt::Graph::square_grid(4, 4));
@@ -69,8 +70,11 @@ class EnergyMetrics {
     torch::Tensor r_squared;
   };
 
+  /// Keeps the graph and its adjacency and shortest-path matrices (on the CPU, moved to the
+  /// tensors' device per call).
   explicit EnergyMetrics(Graph graph);
 
+  /// The graph the metrics measure against.
   const Graph& graph() const { return graph_; }
 
   /// Dirichlet energy of representations [..., nodes, d] -> [...], computed from the differences

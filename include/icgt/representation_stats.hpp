@@ -15,7 +15,8 @@ namespace icgt {
 /// Tensors are read and results computed on the device they live on (CPU or CUDA); results stay
 /// there. Activations of any floating dtype are reduced in float32 (float64 stays float64): short
 /// runs of positions are summed in that precision and the window sums built from them in float64,
-/// so that a window late in a long sequence loses no precision to everything before it.
+/// so that a window late in a long sequence loses no precision to everything before it. Results
+/// carry no autograd history.
 ///
 /// Example:
 ///   icgt::RepresentationStats stats(16);  // a 4x4 grid
@@ -63,6 +64,7 @@ class RepresentationStats {
   /// num_nodes: the number of nodes of the graph; node ids run over 0..num_nodes-1.
   explicit RepresentationStats(std::int64_t num_nodes);
 
+  /// The number of nodes: class means have one row per node id 0..num_nodes-1.
   std::int64_t num_nodes() const { return num_nodes_; }
 
   /// Positions first, first + stride, ... up to length - 1: every position (stride 1) or every

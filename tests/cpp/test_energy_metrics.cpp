@@ -1,3 +1,4 @@
+#include "edge_sums.hpp"
 #include "icgt/energy_metrics.hpp"
 #include "icgt/errors.hpp"
 
@@ -69,6 +70,19 @@ TEST_CASE("Dirichlet energy: batched leading dimensions, NaN for an absent node,
   // All nodes at one point: the normalised energy is 0, the scale-invariant one undefined.
   CHECK(item(metrics.dirichlet_energy(torch::ones({9, 5}), Energy::Normalized)) == Approx(0.0));
   CHECK(std::isnan(item(metrics.dirichlet_energy(torch::ones({9, 5}), Energy::ScaleInvariant))));
+}
+
+TEST_CASE("the fused CPU edge sums and the tensor-operation edge sums agree") {
+  const Graph hex = Graph::hexagonal_lattice(3, 3);
+  torch::manual_seed(16);
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    const torch::Tensor x = torch::randn({5, 7, 30, 100}, dtype) + 10.0;
+    const torch::Tensor fused = icgt::detail::edge_square_sums(x, hex.edges());
+    const torch::Tensor by_ops = icgt::detail::edge_square_sums_by_tensor_ops(x, hex.edges());
+    REQUIRE(fused.sizes() == torch::IntArrayRef{5, 7});
+    CHECK(fused.scalar_type() == dtype);
+    CHECK(torch::allclose(fused, by_ops, dtype == torch::kFloat32 ? 1e-5 : 1e-12));
+  }
 }
 
 TEST_CASE("the spectral embedding minimises the scale-invariant energy, at its lower bound") {
@@ -192,6 +206,7 @@ TEST_CASE("energy metrics: bad input is an error that names the argument") {
   CHECK_THROWS_WITH(EnergyMetrics(Graph::ring(4)).spectral_alignment(torch::randn({4, 8}), 4),
                     Contains("the graph has 3 Laplacian eigenvector(s) beyond its zero eigenvalues"));
   CHECK_THROWS_AS(metrics.spectral_alignment(x, 0), icgt::ValueError);
+  CHECK_THROWS_WITH(metrics.dirichlet_energy(x, static_cast<Energy>(99)), Contains("unknown Energy kind"));
 }
 
 TEST_CASE("rule-following accuracy: bad input is an error that names the argument") {
@@ -211,6 +226,8 @@ TEST_CASE("rule-following accuracy: bad input is an error that names the argumen
                     Contains("scored must be a bool tensor [batch, length], got Long [2, 3]"));
   CHECK_THROWS_WITH(metrics.rule_following_accuracy(p, nodes, torch::ones({3, 2}, torch::kBool)),
                     Contains("scored has shape [3, 2]"));
+  CHECK_THROWS_WITH(metrics.rule_following_accuracy(p, nodes, torch::Tensor()),
+                    Contains("scored must be a bool tensor [batch, length], got an undefined tensor"));
   torch::Tensor negative = p.clone();
   negative[1][2][3] = -0.1;
   CHECK_THROWS_WITH(metrics.rule_following_accuracy(negative, nodes),

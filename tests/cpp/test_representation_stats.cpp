@@ -164,6 +164,8 @@ TEST_CASE("class means: bad input is an error that names the argument") {
   CHECK_THROWS_WITH(stats.class_means(residuals, nodes.to(torch::kFloat32), 1, {5}),
                     Contains("nodes has dtype Float; expected an integer tensor"));
   CHECK_THROWS_AS(stats.class_means(residuals, nodes.to(torch::kBool), 1, {5}), icgt::TypeError);
+  CHECK_THROWS_WITH(stats.class_means(residuals, torch::Tensor(), 1, {5}),
+                    Contains("nodes is an undefined tensor; expected an integer tensor [batch, length]"));
   CHECK_THROWS_WITH(stats.class_means(residuals, nodes.flatten(), 1, {5}), Contains("nodes has 1 dimension(s)"));
   CHECK_THROWS_WITH(stats.class_means(residuals, torch::zeros({2, 9}, torch::kInt64), 1, {5}),
                     Contains("nodes has shape [2, 9] but residuals [2, 10, 4] needs nodes [batch, length] = [2, 10]"));
@@ -198,6 +200,9 @@ TEST_CASE("class means: a NaN or infinity that enters a mean is an error, elsewh
   CHECK_THROWS_WITH(stats.class_means(residuals, nodes, 2, {4, 8}),
                     Contains("residuals holds a NaN or infinite value at index (1, 2, 6)"));
   CHECK_THROWS_AS(stats.class_means_per_sequence(residuals, nodes, 2, {4, 8}), icgt::ValueError);
+  // Finite activations whose sum does not fit in float32.
+  CHECK_THROWS_WITH(stats.class_means(torch::full({3, 10, 4}, 3e38f), nodes, 2, {4}),
+                    Contains("the sums of residuals overflow float32"));
 }
 
 TEST_CASE("principal components of a rectangle: axes, variance ratios, projections") {

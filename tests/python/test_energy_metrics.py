@@ -299,6 +299,24 @@ def test_bad_input_raises_with_a_message_that_names_the_argument(call, error, me
     assert message in str(raised.value)
 
 
+def test_tensors_that_require_grad_are_accepted_and_results_carry_no_history():
+    grid = icgt.Graph.square_grid(4, 4)
+    metrics = icgt.EnergyMetrics(grid)
+    x = torch.randn(3, 16, 5, requires_grad=True)
+    probabilities = torch.full((2, 3, 16), 0.01, requires_grad=True)
+    for result in (
+        metrics.dirichlet_energy(x),
+        metrics.energy_null_baseline(x, num_relabellings=10).z_score,
+        metrics.spectral_alignment(x, 2).r_squared,
+        metrics.graph_distance_correlation(x),
+        metrics.rule_following_accuracy(probabilities, torch.zeros(2, 3, dtype=torch.long)).renormalized,
+    ):
+        assert not result.requires_grad
+    walks = icgt.WalkSampler(grid, seed=0).random_walks(2, 30)
+    means = icgt.RepresentationStats(16).class_means(torch.randn(2, 30, 4, requires_grad=True), walks, 5, [29]).means
+    assert not means.requires_grad
+
+
 def test_metrics_repr_and_graph():
     metrics = icgt.EnergyMetrics(icgt.Graph.ring(5))
     assert repr(metrics) == "EnergyMetrics(graph=Graph(num_nodes=5, num_edges=5))"
