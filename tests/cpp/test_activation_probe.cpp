@@ -1,7 +1,7 @@
+#include "catch_torch.hpp"
 #include <torch/cuda.h>
 #include <torch/script.h>
 
-#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
 

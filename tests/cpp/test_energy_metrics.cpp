@@ -1,11 +1,8 @@
+#include "catch_torch.hpp"
 #include "edge_sums.hpp"
 #include "icgt/energy_metrics.hpp"
 #include "icgt/errors.hpp"
 
-// LibTorch's logging header (included above) defines a one-argument CHECK that aborts; undefine it
-// so that Catch2's CHECK, which reports and carries on, is the one in force.
-#undef CHECK
-#include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
 

@@ -1,12 +1,9 @@
+#include "catch_torch.hpp"
 #include "icgt/errors.hpp"
 #include "icgt/graph.hpp"
 #include "icgt/representation_stats.hpp"
 #include "window_means.hpp"
 
-// LibTorch's logging header (included above) defines a one-argument CHECK that aborts; undefine it
-// so that Catch2's CHECK, which reports and carries on, is the one in force.
-#undef CHECK
-#include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
 #include <vector>
