@@ -2,7 +2,8 @@
 
     python benchmarks/bench_probe.py [--model smollm2-135m] [--batch 16] [--length 1400]
 
-Each variant runs in its own process so that its peak memory (VmHWM) is its own:
+Each variant runs in its own process so that its peak memory (VmHWM) is its own, after a short
+warm-up call; the variants take turns, --repeats times, and the fastest run of each counts:
 - icgt, capturing every layer's residual and the node tokens' next-token probabilities;
 - icgt, capturing 2 layers and the probabilities;
 - transformers, output_hidden_states=True, and the same probabilities from its logits.
@@ -51,9 +52,11 @@ def run_variant(variant: str, model: str, batch: int, length: int) -> dict:
     config = icgt.read_bundle_config(bundle)
     ids = token_batch(word_ids, config["bos_token_id"], batch, length)
     targets = torch.tensor(word_ids)
+    warm_up = ids[:1, :64]  # first calls pay one-off costs (TorchScript profiling, allocator) on both sides
     if variant.startswith("icgt"):
         probe = icgt.ActivationProbe(bundle, device="cpu")
         layers = list(range(probe.num_layers)) if variant == "icgt-all" else [probe.num_layers // 3, 2 * probe.num_layers // 3]
+        probe.run(warm_up, layers=layers, target_ids=targets)
         start = time.perf_counter()
         result = probe.run(ids, layers=layers, target_ids=targets)
         seconds = time.perf_counter() - start
@@ -63,6 +66,8 @@ def run_variant(variant: str, model: str, batch: int, length: int) -> dict:
 
         source = resolve(model).path
         hf = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32).eval()
+        with torch.inference_mode():
+            hf(warm_up, output_hidden_states=True)
         start = time.perf_counter()
         with torch.inference_mode():
             out = hf(ids, output_hidden_states=True)
@@ -100,6 +105,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--length", type=int, default=1400)
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each variant; the fastest counts")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
@@ -108,12 +114,15 @@ def main() -> None:
 
     import icgt
 
-    results = {}
-    for variant in ("icgt-all", "icgt-2", "transformers"):
-        output = subprocess.run([sys.executable, __file__, "--variant", variant, "--model", args.model,
-                                 "--batch", str(args.batch), "--length", str(args.length)],
-                                check=True, capture_output=True, text=True).stdout
-        results[variant] = json.loads(output.strip().splitlines()[-1])
+    results: dict[str, dict] = {}
+    for _ in range(args.repeats):  # interleaved, so that both sides see the same spells of load
+        for variant in ("icgt-all", "icgt-2", "transformers"):
+            output = subprocess.run([sys.executable, __file__, "--variant", variant, "--model", args.model,
+                                     "--batch", str(args.batch), "--length", str(args.length)],
+                                    check=True, capture_output=True, text=True).stdout
+            result = json.loads(output.strip().splitlines()[-1])
+            if variant not in results or result["seconds"] < results[variant]["seconds"]:
+                results[variant] = result
     reference = results["transformers"]
     print(f"{args.model}, batch {args.batch} x {args.length} tokens, CPU ({torch.get_num_threads()} threads)")
     print(f"{'variant':>14} {'seconds':>8} {'tokens/s':>9} {'speed vs HF':>11} {'peak MiB':>9} {'memory vs HF':>12}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,16 +43,19 @@ def sha256_of_parts(parts: list[Path]) -> str:
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(temporary_path)`` in ``path``'s folder, then rename onto ``path``; on failure remove it.
 
-    A crash therefore never leaves a partial file at ``path``.
+    A crash therefore never leaves a partial file at ``path``. The temporary file is created with
+    the umask's permissions (not mkstemp's 0600), so that the result is readable like any other.
 
-    >>> write_atomically(Path("/tmp/example.txt"), lambda tmp: tmp.write_text("done"))
+    >>> write_atomically(Path("example.txt"), lambda temporary: temporary.write_text("done"))
+    >>> Path("example.txt").read_text()
+    'done'
     """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(descriptor)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial")
     try:
-        write(Path(temporary))
+        write(temporary)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise

@@ -9,15 +9,15 @@ from __future__ import annotations
 import html
 import json
 import os
-import secrets
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from . import plots
+from .files import write_atomically
 from .run_folder import Run, energy_minimum, load_run, steepest_rise
 
 #: The report's figures, file stem → caption; "days" only for days-of-week runs.
@@ -162,26 +162,12 @@ def write_report(run_folder: str | os.PathLike, layer: int | None = None,
     folder.mkdir(parents=True, exist_ok=True)
     figures = report_figures(run, layer)
     for name, figure in figures.items():
-        _write_atomically(folder / f"{name}.png", partial(figure.savefig, format="png"))
+        write_atomically(folder / f"{name}.png", partial(figure.savefig, format="png"))
     summary = summarize(run, layer)
-    _write_atomically(folder / "summary.json",
-                      lambda file: file.write(json.dumps(summary, indent=2).encode() + b"\n"))
+    write_atomically(folder / "summary.json", lambda path: path.write_text(json.dumps(summary, indent=2) + "\n"))
     page = _index_html(run, summary, list(figures))
-    _write_atomically(folder / "index.html", lambda file: file.write(page.encode()))
+    write_atomically(folder / "index.html", lambda path: path.write_text(page))
     return folder / "index.html"
-
-
-def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
-    # A fresh name in the same folder, so that os.replace is a rename on one file system; opened with
-    # open() rather than mkstemp so that the file gets the umask's permissions, not 0600.
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(temporary, "xb") as file:
-            write(file)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 SUMMARY_LABELS = {

@@ -2,6 +2,7 @@
 
 import json
 import struct
+from pathlib import Path
 
 import matplotlib.image
 import networkx as nx
@@ -245,8 +246,8 @@ def test_a_failed_write_leaves_the_previous_report_and_no_temporary_files(tmp_pa
     before = {path.name: path.read_bytes() for path in index.parent.iterdir()}
 
     class FailingFigure:
-        def savefig(self, file, format):
-            file.write(b"half a png")
+        def savefig(self, path, format):
+            Path(path).write_bytes(b"half a png")
             raise OSError("disk full")
 
     figures = report.report_figures(run_folder)
