@@ -35,6 +35,9 @@ DAYS_RING_ORDER = tuple(DAY_NAMES[(3 * i) % 7] for i in range(7))
 
 GRAPHS = ("grid", "ring", "hexagon", "triangular", "custom")
 MODES = ("walk", "pairs")
+#: Principal components kept per PCA snapshot (the days-of-week figure needs PCs 1-4); fewer on
+#: graphs of fewer than five nodes.
+NUM_PCS = 4
 STARTS = ("per_node", "uniform")
 
 
@@ -108,7 +111,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "pairs": dict(graph="grid", graph_size=[4, 4], mode="pairs", separator="/", num_sequences=16),
     # Semantic conflict: days of the week on a ring whose order contradicts the week.
     "days": dict(graph="ring", graph_size=[7], words=list(DAYS_RING_ORDER), natural_order=list(DAY_NAMES),
-                 num_sequences=14, start="per_node", pca_components=[0, 1, 2, 3]),
+                 num_sequences=14, start="per_node"),
 }
 
 
@@ -202,6 +205,9 @@ def validate(config: ExperimentConfig) -> None:
     _require(config.layers == "all" or (isinstance(config.layers, list) and config.layers
                                         and all(isinstance(layer, int) for layer in config.layers)),
              f"layers must be \"all\" or a non-empty list of block indices, got {config.layers!r}")
-    _require(len(config.pca_components) >= 2 and min(config.pca_components) >= 0,
-             f"pca_components must name at least two 0-based components, got {config.pca_components}")
+    kept = min(NUM_PCS, config.build_graph().num_nodes - 1)
+    _require(len(config.pca_components) == 2 and len(set(config.pca_components)) == 2
+             and all(isinstance(c, int) and 0 <= c < kept for c in config.pca_components),
+             f"pca_components must name the two distinct 0-based components that the PCA figure draws, "
+             f"each below {kept} (the components kept), got {config.pca_components}")
     _require(config.dtype in ("float32", "bfloat16"), f"dtype '{config.dtype}' is unknown; expected float32 or bfloat16")

@@ -34,8 +34,6 @@ from .files import sha256_of
 from .tokens import DEFAULT_WORDS, PROTOCOL_WORDS, concept_token_ids
 
 RUN_FORMAT = 1
-#: Principal components kept per snapshot (the days run needs PCs 1-4).
-NUM_PCS = 4
 
 
 class NotAnIcgtRunError(ValueError):
@@ -200,7 +198,9 @@ def _compute(config: configs.ExperimentConfig,
                   "bundle_sha256": sha256_of(bundle), "source": probe.config.get("source", ""),
                   "source_sha256": probe.config.get("source_sha256", ""),
                   "device": str(probe.device), "dtype": str(probe.dtype)},
-        "graph": {"kind": config.graph, "num_nodes": graph.num_nodes, "edges": [list(e) for e in graph.edges],
+        # A ring with a natural order that it contradicts is the days-of-week experiment, which the
+        # report recognises by this kind.
+        "graph": {"kind": "days" if config.natural_order else config.graph, "num_nodes": graph.num_nodes, "edges": [list(e) for e in graph.edges],
                   "labels": list(graph.labels)},
         "token_ids": {"words": word_ids.tolist(), "separator": separator_id, "bos": probe.bos_token_id},
         "versions": {"icgt": _icgt_version(), "torch": torch.__version__, "numpy": np.__version__,
@@ -228,7 +228,7 @@ def analyse(config: configs.ExperimentConfig, graph, residuals: torch.Tensor, ta
     length = nodes.shape[1]
     energy_positions = RepresentationStats.strided_positions(length, config.energy_every, config.energy_every)
     pca_positions = [p for p in config.pca_positions if p < length]
-    num_pcs = min(NUM_PCS, graph.num_nodes - 1)
+    num_pcs = min(configs.NUM_PCS, graph.num_nodes - 1)
 
     accuracy = metrics.rule_following_accuracy(target_probs, node_tensor, torch.from_numpy(scored))
     per_layer: dict[str, list[np.ndarray]] = {}

@@ -293,8 +293,10 @@ def _check_arrays(arrays: dict[str, np.ndarray], expected: dict[str, tuple[str, 
             if size != known:
                 raise ValueError(f"{results_npz}: {name} has shape {shape}, expected [{', '.join(dims)}] "
                                  f"with {dim} = {known} as in {source}")
-    if sizes["k"][0] < 4:
-        raise ValueError(f"{results_npz}: pca_projections keeps k = {sizes['k'][0]} components, expected k >= 4")
+    needed = 4 if "K2" in sizes else 2  # the days figure draws PCs 1-4
+    if sizes["k"][0] < needed:
+        raise ValueError(f"{results_npz}: pca_projections keeps k = {sizes['k'][0]} components, "
+                         f"expected k >= {needed}")
     if "K2" in sizes and sizes["K2"][0] != sizes["k"][0] // 2:
         raise ValueError(f"{results_npz}: weekly_alignment has {sizes['K2'][0]} PC pairs, "
                          f"expected k // 2 = {sizes['k'][0] // 2}")

@@ -66,7 +66,11 @@ def test_custom_graph_from_edges():
     ({"energy_window": 1400}, "energy_window 1400 is not shorter than sequence_length 1400"),
     ({"pca_positions": [0, 5000]}, "pca_positions"),
     ({"layers": "some"}, 'layers must be "all"'),
-    ({"pca_components": [1]}, "pca_components must name at least two"),
+    ({"pca_components": [1]}, "pca_components must name the two distinct"),
+    ({"pca_components": [0, 1, 2]}, "pca_components must name the two distinct"),
+    ({"pca_components": [1, 1]}, "pca_components must name the two distinct"),
+    ({"pca_components": [0, 4]}, r"each below 4 \(the components kept\), got \[0, 4\]"),
+    ({"graph": "ring", "graph_size": [4], "pca_components": [1, 3]}, "each below 3"),
     ({"dtype": "float16"}, "dtype 'float16' is unknown"),
     ({"max_batch": -1}, "max_batch must be 0"),
 ])

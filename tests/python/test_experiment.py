@@ -132,6 +132,21 @@ def test_the_report_is_written_with_valid_images(run):
     assert not (folder / "report" / "days.png").exists()
 
 
+@pytest.mark.parametrize("preset", ["ring", "hexagon", "pairs", "days"])
+def test_every_other_preset_runs_and_reports(preset, smollm2_bundle, real_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("ICGT_CACHE_DIR", str(real_cache))
+    short = {"preset": preset, "model": "smollm2-135m", "num_sequences": 3, "sequence_length": 120,
+             "layers": [5, 25], "energy_window": 20, "pca_window": 60, "null_permutations": 20}
+    folder = icgt.run_experiment(short, output=tmp_path, progress=False)
+    summary = json.loads((folder / "report" / "summary.json").read_text())
+    figures = {"pca", "energy_accuracy", "alignment"} | ({"days"} if preset == "days" else set())
+    assert {image.stem for image in (folder / "report").glob("*.png")} == figures
+    assert summary["graph"] == ("days" if preset == "days" else icgt.config.preset(preset).graph)
+    if preset == "days":
+        assert summary["weekly_circle_pcs"] in ("PC1-2", "PC3-4")
+        assert len(summary["final_ring_alignment_by_pc_pair"]) == 2
+
+
 def test_complete_runs_are_kept_and_interrupted_ones_leave_nothing(run, monkeypatch, tmp_path):
     folder = run[0]
     before = (folder / "results.npz").stat().st_mtime_ns
