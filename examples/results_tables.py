@@ -34,11 +34,13 @@ def energy_z(run: Run) -> np.ndarray:
     return (run.arrays["energy"] - run.arrays["energy_null_mean"]) / run.arrays["energy_null_sd"]
 
 
-def near(run: Run, positions: str, length: int) -> np.ndarray:
-    """Snapshot indices within 10% of a context length (at least the nearest one)."""
-    at = run.arrays[positions]
-    close = np.flatnonzero(np.abs(at - length) <= 0.1 * length)
-    return close if close.size else np.array([np.argmin(np.abs(at - length))])
+def mean_near(values: np.ndarray, positions: np.ndarray, length: int, format: str) -> str:
+    """The mean of the values at positions within 10% of a context length (else the nearest one),
+    formatted; a dash for a length beyond the run."""
+    if length > 1.1 * positions.max():
+        return "–"
+    close = np.flatnonzero(np.abs(positions - length) <= 0.1 * length)
+    return f"{np.nanmean(values[close if close.size else np.argmin(np.abs(positions - length))]):{format}}"
 
 
 def best_layer(run: Run) -> int:
@@ -86,12 +88,12 @@ def over_context(runs: list[Run]) -> str:
         z = energy_z(run)[layer]
         alignment = run.arrays["spectral_alignment"][layer]
         name = f"{run.name} ({run.layers[layer]})"
-        rows.append(f"| {name} | z | " + " | ".join(
-            f"{np.nanmean(z[near(run, 'energy_positions', t)]):+.2f}" for t in CONTEXT_LENGTHS) + " |")
-        rows.append("| | alignment | " + " | ".join(
-            f"{np.nanmean(alignment[near(run, 'alignment_positions', t)]):.2f}" for t in CONTEXT_LENGTHS) + " |")
-        rows.append("| | accuracy (renorm.) | " + " | ".join(
-            f"{np.nanmean(accuracy[np.abs(positions - t) <= 0.1 * t]):.2f}" for t in CONTEXT_LENGTHS) + " |")
+        for quantity, values, at, format in (
+                ("z", z, run.arrays["energy_positions"], "+.2f"),
+                ("alignment", alignment, run.arrays["alignment_positions"], ".2f"),
+                ("accuracy (renorm.)", accuracy, positions, ".2f")):
+            cells = " | ".join(mean_near(values, at, t, format) for t in CONTEXT_LENGTHS)
+            rows.append(f"| {name if quantity == 'z' else ''} | {quantity} | {cells} |")
     return "\n".join(rows)
 
 

@@ -286,7 +286,7 @@ def _natural_ring(config: configs.ExperimentConfig, graph):
 def _pair_alignment(projections: torch.Tensor, graph) -> torch.Tensor:
     """For each consecutive PC pair (1-2, 3-4, ...), the mean squared principal-angle cosine between
     its scores and the graph's z2, z3 (NaN where nodes are absent): [snapshots, pairs]."""
-    eigenvectors = torch.from_numpy(graph.spectral_embedding(2).eigenvectors)
+    eigenvectors = torch.tensor(graph.spectral_embedding(2).eigenvectors)  # a copy: the array is read-only
     basis = torch.linalg.qr(eigenvectors).Q
     pairs = []
     for first in range(0, projections.shape[-1] - 1, 2):
