@@ -3,10 +3,12 @@
     python -m icgt run --preset grid ring hexagon days pairs --model smollm2-135m gemma3-270m --output runs
     python examples/results_tables.py runs
 
-Late-context numbers average the snapshots in the last tenth of the context (the energy's window of
-20 tokens makes single snapshots noisy). "z" is the paper's normalised energy against its null
-baseline, (energy - null mean) / null sd: negative means graph-like. The scale-invariant energy is
-1 on average under random relabelling and cannot be lowered by shrinking the representations.
+Layers are taken in thirds of the model's depth (shallow, middle, deep), each number the mean over
+the third's layers. "Late" numbers average the snapshots in the last tenth of the context (the
+energy's window of 20 tokens makes single snapshots noisy). z is the paper's normalised energy
+against its null baseline, (energy - null mean) / null sd: negative is graph-like. The
+scale-invariant energy is 1 on average under random relabelling of the nodes, and shrinking the
+representations cannot lower it.
 """
 
 from __future__ import annotations
@@ -19,81 +21,80 @@ import numpy as np
 from icgt.report import summarize
 from icgt.run_folder import Run, load_run
 
-CONTEXT_LENGTHS = (50, 100, 200, 400, 800, 1400)
+CONTEXT_LENGTHS = (10, 50, 100, 200, 400, 1000, 1400)
+GROUPS = ("shallow", "middle", "deep")
 
 
-def late(run: Run, array: str, positions: str) -> np.ndarray:
-    """[layers]: the mean of an array (or "energy_z") over the snapshots in the last tenth of the context."""
-    values = energy_z(run) if array == "energy_z" else run.arrays[array]
-    where = run.arrays[positions] >= 0.9 * run.arrays[positions].max()
-    return np.nanmean(values[:, where], axis=1)
+def by_group(run: Run, array: str) -> dict[str, np.ndarray]:
+    """Layer-group means of an array [layers, snapshots], or of "energy_z"."""
+    if array != "energy_z":
+        return run.layer_group_means(array)
+    z = (run.arrays["energy"] - run.arrays["energy_null_mean"]) / run.arrays["energy_null_sd"]
+    return {group: np.nanmean(z[indices], axis=0) for group, indices in run.layer_groups().items()}
 
 
-def energy_z(run: Run) -> np.ndarray:
-    """[layers, snapshots]: normalised energy against its null baseline."""
-    return (run.arrays["energy"] - run.arrays["energy_null_mean"]) / run.arrays["energy_null_sd"]
+def late(values: np.ndarray, positions: np.ndarray) -> float:
+    """The mean over the snapshots in the last tenth of the context."""
+    return float(np.nanmean(values[positions >= 0.9 * positions.max()]))
 
 
 def mean_near(values: np.ndarray, positions: np.ndarray, length: int, format: str) -> str:
     """The mean of the values at positions within 10% of a context length (else the nearest one),
-    formatted; a dash for a length beyond the run."""
+    formatted; a dash for a length the run does not reach."""
     if length > 1.1 * positions.max():
         return "–"
     close = np.flatnonzero(np.abs(positions - length) <= 0.1 * length)
     return f"{np.nanmean(values[close if close.size else np.argmin(np.abs(positions - length))]):{format}}"
 
 
-def best_layer(run: Run) -> int:
-    """Index on the layer axis of the most graph-like layer late in context (lowest late z)."""
-    return int(np.nanargmin(late(run, "energy_z", "energy_positions")))
+def snapshot_arrays(run: Run) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
+    """The per-group curves of the tables with their context positions."""
+    energy_at, alignment_at = run.arrays["energy_positions"], run.arrays["alignment_positions"]
+    return {"z": (by_group(run, "energy_z"), energy_at),
+            "scale-inv. energy": (by_group(run, "energy_scale_invariant"), energy_at),
+            "alignment": (by_group(run, "spectral_alignment"), alignment_at),
+            "distance corr.": (by_group(run, "distance_correlation"), alignment_at)}
 
 
 def overview(runs: list[Run]) -> str:
-    rows = ["| run | accuracy (full vocab.) | renormalised (chance) | best layer | late z | late scale-inv. energy "
-            "| late alignment | late distance corr. | energy min. before accuracy rise |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| run | accuracy (full vocab.) | renormalised (chance) | deep, late: z | scale-inv. energy | alignment "
+            "| distance corr. | energy minimum before the accuracy rise (default layer) |",
+            "|---|---|---|---|---|---|---|---|"]
     for run in runs:
         summary = summarize(run)
-        layer = best_layer(run)
-        z = late(run, "energy_z", "energy_positions")[layer]
+        deep = [f"{late(curves['deep'], at):{'+.2f' if name == 'z' else '.2f'}}"
+                for name, (curves, at) in snapshot_arrays(run).items()]
         rows.append(
             f"| {run.name} | {summary['final_accuracy']:.3f} | {summary['final_accuracy_renormalized']:.3f} "
-            f"({summary['chance_accuracy_renormalized']:.3f}) | {run.layers[layer]} of {run.num_layers} | {z:+.2f} "
-            f"| {late(run, 'energy_scale_invariant', 'energy_positions')[layer]:.3f} "
-            f"| {late(run, 'spectral_alignment', 'alignment_positions')[layer]:.2f} "
-            f"| {late(run, 'distance_correlation', 'alignment_positions')[layer]:.2f} "
-            f"| {_yes_no(summary['energy_minimum_before_accuracy_rise'])} (min. t={summary['energy_minimum_position']}, "
-            f"rise t={summary['accuracy_rise_position']}, layer {summary['layer']}) |")
+            f"({summary['chance_accuracy_renormalized']:.3f}) | " + " | ".join(deep) +
+            f" | {_yes_no(summary['energy_minimum_before_accuracy_rise'])} (minimum at t={summary['energy_minimum_position']}, "
+            f"fastest rise at t={summary['accuracy_rise_position']}; layer {summary['layer']}) |")
     return "\n".join(rows)
 
 
 def by_depth(runs: list[Run]) -> str:
-    rows = ["| run | " + " | ".join(f"{group} z / alignment" for group in ("shallow", "middle", "deep")) + " |",
-            "|---|---|---|---|"]
+    rows = ["| run | " + " | ".join(f"{group}: z / alignment" for group in GROUPS) + " |", "|---|---|---|---|"]
     for run in runs:
-        z = late(run, "energy_z", "energy_positions")
-        alignment = late(run, "spectral_alignment", "alignment_positions")
-        cells = [f"{np.nanmean(z[indices]):+.2f} / {np.nanmean(alignment[indices]):.2f}"
-                 for indices in run.layer_groups().values()]
+        arrays = snapshot_arrays(run)
+        (z, energy_at), (alignment, alignment_at) = arrays["z"], arrays["alignment"]
+        cells = [f"{late(z[group], energy_at):+.2f} / {late(alignment[group], alignment_at):.2f}"
+                 if group in z else "–" for group in GROUPS]
         rows.append(f"| {run.name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
 def over_context(runs: list[Run]) -> str:
     header = " | ".join(f"t={length}" for length in CONTEXT_LENGTHS)
-    rows = [f"| run (best layer) | quantity | {header} |", "|---|---|" + "---|" * len(CONTEXT_LENGTHS)]
+    rows = [f"| run | quantity | {header} |", "|---|---|" + "---|" * len(CONTEXT_LENGTHS)]
     for run in runs:
-        layer = best_layer(run)
-        positions, accuracy, _ = run.accuracy_curve(renormalized=True)
-        z = energy_z(run)[layer]
-        alignment = run.arrays["spectral_alignment"][layer]
-        name = f"{run.name} ({run.layers[layer]})"
-        for quantity, values, at, format in (
-                ("z", z, run.arrays["energy_positions"], "+.2f"),
-                ("alignment", alignment, run.arrays["alignment_positions"], ".2f"),
-                ("accuracy (renorm.)", accuracy, positions, ".2f")):
+        curves = [(f"deep {name}", group_curves["deep"], at, "+.2f" if name == "z" else ".2f")
+                  for name, (group_curves, at) in snapshot_arrays(run).items() if name != "distance corr."]
+        for renormalized, name in ((False, "accuracy"), (True, "accuracy (renorm.)")):
+            positions, accuracy, _ = run.accuracy_curve(renormalized=renormalized)
+            curves.append((name, accuracy, positions, ".2f"))
+        for row, (name, values, at, format) in enumerate(curves):
             cells = " | ".join(mean_near(values, at, t, format) for t in CONTEXT_LENGTHS)
-            rows.append(f"| {name if quantity == 'z' else ''} | {quantity} | {cells} |")
+            rows.append(f"| {run.name if row == 0 else ''} | {name} | {cells} |")
     return "\n".join(rows)
 
 
@@ -102,7 +103,8 @@ def days(runs: list[Run]) -> str:
     for run in runs:
         if not run.is_days:
             continue
-        for layer in sorted({best_layer(run), run.layer_index()}):
+        ring_best = int(np.nanargmax(np.nanmax(run.arrays["ring_alignment"][:, -1], axis=-1)))
+        for layer in sorted({run.layer_index(), ring_best}):
             weekly, ring = run.arrays["weekly_alignment"][layer, -1], run.arrays["ring_alignment"][layer, -1]
             for pair, (w, r) in enumerate(zip(weekly, ring)):
                 rows.append(f"| {run.name} ({run.layers[layer]}) | PC{2 * pair + 1}-{2 * pair + 2} | {w:.2f} | {r:.2f} |")
