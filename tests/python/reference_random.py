@@ -1,4 +1,4 @@
-"""An independent pure-Python implementation of icgt's documented random generator and walks.
+"""An independent pure-Python implementation of icgt's documented random generator, walks and relabellings.
 
 Written from the specification in src/random.hpp (SplitMix64 seeding, xoshiro256**, Lemire's
 bounded draw on the upper 32 bits), not from the C++ code, so agreement checks the specification.
@@ -58,3 +58,16 @@ def reference_walks(neighbours, seed, batch, length, per_node):
             walk.append(node)
         walks.append(walk)
     return walks
+
+
+def reference_relabellings(n, count, seed):
+    """The permutations EnergyMetrics.energy_null_baseline draws: Fisher-Yates from the last place."""
+    generator = ReferenceGenerator(seed)
+    permutations = []
+    for _ in range(count):
+        perm = list(range(n))
+        for i in range(n - 1, 0, -1):
+            j = generator.bounded(i + 1)
+            perm[i], perm[j] = perm[j], perm[i]
+        permutations.append(perm)
+    return permutations

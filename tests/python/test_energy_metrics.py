@@ -13,61 +13,7 @@ from scipy.stats import pearsonr
 from sklearn.linear_model import LinearRegression
 
 import icgt
-
-MASK64 = (1 << 64) - 1
-
-
-class ReferenceGenerator:
-    """icgt's generator as documented in src/random.hpp: xoshiro256** seeded by SplitMix64, bounded
-    draws by Lemire's multiply-shift with rejection."""
-
-    def __init__(self, seed):
-        self.state = []
-        for _ in range(4):
-            seed = (seed + 0x9E3779B97F4A7C15) & MASK64
-            z = seed
-            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
-            self.state.append(z ^ (z >> 31))
-
-    @staticmethod
-    def _rotate(x, k):
-        return ((x << k) | (x >> (64 - k))) & MASK64
-
-    def next_u64(self):
-        s = self.state
-        result = (self._rotate((s[1] * 5) & MASK64, 7) * 9) & MASK64
-        t = (s[1] << 17) & MASK64
-        s[2] ^= s[0]
-        s[3] ^= s[1]
-        s[1] ^= s[2]
-        s[0] ^= s[3]
-        s[2] ^= t
-        s[3] = self._rotate(s[3], 45)
-        return result
-
-    def bounded(self, bound):
-        product = (self.next_u64() >> 32) * bound
-        low = product & 0xFFFFFFFF
-        if low < bound:
-            threshold = ((1 << 32) - bound) % bound
-            while low < threshold:
-                product = (self.next_u64() >> 32) * bound
-                low = product & 0xFFFFFFFF
-        return product >> 32
-
-
-def reference_relabellings(n, count, seed):
-    """The permutations EnergyMetrics.energy_null_baseline draws: Fisher-Yates from the last place."""
-    generator = ReferenceGenerator(seed)
-    permutations = []
-    for _ in range(count):
-        perm = list(range(n))
-        for i in range(n - 1, 0, -1):
-            j = generator.bounded(i + 1)
-            perm[i], perm[j] = perm[j], perm[i]
-        permutations.append(perm)
-    return permutations
+from reference_random import reference_relabellings
 
 
 def reference_energy(x, adjacency, kind):
