@@ -35,10 +35,17 @@ DAYS_RING_ORDER = tuple(DAY_NAMES[(3 * i) % 7] for i in range(7))
 
 GRAPHS = ("grid", "ring", "hexagon", "triangular", "custom")
 MODES = ("walk", "pairs")
-#: Principal components kept per PCA snapshot (the days-of-week figure needs PCs 1-4); fewer on
-#: graphs of fewer than five nodes.
-NUM_PCS = 4
 STARTS = ("per_node", "uniform")
+
+
+def kept_components(num_nodes: int) -> int:
+    """Principal components kept per PCA snapshot: 4 (the days-of-week figure draws PCs 1-4), fewer
+    on graphs of fewer than five nodes, whose centred class means span at most num_nodes - 1.
+
+    >>> icgt.config.kept_components(16), icgt.config.kept_components(3)
+    (4, 2)
+    """
+    return min(4, num_nodes - 1)
 
 
 @dataclass
@@ -185,7 +192,7 @@ def validate(config: ExperimentConfig) -> None:
     _require(config.start in STARTS, f"start '{config.start}' is unknown; expected one of {list(STARTS)}")
     _require(config.mode == "pairs" or not config.separator, "a separator is only used in mode 'pairs'")
     try:
-        config.build_graph()
+        graph = config.build_graph()
     except ValueError as error:
         raise ValueError(f"graph '{config.graph}' of size {config.graph_size} with words {config.words}: {error}") from None
     _require(not config.natural_order or sorted(config.natural_order) == sorted(config.words),
@@ -205,7 +212,7 @@ def validate(config: ExperimentConfig) -> None:
     _require(config.layers == "all" or (isinstance(config.layers, list) and config.layers
                                         and all(isinstance(layer, int) for layer in config.layers)),
              f"layers must be \"all\" or a non-empty list of block indices, got {config.layers!r}")
-    kept = min(NUM_PCS, config.build_graph().num_nodes - 1)
+    kept = kept_components(graph.num_nodes)
     _require(len(config.pca_components) == 2 and len(set(config.pca_components)) == 2
              and all(isinstance(c, int) and 0 <= c < kept for c in config.pca_components),
              f"pca_components must name the two distinct 0-based components that the PCA figure draws, "

@@ -200,8 +200,8 @@ def _compute(config: configs.ExperimentConfig,
                   "device": str(probe.device), "dtype": str(probe.dtype)},
         # A ring with a natural order that it contradicts is the days-of-week experiment, which the
         # report recognises by this kind.
-        "graph": {"kind": "days" if config.natural_order else config.graph, "num_nodes": graph.num_nodes, "edges": [list(e) for e in graph.edges],
-                  "labels": list(graph.labels)},
+        "graph": {"kind": "days" if config.natural_order else config.graph, "num_nodes": graph.num_nodes,
+                  "edges": [list(e) for e in graph.edges], "labels": list(graph.labels)},
         "token_ids": {"words": word_ids.tolist(), "separator": separator_id, "bos": probe.bos_token_id},
         "versions": {"icgt": _icgt_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
@@ -228,7 +228,7 @@ def analyse(config: configs.ExperimentConfig, graph, residuals: torch.Tensor, ta
     length = nodes.shape[1]
     energy_positions = RepresentationStats.strided_positions(length, config.energy_every, config.energy_every)
     pca_positions = [p for p in config.pca_positions if p < length]
-    num_pcs = min(configs.NUM_PCS, graph.num_nodes - 1)
+    num_pcs = configs.kept_components(graph.num_nodes)
 
     accuracy = metrics.rule_following_accuracy(target_probs, node_tensor, torch.from_numpy(scored))
     per_layer: dict[str, list[np.ndarray]] = {}
