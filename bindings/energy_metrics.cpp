@@ -14,6 +14,29 @@ EnergyMetrics::Energy parse_kind(const std::string& kind, const char* function) 
                    "'");
 }
 
+// class_means_at: pairs (window, positions), each positions a 1-D sequence of integers.
+std::vector<EnergyMetrics::Snapshots> snapshots_argument(const py::handle& value, const char* function) {
+  std::vector<EnergyMetrics::Snapshots> snapshots;
+  const auto wrong = [&](const std::string& what) {
+    return TypeError(std::string(function) + ": class_means_at must be a sequence of (window, positions) pairs, " +
+                     what);
+  };
+  if (!py::isinstance<py::sequence>(value) || py::isinstance<py::str>(value)) {
+    throw wrong("got " + py::str(py::type::of(value)).cast<std::string>());
+  }
+  const auto entries = py::reinterpret_borrow<py::sequence>(value);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const py::object entry = entries[i];
+    const std::string name = "class_means_at[" + std::to_string(i) + "]";
+    if (!py::isinstance<py::sequence>(entry) || py::len(entry) != 2 || !py::isinstance<py::int_>(entry[py::int_(0)])) {
+      throw wrong("but " + name + " is " + py::repr(entry).cast<std::string>());
+    }
+    snapshots.push_back({entry[py::int_(0)].cast<std::int64_t>(),
+                         integer_list_argument(entry[py::int_(1)], function, (name + ".positions").c_str())});
+  }
+  return snapshots;
+}
+
 std::string sizes(const at::Tensor& tensor) { return py::str(py::tuple(py::cast(tensor.sizes().vec()))); }
 
 }  // namespace
@@ -72,6 +95,22 @@ Example:
         return "EnergyMetrics.SpectralAlignment(shape=" + sizes(a.r_squared) + ")";
       });
 
+  py::class_<EnergyMetrics::EnergyOverContext>(metrics, "EnergyOverContext",
+                                               "Energy of class means over context length, with the class means "
+                                               "taken in the same pass.")
+      .def_readonly("energy", &EnergyMetrics::EnergyOverContext::energy,
+                    "[..., snapshots]: the energy at every snapshot; NaN where a node is absent from the window.")
+      .def_readonly("counts", &EnergyMetrics::EnergyOverContext::counts,
+                    "int64 [snapshots, nodes]: activations behind each class mean.")
+      .def_readonly("positions", &EnergyMetrics::EnergyOverContext::positions,
+                    "int64 [snapshots]: the snapshot positions t.")
+      .def_readonly("class_means", &EnergyMetrics::EnergyOverContext::class_means,
+                    "list of RepresentationStats.ClassMeans, one per entry of class_means_at.")
+      .def("__repr__", [](const EnergyMetrics::EnergyOverContext& c) {
+        return "EnergyMetrics.EnergyOverContext(shape=" + sizes(c.energy) +
+               ", class_means=" + std::to_string(c.class_means.size()) + ")";
+      });
+
   metrics.def(py::init<Graph>(), py::arg("graph"),
               "Metrics against this graph.\n\n>>> icgt.EnergyMetrics(icgt.Graph.square_grid(4, 4)).graph.num_edges\n24")
       .def_property_readonly("graph", &EnergyMetrics::graph, "The graph the metrics measure against.")
@@ -102,6 +141,44 @@ All kinds sum over ordered node pairs (i, j), A the adjacency:
 0.75
 >>> metrics.dirichlet_energy(torch.stack([square, 10 * square]), "scale_invariant").tolist()
 [0.75, 0.75]
+)doc")
+      .def(
+          "energy_over_context",
+          [](const EnergyMetrics& e, const py::handle& residuals, const py::handle& nodes, std::int64_t window,
+             const py::handle& positions, const std::string& kind, const py::handle& class_means_at) {
+            const char* function = "EnergyMetrics.energy_over_context";
+            const at::Tensor residual_tensor = tensor_argument(residuals, function, "residuals");
+            const at::Tensor node_tensor = tensor_argument(nodes, function, "nodes");
+            const std::vector<std::int64_t> position_list = integer_list_argument(positions, function, "positions");
+            const auto energy = parse_kind(kind, function);
+            const auto snapshots = snapshots_argument(class_means_at, function);
+            py::gil_scoped_release release;
+            return e.energy_over_context(residual_tensor, node_tensor, window, position_list, energy, snapshots);
+          },
+          py::arg("residuals"), py::arg("nodes"), py::arg("window"), py::arg("positions"),
+          py::arg("kind") = "normalized", py::arg("class_means_at") = py::tuple(),
+          R"doc(Dirichlet energy over context length straight from a residual stream, in one pass.
+
+The energy (kind as in dirichlet_energy) of the class means that
+RepresentationStats.class_means(residuals, nodes, window, positions) would give, for every
+snapshot and leading (layer) index, computed from the window sums as they go by without
+writing the means out. class_means_at: (window, positions) pairs whose class means the
+same pass returns (say a wide window at a few snapshots for PCA), so that the activations
+are read once in all. Arguments and errors as for class_means; each class_means_at entry
+is checked like window and positions. Returns EnergyOverContext: energy [..., snapshots]
+(NaN where a node is absent), counts, positions, and class_means (one ClassMeans per
+class_means_at entry).
+
+>>> grid = icgt.Graph.square_grid(4, 4)
+>>> walks = icgt.WalkSampler(grid, seed=0).random_walks(16, 300, start="per_node")
+>>> residuals = torch.randn(2, 16, 300, 8)  # [layers, batch, length, hidden]
+>>> metrics = icgt.EnergyMetrics(grid)
+>>> sweep = metrics.energy_over_context(residuals, walks, 20, range(0, 300, 10), class_means_at=[(200, [250, 299])])
+>>> sweep.energy.shape, sweep.class_means[0].means.shape
+(torch.Size([2, 30]), torch.Size([2, 2, 16, 8]))
+>>> means = icgt.RepresentationStats(16).class_means(residuals, walks, 20, range(0, 300, 10)).means
+>>> torch.allclose(sweep.energy, metrics.dirichlet_energy(means), equal_nan=True)
+True
 )doc")
       .def(
           "energy_null_baseline",

@@ -11,6 +11,7 @@
 #include "edge_sums.hpp"
 #include "icgt/errors.hpp"
 #include "random.hpp"
+#include "sweep_input.hpp"
 #include "tensor_checks.hpp"
 
 namespace icgt {
@@ -97,6 +98,68 @@ torch::Tensor EnergyMetrics::dirichlet_energy(const torch::Tensor& representatio
                                                   "EnergyMetrics::dirichlet_energy", "representations");
   // Ordered pairs: each undirected edge twice.
   return 2 * detail::edge_square_sums(x, graph_.edges()) * energy_factor(x, energy, graph_.num_edges());
+}
+
+EnergyMetrics::EnergyOverContext EnergyMetrics::energy_over_context(const torch::Tensor& residuals,
+                                                                  const torch::Tensor& nodes, std::int64_t window,
+                                                                  const std::vector<std::int64_t>& positions,
+                                                                  Energy energy,
+                                                                  const std::vector<Snapshots>& class_means_at) const {
+  const std::string function = "EnergyMetrics::energy_over_context";
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
+  const std::int64_t n = graph_.num_nodes();
+  const detail::SweepInput input = detail::check_sweep_input(residuals, nodes, n, function);
+  const std::int64_t length = input.rows.size(2), hidden = input.rows.size(3);
+  std::vector<detail::WindowSweep> sweeps{{detail::trailing_windows(window, positions, length, function), {},
+                                           graph_.edges()}};
+  for (std::size_t i = 0; i < class_means_at.size(); ++i) {
+    sweeps.push_back({detail::trailing_windows(class_means_at[i].window, class_means_at[i].positions, length,
+                                               function, fmt::format("class_means_at[{}].", i)),
+                      {}, {}});
+  }
+  std::vector<detail::TrailingWindows> windows;
+  for (detail::WindowSweep& sweep : sweeps) {
+    sweep.counts = detail::window_counts(input.node_ids, n, /*per_sequence=*/false, sweep.windows);
+    windows.push_back(sweep.windows);
+  }
+  bool finite = true;
+  const std::vector<torch::Tensor> results =
+      detail::sweep_windows(input.rows, input.node_ids, n, /*per_sequence=*/false, sweeps, finite);
+  if (!finite) detail::throw_non_finite(input, windows, function);
+
+  // results[0]: [leading, 1, snapshots, sums]. Each energy is the edge sum times a factor.
+  const torch::Tensor sums = results.front().squeeze(1);
+  const torch::Tensor edge_squares = sums.select(-1, detail::kEdgeSquares);
+  torch::Tensor energies;
+  switch (energy) {
+    case Energy::Raw:
+      energies = 2 * edge_squares;
+      break;
+    case Energy::Normalized:
+      energies = edge_squares / (static_cast<double>(hidden) * sums.select(-1, detail::kSquaredNorms));
+      break;
+    case Energy::ScaleInvariant:
+      energies = edge_squares * (static_cast<double>(n - 1) / (2.0 * graph_.num_edges())) /
+                 sums.select(-1, detail::kSquaredDeviations);
+      break;
+    default:
+      throw ValueError("EnergyMetrics: unknown Energy kind");
+  }
+  const torch::Device device = input.rows.device();
+  const auto position_tensor = [&](const std::vector<std::int64_t>& values) {
+    return torch::tensor(values, torch::dtype(torch::kInt64)).to(device);
+  };
+  std::vector<std::int64_t> energy_shape(input.leading_shape);
+  energy_shape.push_back(static_cast<std::int64_t>(positions.size()));
+  EnergyOverContext result{energies.to(detail::compute_dtype(residuals)).reshape(energy_shape),
+                           sweeps.front().counts.squeeze(0), position_tensor(positions), {}};
+  for (std::size_t i = 0; i < class_means_at.size(); ++i) {
+    std::vector<std::int64_t> mean_shape(input.leading_shape);
+    mean_shape.insert(mean_shape.end(), {static_cast<std::int64_t>(class_means_at[i].positions.size()), n, hidden});
+    result.class_means.push_back({results[i + 1].reshape(mean_shape), sweeps[i + 1].counts.squeeze(0),
+                                  position_tensor(class_means_at[i].positions)});
+  }
+  return result;
 }
 
 EnergyMetrics::NullBaseline EnergyMetrics::energy_null_baseline(const torch::Tensor& representations, Energy energy,

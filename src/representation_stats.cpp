@@ -7,8 +7,8 @@
 
 #include "centred_svd.hpp"
 #include "icgt/errors.hpp"
+#include "sweep_input.hpp"
 #include "tensor_checks.hpp"
-#include "window_means.hpp"
 
 namespace icgt {
 namespace {
@@ -17,36 +17,6 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 torch::Tensor int64_tensor(const std::vector<std::int64_t>& values, const torch::Device& device) {
   return torch::tensor(values, torch::dtype(torch::kInt64)).to(device);
-}
-
-void check_positions(const std::vector<std::int64_t>& positions, std::int64_t length, const std::string& function) {
-  if (positions.empty()) {
-    throw ValueError(fmt::format("{}: positions is empty; expected at least one snapshot position", function));
-  }
-  for (std::size_t i = 0; i < positions.size(); ++i) {
-    if (positions[i] < 0 || positions[i] >= length) {
-      throw ValueError(fmt::format("{}: positions[{}] is {}, outside the sequence; expected 0..{}", function, i,
-                                   positions[i], length - 1));
-    }
-    if (i > 0 && positions[i] <= positions[i - 1]) {
-      throw ValueError(fmt::format("{}: positions must be strictly increasing, but positions[{}] = {} follows {}",
-                                   function, i, positions[i], positions[i - 1]));
-    }
-  }
-}
-
-// For a sweep whose activations hold a NaN or an infinity somewhere a window reads: names the
-// first node position with one.
-[[noreturn]] void throw_non_finite(const torch::Tensor& residuals, const torch::Tensor& node_positions,
-                                   const std::string& function) {
-  const torch::Tensor bad = (~torch::isfinite(residuals)).any(-1) & node_positions;
-  const std::string where = detail::first_true_index(bad);
-  if (where.empty()) {
-    throw ValueError(fmt::format("{}: the sums of residuals overflow float32; scale the activations down", function));
-  }
-  throw ValueError(fmt::format("{}: residuals holds a NaN or infinite value at index {} (..., batch, position), "
-                               "which enters a class mean; activations must be finite",
-                               function, where));
 }
 
 }  // namespace
@@ -83,50 +53,25 @@ RepresentationStats::ClassMeans RepresentationStats::class_means_per_sequence(
 }
 
 RepresentationStats::ClassMeans RepresentationStats::sweep(const torch::Tensor& residuals,
-                                                                  const torch::Tensor& nodes, std::int64_t window,
-                                                                  const std::vector<std::int64_t>& positions,
-                                                                  bool per_sequence, const char* method) const {
+                                                           const torch::Tensor& nodes, std::int64_t window,
+                                                           const std::vector<std::int64_t>& positions,
+                                                           bool per_sequence, const char* method) const {
   const std::string function = fmt::format("RepresentationStats::{}", method);
   const torch::NoGradGuard statistics_carry_no_autograd_history;
-  detail::check_floating(residuals, 3, function, "residuals", "[..., batch, length, hidden]");
-  detail::check_integer(nodes, 2, function, "nodes", "[batch, length]");
-  const std::int64_t batch = residuals.size(-3), length = residuals.size(-2), hidden = residuals.size(-1);
-  if (nodes.size(0) != batch || nodes.size(1) != length) {
-    throw ValueError(fmt::format("{}: nodes has shape {} but residuals {} needs nodes [batch, length] = [{}, {}]",
-                                 function, detail::shape_of(nodes), detail::shape_of(residuals), batch, length));
-  }
-  if (window < 0 || window >= length) {
-    throw ValueError(fmt::format("{}: window is {}, outside the sequence of {} positions; expected 0..{}", function,
-                                 window, length, length - 1));
-  }
-  check_positions(positions, length, function);
-  const torch::Device device = residuals.device();
-  const torch::Tensor node_ids = nodes.to(device, torch::kInt64);
-  detail::check_node_ids(node_ids, num_nodes_, function, "nodes");
-
-  detail::TrailingWindows windows;
-  for (std::int64_t t : positions) {
-    windows.starts.push_back(std::max<std::int64_t>(0, t - window));
-    windows.ends.push_back(t + 1);
-  }
-  const torch::Tensor counts = detail::window_counts(node_ids, num_nodes_, per_sequence, windows);
-  const auto leading = residuals.sizes().slice(0, residuals.dim() - 3);
+  const detail::SweepInput input = detail::check_sweep_input(residuals, nodes, num_nodes_, function);
+  const std::int64_t batch = input.rows.size(1), length = input.rows.size(2), hidden = input.rows.size(3);
+  detail::WindowSweep sweep{detail::trailing_windows(window, positions, length, function), {}, {}};
+  sweep.counts = detail::window_counts(input.node_ids, num_nodes_, per_sequence, sweep.windows);
   bool finite = true;
   const torch::Tensor means =
-      detail::window_means(residuals.reshape({c10::multiply_integers(leading), batch, length, hidden}), node_ids,
-                           num_nodes_, per_sequence, windows, counts, finite);
-  if (!finite) {
-    std::vector<std::int64_t> in_a_window(length, 0);
-    for (std::size_t s = 0; s < positions.size(); ++s) {
-      std::fill(in_a_window.begin() + windows.starts[s], in_a_window.begin() + windows.ends[s], 1);
-    }
-    throw_non_finite(residuals, (node_ids >= 0) & (int64_tensor(in_a_window, device) > 0), function);
-  }
+      detail::sweep_windows(input.rows, input.node_ids, num_nodes_, per_sequence, {sweep}, finite).front();
+  if (!finite) detail::throw_non_finite(input, {sweep.windows}, function);
 
-  std::vector<std::int64_t> mean_shape(leading.begin(), leading.end());
+  std::vector<std::int64_t> mean_shape(input.leading_shape);
   if (per_sequence) mean_shape.push_back(batch);
   mean_shape.insert(mean_shape.end(), {static_cast<std::int64_t>(positions.size()), num_nodes_, hidden});
-  return {means.reshape(mean_shape), per_sequence ? counts : counts.squeeze(0), int64_tensor(positions, device)};
+  return {means.reshape(mean_shape), per_sequence ? sweep.counts : sweep.counts.squeeze(0),
+          int64_tensor(positions, input.rows.device())};
 }
 
 RepresentationStats::PrincipalComponents RepresentationStats::principal_components(const torch::Tensor& class_means,

@@ -25,19 +25,23 @@ torch::Tensor empty_means(const torch::Tensor& source, std::int64_t num_groups, 
                       source.options().dtype(compute_dtype(source)));
 }
 
-// Segments: the runs of positions between consecutive distinct window boundaries, cut further
-// so that none is longer than kMaxSegmentLength (a float32 segment sum then adds at most that many
-// rows per node and sequence). Every window is a run of whole segments.
+// Segments: the runs of positions between consecutive distinct window boundaries of all sweeps,
+// cut further so that none is longer than kMaxSegmentLength (a float32 segment sum then adds at
+// most that many rows per node and sequence). Every window is a run of whole segments.
 constexpr std::int64_t kMaxSegmentLength = 32;
 
 struct SegmentPlan {
-  std::vector<std::int64_t> begin, end;                // positions [begin[j], end[j]) of segment j
-  std::vector<std::int64_t> first_segment, end_segment;  // window s is segments [first, end)
+  std::vector<std::int64_t> begin, end;  // positions [begin[j], end[j]) of segment j
+  // Window s of sweep r is segments [first_segment[r][s], end_segment[r][s]).
+  std::vector<std::vector<std::int64_t>> first_segment, end_segment;
 };
 
-SegmentPlan plan_segments(const TrailingWindows& windows) {
-  std::vector<std::int64_t> boundaries(windows.starts);
-  boundaries.insert(boundaries.end(), windows.ends.begin(), windows.ends.end());
+SegmentPlan plan_segments(const std::vector<WindowSweep>& sweeps) {
+  std::vector<std::int64_t> boundaries;
+  for (const WindowSweep& sweep : sweeps) {
+    boundaries.insert(boundaries.end(), sweep.windows.starts.begin(), sweep.windows.starts.end());
+    boundaries.insert(boundaries.end(), sweep.windows.ends.begin(), sweep.windows.ends.end());
+  }
   std::sort(boundaries.begin(), boundaries.end());
   boundaries.erase(std::unique(boundaries.begin(), boundaries.end()), boundaries.end());
   SegmentPlan plan;
@@ -50,13 +54,17 @@ SegmentPlan plan_segments(const TrailingWindows& windows) {
     }
   }
   segment_at_boundary.push_back(static_cast<std::int64_t>(plan.begin.size()));
-  const auto segment_at = [&](std::int64_t position) {
-    return segment_at_boundary[std::lower_bound(boundaries.begin(), boundaries.end(), position) -
-                               boundaries.begin()];
+  const auto segments_at = [&](const std::vector<std::int64_t>& positions) {
+    std::vector<std::int64_t> segments;
+    for (std::int64_t position : positions) {
+      segments.push_back(segment_at_boundary[std::lower_bound(boundaries.begin(), boundaries.end(), position) -
+                                             boundaries.begin()]);
+    }
+    return segments;
   };
-  for (std::size_t s = 0; s < windows.ends.size(); ++s) {
-    plan.first_segment.push_back(segment_at(windows.starts[s]));
-    plan.end_segment.push_back(segment_at(windows.ends[s]));
+  for (const WindowSweep& sweep : sweeps) {
+    plan.first_segment.push_back(segments_at(sweep.windows.starts));
+    plan.end_segment.push_back(segments_at(sweep.windows.ends));
   }
   return plan;
 }
@@ -89,66 +97,178 @@ void add_segment(double* __restrict__ window, const double* __restrict__ segment
   for (std::int64_t i = 0; i < size; ++i) window[i] += sign * segment[i];
 }
 
-// mean = sum / count, or NaN for a node the window does not hold.
+// mean = sum * (1 / count), or NaN for a node the window does not hold. A multiplication, not a
+// division per element: division is the slowest step of this loop, and the two differ by at most
+// one unit in the last place of a float64.
 ICGT_WITH_AVX2_CLONE void write_mean(float* __restrict__ mean, const double* __restrict__ sum, std::int64_t count,
                                      std::int64_t width) {
-  for (std::int64_t h = 0; h < width; ++h) {
-    mean[h] = count > 0 ? static_cast<float>(sum[h] / static_cast<double>(count)) : std::numeric_limits<float>::quiet_NaN();
-  }
+  const double scale = count > 0 ? 1.0 / static_cast<double>(count) : kNaN;
+  for (std::int64_t h = 0; h < width; ++h) mean[h] = static_cast<float>(sum[h] * scale);
 }
 
 void write_mean(double* __restrict__ mean, const double* __restrict__ sum, std::int64_t count, std::int64_t width) {
-  for (std::int64_t h = 0; h < width; ++h) mean[h] = count > 0 ? sum[h] / static_cast<double>(count) : kNaN;
+  const double scale = count > 0 ? 1.0 / static_cast<double>(count) : kNaN;
+  for (std::int64_t h = 0; h < width; ++h) mean[h] = sum[h] * scale;
 }
 
-// One task per (leading index, slice of the hidden dimension). Segment sums are taken once each,
-// in the activations' precision (float32 for float32, as numpy would), and kept in a small cache;
-// the window sum, in float64, adds a segment's sum when it enters and subtracts the same stored
-// value when it leaves, so nothing drifts. A segment that has left the cache is summed again, in
-// the same order, giving the same value. Each activation row is read once (twice only on a cache
-// miss), the whole sweep is one parallel region, and the only memory written is the result.
+// out = scale * in; centre += share * in.
+ICGT_WITH_AVX2_CLONE void scale_into(double* __restrict__ out, double* __restrict__ centre,
+                                     const double* __restrict__ in, double scale, double share, std::int64_t width) {
+  for (std::int64_t h = 0; h < width; ++h) {
+    out[h] = scale * in[h];
+    centre[h] += share * out[h];
+  }
+}
+
+// ||a - b||^2 in float64. Eight partial sums, so that the reduction vectorises (a compiler may not
+// reorder one floating-point sum by itself).
+ICGT_WITH_AVX2_CLONE double squared_distance(const double* __restrict__ a, const double* __restrict__ b,
+                                             std::int64_t width) {
+  double lanes[8] = {};
+  std::int64_t h = 0;
+  for (; h + 8 <= width; h += 8) {
+    for (int l = 0; l < 8; ++l) lanes[l] += (a[h + l] - b[h + l]) * (a[h + l] - b[h + l]);
+  }
+  for (; h < width; ++h) lanes[0] += (a[h] - b[h]) * (a[h] - b[h]);
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+ICGT_WITH_AVX2_CLONE double squared_norm(const double* __restrict__ a, std::int64_t width) {
+  double lanes[8] = {};
+  std::int64_t h = 0;
+  for (; h + 8 <= width; h += 8) {
+    for (int l = 0; l < 8; ++l) lanes[l] += a[h + l] * a[h + l];
+  }
+  for (; h < width; ++h) lanes[0] += a[h] * a[h];
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+// Rows of activations ahead of the one being summed: about the memory latency's worth of work.
+constexpr std::int64_t kRowsAhead = 8;
+
+inline void prefetch(const char* address) {
+#if defined(__GNUC__)
+  __builtin_prefetch(address);
+#else
+  (void)address;
+#endif
+}
+
+bool all_finite(const std::vector<double>& values) {
+  return std::all_of(values.begin(), values.end(), [](double v) { return std::isfinite(v); });
+}
+
+// Tasks split the hidden dimension too when there are fewer leading indices than threads, so that
+// one layer still uses every core; each task owns its slice of the output.
+std::int64_t hidden_slices(std::int64_t num_leading, std::int64_t hidden) {
+  const std::int64_t target_tasks = 4 * at::get_num_threads();
+  return std::clamp<std::int64_t>((target_tasks + num_leading - 1) / num_leading, 1, (hidden + 63) / 64);
+}
+
+// The energy sums of one window's class means over one slice of the hidden dimension, from the
+// window sums of its nodes (rows of `width` at `stride`); scratch holds num_nodes + 1 rows.
+void add_energy_sums(double* __restrict__ out, const double* sums, std::int64_t stride, const std::int64_t* count,
+                     std::int64_t num_nodes, std::int64_t width, const std::vector<std::pair<int, int>>& edges,
+                     std::vector<double>& scratch) {
+  double* means = scratch.data();
+  double* centre = means + num_nodes * width;
+  std::fill(centre, centre + width, 0.0);
+  for (std::int64_t k = 0; k < num_nodes; ++k) {
+    scale_into(means + k * width, centre, sums + k * stride, 1.0 / static_cast<double>(count[k]),
+               1.0 / static_cast<double>(num_nodes), width);
+  }
+  double edge_squares = 0, squared_norms = 0, squared_deviations = 0;
+  for (auto [i, j] : edges) edge_squares += squared_distance(means + i * width, means + j * width, width);
+  for (std::int64_t k = 0; k < num_nodes; ++k) {
+    squared_norms += squared_norm(means + k * width, width);
+    squared_deviations += squared_distance(means + k * width, centre, width);
+  }
+  out[kEdgeSquares] += edge_squares;
+  out[kSquaredNorms] += squared_norms;
+  out[kSquaredDeviations] += squared_deviations;
+}
+
+// One task per (leading index, slice of the hidden dimension), serving every sweep as the
+// segments go by. Segment sums are taken once each, in the activations' precision (float32 for
+// float32, as numpy would), and kept in a small cache; each sweep's window sum, in float64, adds a
+// segment's sum when it enters and subtracts the same stored value when it leaves, so nothing
+// drifts. A segment that has left the cache is summed again, in the same order, giving the same
+// value. Each activation row is read once (twice only on a cache miss), the whole pass is one
+// parallel region, and the only memory written is the results: class means, or for an energy
+// sweep a few numbers per window (energy_sums holds them per slice, summed afterwards).
 template <typename scalar_t>
-void fused_window_means(const torch::Tensor& source, const std::int64_t* node, std::int64_t num_nodes,
-                        bool per_sequence, const SegmentPlan& plan, const std::int64_t* count, torch::Tensor& means,
-                        bool& finite) {
+void fused_sweep(const torch::Tensor& source, const std::int64_t* node, std::int64_t num_nodes, bool per_sequence,
+                 const std::vector<WindowSweep>& sweeps, const SegmentPlan& plan, std::int64_t slices,
+                 std::vector<torch::Tensor>& results, bool& finite) {
   using sum_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
   const std::int64_t num_leading = source.size(0), batch = source.size(1), length = source.size(2),
                      hidden = source.size(3);
   const std::int64_t num_groups = per_sequence ? batch : 1;
-  const auto num_snapshots = static_cast<std::int64_t>(plan.end_segment.size());
-  // Tasks split the hidden dimension too when there are fewer leading indices than threads, so
-  // that one layer still uses every core; each task owns its slice of the output.
-  const std::int64_t target_tasks = 4 * at::get_num_threads();
-  const std::int64_t slices =
-      std::clamp<std::int64_t>((target_tasks + num_leading - 1) / num_leading, 1, (hidden + 63) / 64);
   const std::int64_t slice_width = (hidden + slices - 1) / slices;
   const std::int64_t slots = num_groups * num_nodes * slice_width;  // one sum per (group, node, dim)
-  std::int64_t widest_window = 1;
-  for (std::int64_t s = 0; s < num_snapshots; ++s) {
-    widest_window = std::max(widest_window, plan.end_segment[s] - plan.first_segment[s]);
+  const auto num_sweeps = static_cast<std::int64_t>(sweeps.size());
+  const auto num_segments = static_cast<std::int64_t>(plan.begin.size());
+
+  // Every window of every sweep, in the order its last segment goes by.
+  struct Snapshot {
+    std::int64_t end_segment, sweep, index;
+  };
+  // The cache holds the segments from the oldest that a window may still have to drop to the
+  // newest: a window that slides drops the segments of the window before it.
+  std::vector<Snapshot> order;
+  std::int64_t lookback = 1;
+  for (std::int64_t r = 0; r < num_sweeps; ++r) {
+    const std::vector<std::int64_t>&first = plan.first_segment[r], &last = plan.end_segment[r];
+    for (std::size_t s = 0; s < last.size(); ++s) {
+      order.push_back({last[s], r, static_cast<std::int64_t>(s)});
+      const bool slides = s > 0 && first[s] < last[s - 1];
+      lookback = std::max(lookback, last[s] - (slides ? first[s - 1] : first[s]));
+    }
   }
-  const std::int64_t cache_size =
-      std::clamp<std::int64_t>((std::int64_t{4} << 20) / (slots * static_cast<std::int64_t>(sizeof(sum_t))), 1,
-                               widest_window);
+  std::stable_sort(order.begin(), order.end(),
+                   [](const Snapshot& a, const Snapshot& b) { return a.end_segment < b.end_segment; });
+  const std::int64_t cache_size = std::clamp<std::int64_t>(
+      (std::int64_t{4} << 20) / (slots * static_cast<std::int64_t>(sizeof(sum_t))), 1, lookback);
+  std::vector<const std::int64_t*> counts;
+  for (const WindowSweep& sweep : sweeps) counts.push_back(sweep.counts.data_ptr<std::int64_t>());
   const scalar_t* in = source.data_ptr<scalar_t>();
-  sum_t* out = means.data_ptr<sum_t>();
-  std::atomic<bool> all_finite{true};
+  std::atomic<bool> every_sum_finite{true};
   at::parallel_for(0, num_leading * slices, 1, [&](std::int64_t begin, std::int64_t end) {
-    std::vector<double> window_sum(slots);
+    std::vector<std::vector<double>> window_sum(num_sweeps, std::vector<double>(slots));
     std::vector<sum_t> cache(cache_size * slots);
     std::vector<std::int64_t> cached_segment(cache_size, -1);
+    std::vector<double> scratch((num_nodes + 1) * slice_width);
     for (std::int64_t task = begin; task < end; ++task) {
-      const std::int64_t leading = task / slices;
-      const std::int64_t lo = (task % slices) * slice_width;
-      const std::int64_t width = std::min(hidden, lo + slice_width) - lo;
+      const std::int64_t leading = task / slices, slice = task % slices;
+      const std::int64_t lo = slice * slice_width;
+      const std::int64_t width = std::max<std::int64_t>(0, std::min(hidden, lo + slice_width) - lo);
       std::fill(cached_segment.begin(), cached_segment.end(), -1);
+      const auto prefetch_rows = [&](std::int64_t leading_index, std::int64_t b, std::int64_t j) {
+        const std::int64_t row_bytes = width * static_cast<std::int64_t>(sizeof(scalar_t));
+        for (std::int64_t p = plan.begin[j]; p < plan.end[j]; ++p) {
+          const char* row = reinterpret_cast<const char*>(in + ((leading_index * batch + b) * length + p) * hidden + lo);
+          for (std::int64_t byte = 0; byte < row_bytes; byte += 64) prefetch(row + byte);
+        }
+      };
       // The sum of segment j for every (group, node), from the cache or summed afresh.
       const auto segment_sum = [&](std::int64_t j) {
         sum_t* sum = cache.data() + (j % cache_size) * slots;
         if (cached_segment[j % cache_size] == j) return static_cast<const sum_t*>(sum);
         std::fill(sum, sum + slots, sum_t{0});
+        // A segment is a short run of rows in each sequence, too short for the hardware to see a
+        // stream: ask for the rows about kRowsAhead ahead ourselves, through into the next segment.
+        const std::int64_t run = plan.end[j] - plan.begin[j];
+        const std::int64_t ahead = std::min(batch, (kRowsAhead + run - 1) / run);
+        if (j == 0 || cached_segment[(j - 1) % cache_size] != j - 1) {  // no segment before asked for these
+          for (std::int64_t b = 0; b < ahead; ++b) prefetch_rows(leading, b, j);
+        }
         for (std::int64_t b = 0; b < batch; ++b) {
           const std::int64_t group = per_sequence ? b : 0;
+          if (b + ahead < batch) {
+            prefetch_rows(leading, b + ahead, j);
+          } else if (j + 1 < num_segments) {
+            prefetch_rows(leading, b + ahead - batch, j + 1);
+          }
           for (std::int64_t p = plan.begin[j]; p < plan.end[j]; ++p) {
             const std::int64_t k = node[b * length + p];
             if (k < 0) continue;
@@ -159,35 +279,47 @@ void fused_window_means(const torch::Tensor& source, const std::int64_t* node, s
         cached_segment[j % cache_size] = j;
         return static_cast<const sum_t*>(sum);
       };
-      const auto update_window = [&](std::int64_t j, double sign) {
-        add_segment(window_sum.data(), segment_sum(j), sign, slots);
-      };
-      std::fill(window_sum.begin(), window_sum.end(), 0.0);
-      std::int64_t entered = 0, left = 0;  // segments [left, entered) are in the window sum
-      for (std::int64_t s = 0; s < num_snapshots; ++s) {
-        if (plan.first_segment[s] >= entered) {
-          // No overlap with the window before: start afresh, from an exact zero.
-          std::fill(window_sum.begin(), window_sum.end(), 0.0);
-          entered = left = plan.first_segment[s];
+      std::vector<std::int64_t> entered(num_sweeps, 0), left(num_sweeps, 0);  // [left, entered) are in
+      bool sums_finite = true;
+      for (auto& sum : window_sum) std::fill(sum.begin(), sum.end(), 0.0);
+      for (const Snapshot& snapshot : order) {
+        const std::int64_t r = snapshot.sweep, s = snapshot.index;
+        const std::int64_t first = plan.first_segment[r][s];
+        std::vector<double>& sum = window_sum[r];
+        if (first >= entered[r]) {
+          // No overlap with the window before: start afresh, from an exact zero. A NaN or infinity
+          // that entered a window stays in its sum (x - x is NaN for both) until then.
+          sums_finite = sums_finite && all_finite(sum);
+          std::fill(sum.begin(), sum.end(), 0.0);
+          entered[r] = left[r] = first;
         }
-        for (; left < plan.first_segment[s]; ++left) update_window(left, -1.0);
-        for (; entered < plan.end_segment[s]; ++entered) update_window(entered, 1.0);
+        for (; left[r] < first; ++left[r]) add_segment(sum.data(), segment_sum(left[r]), -1.0, slots);
+        for (; entered[r] < snapshot.end_segment; ++entered[r]) {
+          add_segment(sum.data(), segment_sum(entered[r]), 1.0, slots);
+        }
+        const std::int64_t num_snapshots = static_cast<std::int64_t>(plan.end_segment[r].size());
         for (std::int64_t group = 0; group < num_groups; ++group) {
-          for (std::int64_t k = 0; k < num_nodes; ++k) {
-            const std::int64_t n = count[(group * num_snapshots + s) * num_nodes + k];
-            // Sums of absent nodes are only nearly 0 after rounding: their means are NaN.
-            write_mean(out + (((leading * num_groups + group) * num_snapshots + s) * num_nodes + k) * hidden + lo,
-                       window_sum.data() + (group * num_nodes + k) * slice_width, n, width);
+          const std::int64_t* count = counts[r] + (group * num_snapshots + s) * num_nodes;
+          const double* group_sum = sum.data() + group * num_nodes * slice_width;
+          if (sweeps[r].edges.empty()) {
+            sum_t* means = results[r].data_ptr<sum_t>();
+            for (std::int64_t k = 0; k < num_nodes; ++k) {
+              // Sums of absent nodes are only nearly 0 after rounding: their means are NaN.
+              write_mean(means + (((leading * num_groups + group) * num_snapshots + s) * num_nodes + k) * hidden + lo,
+                         group_sum + k * slice_width, count[k], width);
+            }
+          } else if (std::all_of(count, count + num_nodes, [](std::int64_t n) { return n > 0; })) {
+            double* energy_sums = results[r].data_ptr<double>() +
+                                  (((leading * slices + slice) * num_groups + group) * num_snapshots + s) * kNumEnergySums;
+            add_energy_sums(energy_sums, group_sum, slice_width, count, num_nodes, width, sweeps[r].edges, scratch);
           }
         }
       }
-      // A NaN or infinity that entered the window stays in its sum (x - x is NaN for both).
-      if (!std::all_of(window_sum.begin(), window_sum.end(), [](double v) { return std::isfinite(v); })) {
-        all_finite = false;
-      }
+      for (const auto& sum : window_sum) sums_finite = sums_finite && all_finite(sum);
+      if (!sums_finite) every_sum_finite = false;
     }
   });
-  finite = all_finite;
+  finite = every_sum_finite;
 }
 
 }  // namespace
@@ -205,23 +337,49 @@ torch::Tensor window_counts(const torch::Tensor& nodes, std::int64_t num_nodes, 
          before.index_select(1, int64_tensor(windows.starts, nodes.device()));
 }
 
-torch::Tensor window_means(const torch::Tensor& source, const torch::Tensor& nodes, std::int64_t num_nodes,
-                           bool per_sequence, const TrailingWindows& windows, const torch::Tensor& counts,
-                           bool& finite) {
-  if (!source.device().is_cpu()) {
-    return window_means_by_tensor_ops(source, nodes, num_nodes, per_sequence, windows, counts, finite);
-  }
-  torch::Tensor means = empty_means(source, per_sequence ? source.size(1) : 1,
-                                    static_cast<std::int64_t>(windows.ends.size()), num_nodes);
+std::vector<torch::Tensor> sweep_windows(const torch::Tensor& source, const torch::Tensor& nodes,
+                                         std::int64_t num_nodes, bool per_sequence,
+                                         const std::vector<WindowSweep>& sweeps, bool& finite) {
+  const std::int64_t num_leading = source.size(0), num_groups = per_sequence ? source.size(1) : 1;
+  const auto energy_nan_where_absent = [&](torch::Tensor sums, const torch::Tensor& counts) {
+    return sums.masked_fill_((counts == 0).any(-1).unsqueeze(-1), kNaN);
+  };
   finite = true;
-  if (means.numel() == 0) return means;
-  const torch::Tensor rows = source.contiguous(), node_ids = nodes.contiguous(), node_counts = counts.contiguous();
-  const SegmentPlan plan = plan_segments(windows);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rows.scalar_type(), "window_means", [&] {
-    fused_window_means<scalar_t>(rows, node_ids.data_ptr<std::int64_t>(), num_nodes, per_sequence, plan,
-                                 node_counts.data_ptr<std::int64_t>(), means, finite);
-  });
-  return means;
+  std::vector<torch::Tensor> results;
+  if (!source.device().is_cpu()) {
+    for (const WindowSweep& sweep : sweeps) {
+      bool sweep_finite = true;
+      torch::Tensor means = window_means_by_tensor_ops(source, nodes, num_nodes, per_sequence, sweep.windows,
+                                                       sweep.counts, sweep_finite);
+      finite = finite && sweep_finite;
+      results.push_back(sweep.edges.empty() ? means
+                                            : energy_nan_where_absent(energy_sums_by_tensor_ops(means, sweep.edges),
+                                                                      sweep.counts));
+    }
+    return results;
+  }
+  const torch::Tensor rows = source.contiguous(), node_ids = nodes.contiguous();
+  const std::int64_t slices = hidden_slices(num_leading, source.size(3));
+  std::vector<WindowSweep> contiguous_sweeps;
+  for (const WindowSweep& sweep : sweeps) {
+    const auto num_snapshots = static_cast<std::int64_t>(sweep.windows.ends.size());
+    results.push_back(sweep.edges.empty()
+                          ? empty_means(source, num_groups, num_snapshots, num_nodes)
+                          : torch::zeros({num_leading, slices, num_groups, num_snapshots, kNumEnergySums},
+                                         source.options().dtype(torch::kFloat64)));
+    contiguous_sweeps.push_back({sweep.windows, sweep.counts.contiguous(), sweep.edges});
+  }
+  if (source.numel() > 0) {
+    const SegmentPlan plan = plan_segments(contiguous_sweeps);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rows.scalar_type(), "sweep_windows", [&] {
+      fused_sweep<scalar_t>(rows, node_ids.data_ptr<std::int64_t>(), num_nodes, per_sequence, contiguous_sweeps, plan,
+                            slices, results, finite);
+    });
+  }
+  for (std::size_t r = 0; r < sweeps.size(); ++r) {
+    if (!sweeps[r].edges.empty()) results[r] = energy_nan_where_absent(results[r].sum(1), sweeps[r].counts);
+  }
+  return results;
 }
 
 torch::Tensor window_means_by_tensor_ops(const torch::Tensor& source, const torch::Tensor& nodes,
@@ -281,6 +439,15 @@ torch::Tensor window_means_by_tensor_ops(const torch::Tensor& source, const torc
     means.narrow(0, first, size).copy_((sums / counts.unsqueeze(-1)).masked_fill_(absent, kNaN));
   }
   return means;
+}
+
+torch::Tensor energy_sums_by_tensor_ops(const torch::Tensor& means, const std::vector<std::pair<int, int>>& edges) {
+  const torch::Tensor x = means.to(torch::kFloat64);
+  torch::Tensor edge_squares = torch::zeros(x.sizes().slice(0, x.dim() - 2), x.options());
+  for (auto [i, j] : edges) edge_squares.add_((x.select(-2, i) - x.select(-2, j)).square().sum(-1));
+  const torch::Tensor squared_norms = x.square().sum({-2, -1});
+  const torch::Tensor squared_deviations = (x - x.mean(-2, /*keepdim=*/true)).square().sum({-2, -1});
+  return torch::stack({edge_squares, squared_norms, squared_deviations}, -1);
 }
 
 }  // namespace icgt::detail

@@ -1,10 +1,12 @@
 #pragma once
-// Class means over trailing windows for every snapshot of a sweep: the one pass over a residual
-// stream behind RepresentationStats::class_means.
+// Class means over trailing windows for every snapshot of a sweep, or the sums behind their
+// Dirichlet energies: the one pass over a residual stream behind RepresentationStats::class_means
+// and EnergyMetrics::energy_over_context.
 
 #include <torch/types.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace icgt::detail {
@@ -16,27 +18,53 @@ struct TrailingWindows {
   std::vector<std::int64_t> ends;
 };
 
+/// One set of windows that a sweep serves, and what it makes of each window.
+struct WindowSweep {
+  TrailingWindows windows;
+  /// From window_counts for these windows.
+  torch::Tensor counts;
+  /// Empty: the class means. Otherwise the edges of a graph (each undirected edge once): the sums
+  /// behind the Dirichlet energies of the class means on it, without the means themselves.
+  std::vector<std::pair<int, int>> edges;
+};
+
+/// The three numbers every Dirichlet energy of class means m_0..m_(n-1) is made of, in this order
+/// along the last dimension of an energy sweep's result.
+enum EnergySum : std::int64_t {
+  kEdgeSquares = 0,       ///< sum over the edges of ||m_i - m_j||^2
+  kSquaredNorms = 1,      ///< sum over the nodes of ||m_k||^2
+  kSquaredDeviations = 2  ///< sum over the nodes of ||m_k - (the mean of the m)||^2
+};
+constexpr std::int64_t kNumEnergySums = 3;
+
 /// How many positions of each node each window holds: int64 [groups, snapshots, num_nodes], one
 /// group pooling the batch or one group per sequence. nodes: int64 [batch, length], kNotANode
 /// skipped; the result is on nodes' device.
 torch::Tensor window_counts(const torch::Tensor& nodes, std::int64_t num_nodes, bool per_sequence,
                             const TrailingWindows& windows);
 
-/// means[l, c, s, k, :]: the mean of source[l, b, p, :] over the positions p of window s and the
-/// sequences b of group c where nodes[b, p] == k; NaN where counts[c, s, k] is 0.
-/// source: floating [leading, batch, length, hidden]; nodes: int64 [batch, length] and counts (from
-/// window_counts) on source's device. Returns [leading, groups, snapshots, num_nodes, hidden] in
-/// float32 (float64 for float64 source), window sums kept in float64. Sets `finite` to false when
-/// a NaN or infinite activation entered a window. On the CPU a fused loop does it in one parallel
-/// pass; elsewhere window_means_by_tensor_ops.
-torch::Tensor window_means(const torch::Tensor& source, const torch::Tensor& nodes, std::int64_t num_nodes,
-                           bool per_sequence, const TrailingWindows& windows, const torch::Tensor& counts,
-                           bool& finite);
+/// Every sweep from one pass over source: floating [leading, batch, length, hidden]; nodes: int64
+/// [batch, length] on source's device. For a sweep without edges, means[l, c, s, k, :] is the mean
+/// of source[l, b, p, :] over the positions p of window s and the sequences b of group c where
+/// nodes[b, p] == k, NaN where its count is 0: [leading, groups, snapshots, num_nodes, hidden] in
+/// float32 (float64 for float64 source). For a sweep with edges: float64 [leading, groups,
+/// snapshots, kNumEnergySums] of the same means, NaN where any node's count is 0. Window sums are
+/// kept in float64. Sets `finite` to false when a NaN or infinite activation entered a window.
+/// On the CPU a fused loop does it all in one parallel pass, reading each activation once;
+/// elsewhere LibTorch operations, one sweep at a time (window_means_by_tensor_ops).
+std::vector<torch::Tensor> sweep_windows(const torch::Tensor& source, const torch::Tensor& nodes,
+                                         std::int64_t num_nodes, bool per_sequence,
+                                         const std::vector<WindowSweep>& sweeps, bool& finite);
 
-/// The same from LibTorch operations alone, for any device: per-segment sums (index_add_) between
-/// the distinct window boundaries, a running sum over segments, and differences of running sums.
+/// The class means of one sweep from LibTorch operations alone, for any device: per-segment sums
+/// (index_add_) between the distinct window boundaries, a running sum over segments, and
+/// differences of running sums.
 torch::Tensor window_means_by_tensor_ops(const torch::Tensor& source, const torch::Tensor& nodes,
                                          std::int64_t num_nodes, bool per_sequence, const TrailingWindows& windows,
                                          const torch::Tensor& counts, bool& finite);
+
+/// The energy sums of class means [..., nodes, hidden] (all present) on a graph's edges, from
+/// LibTorch operations: float64 [..., kNumEnergySums].
+torch::Tensor energy_sums_by_tensor_ops(const torch::Tensor& means, const std::vector<std::pair<int, int>>& edges);
 
 }  // namespace icgt::detail

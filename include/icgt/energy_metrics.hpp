@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "icgt/graph.hpp"
+#include "icgt/representation_stats.hpp"
 
 namespace icgt {
 
@@ -70,6 +72,21 @@ class EnergyMetrics {
     torch::Tensor r_squared;
   };
 
+  /// A window and the snapshot positions it is taken at, as RepresentationStats::class_means takes them.
+  struct Snapshots {
+    std::int64_t window = 0;
+    std::vector<std::int64_t> positions;
+  };
+
+  /// The energy of class means over context length, and the class means asked for beside it.
+  struct EnergyOverContext {
+    torch::Tensor energy;     ///< [..., snapshots]; NaN where a node is absent from the window
+    torch::Tensor counts;     ///< int64 [snapshots, nodes]: activations behind each class mean
+    torch::Tensor positions;  ///< int64 [snapshots]: the snapshot positions t
+    /// One RepresentationStats::ClassMeans per entry of class_means_at, in that order.
+    std::vector<RepresentationStats::ClassMeans> class_means;
+  };
+
   /// Keeps the graph and its adjacency and shortest-path matrices (on the CPU, moved to the
   /// tensors' device per call).
   explicit EnergyMetrics(Graph graph);
@@ -81,6 +98,22 @@ class EnergyMetrics {
   /// x_i - x_j along the edges (no cancellation against a large common mean). Cost O(edges * d)
   /// per leading index.
   torch::Tensor dirichlet_energy(const torch::Tensor& representations, Energy energy = Energy::Normalized) const;
+
+  /// Dirichlet energy over context length straight from a residual stream: the energy of the class
+  /// means of RepresentationStats::class_means(residuals, nodes, window, positions) at every
+  /// snapshot and for every leading (layer) index, computed from the window sums as they go by,
+  /// without writing the means out (dirichlet_energy of class_means gives the same numbers, to
+  /// float32 rounding, at the cost of [..., snapshots, nodes, hidden] in memory and a second read
+  /// of it). The same pass also returns the class means
+  /// of any other windows in class_means_at (say, a wider window at a few snapshots for PCA), so
+  /// that the activations are read once in all. Arguments as for class_means (each entry of
+  /// class_means_at checked like window and positions); energy computed in float64 from float64
+  /// window sums. Cost O(batch * length * hidden + snapshots * (nodes + edges) * hidden) per
+  /// leading index.
+  EnergyOverContext energy_over_context(const torch::Tensor& residuals, const torch::Tensor& nodes,
+                                        std::int64_t window, const std::vector<std::int64_t>& positions,
+                                        Energy energy = Energy::Normalized,
+                                        const std::vector<Snapshots>& class_means_at = {}) const;
 
   /// The energy of the representations against the same energy after num_relabellings random
   /// permutations of the node labels (the graph's edges moved to random node pairs), drawn with

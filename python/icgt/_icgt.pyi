@@ -193,10 +193,29 @@ class EnergyMetrics:
         @property
         def r_squared(self) -> torch.Tensor: ...
 
+    class EnergyOverContext:
+        @property
+        def energy(self) -> torch.Tensor: ...
+        @property
+        def counts(self) -> torch.Tensor: ...
+        @property
+        def positions(self) -> torch.Tensor: ...
+        @property
+        def class_means(self) -> list[RepresentationStats.ClassMeans]: ...
+
     def __init__(self, graph: Any) -> None: ...  # graph: icgt.Graph
     @property
     def graph(self) -> Any: ...  # icgt.Graph
     def dirichlet_energy(self, representations: ArrayLike, kind: EnergyKind = "normalized") -> torch.Tensor: ...
+    def energy_over_context(
+        self,
+        residuals: ArrayLike,
+        nodes: ArrayLike,
+        window: int,
+        positions: Sequence[int],
+        kind: EnergyKind = "normalized",
+        class_means_at: Sequence[tuple[int, Sequence[int]]] = (),
+    ) -> EnergyMetrics.EnergyOverContext: ...
     def energy_null_baseline(
         self,
         representations: ArrayLike,

@@ -2,6 +2,8 @@
 #include "edge_sums.hpp"
 #include "icgt/energy_metrics.hpp"
 #include "icgt/errors.hpp"
+#include "icgt/representation_stats.hpp"
+#include "icgt/walk_sampler.hpp"
 
 #include <cmath>
 #include <limits>
@@ -180,6 +182,64 @@ TEST_CASE("graph distance correlation: 1 for a path drawn on a line") {
   const EnergyMetrics two_paths(Graph::from_edges(6, {{0, 1}, {1, 2}, {3, 4}, {4, 5}}));
   const torch::Tensor lines = torch::tensor({0.0, 1.0, 2.0, 10.0, 11.0, 12.0}, torch::kFloat64).reshape({6, 1});
   CHECK(item(two_paths.graph_distance_correlation(lines)) == Approx(1.0));
+}
+
+TEST_CASE("energy over context equals the energy of the class means, from one pass that also takes other means") {
+  const Graph grid = Graph::square_grid(3, 3);
+  const EnergyMetrics metrics(grid);
+  const icgt::RepresentationStats stats(9);
+  torch::manual_seed(4);
+  const std::int64_t batch = 3, length = 240;
+  torch::Tensor nodes = icgt::WalkSampler(grid, 2).random_walks(batch, length).clone();
+  nodes.select(1, 0).fill_(icgt::kNotANode);  // a BOS position
+  // Node-dependent signal on a large common offset, under noise: two leading dims (2 x 2 layers).
+  const torch::Tensor residuals = 50.0 + torch::randn({2, 2, batch, length, 40}) +
+                                  torch::randn({9, 40}).index_select(0, nodes.clamp_min(0).flatten()).view({batch, length, 40});
+  const auto positions = icgt::RepresentationStats::strided_positions(length, 10, 5);
+  const std::vector<std::int64_t> snapshots{30, 111, 239};
+  for (Energy energy : {Energy::Raw, Energy::Normalized, Energy::ScaleInvariant}) {
+    const auto result = metrics.energy_over_context(residuals, nodes, 20, positions, energy, {{100, snapshots}, {0, {7}}});
+    const auto means = stats.class_means(residuals, nodes, 20, positions);
+    const torch::Tensor expected = metrics.dirichlet_energy(means.means, energy);
+    REQUIRE(result.energy.sizes() == expected.sizes());
+    CHECK(result.energy.scalar_type() == torch::kFloat32);
+    CHECK(torch::isnan(result.energy).any().item<bool>());  // the first windows miss nodes
+    CHECK(torch::equal(torch::isnan(result.energy), torch::isnan(expected)));
+    CHECK(torch::allclose(result.energy.nan_to_num(0.0), expected.nan_to_num(0.0), 1e-4, 0.0));
+    CHECK(torch::equal(result.counts, means.counts));
+    CHECK(torch::equal(result.positions, means.positions));
+    REQUIRE(result.class_means.size() == 2);
+    const auto wide = stats.class_means(residuals, nodes, 100, snapshots);
+    CHECK(torch::allclose(result.class_means[0].means, wide.means, 1e-6, 1e-5, /*equal_nan=*/true));
+    CHECK(torch::equal(result.class_means[0].counts, wide.counts));
+    CHECK(torch::allclose(result.class_means[1].means, stats.class_means(residuals, nodes, 0, {7}).means, 1e-6, 1e-5,
+                          /*equal_nan=*/true));
+  }
+}
+
+TEST_CASE("energy over context: bad input is an error that names the argument") {
+  const Graph ring = Graph::ring(4);
+  const EnergyMetrics metrics(ring);
+  const torch::Tensor nodes = torch::arange(40).remainder(4).reshape({2, 20});
+  const torch::Tensor x = torch::randn({3, 2, 20, 5});
+  CHECK_THROWS_WITH(metrics.energy_over_context(x, nodes, 25, {19}),
+                    Contains("EnergyMetrics::energy_over_context: window is 25, outside the sequence of 20 positions"));
+  CHECK_THROWS_WITH(metrics.energy_over_context(x, nodes, 5, {19}, Energy::Raw, {{5, {4, 3}}}),
+                    Contains("class_means_at[0].positions must be strictly increasing"));
+  CHECK_THROWS_WITH(metrics.energy_over_context(x, nodes, 5, {19}, Energy::Raw, {{5, {4}}, {-1, {4}}}),
+                    Contains("class_means_at[1].window is -1"));
+  CHECK_THROWS_WITH(metrics.energy_over_context(x, nodes + 1, 5, {19}), Contains("nodes holds 4"));
+  CHECK_THROWS_WITH(metrics.energy_over_context(x, nodes.narrow(1, 0, 10), 5, {19}),
+                    Contains("nodes has shape [2, 10] but residuals [3, 2, 20, 5] needs nodes [batch, length] = [2, 20]"));
+  CHECK_THROWS_AS(metrics.energy_over_context(x.to(torch::kInt64), nodes, 5, {19}), icgt::TypeError);
+  // A NaN only the class_means_at window reads is named as well.
+  torch::Tensor bad = x.clone();
+  bad[1][0][2][3] = kNaN;
+  CHECK_NOTHROW(metrics.energy_over_context(bad, nodes, 5, {19}));
+  CHECK_THROWS_WITH(metrics.energy_over_context(bad, nodes, 5, {19}, Energy::Raw, {{3, {4}}}),
+                    Contains("residuals holds a NaN or infinite value at index (1, 0, 2)"));
+  CHECK_THROWS_WITH(metrics.energy_over_context(x, nodes, 5, {19}, static_cast<Energy>(99)),
+                    Contains("unknown Energy kind"));
 }
 
 TEST_CASE("energy metrics: bad input is an error that names the argument") {

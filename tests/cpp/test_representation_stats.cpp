@@ -109,21 +109,40 @@ TEST_CASE("the fused CPU sweep and the tensor-operation sweep agree") {
   torch::manual_seed(3);
   const torch::Tensor source = torch::randn({3, batch, length, hidden});
   const torch::Tensor nodes = random_nodes(batch, length, num_nodes, 4);
-  icgt::detail::TrailingWindows windows;
+  // Two sets of windows in one pass: a wide one at every 7th position, a narrow one at scattered
+  // positions whose boundaries fall between the first set's.
+  icgt::detail::TrailingWindows wide, narrow;
   for (std::int64_t t = 0; t < length; t += 7) {
-    windows.starts.push_back(std::max<std::int64_t>(0, t - 150));
-    windows.ends.push_back(t + 1);
+    wide.starts.push_back(std::max<std::int64_t>(0, t - 150));
+    wide.ends.push_back(t + 1);
   }
+  for (std::int64_t t : {40, 41, 95, 230, 299}) {
+    narrow.starts.push_back(t - 12);
+    narrow.ends.push_back(t + 1);
+  }
+  const std::vector<std::pair<int, int>> edges{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 0}, {0, 3}};
   for (bool per_sequence : {false, true}) {
-    const torch::Tensor counts = icgt::detail::window_counts(nodes, num_nodes, per_sequence, windows);
-    bool fused_finite = false, ops_finite = false;
-    const torch::Tensor fused =
-        icgt::detail::window_means(source, nodes, num_nodes, per_sequence, windows, counts, fused_finite);
-    const torch::Tensor by_ops =
-        icgt::detail::window_means_by_tensor_ops(source, nodes, num_nodes, per_sequence, windows, counts, ops_finite);
+    std::vector<icgt::detail::WindowSweep> sweeps{{wide, {}, {}}, {narrow, {}, {}}, {wide, {}, edges}};
+    for (auto& sweep : sweeps) sweep.counts = icgt::detail::window_counts(nodes, num_nodes, per_sequence, sweep.windows);
+    bool fused_finite = false;
+    const auto fused = icgt::detail::sweep_windows(source, nodes, num_nodes, per_sequence, sweeps, fused_finite);
     CHECK(fused_finite);
-    CHECK(ops_finite);
-    CHECK(max_difference(fused, by_ops) < 1e-5);
+    for (int r = 0; r < 2; ++r) {
+      bool ops_finite = false;
+      const torch::Tensor by_ops = icgt::detail::window_means_by_tensor_ops(
+          source, nodes, num_nodes, per_sequence, sweeps[r].windows, sweeps[r].counts, ops_finite);
+      CHECK(ops_finite);
+      CHECK(max_difference(fused[r], by_ops) < 1e-5);
+    }
+    // The energy sums from the pass against the same sums of the means.
+    const torch::Tensor means = fused[0];
+    const torch::Tensor expected = icgt::detail::energy_sums_by_tensor_ops(means, edges);
+    const torch::Tensor all_present = (sweeps[2].counts > 0).all(-1).unsqueeze(0).expand({3, -1, -1});
+    CHECK(all_present.any().item<bool>());
+    CHECK((~all_present).any().item<bool>());  // early windows miss nodes: NaN there
+    CHECK(torch::isnan(fused[2].select(-1, 0)).equal(~all_present));
+    CHECK(torch::allclose(fused[2].masked_select(all_present.unsqueeze(-1)),
+                          expected.masked_select(all_present.unsqueeze(-1)), 1e-5));
   }
 }
 

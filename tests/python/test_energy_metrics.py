@@ -65,6 +65,59 @@ def test_energy_over_context_for_every_layer_in_one_call():
     assert torch.isnan(icgt.EnergyMetrics(grid).dirichlet_energy(early)).all()  # some node absent
 
 
+def numpy_class_means(x, nodes, num_nodes, window, t):
+    """Class means of x [batch, length, hidden] over positions [max(0, t - window), t], pooled."""
+    start = max(0, t - window)
+    labels, rows = nodes[:, start : t + 1], x[:, start : t + 1]
+    return np.stack([rows[labels == k].mean(axis=0) if (labels == k).any() else np.full(x.shape[-1], np.nan)
+                     for k in range(num_nodes)])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-9), (torch.float32, 1e-4)])
+def test_energy_over_context_equals_numpy_energies_of_brute_force_class_means(kind, dtype, rtol):
+    graph = icgt.Graph.from_networkx(nx.hexagonal_lattice_graph(2, 2))
+    n = graph.num_nodes
+    nodes = icgt.WalkSampler(graph, seed=3).random_walks(5, 260)
+    nodes[:, 0] = icgt.NOT_A_NODE
+    rng = np.random.default_rng(1)
+    # A large common offset, a node-dependent part and noise, for two layers.
+    x = 30.0 + rng.normal(size=(n, 16))[np.maximum(nodes, 0)] + rng.normal(size=(2, 5, 260, 16))
+    positions, pca_positions = list(range(3, 260, 8)), [90, 91, 259]
+    result = icgt.EnergyMetrics(graph).energy_over_context(
+        torch.tensor(x, dtype=dtype), nodes, 15, positions, kind, class_means_at=[(120, pca_positions)])
+    assert result.energy.dtype == dtype and result.energy.shape == (2, len(positions))
+    for layer in range(2):
+        expected = []
+        for t in positions:
+            means = numpy_class_means(x[layer], nodes, n, 15, t)
+            expected.append(np.nan if np.isnan(means).any() else reference_energy(means, graph.adjacency(), kind))
+        assert np.isnan(expected).any() and not np.isnan(expected).all()  # early windows miss nodes
+        np.testing.assert_allclose(result.energy[layer].numpy(), expected, rtol=rtol)
+        wide = np.stack([numpy_class_means(x[layer], nodes, n, 120, t) for t in pca_positions])
+        np.testing.assert_allclose(result.class_means[0].means[layer].numpy(), wide, rtol=rtol)
+    assert result.positions.tolist() == positions
+    assert result.class_means[0].positions.tolist() == pca_positions
+    first_window = nodes[:, 0:4]
+    assert result.counts[0].tolist() == [int((first_window == k).sum()) for k in range(n)]
+
+
+@pytest.mark.parametrize(
+    "class_means_at, message",
+    [
+        (5, "class_means_at must be a sequence of (window, positions) pairs, got <class 'int'>"),
+        ([(5,)], "class_means_at must be a sequence of (window, positions) pairs, but class_means_at[0] is (5,)"),
+        ([(5, [3]), ("wide", [4])], "but class_means_at[1] is ('wide', [4])"),
+        ([(5, [[3]])], "class_means_at[0].positions must be a 1-D sequence of integers"),
+    ],
+)
+def test_energy_over_context_rejects_malformed_class_means_at(class_means_at, message):
+    with pytest.raises(TypeError) as raised:
+        icgt.EnergyMetrics(icgt.Graph.ring(4)).energy_over_context(
+            torch.zeros(2, 10, 3), torch.zeros(2, 10, dtype=torch.long), 2, [5], class_means_at=class_means_at)
+    assert message in str(raised.value)
+
+
 def test_the_grid_spectral_embedding_has_the_least_normalised_energy_among_orthonormal_embeddings():
     """Among embeddings whose 2 columns are orthonormal and centred (orthogonal to the constant
     vector, which alone would give zero energy), z2, z3 minimise the normalised energy: its value
@@ -237,6 +290,11 @@ def test_graph_distance_correlation_matches_scipy_and_networkx_shortest_paths():
          "num_components is 4, but the graph has 3 Laplacian eigenvector(s)"),
         (lambda m: m.spectral_alignment(torch.zeros(4, 8), 1), ValueError,
          "num_components = 1 splits the Laplacian eigenvalue 2 that z2 and z3 share"),
+        (lambda m: m.energy_over_context(torch.zeros(2, 10, 3), torch.zeros(2, 10, dtype=torch.long), 2, [5],
+                                         class_means_at=[(12, [5])]), ValueError,
+         "EnergyMetrics::energy_over_context: class_means_at[0].window is 12, outside the sequence of 10 positions"),
+        (lambda m: m.energy_over_context(torch.zeros(2, 10, 3), torch.zeros(2, 10, dtype=torch.long), 2, [5], "flat"),
+         ValueError, "kind must be 'raw', 'normalized' or 'scale_invariant', got 'flat'"),
     ],
 )
 def test_bad_input_raises_with_a_message_that_names_the_argument(call, error, message):

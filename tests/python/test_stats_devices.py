@@ -1,7 +1,8 @@
 """RepresentationStats and EnergyMetrics give the same results on CUDA as on the CPU.
 
-On the CPU, class means come from a fused C++ loop; on CUDA from LibTorch operations (index_add_,
-a running sum, differences), so this compares two implementations as well as two devices.
+On the CPU, class means and the energies of energy_over_context come from a fused C++ loop; on
+CUDA from LibTorch operations (index_add_, a running sum, differences), so this compares two
+implementations as well as two devices.
 Tolerance: 1e-4 relative on float32 activations (float32 segment sums on the CPU, float64 running
 sums on the GPU, and cuBLAS / cuSOLVER against MKL / LAPACK in the small dense steps).
 """
@@ -41,6 +42,8 @@ def test_cuda_and_cpu_agree_on_every_metric():
         pcs = stats.align_snapshots(stats.principal_components(snapshots.means, 2), "procrustes")
         null = metrics.energy_null_baseline(snapshots.means, "scale_invariant", 500, seed=3)
         accuracy = metrics.rule_following_accuracy(probabilities.to(device), walks)
+        sweep = metrics.energy_over_context(x, walks, 20, stats.strided_positions(600, 10), "scale_invariant",
+                                            class_means_at=[(200, [250, 420, 599])])
         results[device] = {
             "means": curve.means,
             "counts": curve.counts,
@@ -54,6 +57,8 @@ def test_cuda_and_cpu_agree_on_every_metric():
             "cosines": metrics.spectral_alignment(snapshots.means, 2).principal_angle_cosines,
             "correlation": metrics.graph_distance_correlation(snapshots.means),
             "accuracy": accuracy.mean_full_vocabulary,
+            "energy_over_context": sweep.energy,
+            "class_means_at": sweep.class_means[0].means,
         }
     for name, cpu_result in results["cpu"].items():
         assert_same(results["cuda"][name], cpu_result)
