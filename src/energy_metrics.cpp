@@ -26,12 +26,13 @@ torch::Tensor to_tensor(const Eigen::MatrixXd& matrix) {
 }
 
 // ||x_i - x_j||^2 for all node pairs, [..., nodes, nodes], in float64 from the centred Gram
-// matrix: centring first removes the large mean that residual streams share, which would
-// otherwise cancel away the digits of small distances.
+// matrix. All rows count as present: an absent (NaN) row makes every distance of its leading
+// index NaN.
 torch::Tensor pairwise_squared_distances(const torch::Tensor& representations) {
-  torch::Tensor centred = representations.to(torch::kFloat64, /*non_blocking=*/false, /*copy=*/true);
-  centred.sub_(centred.mean(-2, /*keepdim=*/true));
-  const torch::Tensor gram = torch::matmul(centred, centred.transpose(-1, -2));
+  const torch::Tensor all_present =
+      torch::ones(representations.sizes().slice(0, representations.dim() - 1),
+                  representations.options().dtype(torch::kBool));
+  const torch::Tensor gram = detail::centred_gram(representations, all_present).gram;
   const torch::Tensor norms = gram.diagonal(0, -2, -1);
   torch::Tensor distances = (norms.unsqueeze(-1) + norms.unsqueeze(-2) - 2 * gram).clamp_min(0);
   distances.diagonal(0, -2, -1).zero_();

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "tensor_checks.hpp"
+#include "vector_loops.hpp"
 
 namespace icgt::detail {
 namespace {
@@ -120,29 +121,6 @@ ICGT_WITH_AVX2_CLONE void scale_into(double* __restrict__ out, double* __restric
   }
 }
 
-// ||a - b||^2 in float64. Eight partial sums, so that the reduction vectorises (a compiler may not
-// reorder one floating-point sum by itself).
-ICGT_WITH_AVX2_CLONE double squared_distance(const double* __restrict__ a, const double* __restrict__ b,
-                                             std::int64_t width) {
-  double lanes[8] = {};
-  std::int64_t h = 0;
-  for (; h + 8 <= width; h += 8) {
-    for (int l = 0; l < 8; ++l) lanes[l] += (a[h + l] - b[h + l]) * (a[h + l] - b[h + l]);
-  }
-  for (; h < width; ++h) lanes[0] += (a[h] - b[h]) * (a[h] - b[h]);
-  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-}
-
-ICGT_WITH_AVX2_CLONE double squared_norm(const double* __restrict__ a, std::int64_t width) {
-  double lanes[8] = {};
-  std::int64_t h = 0;
-  for (; h + 8 <= width; h += 8) {
-    for (int l = 0; l < 8; ++l) lanes[l] += a[h + l] * a[h + l];
-  }
-  for (; h < width; ++h) lanes[0] += a[h] * a[h];
-  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-}
-
 // Rows of activations ahead of the one being summed: about the memory latency's worth of work.
 constexpr std::int64_t kRowsAhead = 8;
 
@@ -180,7 +158,7 @@ void add_energy_sums(double* __restrict__ out, const double* sums, std::int64_t 
   double edge_squares = 0, squared_norms = 0, squared_deviations = 0;
   for (auto [i, j] : edges) edge_squares += squared_distance(means + i * width, means + j * width, width);
   for (std::int64_t k = 0; k < num_nodes; ++k) {
-    squared_norms += squared_norm(means + k * width, width);
+    squared_norms += dot(means + k * width, means + k * width, width);
     squared_deviations += squared_distance(means + k * width, centre, width);
   }
   out[kEdgeSquares] += edge_squares;

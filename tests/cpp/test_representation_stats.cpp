@@ -2,6 +2,7 @@
 #include "icgt/errors.hpp"
 #include "icgt/graph.hpp"
 #include "icgt/representation_stats.hpp"
+#include "centred_svd.hpp"
 #include "window_means.hpp"
 
 #include <cmath>
@@ -327,4 +328,38 @@ TEST_CASE("align_snapshots: bad input is an error") {
   batched.explained_variance_ratio = batched.explained_variance_ratio.narrow(0, 0, 2);
   CHECK_THROWS_WITH(RepresentationStats::align_snapshots(batched, RepresentationStats::Alignment::Procrustes),
                     Contains("do not match projections [3, 4, 2]"));
+}
+
+TEST_CASE("the fused CPU centred Gram matrix and the tensor-operation one agree, absent rows included") {
+  torch::manual_seed(8);
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    const torch::Tensor means = (torch::randn({3, 4, 7, 50}) + 40.0).to(dtype);
+    torch::Tensor present = torch::rand({3, 4, 7}) > 0.2;
+    present[1][2].fill_(false);  // no row present: a NaN centre, a zero Gram matrix
+    const auto fused = icgt::detail::centred_gram(means, present);
+    const auto by_ops = icgt::detail::centred_gram_by_tensor_ops(means, present);
+    CHECK(fused.gram.scalar_type() == torch::kFloat64);
+    CHECK(max_difference(fused.gram, by_ops.gram) < 1e-9 * by_ops.gram.abs().max().item<double>());
+    CHECK(max_difference(fused.mean, by_ops.mean) < 1e-12);
+    CHECK(all_nan(fused.mean[1][2]));
+    // The centred rows of the present nodes sum to zero, so do the rows of their Gram matrix.
+    CHECK(fused.gram.sum(-1).abs().max().item<double>() < 1e-8);
+
+    const auto svd = icgt::detail::centred_svd(means, present, 3);
+    const auto svd_by_ops = icgt::detail::centred_svd_by_tensor_ops(means, present, 3);
+    const double tolerance = dtype == torch::kFloat32 ? 1e-4 : 1e-9;
+    CHECK(svd.vh.scalar_type() == dtype);
+    // Compared where 3 components are defined (4 nodes or more): elsewhere U spans an arbitrary
+    // part of a null space.
+    const torch::Tensor defined = present.sum(-1) >= 4;
+    REQUIRE(defined.sum().item<std::int64_t>() >= 6);
+    for (const auto& [fused_all, ops_all] : {std::pair{svd.u, svd_by_ops.u}, std::pair{svd.vh, svd_by_ops.vh},
+                                             // squared: zero singular values come out as the
+                                             // square roots of rounding errors
+                                             std::pair{svd.singular.square(), svd_by_ops.singular.square()},
+                                             std::pair{svd.mean, svd_by_ops.mean}}) {
+      const torch::Tensor fused_part = fused_all.index({defined}), ops_part = ops_all.index({defined});
+      CHECK(max_difference(fused_part, ops_part) < tolerance * std::max(1.0, ops_part.nan_to_num(0).abs().max().item<double>()));
+    }
+  }
 }
