@@ -98,6 +98,27 @@ void add_segment(double* __restrict__ window, const double* __restrict__ segment
   for (std::int64_t i = 0; i < size; ++i) window[i] += sign * segment[i];
 }
 
+// window = (from_zero ? 0 : window) + sign * (the sum of the segments), in one pass over the
+// window by blocks that stay in the L1 cache, instead of one pass over it per segment.
+constexpr std::int64_t kMaxSegmentsAtOnce = 8;
+
+template <typename sum_t>
+void add_segments(double* window, bool from_zero, const std::vector<const sum_t*>& segments, double sign,
+                  std::int64_t size) {
+  constexpr std::int64_t kBlock = 256;
+  double block[kBlock];
+  for (std::int64_t lo = 0; lo < size; lo += kBlock) {
+    const std::int64_t width = std::min(kBlock, size - lo);
+    if (from_zero) {
+      std::fill(block, block + width, 0.0);
+    } else {
+      std::copy(window + lo, window + lo + width, block);
+    }
+    for (const sum_t* segment : segments) add_segment(block, segment + lo, sign, width);
+    std::copy(block, block + width, window + lo);
+  }
+}
+
 // mean = sum * (1 / count), or NaN for a node the window does not hold. A multiplication, not a
 // division per element: division is the slowest step of this loop, and the two differ by at most
 // one unit in the last place of a float64.
@@ -123,6 +144,8 @@ ICGT_WITH_AVX2_CLONE void scale_into(double* __restrict__ out, double* __restric
 
 // Rows of activations ahead of the one being summed: about the memory latency's worth of work.
 constexpr std::int64_t kRowsAhead = 8;
+// Sequences whose rows of the next segment are asked for while a snapshot is being reduced.
+constexpr std::int64_t kSequencesAhead = 4;
 
 inline void prefetch(const char* address) {
 #if defined(__GNUC__)
@@ -209,6 +232,7 @@ void fused_sweep(const torch::Tensor& source, const std::int64_t* node, std::int
       (std::int64_t{4} << 20) / (slots * static_cast<std::int64_t>(sizeof(sum_t))), 1, lookback);
   std::vector<const std::int64_t*> counts;
   for (const WindowSweep& sweep : sweeps) counts.push_back(sweep.counts.data_ptr<std::int64_t>());
+  const std::int64_t max_terms = std::min<std::int64_t>(kMaxSegmentsAtOnce, cache_size);
   const scalar_t* in = source.data_ptr<scalar_t>();
   std::atomic<bool> every_sum_finite{true};
   at::parallel_for(0, num_leading * slices, 1, [&](std::int64_t begin, std::int64_t end) {
@@ -229,6 +253,7 @@ void fused_sweep(const torch::Tensor& source, const std::int64_t* node, std::int
         }
       };
       // The sum of segment j for every (group, node), from the cache or summed afresh.
+      std::int64_t newest = -1;  // the last segment summed
       const auto segment_sum = [&](std::int64_t j) {
         sum_t* sum = cache.data() + (j % cache_size) * slots;
         if (cached_segment[j % cache_size] == j) return static_cast<const sum_t*>(sum);
@@ -255,26 +280,44 @@ void fused_sweep(const torch::Tensor& source, const std::int64_t* node, std::int
           }
         }
         cached_segment[j % cache_size] = j;
+        newest = std::max(newest, j);
         return static_cast<const sum_t*>(sum);
       };
+      std::vector<const sum_t*> terms;
       std::vector<std::int64_t> entered(num_sweeps, 0), left(num_sweeps, 0);  // [left, entered) are in
       bool sums_finite = true;
       for (auto& sum : window_sum) std::fill(sum.begin(), sum.end(), 0.0);
       for (const Snapshot& snapshot : order) {
+        // The window sums and energies below touch no activations: meanwhile, have the memory
+        // bring the first rows of the next new segment.
+        if (newest + 1 < num_segments) {
+          for (std::int64_t b = 0; b < std::min(batch, kSequencesAhead); ++b) prefetch_rows(leading, b, newest + 1);
+        }
         const std::int64_t r = snapshot.sweep, s = snapshot.index;
         const std::int64_t first = plan.first_segment[r][s];
         std::vector<double>& sum = window_sum[r];
-        if (first >= entered[r]) {
-          // No overlap with the window before: start afresh, from an exact zero. A NaN or infinity
-          // that entered a window stays in its sum (x - x is NaN for both) until then.
+        bool from_zero = snapshot.end_segment - first < (first - left[r]) + (snapshot.end_segment - entered[r]);
+        if (from_zero) {
+          // Summing the window afresh, from an exact zero, adds fewer segments than sliding the
+          // last one here (always so when they do not overlap). A NaN or infinity that entered a
+          // window stays in its sum (x - x is NaN for both) until then.
           sums_finite = sums_finite && all_finite(sum);
-          std::fill(sum.begin(), sum.end(), 0.0);
           entered[r] = left[r] = first;
         }
-        for (; left[r] < first; ++left[r]) add_segment(sum.data(), segment_sum(left[r]), -1.0, slots);
-        for (; entered[r] < snapshot.end_segment; ++entered[r]) {
-          add_segment(sum.data(), segment_sum(entered[r]), 1.0, slots);
-        }
+        // Segments go in by runs of consecutive ones, at most as many as the cache holds, so
+        // that fetching one never evicts another of its run.
+        const auto update = [&](std::int64_t& next, std::int64_t stop, double sign) {
+          while (next < stop || from_zero) {
+            terms.clear();
+            for (; next < stop && static_cast<std::int64_t>(terms.size()) < max_terms; ++next) {
+              terms.push_back(segment_sum(next));
+            }
+            add_segments(sum.data(), from_zero, terms, sign, slots);
+            from_zero = false;
+          }
+        };
+        update(left[r], first, -1.0);
+        update(entered[r], snapshot.end_segment, 1.0);
         const std::int64_t num_snapshots = static_cast<std::int64_t>(plan.end_segment[r].size());
         for (std::int64_t group = 0; group < num_groups; ++group) {
           const std::int64_t* count = counts[r] + (group * num_snapshots + s) * num_nodes;

@@ -363,3 +363,24 @@ TEST_CASE("the fused CPU centred Gram matrix and the tensor-operation one agree,
     }
   }
 }
+
+TEST_CASE("the fused sweep re-sums segments that have left its cache, and still agrees") {
+  // Per-sequence sums of 16 sequences x 32 nodes x 256 dims fill the sweep's 4 MiB segment cache
+  // with 8 segments, far fewer than a 100-position window slides over.
+  const std::int64_t num_nodes = 32, batch = 16, length = 200, hidden = 256;
+  torch::manual_seed(9);
+  const torch::Tensor source = torch::randn({8, batch, length, hidden});
+  const torch::Tensor nodes = random_nodes(batch, length, num_nodes, 10);
+  icgt::detail::TrailingWindows windows;
+  for (std::int64_t t = 0; t < length; t += 3) {
+    windows.starts.push_back(std::max<std::int64_t>(0, t - 100));
+    windows.ends.push_back(t + 1);
+  }
+  std::vector<icgt::detail::WindowSweep> sweeps{{windows, icgt::detail::window_counts(nodes, num_nodes, true, windows), {}}};
+  bool fused_finite = false, ops_finite = false;
+  const torch::Tensor fused = icgt::detail::sweep_windows(source, nodes, num_nodes, true, sweeps, fused_finite).front();
+  const torch::Tensor by_ops = icgt::detail::window_means_by_tensor_ops(source, nodes, num_nodes, true, windows,
+                                                                        sweeps.front().counts, ops_finite);
+  CHECK(fused_finite);
+  CHECK(max_difference(fused, by_ops) < 1e-5);
+}
