@@ -41,11 +41,11 @@ int main(int argc, char** argv) {
     request.target_ids = words;
     const auto result = probe.run(token_ids, request);
 
-    icgt::RepresentationStats stats(grid.num_nodes());
     icgt::EnergyMetrics metrics(grid);
     const auto positions = icgt::RepresentationStats::strided_positions(length + 1, 10, 10);
-    const auto means = stats.class_means(result.residuals, nodes, /*window=*/20, positions);
-    const torch::Tensor energy = metrics.dirichlet_energy(means.means).cpu();  // [3 layers, snapshots]
+    // The energy of the class means over the trailing 20 positions, straight from the residuals.
+    const torch::Tensor energy =
+        metrics.energy_over_context(result.residuals, nodes, /*window=*/20, positions).energy.cpu();  // [3, snapshots]
     const auto accuracy = metrics.rule_following_accuracy(result.target_probs, nodes);
     const torch::Tensor mean_accuracy = accuracy.mean_full_vocabulary.cpu();
 
