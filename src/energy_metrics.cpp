@@ -112,11 +112,11 @@ EnergyMetrics::EnergyOverContext EnergyMetrics::energy_over_context(const torch:
   const detail::SweepInput input = detail::check_sweep_input(residuals, nodes, n, function);
   const std::int64_t length = input.rows.size(2), hidden = input.rows.size(3);
   std::vector<detail::WindowSweep> sweeps{{detail::trailing_windows(window, positions, length, function), {},
-                                           graph_.edges()}};
+                                           detail::WindowSweep::Output::EnergySums, graph_.edges()}};
   for (std::size_t i = 0; i < class_means_at.size(); ++i) {
     sweeps.push_back({detail::trailing_windows(class_means_at[i].window, class_means_at[i].positions, length,
                                                function, fmt::format("class_means_at[{}].", i)),
-                      {}, {}});
+                      {}, detail::WindowSweep::Output::ClassMeans, {}});
   }
   std::vector<detail::TrailingWindows> windows;
   for (detail::WindowSweep& sweep : sweeps) {

@@ -60,7 +60,8 @@ RepresentationStats::ClassMeans RepresentationStats::sweep(const torch::Tensor& 
   const torch::NoGradGuard statistics_carry_no_autograd_history;
   const detail::SweepInput input = detail::check_sweep_input(residuals, nodes, num_nodes_, function);
   const std::int64_t batch = input.rows.size(1), length = input.rows.size(2), hidden = input.rows.size(3);
-  detail::WindowSweep sweep{detail::trailing_windows(window, positions, length, function), {}, {}};
+  detail::WindowSweep sweep{detail::trailing_windows(window, positions, length, function), {},
+                            detail::WindowSweep::Output::ClassMeans, {}};
   sweep.counts = detail::window_counts(input.node_ids, num_nodes_, per_sequence, sweep.windows);
   bool finite = true;
   const torch::Tensor means =

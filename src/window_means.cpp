@@ -194,7 +194,8 @@ void add_energy_sums(double* __restrict__ out, const double* sums, std::int64_t 
 // float32, as numpy would), and kept in a small cache; each sweep's window sum, in float64, adds a
 // segment's sum when it enters and subtracts the same stored value when it leaves, so nothing
 // drifts. A segment that has left the cache is summed again, in the same order, giving the same
-// value. Each activation row is read once (twice only on a cache miss), the whole pass is one
+// value; a window is summed afresh instead when that adds fewer segments than sliding it. Each
+// activation row is read once (twice only on a cache miss), the whole pass is one
 // parallel region, and the only memory written is the results: class means, or for an energy
 // sweep a few numbers per window (energy_sums holds them per slice, summed afterwards).
 template <typename scalar_t>
@@ -322,7 +323,7 @@ void fused_sweep(const torch::Tensor& source, const std::int64_t* node, std::int
         for (std::int64_t group = 0; group < num_groups; ++group) {
           const std::int64_t* count = counts[r] + (group * num_snapshots + s) * num_nodes;
           const double* group_sum = sum.data() + group * num_nodes * slice_width;
-          if (sweeps[r].edges.empty()) {
+          if (sweeps[r].output == WindowSweep::Output::ClassMeans) {
             sum_t* means = results[r].data_ptr<sum_t>();
             for (std::int64_t k = 0; k < num_nodes; ++k) {
               // Sums of absent nodes are only nearly 0 after rounding: their means are NaN.
@@ -373,7 +374,7 @@ std::vector<torch::Tensor> sweep_windows(const torch::Tensor& source, const torc
       torch::Tensor means = window_means_by_tensor_ops(source, nodes, num_nodes, per_sequence, sweep.windows,
                                                        sweep.counts, sweep_finite);
       finite = finite && sweep_finite;
-      results.push_back(sweep.edges.empty() ? means
+      results.push_back(sweep.output == WindowSweep::Output::ClassMeans ? means
                                             : energy_nan_where_absent(energy_sums_by_tensor_ops(means, sweep.edges),
                                                                       sweep.counts));
     }
@@ -384,11 +385,11 @@ std::vector<torch::Tensor> sweep_windows(const torch::Tensor& source, const torc
   std::vector<WindowSweep> contiguous_sweeps;
   for (const WindowSweep& sweep : sweeps) {
     const auto num_snapshots = static_cast<std::int64_t>(sweep.windows.ends.size());
-    results.push_back(sweep.edges.empty()
+    results.push_back(sweep.output == WindowSweep::Output::ClassMeans
                           ? empty_means(source, num_groups, num_snapshots, num_nodes)
                           : torch::zeros({num_leading, slices, num_groups, num_snapshots, kNumEnergySums},
                                          source.options().dtype(torch::kFloat64)));
-    contiguous_sweeps.push_back({sweep.windows, sweep.counts.contiguous(), sweep.edges});
+    contiguous_sweeps.push_back({sweep.windows, sweep.counts.contiguous(), sweep.output, sweep.edges});
   }
   if (source.numel() > 0) {
     const SegmentPlan plan = plan_segments(contiguous_sweeps);
@@ -398,7 +399,7 @@ std::vector<torch::Tensor> sweep_windows(const torch::Tensor& source, const torc
     });
   }
   for (std::size_t r = 0; r < sweeps.size(); ++r) {
-    if (!sweeps[r].edges.empty()) results[r] = energy_nan_where_absent(results[r].sum(1), sweeps[r].counts);
+    if (sweeps[r].output == WindowSweep::Output::EnergySums) results[r] = energy_nan_where_absent(results[r].sum(1), sweeps[r].counts);
   }
   return results;
 }

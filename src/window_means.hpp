@@ -20,11 +20,15 @@ struct TrailingWindows {
 
 /// One set of windows that a sweep serves, and what it makes of each window.
 struct WindowSweep {
+  /// Each window's class means, or the sums behind the Dirichlet energies of those means on a
+  /// graph (without the means themselves).
+  enum class Output { ClassMeans, EnergySums };
+
   TrailingWindows windows;
   /// From window_counts for these windows.
   torch::Tensor counts;
-  /// Empty: the class means. Otherwise the edges of a graph (each undirected edge once): the sums
-  /// behind the Dirichlet energies of the class means on it, without the means themselves.
+  Output output = Output::ClassMeans;
+  /// For EnergySums: the graph's edges, each undirected edge once.
   std::vector<std::pair<int, int>> edges;
 };
 
@@ -44,10 +48,10 @@ torch::Tensor window_counts(const torch::Tensor& nodes, std::int64_t num_nodes, 
                             const TrailingWindows& windows);
 
 /// Every sweep from one pass over source: floating [leading, batch, length, hidden]; nodes: int64
-/// [batch, length] on source's device. For a sweep without edges, means[l, c, s, k, :] is the mean
+/// [batch, length] on source's device. For a ClassMeans sweep, means[l, c, s, k, :] is the mean
 /// of source[l, b, p, :] over the positions p of window s and the sequences b of group c where
 /// nodes[b, p] == k, NaN where its count is 0: [leading, groups, snapshots, num_nodes, hidden] in
-/// float32 (float64 for float64 source). For a sweep with edges: float64 [leading, groups,
+/// float32 (float64 for float64 source). For an EnergySums sweep: float64 [leading, groups,
 /// snapshots, kNumEnergySums] of the same means, NaN where any node's count is 0. Window sums are
 /// kept in float64. Sets `finite` to false when a NaN or infinite activation entered a window.
 /// On the CPU a fused loop does it all in one parallel pass, reading each activation once;

@@ -123,7 +123,9 @@ TEST_CASE("the fused CPU sweep and the tensor-operation sweep agree") {
   }
   const std::vector<std::pair<int, int>> edges{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 0}, {0, 3}};
   for (bool per_sequence : {false, true}) {
-    std::vector<icgt::detail::WindowSweep> sweeps{{wide, {}, {}}, {narrow, {}, {}}, {wide, {}, edges}};
+    using Output = icgt::detail::WindowSweep::Output;
+    std::vector<icgt::detail::WindowSweep> sweeps{
+        {wide, {}, Output::ClassMeans, {}}, {narrow, {}, Output::ClassMeans, {}}, {wide, {}, Output::EnergySums, edges}};
     for (auto& sweep : sweeps) sweep.counts = icgt::detail::window_counts(nodes, num_nodes, per_sequence, sweep.windows);
     bool fused_finite = false;
     const auto fused = icgt::detail::sweep_windows(source, nodes, num_nodes, per_sequence, sweeps, fused_finite);
@@ -376,7 +378,8 @@ TEST_CASE("the fused sweep re-sums segments that have left its cache, and still 
     windows.starts.push_back(std::max<std::int64_t>(0, t - 100));
     windows.ends.push_back(t + 1);
   }
-  std::vector<icgt::detail::WindowSweep> sweeps{{windows, icgt::detail::window_counts(nodes, num_nodes, true, windows), {}}};
+  std::vector<icgt::detail::WindowSweep> sweeps{{windows, icgt::detail::window_counts(nodes, num_nodes, true, windows),
+                                                 icgt::detail::WindowSweep::Output::ClassMeans, {}}};
   bool fused_finite = false, ops_finite = false;
   const torch::Tensor fused = icgt::detail::sweep_windows(source, nodes, num_nodes, true, sweeps, fused_finite).front();
   const torch::Tensor by_ops = icgt::detail::window_means_by_tensor_ops(source, nodes, num_nodes, true, windows,

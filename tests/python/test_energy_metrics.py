@@ -102,6 +102,18 @@ def test_energy_over_context_equals_numpy_energies_of_brute_force_class_means(ki
     assert result.counts[0].tolist() == [int((first_window == k).sum()) for k in range(n)]
 
 
+def test_energy_over_context_on_a_graph_without_edges_matches_dirichlet_energy():
+    graph = icgt.Graph.from_edges(3, [])
+    nodes = torch.arange(60).remainder(3).reshape(2, 30)
+    residuals = torch.randn(2, 30, 5, dtype=torch.float64)
+    means = icgt.RepresentationStats(3).class_means(residuals, nodes, 6, [10, 29]).means
+    for kind in KINDS:
+        result = icgt.EnergyMetrics(graph).energy_over_context(residuals, nodes, 6, [10, 29], kind)
+        expected = icgt.EnergyMetrics(graph).dirichlet_energy(means, kind)
+        torch.testing.assert_close(result.energy, expected, equal_nan=True)
+    assert result.energy.isnan().all() and not expected[~expected.isnan()].numel()  # scale_invariant: 0 / 0
+
+
 @pytest.mark.parametrize(
     "class_means_at, message",
     [
