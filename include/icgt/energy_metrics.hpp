@@ -104,12 +104,17 @@ class EnergyMetrics {
   /// snapshot and for every leading (layer) index, computed from the window sums as they go by,
   /// without writing the means out (dirichlet_energy of class_means gives the same numbers, to
   /// float32 rounding, at the cost of [..., snapshots, nodes, hidden] in memory and a second read
-  /// of it). The same pass also returns the class means
-  /// of any other windows in class_means_at (say, a wider window at a few snapshots for PCA), so
-  /// that the activations are read once in all. Arguments as for class_means (each entry of
-  /// class_means_at checked like window and positions); energy computed in float64 from float64
-  /// window sums. Cost O(batch * length * hidden + snapshots * (nodes + edges) * hidden) per
-  /// leading index.
+  /// of it). The same pass also returns the class means of any other windows in class_means_at
+  /// (say, a wider window at a few snapshots for PCA), so that the activations are read once in
+  /// all. Arguments as for class_means (each entry of class_means_at checked like window and
+  /// positions); energy computed in float64 from float64 window sums. Cost O(batch * length *
+  /// hidden + snapshots * (nodes + edges) * hidden) per leading index.
+  ///
+  /// Example:
+  ///   auto sweep = metrics.energy_over_context(residuals, walks, 20,
+  ///                                            icgt::RepresentationStats::strided_positions(1400, 10),
+  ///                                            Energy::Normalized, {{200, {200, 600, 1000, 1399}}});
+  ///   // sweep.energy: [layers, 140]; sweep.class_means[0].means: [layers, 4, nodes, hidden]
   EnergyOverContext energy_over_context(const torch::Tensor& residuals, const torch::Tensor& nodes,
                                         std::int64_t window, const std::vector<std::int64_t>& positions,
                                         Energy energy = Energy::Normalized,
