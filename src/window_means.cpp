@@ -344,6 +344,11 @@ void fused_sweep(const torch::Tensor& source, const std::int64_t* node, std::int
   finite = every_sum_finite;
 }
 
+// Energy sums [leading, groups, snapshots, kNumEnergySums] are NaN where a window lacks a node.
+torch::Tensor nan_where_a_node_is_absent(torch::Tensor sums, const torch::Tensor& counts) {
+  return sums.masked_fill_((counts == 0).any(-1).unsqueeze(-1), kNaN);
+}
+
 }  // namespace
 
 torch::Tensor window_counts(const torch::Tensor& nodes, std::int64_t num_nodes, bool per_sequence,
@@ -362,24 +367,10 @@ torch::Tensor window_counts(const torch::Tensor& nodes, std::int64_t num_nodes, 
 std::vector<torch::Tensor> sweep_windows(const torch::Tensor& source, const torch::Tensor& nodes,
                                          std::int64_t num_nodes, bool per_sequence,
                                          const std::vector<WindowSweep>& sweeps, bool& finite) {
+  if (!source.device().is_cpu()) return sweep_windows_by_tensor_ops(source, nodes, num_nodes, per_sequence, sweeps, finite);
   const std::int64_t num_leading = source.size(0), num_groups = per_sequence ? source.size(1) : 1;
-  const auto energy_nan_where_absent = [&](torch::Tensor sums, const torch::Tensor& counts) {
-    return sums.masked_fill_((counts == 0).any(-1).unsqueeze(-1), kNaN);
-  };
   finite = true;
   std::vector<torch::Tensor> results;
-  if (!source.device().is_cpu()) {
-    for (const WindowSweep& sweep : sweeps) {
-      bool sweep_finite = true;
-      torch::Tensor means = window_means_by_tensor_ops(source, nodes, num_nodes, per_sequence, sweep.windows,
-                                                       sweep.counts, sweep_finite);
-      finite = finite && sweep_finite;
-      results.push_back(sweep.output == WindowSweep::Output::ClassMeans ? means
-                                            : energy_nan_where_absent(energy_sums_by_tensor_ops(means, sweep.edges),
-                                                                      sweep.counts));
-    }
-    return results;
-  }
   const torch::Tensor rows = source.contiguous(), node_ids = nodes.contiguous();
   const std::int64_t slices = hidden_slices(num_leading, source.size(3));
   std::vector<WindowSweep> contiguous_sweeps;
@@ -399,7 +390,26 @@ std::vector<torch::Tensor> sweep_windows(const torch::Tensor& source, const torc
     });
   }
   for (std::size_t r = 0; r < sweeps.size(); ++r) {
-    if (sweeps[r].output == WindowSweep::Output::EnergySums) results[r] = energy_nan_where_absent(results[r].sum(1), sweeps[r].counts);
+    if (sweeps[r].output == WindowSweep::Output::EnergySums) {
+      results[r] = nan_where_a_node_is_absent(results[r].sum(1), sweeps[r].counts);
+    }
+  }
+  return results;
+}
+
+std::vector<torch::Tensor> sweep_windows_by_tensor_ops(const torch::Tensor& source, const torch::Tensor& nodes,
+                                                       std::int64_t num_nodes, bool per_sequence,
+                                                       const std::vector<WindowSweep>& sweeps, bool& finite) {
+  finite = true;
+  std::vector<torch::Tensor> results;
+  for (const WindowSweep& sweep : sweeps) {
+    bool sweep_finite = true;
+    const torch::Tensor means = window_means_by_tensor_ops(source, nodes, num_nodes, per_sequence, sweep.windows,
+                                                           sweep.counts, sweep_finite);
+    finite = finite && sweep_finite;
+    results.push_back(sweep.output == WindowSweep::Output::ClassMeans
+                          ? means
+                          : nan_where_a_node_is_absent(energy_sums_by_tensor_ops(means, sweep.edges), sweep.counts));
   }
   return results;
 }

@@ -55,10 +55,16 @@ torch::Tensor window_counts(const torch::Tensor& nodes, std::int64_t num_nodes, 
 /// snapshots, kNumEnergySums] of the same means, NaN where any node's count is 0. Window sums are
 /// kept in float64. Sets `finite` to false when a NaN or infinite activation entered a window.
 /// On the CPU a fused loop does it all in one parallel pass, reading each activation once;
-/// elsewhere LibTorch operations, one sweep at a time (window_means_by_tensor_ops).
+/// elsewhere sweep_windows_by_tensor_ops.
 std::vector<torch::Tensor> sweep_windows(const torch::Tensor& source, const torch::Tensor& nodes,
                                          std::int64_t num_nodes, bool per_sequence,
                                          const std::vector<WindowSweep>& sweeps, bool& finite);
+
+/// The same from LibTorch operations, for any device: one sweep at a time, class means from
+/// window_means_by_tensor_ops and energy sums from energy_sums_by_tensor_ops of those means.
+std::vector<torch::Tensor> sweep_windows_by_tensor_ops(const torch::Tensor& source, const torch::Tensor& nodes,
+                                                       std::int64_t num_nodes, bool per_sequence,
+                                                       const std::vector<WindowSweep>& sweeps, bool& finite);
 
 /// The class means of one sweep from LibTorch operations alone, for any device: per-segment sums
 /// (index_add_) between the distinct window boundaries, a running sum over segments, and

@@ -130,22 +130,19 @@ TEST_CASE("the fused CPU sweep and the tensor-operation sweep agree") {
     bool fused_finite = false;
     const auto fused = icgt::detail::sweep_windows(source, nodes, num_nodes, per_sequence, sweeps, fused_finite);
     CHECK(fused_finite);
-    for (int r = 0; r < 2; ++r) {
-      bool ops_finite = false;
-      const torch::Tensor by_ops = icgt::detail::window_means_by_tensor_ops(
-          source, nodes, num_nodes, per_sequence, sweeps[r].windows, sweeps[r].counts, ops_finite);
-      CHECK(ops_finite);
-      CHECK(max_difference(fused[r], by_ops) < 1e-5);
+    bool ops_finite = false;
+    const auto by_ops = icgt::detail::sweep_windows_by_tensor_ops(source, nodes, num_nodes, per_sequence, sweeps,
+                                                                   ops_finite);
+    CHECK(ops_finite);
+    for (int r = 0; r < 3; ++r) {
+      const double scale = std::max(1.0, by_ops[r].nan_to_num(0).abs().max().item<double>());
+      CHECK(max_difference(fused[r], by_ops[r]) < 1e-5 * scale);
     }
-    // The energy sums from the pass against the same sums of the means.
-    const torch::Tensor means = fused[0];
-    const torch::Tensor expected = icgt::detail::energy_sums_by_tensor_ops(means, edges);
+    // Energy sums are NaN exactly where a window lacks a node, and the test has both kinds.
     const torch::Tensor all_present = (sweeps[2].counts > 0).all(-1).unsqueeze(0).expand({3, -1, -1});
     CHECK(all_present.any().item<bool>());
     CHECK((~all_present).any().item<bool>());  // early windows miss nodes: NaN there
     CHECK(torch::isnan(fused[2].select(-1, 0)).equal(~all_present));
-    CHECK(torch::allclose(fused[2].masked_select(all_present.unsqueeze(-1)),
-                          expected.masked_select(all_present.unsqueeze(-1)), 1e-5));
   }
 }
 
