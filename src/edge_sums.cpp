@@ -3,26 +3,19 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include "vector_loops.hpp"
+
 namespace icgt::detail {
 namespace {
 
-// For float32 representations GCC also builds an AVX2 copy and picks one when the library loads
-// (an ifunc, hence glibc).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-double squared_distance(const float* __restrict__ a, const float* __restrict__ b, std::int64_t d) {
+// For float32 representations, with an AVX2 copy.
+ICGT_WITH_AVX2_CLONE double squared_distance(const float* __restrict__ a, const float* __restrict__ b,
+                                             std::int64_t d) {
   double sum = 0;  // each term in float32, as the activations; thousands of them summed in float64
   for (std::int64_t h = 0; h < d; ++h) {
     const float difference = a[h] - b[h];
     sum += static_cast<double>(difference * difference);
   }
-  return sum;
-}
-
-double squared_distance(const double* __restrict__ a, const double* __restrict__ b, std::int64_t d) {
-  double sum = 0;
-  for (std::int64_t h = 0; h < d; ++h) sum += (a[h] - b[h]) * (a[h] - b[h]);
   return sum;
 }
 

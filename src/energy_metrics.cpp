@@ -66,29 +66,43 @@ torch::Tensor checked_representations(const torch::Tensor& representations, std:
   return x;
 }
 
-// Every energy is factor * sum_ij A_ij ||x_i - x_j||^2 with a factor that relabelling the nodes
-// does not change; this is that factor, [...].
-torch::Tensor energy_factor(const torch::Tensor& x, EnergyMetrics::Energy energy, double num_edges) {
-  const double num_nodes = static_cast<double>(x.size(-2));
+// Every energy is factor * sum_ij A_ij ||x_i - x_j||^2 (ordered pairs) with a factor that
+// relabelling the nodes does not change; this is that factor, shaped like `energies` [...], from
+// the representations' sum of squared norms (for Normalized) or of squared deviations from their
+// mean (for ScaleInvariant), d dimensions, n nodes. The one place that defines the three energies.
+torch::Tensor energy_factor(EnergyMetrics::Energy energy, const torch::Tensor& energies,
+                            const torch::Tensor& squared_norms, const torch::Tensor& squared_deviations, double d,
+                            double n, double num_edges) {
   switch (energy) {
     case EnergyMetrics::Energy::Raw:
-      return torch::ones(x.sizes().slice(0, x.dim() - 2), x.options());
+      return torch::ones_like(energies);
     case EnergyMetrics::Energy::Normalized:
-      return 0.5 / (static_cast<double>(x.size(-1)) * torch::linalg_vector_norm(x, 2, {-2, -1}).square());
-    case EnergyMetrics::Energy::ScaleInvariant: {
-      // sum_{i != j} ||x_i - x_j||^2 = 2 n * (total squared deviation from the mean), the deviations
-      // taken node by node (centring first: a large common mean would cancel the digits away).
-      const torch::Tensor mean = x.mean(-2);
-      torch::Tensor deviation = torch::zeros_like(mean.select(-1, 0));
-      torch::Tensor difference = torch::empty_like(mean);
-      for (std::int64_t node = 0; node < x.size(-2); ++node) {
-        torch::sub_out(difference, x.select(-2, node), mean);
-        deviation.add_(difference.square_().sum(-1));
-      }
-      return (num_nodes * (num_nodes - 1)) / (2.0 * num_edges * 2.0 * num_nodes * deviation);
-    }
+      return 0.5 / (d * squared_norms);
+    case EnergyMetrics::Energy::ScaleInvariant:
+      // sum_{i != j} ||x_i - x_j||^2 = 2 n * (total squared deviation from the mean).
+      return (n * (n - 1)) / (2.0 * num_edges * 2.0 * n * squared_deviations);
   }
   throw ValueError("EnergyMetrics: unknown Energy kind");
+}
+
+// The factor for representations x [..., nodes, d], computing only the sum it needs: [...].
+torch::Tensor energy_factor_of(const torch::Tensor& x, EnergyMetrics::Energy energy, double num_edges) {
+  torch::Tensor squared_norms, squared_deviations;
+  if (energy == EnergyMetrics::Energy::Normalized) {
+    squared_norms = torch::linalg_vector_norm(x, 2, {-2, -1}).square();
+  } else if (energy == EnergyMetrics::Energy::ScaleInvariant) {
+    // Deviations taken node by node (centring first: a large common mean would cancel the digits
+    // away).
+    const torch::Tensor mean = x.mean(-2);
+    squared_deviations = torch::zeros_like(mean.select(-1, 0));
+    torch::Tensor difference = torch::empty_like(mean);
+    for (std::int64_t node = 0; node < x.size(-2); ++node) {
+      torch::sub_out(difference, x.select(-2, node), mean);
+      squared_deviations.add_(difference.square_().sum(-1));
+    }
+  }
+  return energy_factor(energy, x.select(-1, 0).select(-1, 0), squared_norms, squared_deviations,
+                       static_cast<double>(x.size(-1)), static_cast<double>(x.size(-2)), num_edges);
 }
 
 }  // namespace
@@ -98,7 +112,7 @@ torch::Tensor EnergyMetrics::dirichlet_energy(const torch::Tensor& representatio
   const torch::Tensor x = checked_representations(representations, graph_.num_nodes(),
                                                   "EnergyMetrics::dirichlet_energy", "representations");
   // Ordered pairs: each undirected edge twice.
-  return 2 * detail::edge_square_sums(x, graph_.edges()) * energy_factor(x, energy, graph_.num_edges());
+  return 2 * detail::edge_square_sums(x, graph_.edges()) * energy_factor_of(x, energy, graph_.num_edges());
 }
 
 EnergyMetrics::EnergyOverContext EnergyMetrics::energy_over_context(const torch::Tensor& residuals,
@@ -110,7 +124,7 @@ EnergyMetrics::EnergyOverContext EnergyMetrics::energy_over_context(const torch:
   const torch::NoGradGuard statistics_carry_no_autograd_history;
   const std::int64_t n = graph_.num_nodes();
   const detail::SweepInput input = detail::check_sweep_input(residuals, nodes, n, function);
-  const std::int64_t length = input.rows.size(2), hidden = input.rows.size(3);
+  const std::int64_t length = input.rows.size(2);
   std::vector<detail::WindowSweep> sweeps{{detail::trailing_windows(window, positions, length, function), {},
                                            detail::WindowSweep::Output::EnergySums, graph_.edges()}};
   for (std::size_t i = 0; i < class_means_at.size(); ++i) {
@@ -118,47 +132,30 @@ EnergyMetrics::EnergyOverContext EnergyMetrics::energy_over_context(const torch:
                                                function, fmt::format("class_means_at[{}].", i)),
                       {}, detail::WindowSweep::Output::ClassMeans, {}});
   }
-  std::vector<detail::TrailingWindows> windows;
   for (detail::WindowSweep& sweep : sweeps) {
     sweep.counts = detail::window_counts(input.node_ids, n, /*per_sequence=*/false, sweep.windows);
-    windows.push_back(sweep.windows);
   }
   bool finite = true;
   const std::vector<torch::Tensor> results =
       detail::sweep_windows(input.rows, input.node_ids, n, /*per_sequence=*/false, sweeps, finite);
-  if (!finite) detail::throw_non_finite(input, windows, function);
+  if (!finite) detail::throw_non_finite(input, sweeps, function);
 
-  // results[0]: [leading, 1, snapshots, sums]. Each energy is the edge sum times a factor.
+  // results[0]: [leading, 1, snapshots, sums]; ordered pairs count each undirected edge twice.
   const torch::Tensor sums = results.front().squeeze(1);
   const torch::Tensor edge_squares = sums.select(-1, detail::kEdgeSquares);
-  torch::Tensor energies;
-  switch (energy) {
-    case Energy::Raw:
-      energies = 2 * edge_squares;
-      break;
-    case Energy::Normalized:
-      energies = edge_squares / (static_cast<double>(hidden) * sums.select(-1, detail::kSquaredNorms));
-      break;
-    case Energy::ScaleInvariant:
-      energies = edge_squares * (static_cast<double>(n - 1) / (2.0 * graph_.num_edges())) /
-                 sums.select(-1, detail::kSquaredDeviations);
-      break;
-    default:
-      throw ValueError("EnergyMetrics: unknown Energy kind");
-  }
-  const torch::Device device = input.rows.device();
-  const auto position_tensor = [&](const std::vector<std::int64_t>& values) {
-    return torch::tensor(values, torch::dtype(torch::kInt64)).to(device);
-  };
+  const torch::Tensor energies =
+      2 * edge_squares *
+      energy_factor(energy, edge_squares, sums.select(-1, detail::kSquaredNorms),
+                    sums.select(-1, detail::kSquaredDeviations), static_cast<double>(input.rows.size(3)),
+                    static_cast<double>(n), graph_.num_edges());
   std::vector<std::int64_t> energy_shape(input.leading_shape);
   energy_shape.push_back(static_cast<std::int64_t>(positions.size()));
   EnergyOverContext result{energies.to(detail::compute_dtype(residuals)).reshape(energy_shape),
-                           sweeps.front().counts.squeeze(0), position_tensor(positions), {}};
+                           sweeps.front().counts.squeeze(0), detail::int64_tensor(positions, input.rows.device()),
+                           {}};
   for (std::size_t i = 0; i < class_means_at.size(); ++i) {
-    std::vector<std::int64_t> mean_shape(input.leading_shape);
-    mean_shape.insert(mean_shape.end(), {static_cast<std::int64_t>(class_means_at[i].positions.size()), n, hidden});
-    result.class_means.push_back({results[i + 1].reshape(mean_shape), sweeps[i + 1].counts.squeeze(0),
-                                  position_tensor(class_means_at[i].positions)});
+    result.class_means.push_back(detail::class_means_result(input, sweeps[i + 1], results[i + 1],
+                                                            class_means_at[i].positions, /*per_sequence=*/false));
   }
   return result;
 }
@@ -191,7 +188,7 @@ EnergyMetrics::NullBaseline EnergyMetrics::energy_null_baseline(const torch::Ten
   }
   const torch::Tensor null_energies =
       torch::matmul(pairwise_squared_distances(x).flatten(-2), relabelled.to(x.device()).t()) *
-      energy_factor(x, energy, graph_.num_edges()).to(torch::kFloat64).unsqueeze(-1);
+      energy_factor_of(x, energy, graph_.num_edges()).to(torch::kFloat64).unsqueeze(-1);
   const torch::Tensor observed = dirichlet_energy(x, energy);
   const torch::Tensor mean = null_energies.mean(-1).to(x.scalar_type());
   const torch::Tensor sd = null_energies.std(-1).to(x.scalar_type());

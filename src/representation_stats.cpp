@@ -15,10 +15,6 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-torch::Tensor int64_tensor(const std::vector<std::int64_t>& values, const torch::Device& device) {
-  return torch::tensor(values, torch::dtype(torch::kInt64)).to(device);
-}
-
 }  // namespace
 
 RepresentationStats::RepresentationStats(std::int64_t num_nodes) : num_nodes_(num_nodes) {
@@ -59,20 +55,14 @@ RepresentationStats::ClassMeans RepresentationStats::sweep(const torch::Tensor& 
   const std::string function = fmt::format("RepresentationStats::{}", method);
   const torch::NoGradGuard statistics_carry_no_autograd_history;
   const detail::SweepInput input = detail::check_sweep_input(residuals, nodes, num_nodes_, function);
-  const std::int64_t batch = input.rows.size(1), length = input.rows.size(2), hidden = input.rows.size(3);
-  detail::WindowSweep sweep{detail::trailing_windows(window, positions, length, function), {},
+  detail::WindowSweep sweep{detail::trailing_windows(window, positions, input.rows.size(2), function), {},
                             detail::WindowSweep::Output::ClassMeans, {}};
   sweep.counts = detail::window_counts(input.node_ids, num_nodes_, per_sequence, sweep.windows);
   bool finite = true;
   const torch::Tensor means =
       detail::sweep_windows(input.rows, input.node_ids, num_nodes_, per_sequence, {sweep}, finite).front();
-  if (!finite) detail::throw_non_finite(input, {sweep.windows}, function);
-
-  std::vector<std::int64_t> mean_shape(input.leading_shape);
-  if (per_sequence) mean_shape.push_back(batch);
-  mean_shape.insert(mean_shape.end(), {static_cast<std::int64_t>(positions.size()), num_nodes_, hidden});
-  return {means.reshape(mean_shape), per_sequence ? sweep.counts : sweep.counts.squeeze(0),
-          int64_tensor(positions, input.rows.device())};
+  if (!finite) detail::throw_non_finite(input, {sweep}, function);
+  return detail::class_means_result(input, sweep, means, positions, per_sequence);
 }
 
 RepresentationStats::PrincipalComponents RepresentationStats::principal_components(const torch::Tensor& class_means,

@@ -51,17 +51,15 @@ TrailingWindows trailing_windows(std::int64_t window, const std::vector<std::int
   return windows;
 }
 
-void throw_non_finite(const SweepInput& input, const std::vector<TrailingWindows>& windows,
-                      const std::string& function) {
+void throw_non_finite(const SweepInput& input, const std::vector<WindowSweep>& sweeps, const std::string& function) {
   const std::int64_t length = input.rows.size(2);
   std::vector<std::int64_t> in_a_window(length, 0);
-  for (const TrailingWindows& sweep : windows) {
-    for (std::size_t s = 0; s < sweep.ends.size(); ++s) {
-      std::fill(in_a_window.begin() + sweep.starts[s], in_a_window.begin() + sweep.ends[s], 1);
+  for (const WindowSweep& sweep : sweeps) {
+    for (std::size_t s = 0; s < sweep.windows.ends.size(); ++s) {
+      std::fill(in_a_window.begin() + sweep.windows.starts[s], in_a_window.begin() + sweep.windows.ends[s], 1);
     }
   }
-  const torch::Tensor counted =
-      (input.node_ids >= 0) & torch::tensor(in_a_window, torch::dtype(torch::kInt64)).to(input.rows.device()).gt(0);
+  const torch::Tensor counted = (input.node_ids >= 0) & int64_tensor(in_a_window, input.rows.device()).gt(0);
   const torch::Tensor bad = (~torch::isfinite(input.rows)).any(-1) & counted;
   const std::string where = first_true_index(bad.reshape([&] {
     std::vector<std::int64_t> shape(input.leading_shape);
@@ -74,6 +72,17 @@ void throw_non_finite(const SweepInput& input, const std::vector<TrailingWindows
   throw ValueError(fmt::format("{}: residuals holds a NaN or infinite value at index {} (..., batch, position), "
                                "which enters a class mean; activations must be finite",
                                function, where));
+}
+
+RepresentationStats::ClassMeans class_means_result(const SweepInput& input, const WindowSweep& sweep,
+                                                   const torch::Tensor& means, const std::vector<std::int64_t>& positions,
+                                                   bool per_sequence) {
+  std::vector<std::int64_t> mean_shape(input.leading_shape);
+  if (per_sequence) mean_shape.push_back(input.rows.size(1));
+  mean_shape.insert(mean_shape.end(),
+                    {static_cast<std::int64_t>(positions.size()), sweep.counts.size(-1), input.rows.size(3)});
+  return {means.reshape(mean_shape), per_sequence ? sweep.counts : sweep.counts.squeeze(0),
+          int64_tensor(positions, input.rows.device())};
 }
 
 }  // namespace icgt::detail

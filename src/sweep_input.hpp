@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "icgt/representation_stats.hpp"
 #include "window_means.hpp"
 
 namespace icgt::detail {
@@ -30,9 +31,15 @@ SweepInput check_sweep_input(const torch::Tensor& residuals, const torch::Tensor
 TrailingWindows trailing_windows(std::int64_t window, const std::vector<std::int64_t>& positions, std::int64_t length,
                                  const std::string& function, const std::string& owner = "");
 
-/// The ValueError for a sweep that met a NaN or infinite sum: names the first node position,
-/// inside any of the windows, whose activations are not finite (or says the sums overflowed).
-[[noreturn]] void throw_non_finite(const SweepInput& input, const std::vector<TrailingWindows>& windows,
+/// The ValueError for a pass that met a NaN or infinite sum: names the first node position, inside
+/// any window of the sweeps, whose activations are not finite (or says the sums overflowed).
+[[noreturn]] void throw_non_finite(const SweepInput& input, const std::vector<WindowSweep>& sweeps,
                                    const std::string& function);
+
+/// A ClassMeans sweep's result as the public type: means [..., (batch,) snapshots, nodes, hidden],
+/// counts [(batch,) snapshots, nodes], positions [snapshots], on the residuals' device.
+RepresentationStats::ClassMeans class_means_result(const SweepInput& input, const WindowSweep& sweep,
+                                                   const torch::Tensor& means, const std::vector<std::int64_t>& positions,
+                                                   bool per_sequence);
 
 }  // namespace icgt::detail

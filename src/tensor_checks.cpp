@@ -88,4 +88,8 @@ std::string first_true_index(const torch::Tensor& mask) {
                                        first.data_ptr<std::int64_t>() + first.numel(), ", "));
 }
 
+torch::Tensor int64_tensor(const std::vector<std::int64_t>& values, const torch::Device& device) {
+  return torch::tensor(values, torch::dtype(torch::kInt64)).to(device);
+}
+
 }  // namespace icgt::detail

@@ -1,11 +1,13 @@
 #pragma once
-// Argument checks shared by RepresentationStats and EnergyMetrics. Each throws the icgt error whose
-// message names the function, the argument, what it got and what was expected.
+// Argument checks shared by RepresentationStats and EnergyMetrics, and one small tensor helper.
+// Each check throws the icgt error whose message names the function, the argument, what it got
+// and what was expected.
 
 #include <torch/types.h>
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace icgt::detail {
 
@@ -38,5 +40,8 @@ std::string first_true_index(const torch::Tensor& mask);
 
 /// "[2, 3, 4]".
 std::string shape_of(const torch::Tensor& tensor);
+
+/// The values as an int64 tensor on the device (snapshot positions, window boundaries).
+torch::Tensor int64_tensor(const std::vector<std::int64_t>& values, const torch::Device& device);
 
 }  // namespace icgt::detail

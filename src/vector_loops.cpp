@@ -2,13 +2,6 @@
 
 namespace icgt::detail {
 
-// An ifunc, hence glibc.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
-#define ICGT_WITH_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
-#else
-#define ICGT_WITH_AVX2_CLONE
-#endif
-
 namespace {
 
 constexpr int kLanes = 8;

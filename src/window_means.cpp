@@ -16,10 +16,6 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-torch::Tensor int64_tensor(const std::vector<std::int64_t>& values, const torch::Device& device) {
-  return torch::tensor(values, torch::dtype(torch::kInt64)).to(device);
-}
-
 torch::Tensor empty_means(const torch::Tensor& source, std::int64_t num_groups, std::int64_t num_snapshots,
                           std::int64_t num_nodes) {
   return torch::empty({source.size(0), num_groups, num_snapshots, num_nodes, source.size(3)},
@@ -70,15 +66,7 @@ SegmentPlan plan_segments(const std::vector<WindowSweep>& sweeps) {
   return plan;
 }
 
-// The inner loops of the sweep. For float32 activations, the common case, GCC also builds AVX2
-// copies and picks one when the library loads (an ifunc, hence glibc): wider vectors halve the
-// time of these loops.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
-#define ICGT_WITH_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
-#else
-#define ICGT_WITH_AVX2_CLONE
-#endif
-
+// The inner loops of the sweep; the float32 ones, the common case, have AVX2 copies.
 ICGT_WITH_AVX2_CLONE void add_row(float* __restrict__ sum, const float* __restrict__ row, std::int64_t width) {
   for (std::int64_t h = 0; h < width; ++h) sum[h] += row[h];
 }
@@ -144,8 +132,6 @@ ICGT_WITH_AVX2_CLONE void scale_into(double* __restrict__ out, double* __restric
 
 // Rows of activations ahead of the one being summed: about the memory latency's worth of work.
 constexpr std::int64_t kRowsAhead = 8;
-// Sequences whose rows of the next segment are asked for while a snapshot is being reduced.
-constexpr std::int64_t kSequencesAhead = 4;
 
 inline void prefetch(const char* address) {
 #if defined(__GNUC__)
@@ -231,8 +217,12 @@ void fused_sweep(const torch::Tensor& source, const std::int64_t* node, std::int
                    [](const Snapshot& a, const Snapshot& b) { return a.end_segment < b.end_segment; });
   const std::int64_t cache_size = std::clamp<std::int64_t>(
       (std::int64_t{4} << 20) / (slots * static_cast<std::int64_t>(sizeof(sum_t))), 1, lookback);
+  std::vector<torch::Tensor> contiguous_counts;
   std::vector<const std::int64_t*> counts;
-  for (const WindowSweep& sweep : sweeps) counts.push_back(sweep.counts.data_ptr<std::int64_t>());
+  for (const WindowSweep& sweep : sweeps) {
+    contiguous_counts.push_back(sweep.counts.contiguous());
+    counts.push_back(contiguous_counts.back().data_ptr<std::int64_t>());
+  }
   const std::int64_t max_terms = std::min<std::int64_t>(kMaxSegmentsAtOnce, cache_size);
   const scalar_t* in = source.data_ptr<scalar_t>();
   std::atomic<bool> every_sum_finite{true};
@@ -254,7 +244,6 @@ void fused_sweep(const torch::Tensor& source, const std::int64_t* node, std::int
         }
       };
       // The sum of segment j for every (group, node), from the cache or summed afresh.
-      std::int64_t newest = -1;  // the last segment summed
       const auto segment_sum = [&](std::int64_t j) {
         sum_t* sum = cache.data() + (j % cache_size) * slots;
         if (cached_segment[j % cache_size] == j) return static_cast<const sum_t*>(sum);
@@ -281,7 +270,6 @@ void fused_sweep(const torch::Tensor& source, const std::int64_t* node, std::int
           }
         }
         cached_segment[j % cache_size] = j;
-        newest = std::max(newest, j);
         return static_cast<const sum_t*>(sum);
       };
       std::vector<const sum_t*> terms;
@@ -289,11 +277,6 @@ void fused_sweep(const torch::Tensor& source, const std::int64_t* node, std::int
       bool sums_finite = true;
       for (auto& sum : window_sum) std::fill(sum.begin(), sum.end(), 0.0);
       for (const Snapshot& snapshot : order) {
-        // The window sums and energies below touch no activations: meanwhile, have the memory
-        // bring the first rows of the next new segment.
-        if (newest + 1 < num_segments) {
-          for (std::int64_t b = 0; b < std::min(batch, kSequencesAhead); ++b) prefetch_rows(leading, b, newest + 1);
-        }
         const std::int64_t r = snapshot.sweep, s = snapshot.index;
         const std::int64_t first = plan.first_segment[r][s];
         std::vector<double>& sum = window_sum[r];
@@ -367,25 +350,25 @@ torch::Tensor window_counts(const torch::Tensor& nodes, std::int64_t num_nodes, 
 std::vector<torch::Tensor> sweep_windows(const torch::Tensor& source, const torch::Tensor& nodes,
                                          std::int64_t num_nodes, bool per_sequence,
                                          const std::vector<WindowSweep>& sweeps, bool& finite) {
-  if (!source.device().is_cpu()) return sweep_windows_by_tensor_ops(source, nodes, num_nodes, per_sequence, sweeps, finite);
+  if (!source.device().is_cpu()) {
+    return sweep_windows_by_tensor_ops(source, nodes, num_nodes, per_sequence, sweeps, finite);
+  }
   const std::int64_t num_leading = source.size(0), num_groups = per_sequence ? source.size(1) : 1;
   finite = true;
   std::vector<torch::Tensor> results;
   const torch::Tensor rows = source.contiguous(), node_ids = nodes.contiguous();
   const std::int64_t slices = hidden_slices(num_leading, source.size(3));
-  std::vector<WindowSweep> contiguous_sweeps;
   for (const WindowSweep& sweep : sweeps) {
     const auto num_snapshots = static_cast<std::int64_t>(sweep.windows.ends.size());
     results.push_back(sweep.output == WindowSweep::Output::ClassMeans
                           ? empty_means(source, num_groups, num_snapshots, num_nodes)
                           : torch::zeros({num_leading, slices, num_groups, num_snapshots, kNumEnergySums},
                                          source.options().dtype(torch::kFloat64)));
-    contiguous_sweeps.push_back({sweep.windows, sweep.counts.contiguous(), sweep.output, sweep.edges});
   }
   if (source.numel() > 0) {
-    const SegmentPlan plan = plan_segments(contiguous_sweeps);
+    const SegmentPlan plan = plan_segments(sweeps);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rows.scalar_type(), "sweep_windows", [&] {
-      fused_sweep<scalar_t>(rows, node_ids.data_ptr<std::int64_t>(), num_nodes, per_sequence, contiguous_sweeps, plan,
+      fused_sweep<scalar_t>(rows, node_ids.data_ptr<std::int64_t>(), num_nodes, per_sequence, sweeps, plan,
                             slices, results, finite);
     });
   }
