@@ -15,6 +15,15 @@ at::Tensor as_tensor(const py::object& values) {
   return py::module_::import("torch").attr("as_tensor")(values).cast<at::Tensor>();
 }
 
+// A Python callable that C++ may copy and destroy without the GIL: copies share one reference,
+// and the last one takes the GIL to release it (a run copies the hooks while the GIL is released).
+std::shared_ptr<py::function> shared_callable(py::function fn) {
+  return std::shared_ptr<py::function>(new py::function(std::move(fn)), [](py::function* held) {
+    py::gil_scoped_acquire gil;
+    delete held;
+  });
+}
+
 }  // namespace
 
 void register_activation_probe(py::module_& m) {
@@ -54,6 +63,8 @@ Example:
       .def_property_readonly("num_heads", [](const ActivationProbe& p) { return p.info().num_heads; },
                              "Attention heads per block: the length of a head-gate vector.")
       .def_property_readonly("bos_token_id", [](const ActivationProbe& p) { return p.info().bos_token_id; })
+      .def_property_readonly("max_positions", [](const ActivationProbe& p) { return p.info().max_positions; },
+                             "The longest sequence the model was trained for (max_position_embeddings).")
       .def_property_readonly("dtype", [](const ActivationProbe& p) { return p.info().dtype; }, "torch.dtype of the weights.")
       .def_property_readonly("device", &ActivationProbe::device, "torch.device the model runs on.")
       .def_property_readonly(
@@ -69,9 +80,9 @@ Example:
       .def(
           "add_hook",
           [](ActivationProbe& p, int layer, py::function fn) {
-            return p.add_hook(layer, [fn](int hook_layer, torch::Tensor& residual) {
+            return p.add_hook(layer, [fn = shared_callable(std::move(fn))](int hook_layer, torch::Tensor& residual) {
               py::gil_scoped_acquire gil;
-              py::object replacement = fn(hook_layer, residual);
+              py::object replacement = (*fn)(hook_layer, residual);
               if (replacement.is_none()) return;
               if (!THPVariable_Check(replacement.ptr())) {
                 throw py::type_error(py::str("the hook at layer {} returned a {}; expected None (read only) or a "
@@ -106,25 +117,34 @@ residual, which then flows on (an intervention).
       .def(
           "run",
           [](ActivationProbe& p, const py::object& token_ids, std::vector<int> layers, const py::object& target_ids,
-             bool renormalize, std::int64_t max_batch) {
+             bool renormalize, std::int64_t max_batch, const py::object& progress) {
             ActivationProbe::Request request;
             request.layers = std::move(layers);
             if (!target_ids.is_none()) request.target_ids = as_tensor(target_ids);
             request.normalization = renormalize ? ActivationProbe::Normalization::OverTargets
                                                 : ActivationProbe::Normalization::FullVocabulary;
             request.max_batch = max_batch;
+            // Between blocks: Ctrl-C (or any pending signal) stops the run, and progress hears of the block.
+            std::shared_ptr<py::function> report;
+            if (!progress.is_none()) report = shared_callable(progress.cast<py::function>());
+            request.after_block = [report](int layer) {
+              py::gil_scoped_acquire gil;
+              if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+              if (report) (*report)(layer);
+            };
             const at::Tensor ids = as_tensor(token_ids);
             py::gil_scoped_release release;
             return p.run(ids, request);
           },
           py::arg("token_ids"), py::arg("layers") = std::vector<int>{}, py::arg("target_ids") = py::none(),
-          py::arg("renormalize") = false, py::arg("max_batch") = 0,
+          py::arg("renormalize") = false, py::arg("max_batch") = 0, py::arg("progress") = py::none(),
           R"doc(Runs token ids [batch, length] and returns a ProbeResult.
 
 layers: residuals to capture (-1..num_layers-1). target_ids: token ids whose next-token
 probabilities are wanted at every position, under the full-vocabulary softmax, or over the
 targets alone with renormalize=True. max_batch: sequences per pass (0: all, halved on
-out-of-memory errors).
+out-of-memory errors). progress: called as progress(layer) after the embedding (-1) and
+each block. Ctrl-C stops a run between two blocks.
 
 >>> probe = icgt.ActivationProbe(toy_bundle)
 >>> probs = probe.run([[0, 1, 2]], target_ids=[1, 2], renormalize=True).target_probs

@@ -133,7 +133,8 @@ All kinds sum over ordered node pairs (i, j), A the adjacency:
 - "scale_invariant": mean squared edge length over mean squared distance between distinct
   nodes. Scaling, translating, rotating or collapsing cannot lower it; its mean under
   random relabelling is exactly 1; its minimum, lambda_2 (n - 1) / (2 |E|), is reached by
-  the Laplacian eigenvectors of lambda_2.
+  the Laplacian eigenvectors of lambda_2. All nodes at one point give NaN (0 / 0), as an
+  absent node does; a collapse has a "raw" energy of 0, an absent node a NaN row.
 
 >>> metrics = icgt.EnergyMetrics(icgt.Graph.ring(4))
 >>> square = torch.tensor([[1.0, 0], [0, 1], [-1, 0], [0, -1]])
@@ -183,12 +184,14 @@ True
       .def(
           "energy_null_baseline",
           [](const EnergyMetrics& e, const py::handle& representations, const std::string& kind,
-             std::int64_t num_relabellings, std::uint64_t seed) {
+             const py::handle& num_relabellings, const py::handle& seed) {
             const char* function = "EnergyMetrics.energy_null_baseline";
             const at::Tensor x = tensor_argument(representations, function, "representations");
             const auto energy = parse_kind(kind, function);
+            const auto relabellings = integer_argument<std::int64_t>(num_relabellings, function, "num_relabellings", 2);
+            const auto seed_value = integer_argument<std::uint64_t>(seed, function, "seed");
             py::gil_scoped_release release;
-            return e.energy_null_baseline(x, energy, num_relabellings, seed);
+            return e.energy_null_baseline(x, energy, relabellings, seed_value);
           },
           py::arg("representations"), py::arg("kind") = "normalized", py::arg("num_relabellings") = 1000,
           py::arg("seed") = 0,

@@ -31,18 +31,43 @@ Example:
       });
 
   graph
-      .def_static("square_grid", &Graph::square_grid, py::arg("rows"), py::arg("cols"),
+      .def_static(
+          "square_grid",
+          [](const py::handle& rows, const py::handle& cols) {
+            return Graph::square_grid(integer_argument<int>(rows, "Graph.square_grid", "rows", 1),
+                                      integer_argument<int>(cols, "Graph.square_grid", "cols", 1));
+          },
+          py::arg("rows"), py::arg("cols"),
                   "rows x cols lattice, 4-neighbourhood, no wrap-around, row-major node order.\n\n"
                   ">>> icgt.Graph.square_grid(4, 4).num_edges\n24")
-      .def_static("ring", &Graph::ring, py::arg("n"),
+      .def_static(
+          "ring", [](const py::handle& n) { return Graph::ring(integer_argument<int>(n, "Graph.ring", "n", 3)); },
+          py::arg("n"),
                   "Cycle: node i is linked to i-1 and i+1 mod n (n >= 3).\n\n>>> icgt.Graph.ring(10).degree(0)\n2")
-      .def_static("hexagonal_lattice", &Graph::hexagonal_lattice, py::arg("rows"), py::arg("cols"),
+      .def_static(
+          "hexagonal_lattice",
+          [](const py::handle& rows, const py::handle& cols) {
+            return Graph::hexagonal_lattice(integer_argument<int>(rows, "Graph.hexagonal_lattice", "rows", 1),
+                                            integer_argument<int>(cols, "Graph.hexagonal_lattice", "cols", 1));
+          },
+          py::arg("rows"), py::arg("cols"),
                   "Honeycomb of rows x cols hexagons, as networkx.hexagonal_lattice_graph(rows, cols).\n\n"
                   ">>> icgt.Graph.hexagonal_lattice(3, 3).num_nodes\n30")
-      .def_static("triangular_lattice", &Graph::triangular_lattice, py::arg("rows"), py::arg("cols"),
+      .def_static(
+          "triangular_lattice",
+          [](const py::handle& rows, const py::handle& cols) {
+            return Graph::triangular_lattice(integer_argument<int>(rows, "Graph.triangular_lattice", "rows", 1),
+                                             integer_argument<int>(cols, "Graph.triangular_lattice", "cols", 1));
+          },
+          py::arg("rows"), py::arg("cols"),
                   "Triangular lattice, as networkx.triangular_lattice_graph(rows, cols).\n\n"
                   ">>> icgt.Graph.triangular_lattice(2, 3).num_edges\n13")
-      .def_static("from_edges", &Graph::from_edges, py::arg("num_nodes"), py::arg("edges"),
+      .def_static(
+          "from_edges",
+          [](const py::handle& num_nodes, const std::vector<Graph::Edge>& edges) {
+            return Graph::from_edges(integer_argument<int>(num_nodes, "Graph.from_edges", "num_nodes", 1), edges);
+          },
+          py::arg("num_nodes"), py::arg("edges"),
                   "Graph from an edge list of (i, j) pairs; self-loops and repeated edges raise ValueError.\n\n"
                   ">>> icgt.Graph.from_edges(3, [(0, 1), (1, 2)]).degree(1)\n2")
       .def_static("from_adjacency", &Graph::from_adjacency, py::arg("adjacency"),

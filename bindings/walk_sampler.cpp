@@ -28,13 +28,19 @@ Example:
     >>> walks.shape, walks[:, 0].tolist() == list(range(16))
     ((16, 1400), True)
 )doc")
-      .def(py::init<Graph, std::uint64_t>(), py::arg("graph"), py::arg("seed") = 0)
+      .def(py::init([](Graph graph, const py::handle& seed) {
+             return WalkSampler(std::move(graph), integer_argument<std::uint64_t>(seed, "WalkSampler", "seed"));
+           }),
+           py::arg("graph"), py::arg("seed") = 0)
       .def_property_readonly("graph", &WalkSampler::graph)
       .def_property_readonly("seed", &WalkSampler::seed)
       .def(
           "random_walks",
-          [](WalkSampler& sampler, std::int64_t batch, std::int64_t length, const std::string& start) {
-            return numpy_view(sampler.random_walks(batch, length, parse_start(start)));
+          [](WalkSampler& sampler, const py::handle& batch, const py::handle& length, const std::string& start) {
+            return numpy_view(
+                sampler.random_walks(integer_argument<std::int64_t>(batch, "WalkSampler.random_walks", "batch", 1),
+                                     integer_argument<std::int64_t>(length, "WalkSampler.random_walks", "length", 1),
+                                     parse_start(start)));
           },
           py::arg("batch"), py::arg("length"), py::arg("start") = "uniform",
           R"doc(batch x length int64 array of node indices.
@@ -47,8 +53,11 @@ draws each start node; start="per_node" starts walk b at node b mod n.
 )doc")
       .def(
           "neighbour_pairs",
-          [](WalkSampler& sampler, std::int64_t batch, std::int64_t num_pairs, bool with_separator) {
-            auto pairs = sampler.neighbour_pairs(batch, num_pairs, with_separator);
+          [](WalkSampler& sampler, const py::handle& batch, const py::handle& num_pairs, bool with_separator) {
+            auto pairs = sampler.neighbour_pairs(
+                integer_argument<std::int64_t>(batch, "WalkSampler.neighbour_pairs", "batch", 1),
+                integer_argument<std::int64_t>(num_pairs, "WalkSampler.neighbour_pairs", "num_pairs", 1),
+                with_separator);
             return py::make_tuple(numpy_view(pairs.nodes), numpy_view(pairs.scored));
           },
           py::arg("batch"), py::arg("num_pairs"), py::arg("with_separator") = false,

@@ -121,7 +121,7 @@ void ActivationProbe::check_layer(int layer, const char* method) const {
 int ActivationProbe::add_hook(int layer, Hook hook) {
   check_layer(layer, "add_hook");
   if (!hook) throw ValueError("ActivationProbe.add_hook: the hook is empty; expected a callable");
-  hooks_[layer].emplace_back(next_hook_handle_, std::move(hook));
+  hooks_[layer].emplace_back(next_hook_handle_, std::make_shared<const Hook>(std::move(hook)));
   return next_hook_handle_++;
 }
 
@@ -154,18 +154,25 @@ void ActivationProbe::set_head_gates(int layer, const torch::Tensor& gates) {
     throw TypeError(fmt::format("ActivationProbe.set_head_gates: gates must be floating point, got {}",
                                 c10::toString(gates.scalar_type())));
   }
+  const torch::Tensor bad = ~torch::isfinite(gates) | (gates < 0);
+  if (bad.any().item<bool>()) {
+    const auto head = bad.nonzero()[0][0].item<std::int64_t>();
+    throw ValueError(fmt::format("ActivationProbe.set_head_gates: gate {} (head {}) is {}; expected a finite factor "
+                                 ">= 0 (0 ablates the head, 1 leaves it)",
+                                 head, head, gates[head].item<double>()));
+  }
   head_gates_[layer] = gates.detach().to(device_, info_.dtype);
 }
 
 void ActivationProbe::clear_head_gates() { head_gates_.clear(); }
 
-torch::Tensor ActivationProbe::apply_hooks(int layer, torch::Tensor residual) const {
-  const auto found = hooks_.find(layer);
-  if (found == hooks_.end()) return residual;
+torch::Tensor ActivationProbe::apply_hooks(const HookList& hooks, int layer, torch::Tensor residual) const {
+  const auto found = hooks.find(layer);
+  if (found == hooks.end()) return residual;
   for (const auto& [handle, hook] : found->second) {
     const auto sizes = residual.sizes().vec();
     const auto dtype = residual.scalar_type();
-    hook(layer, residual);
+    (*hook)(layer, residual);
     if (!residual.defined() || residual.sizes().vec() != sizes || residual.scalar_type() != dtype ||
         residual.device() != device_) {
       throw ValueError(fmt::format("ActivationProbe: hook {} at layer {} left a residual that is not a {} tensor of "
@@ -184,6 +191,11 @@ ActivationProbe::Result ActivationProbe::run(const torch::Tensor& token_ids, con
                                  token_ids.size(0), token_ids.size(1)));
   }
   check_id_range(token_ids, "token_ids", info_.vocab_size);
+  if (token_ids.size(1) > info_.max_positions) {
+    throw ValueError(fmt::format("ActivationProbe.run: token_ids has {} positions, more than the {} this {} model "
+                                 "was trained for (max_position_embeddings); shorten the sequences",
+                                 token_ids.size(1), info_.max_positions, info_.architecture));
+  }
   std::set<int> seen;
   for (int layer : request.layers) {
     check_layer(layer, "run");
@@ -205,6 +217,9 @@ ActivationProbe::Result ActivationProbe::run(const torch::Tensor& token_ids, con
                                  request.max_batch));
   }
 
+  // The hooks of this run: a copy of the list (of shared callables), so that hooks may change the
+  // probe's hooks while they run; the changes apply to the next run.
+  const HookList hooks = hooks_;
   c10::InferenceMode inference;
   const torch::Tensor ids = token_ids.to(device_, torch::kLong);
   const std::int64_t batch = ids.size(0), length = ids.size(1);
@@ -218,7 +233,7 @@ ActivationProbe::Result ActivationProbe::run(const torch::Tensor& token_ids, con
   for (std::int64_t offset = 0; offset < batch;) {
     const std::int64_t size = std::min(sub_batch, batch - offset);
     try {
-      run_sub_batch(ids.narrow(0, offset, size), request, targets, offset, result);
+      run_sub_batch(ids.narrow(0, offset, size), request, hooks, targets, offset, result);
       offset += size;
     } catch (const c10::OutOfMemoryError& error) {
       if (request.max_batch > 0 || size == 1) {
@@ -231,26 +246,28 @@ ActivationProbe::Result ActivationProbe::run(const torch::Tensor& token_ids, con
   return result;
 }
 
-void ActivationProbe::run_sub_batch(const torch::Tensor& ids, const Request& request, const torch::Tensor& targets,
-                                    std::int64_t offset, Result& result) const {
+void ActivationProbe::run_sub_batch(const torch::Tensor& ids, const Request& request, const HookList& hooks,
+                                    const torch::Tensor& targets, std::int64_t offset, Result& result) const {
   // Blocks past the last captured or hooked layer matter only when probabilities are wanted.
   int last_block = targets.defined() ? info_.num_layers - 1 : kEmbeddingLayer;
   for (int layer : request.layers) last_block = std::max(last_block, layer);
-  if (!hooks_.empty()) last_block = std::max(last_block, hooks_.rbegin()->first);
+  if (!hooks.empty()) last_block = std::max(last_block, hooks.rbegin()->first);
 
   const auto capture = [&](int layer, const torch::Tensor& hidden) {
     for (std::size_t i = 0; i < request.layers.size(); ++i) {
       if (request.layers[i] == layer) result.residuals[static_cast<std::int64_t>(i)].narrow(0, offset, ids.size(0)).copy_(hidden);
     }
   };
-  torch::Tensor hidden = apply_hooks(kEmbeddingLayer, model_->embed(ids));
+  torch::Tensor hidden = apply_hooks(hooks, kEmbeddingLayer, model_->embed(ids));
   capture(kEmbeddingLayer, hidden);
+  if (request.after_block) request.after_block(kEmbeddingLayer);
   for (int layer = 0; layer <= last_block; ++layer) {
     const auto gate = head_gates_.find(layer);
     hidden = model_->block(layer, hidden,
                            gate == head_gates_.end() ? std::nullopt : std::optional<torch::Tensor>(gate->second));
-    hidden = apply_hooks(layer, std::move(hidden));
+    hidden = apply_hooks(hooks, layer, std::move(hidden));
     capture(layer, hidden);
+    if (request.after_block) request.after_block(layer);
   }
   if (!targets.defined()) return;
 

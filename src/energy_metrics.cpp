@@ -61,6 +61,10 @@ torch::Tensor checked_representations(const torch::Tensor& representations, std:
                                       const std::string& function, const char* argument) {
   detail::check_floating(representations, 2, function, argument, "[..., nodes, d]");
   detail::check_size(representations, -2, num_nodes, function, argument, "nodes");
+  if (representations.size(-1) == 0) {
+    throw ValueError(fmt::format("{}: {} has shape {}, 0 dimensions per node; expected at least one", function,
+                                 argument, detail::shape_of(representations)));
+  }
   const torch::Tensor x = representations.to(detail::compute_dtype(representations));
   detail::present_rows(x, function, argument);
   return x;
@@ -110,7 +114,7 @@ torch::Tensor energy_factor_of(const torch::Tensor& x, EnergyMetrics::Energy ene
 torch::Tensor EnergyMetrics::dirichlet_energy(const torch::Tensor& representations, Energy energy) const {
   const torch::NoGradGuard statistics_carry_no_autograd_history;
   const torch::Tensor x = checked_representations(representations, graph_.num_nodes(),
-                                                  "EnergyMetrics::dirichlet_energy", "representations");
+                                                  "EnergyMetrics.dirichlet_energy", "representations");
   // Ordered pairs: each undirected edge twice.
   return 2 * detail::edge_square_sums(x, graph_.edges()) * energy_factor_of(x, energy, graph_.num_edges());
 }
@@ -120,7 +124,7 @@ EnergyMetrics::EnergyOverContext EnergyMetrics::energy_over_context(const torch:
                                                                   const std::vector<std::int64_t>& positions,
                                                                   Energy energy,
                                                                   const std::vector<Snapshots>& class_means_at) const {
-  const std::string function = "EnergyMetrics::energy_over_context";
+  const std::string function = "EnergyMetrics.energy_over_context";
   const torch::NoGradGuard statistics_carry_no_autograd_history;
   const std::int64_t n = graph_.num_nodes();
   const detail::SweepInput input = detail::check_sweep_input(residuals, nodes, n, function);
@@ -164,13 +168,16 @@ EnergyMetrics::NullBaseline EnergyMetrics::energy_null_baseline(const torch::Ten
                                                                 std::int64_t num_relabellings,
                                                                 std::uint64_t seed) const {
   const torch::NoGradGuard statistics_carry_no_autograd_history;
-  const std::string function = "EnergyMetrics::energy_null_baseline";
+  const std::string function = "EnergyMetrics.energy_null_baseline";
   const torch::Tensor x = checked_representations(representations, graph_.num_nodes(), function, "representations");
   if (num_relabellings < 2) {
     throw ValueError(fmt::format("{}: num_relabellings is {}; expected at least 2 for a standard deviation",
                                  function, num_relabellings));
   }
   const std::int64_t n = graph_.num_nodes();
+  detail::check_memory(8.0 * static_cast<double>(num_relabellings) *
+                           (static_cast<double>(n * n) + static_cast<double>(x.numel() / std::max<std::int64_t>(1, x.size(-1) * n))),
+                       function, fmt::format("{} relabellings of {} nodes", num_relabellings, n));
   // Relabelled adjacency A'_ij = A_{perm(i) perm(j)}, one per row, from Fisher-Yates shuffles.
   RandomGenerator generator(seed);
   const torch::Tensor relabelled = torch::empty({num_relabellings, n * n}, torch::kFloat64);
@@ -199,7 +206,7 @@ EnergyMetrics::RuleFollowing EnergyMetrics::rule_following_accuracy(const torch:
                                                                     const torch::Tensor& nodes,
                                                                     const std::optional<torch::Tensor>& scored) const {
   const torch::NoGradGuard statistics_carry_no_autograd_history;
-  const std::string function = "EnergyMetrics::rule_following_accuracy";
+  const std::string function = "EnergyMetrics.rule_following_accuracy";
   const std::int64_t n = graph_.num_nodes();
   detail::check_floating(node_probabilities, 3, function, "node_probabilities", "[batch, length, nodes]");
   if (node_probabilities.dim() != 3) {
@@ -258,7 +265,7 @@ EnergyMetrics::RuleFollowing EnergyMetrics::rule_following_accuracy(const torch:
 EnergyMetrics::SpectralAlignment EnergyMetrics::spectral_alignment(const torch::Tensor& class_means,
                                                                    std::int64_t num_components) const {
   const torch::NoGradGuard statistics_carry_no_autograd_history;
-  const std::string function = "EnergyMetrics::spectral_alignment";
+  const std::string function = "EnergyMetrics.spectral_alignment";
   detail::check_floating(class_means, 2, function, "class_means", "[..., nodes, hidden]");
   detail::check_size(class_means, -2, graph_.num_nodes(), function, "class_means", "nodes");
   const torch::Tensor x = class_means.to(detail::compute_dtype(class_means));
@@ -304,7 +311,7 @@ EnergyMetrics::SpectralAlignment EnergyMetrics::spectral_alignment(const torch::
 torch::Tensor EnergyMetrics::graph_distance_correlation(const torch::Tensor& representations) const {
   const torch::NoGradGuard statistics_carry_no_autograd_history;
   const torch::Tensor x = checked_representations(representations, graph_.num_nodes(),
-                                                  "EnergyMetrics::graph_distance_correlation", "representations");
+                                                  "EnergyMetrics.graph_distance_correlation", "representations");
   const torch::Device device = x.device();
   const torch::Tensor lengths = path_lengths_.to(device);
   const torch::Tensor pairs = (torch::triu(torch::ones_like(lengths), 1) > 0) & (lengths > 0);

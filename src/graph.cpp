@@ -5,19 +5,41 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <queue>
 #include <set>
 #include <unordered_set>
 
 #include "icgt/errors.hpp"
+#include "tensor_checks.hpp"
 
 namespace icgt {
 namespace {
 
 void check_positive(int value, const char* name, const char* builder) {
   if (value <= 0) {
-    throw ValueError(fmt::format("Graph::{}: {} must be positive, got {}", builder, name, value));
+    throw ValueError(fmt::format("Graph.{}: {} must be positive, got {}", builder, name, value));
   }
+}
+
+// Refuses a graph whose node count overflows int or whose lists would not fit in memory, before
+// its edge list is built. Per node: its neighbour list and label; per edge: the edge, two list
+// entries and the duplicate check's set node.
+void check_graph_size(std::int64_t num_nodes, std::int64_t num_edges, const char* builder) {
+  if (num_nodes > std::numeric_limits<int>::max()) {
+    throw ValueError(fmt::format("Graph.{}: {} nodes; icgt graphs hold at most {} nodes", builder, num_nodes,
+                                 std::numeric_limits<int>::max()));
+  }
+  detail::check_memory(64.0 * static_cast<double>(num_nodes) + 80.0 * static_cast<double>(num_edges),
+                       "Graph." + std::string(builder),
+                       fmt::format("a graph of {} nodes and {} edges", num_nodes, num_edges));
+}
+
+// Dense n x n matrices of doubles (adjacency, Laplacians, shortest paths).
+void check_dense_size(int num_nodes, const char* method) {
+  detail::check_memory(3.0 * 8.0 * static_cast<double>(num_nodes) * static_cast<double>(num_nodes),
+                       "Graph." + std::string(method),
+                       fmt::format("dense {} x {} matrices", num_nodes, num_nodes));
 }
 
 // Lattice nodes are named by (column, row) pairs, as in networkx; this numbers the kept ones in
@@ -45,16 +67,16 @@ Graph::Graph(int num_nodes, const std::vector<Edge>& edges, const char* builder)
   std::set<Edge> seen;
   for (auto [a, b] : edges) {
     if (a < 0 || a >= num_nodes || b < 0 || b >= num_nodes) {
-      throw ValueError(fmt::format("Graph::{}: edge ({}, {}) names a node outside 0..{}", builder, a, b,
+      throw ValueError(fmt::format("Graph.{}: edge ({}, {}) names a node outside 0..{}", builder, a, b,
                                    num_nodes - 1));
     }
     if (a == b) {
-      throw ValueError(fmt::format("Graph::{}: self-loop at node {}; icgt graphs have none", builder, a));
+      throw ValueError(fmt::format("Graph.{}: self-loop at node {}; icgt graphs have none", builder, a));
     }
     const Edge edge{std::min(a, b), std::max(a, b)};
     if (!seen.insert(edge).second) {
       throw ValueError(
-          fmt::format("Graph::{}: edge ({}, {}) is given twice; each undirected edge once", builder, a, b));
+          fmt::format("Graph.{}: edge ({}, {}) is given twice; each undirected edge once", builder, a, b));
     }
     neighbours_[a].push_back(b);
     neighbours_[b].push_back(a);
@@ -68,6 +90,7 @@ Graph::Graph(int num_nodes, const std::vector<Edge>& edges, const char* builder)
 Graph Graph::square_grid(int rows, int cols) {
   check_positive(rows, "rows", "square_grid");
   check_positive(cols, "cols", "square_grid");
+  check_graph_size(std::int64_t{rows} * cols, 2 * std::int64_t{rows} * cols, "square_grid");
   std::vector<Edge> edges;
   for (int r = 0; r < rows; ++r) {
     for (int c = 0; c < cols; ++c) {
@@ -81,10 +104,11 @@ Graph Graph::square_grid(int rows, int cols) {
 
 Graph Graph::ring(int n) {
   if (n < 3) {
-    throw ValueError(fmt::format("Graph::ring: needs at least 3 nodes (fewer would need a self-loop or a "
+    throw ValueError(fmt::format("Graph.ring: needs at least 3 nodes (fewer would need a self-loop or a "
                                  "repeated edge), got {}",
                                  n));
   }
+  check_graph_size(n, n, "ring");
   std::vector<Edge> edges;
   for (int node = 0; node < n; ++node) edges.emplace_back(node, (node + 1) % n);
   return Graph(n, edges, "ring");
@@ -93,6 +117,8 @@ Graph Graph::ring(int n) {
 Graph Graph::hexagonal_lattice(int rows, int cols) {
   check_positive(rows, "rows", "hexagonal_lattice");
   check_positive(cols, "cols", "hexagonal_lattice");
+  check_graph_size((2 * std::int64_t{rows} + 2) * (std::int64_t{cols} + 1), 3 * (2 * std::int64_t{rows} + 2) * (std::int64_t{cols} + 1),
+                   "hexagonal_lattice");
   // networkx: columns 0..cols, rows 0..2*rows+1, minus two corner nodes of degree one.
   const int num_rows = 2 * rows + 2;
   const int num_cols = cols + 1;
@@ -120,6 +146,8 @@ Graph Graph::hexagonal_lattice(int rows, int cols) {
 Graph Graph::triangular_lattice(int rows, int cols) {
   check_positive(rows, "rows", "triangular_lattice");
   check_positive(cols, "cols", "triangular_lattice");
+  check_graph_size((std::int64_t{rows} + 1) * ((std::int64_t{cols} + 1) / 2 + 1),
+                   3 * (std::int64_t{rows} + 1) * ((std::int64_t{cols} + 1) / 2 + 1), "triangular_lattice");
   // networkx: nodes (i, j) with i in 0..N (N = (cols+1)/2) and j in 0..rows, numbered row by row;
   // for odd cols the last node of every odd row is dropped.
   const int per_row = (cols + 1) / 2;
@@ -149,13 +177,14 @@ Graph Graph::triangular_lattice(int rows, int cols) {
 
 Graph Graph::from_edges(int num_nodes, const std::vector<Edge>& edges) {
   check_positive(num_nodes, "num_nodes", "from_edges");
+  check_graph_size(num_nodes, static_cast<std::int64_t>(edges.size()), "from_edges");
   return Graph(num_nodes, edges, "from_edges");
 }
 
 Graph Graph::from_adjacency(const Eigen::MatrixXd& adjacency) {
   const auto n = adjacency.rows();
   if (n == 0 || adjacency.cols() != n) {
-    throw ValueError(fmt::format("Graph::from_adjacency: expected a non-empty square matrix, got {} x {}", n,
+    throw ValueError(fmt::format("Graph.from_adjacency: expected a non-empty square matrix, got {} x {}", n,
                                  adjacency.cols()));
   }
   std::vector<Edge> edges;
@@ -163,10 +192,10 @@ Graph Graph::from_adjacency(const Eigen::MatrixXd& adjacency) {
     for (Eigen::Index j = 0; j < n; ++j) {
       const double value = adjacency(i, j);
       if (value != 0.0 && value != 1.0) {
-        throw ValueError(fmt::format("Graph::from_adjacency: entry ({}, {}) is {}; expected 0 or 1", i, j, value));
+        throw ValueError(fmt::format("Graph.from_adjacency: entry ({}, {}) is {}; expected 0 or 1", i, j, value));
       }
       if (value != adjacency(j, i)) {
-        throw ValueError(fmt::format("Graph::from_adjacency: matrix is not symmetric at ({}, {})", i, j));
+        throw ValueError(fmt::format("Graph.from_adjacency: matrix is not symmetric at ({}, {})", i, j));
       }
       if (value == 1.0 && i <= j) edges.emplace_back(static_cast<int>(i), static_cast<int>(j));
     }
@@ -187,6 +216,7 @@ const std::vector<int>& Graph::neighbours(int node) const {
 
 Eigen::MatrixXi Graph::shortest_path_lengths() const {
   const int n = num_nodes();
+  check_dense_size(n, "shortest_path_lengths");
   Eigen::MatrixXi distances = Eigen::MatrixXi::Constant(n, n, -1);
   std::queue<int> frontier;
   for (int source = 0; source < n; ++source) {
@@ -206,9 +236,28 @@ Eigen::MatrixXi Graph::shortest_path_lengths() const {
   return distances;
 }
 
-bool Graph::is_connected() const { return (shortest_path_lengths().row(0).array() >= 0).all(); }
+bool Graph::is_connected() const {
+  std::vector<bool> reached(neighbours_.size(), false);
+  std::queue<int> frontier;
+  reached[0] = true;
+  frontier.push(0);
+  std::size_t count = 1;
+  while (!frontier.empty()) {
+    const int node = frontier.front();
+    frontier.pop();
+    for (int next : neighbours_[node]) {
+      if (!reached[next]) {
+        reached[next] = true;
+        ++count;
+        frontier.push(next);
+      }
+    }
+  }
+  return count == neighbours_.size();
+}
 
 Eigen::MatrixXd Graph::adjacency() const {
+  check_dense_size(num_nodes(), "adjacency");
   Eigen::MatrixXd matrix = Eigen::MatrixXd::Zero(num_nodes(), num_nodes());
   for (auto [a, b] : edges_) matrix(a, b) = matrix(b, a) = 1.0;
   return matrix;
@@ -249,7 +298,7 @@ Graph::SpectralEmbedding Graph::spectral_embedding(int k, bool normalized) const
   int first = 0;
   while (first < n && values(first) <= tolerance) ++first;
   if (k <= 0 || first + k > n) {
-    throw ValueError(fmt::format("Graph::spectral_embedding: k must be in 1..{} (nodes minus zero eigenvalues, "
+    throw ValueError(fmt::format("Graph.spectral_embedding: k must be in 1..{} (nodes minus zero eigenvalues, "
                                  "one per connected component), got {}",
                                  n - first, k));
   }
@@ -269,13 +318,13 @@ Graph::SpectralEmbedding Graph::spectral_embedding(int k, bool normalized) const
 void Graph::set_labels(std::vector<std::string> labels) {
   if (static_cast<int>(labels.size()) != num_nodes()) {
     throw ValueError(
-        fmt::format("Graph::set_labels: got {} labels for {} nodes; one per node", labels.size(), num_nodes()));
+        fmt::format("Graph.set_labels: got {} labels for {} nodes; one per node", labels.size(), num_nodes()));
   }
   std::unordered_set<std::string> seen;
   for (const auto& label : labels) {
-    if (label.empty()) throw ValueError("Graph::set_labels: a label is empty; labels must be non-empty");
+    if (label.empty()) throw ValueError("Graph.set_labels: a label is empty; labels must be non-empty");
     if (!seen.insert(label).second) {
-      throw ValueError(fmt::format("Graph::set_labels: label '{}' is used twice; labels must be distinct", label));
+      throw ValueError(fmt::format("Graph.set_labels: label '{}' is used twice; labels must be distinct", label));
     }
   }
   labels_ = std::move(labels);
@@ -284,7 +333,7 @@ void Graph::set_labels(std::vector<std::string> labels) {
 int Graph::node_of(const std::string& label) const {
   const auto found = std::find(labels_.begin(), labels_.end(), label);
   if (found == labels_.end()) {
-    throw ValueError(fmt::format("Graph::node_of: no node is labelled '{}'; labels are {}", label, labels_));
+    throw ValueError(fmt::format("Graph.node_of: no node is labelled '{}'; labels are {}", label, labels_));
   }
   return static_cast<int>(found - labels_.begin());
 }

@@ -25,7 +25,7 @@ RepresentationStats::RepresentationStats(std::int64_t num_nodes) : num_nodes_(nu
 
 std::vector<std::int64_t> RepresentationStats::strided_positions(std::int64_t length, std::int64_t stride,
                                                                  std::int64_t first) {
-  const char* function = "RepresentationStats::strided_positions";
+  const char* function = "RepresentationStats.strided_positions";
   if (length <= 0) throw ValueError(fmt::format("{}: length must be positive, got {}", function, length));
   if (stride <= 0) throw ValueError(fmt::format("{}: stride must be positive, got {}", function, stride));
   if (first < 0 || first >= length) {
@@ -52,7 +52,7 @@ RepresentationStats::ClassMeans RepresentationStats::sweep(const torch::Tensor& 
                                                            const torch::Tensor& nodes, std::int64_t window,
                                                            const std::vector<std::int64_t>& positions,
                                                            bool per_sequence, const char* method) const {
-  const std::string function = fmt::format("RepresentationStats::{}", method);
+  const std::string function = fmt::format("RepresentationStats.{}", method);
   const torch::NoGradGuard statistics_carry_no_autograd_history;
   const detail::SweepInput input = detail::check_sweep_input(residuals, nodes, num_nodes_, function);
   detail::WindowSweep sweep{detail::trailing_windows(window, positions, input.rows.size(2), function), {},
@@ -67,7 +67,7 @@ RepresentationStats::ClassMeans RepresentationStats::sweep(const torch::Tensor& 
 
 RepresentationStats::PrincipalComponents RepresentationStats::principal_components(const torch::Tensor& class_means,
                                                                                    std::int64_t num_components) const {
-  const std::string function = "RepresentationStats::principal_components";
+  const std::string function = "RepresentationStats.principal_components";
   const torch::NoGradGuard statistics_carry_no_autograd_history;
   detail::check_floating(class_means, 2, function, "class_means", "[..., nodes, hidden]");
   detail::check_size(class_means, -2, num_nodes_, function, "class_means", "nodes");
@@ -98,7 +98,7 @@ RepresentationStats::PrincipalComponents RepresentationStats::principal_componen
 
 RepresentationStats::PrincipalComponents RepresentationStats::align_snapshots(const PrincipalComponents& components,
                                                                               Alignment alignment) {
-  const std::string function = "RepresentationStats::align_snapshots";
+  const std::string function = "RepresentationStats.align_snapshots";
   const torch::NoGradGuard statistics_carry_no_autograd_history;
   const torch::Tensor& projections = components.projections;
   detail::check_floating(projections, 3, function, "projections", "[..., snapshots, nodes, k]");

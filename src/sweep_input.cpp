@@ -18,6 +18,10 @@ SweepInput check_sweep_input(const torch::Tensor& residuals, const torch::Tensor
     throw ValueError(fmt::format("{}: nodes has shape {} but residuals {} needs nodes [batch, length] = [{}, {}]",
                                  function, shape_of(nodes), shape_of(residuals), batch, length));
   }
+  if (hidden == 0) {
+    throw ValueError(fmt::format("{}: residuals has shape {}, hidden size 0; expected at least one dimension",
+                                 function, shape_of(residuals)));
+  }
   const torch::Tensor node_ids = nodes.to(residuals.device(), torch::kInt64);
   check_node_ids(node_ids, num_nodes, function, "nodes");
   const auto leading = residuals.sizes().slice(0, residuals.dim() - 3);

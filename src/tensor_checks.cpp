@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <unistd.h>
+
 #include "icgt/errors.hpp"
 #include "icgt/graph.hpp"
 
@@ -10,6 +12,15 @@ namespace icgt::detail {
 
 torch::ScalarType compute_dtype(const torch::Tensor& tensor) {
   return tensor.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+}
+
+void check_memory(double bytes, const std::string& function, const std::string& what) {
+  const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  if (physical > 0 && bytes > physical) {
+    constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+    throw ValueError(fmt::format("{}: {} would need about {:.1f} GiB of memory, more than this machine's {:.1f} GiB",
+                                 function, what, bytes / kGiB, physical / kGiB));
+  }
 }
 
 std::string shape_of(const torch::Tensor& tensor) { return fmt::format("[{}]", fmt::join(tensor.sizes(), ", ")); }

@@ -38,6 +38,10 @@ torch::Tensor present_rows(const torch::Tensor& rows, const std::string& functio
 /// The index of the first true element of a bool tensor, written "(i, j, ...)"; "" if none.
 std::string first_true_index(const torch::Tensor& mask);
 
+/// ValueError when `bytes` exceed this machine's physical memory, before anything is allocated:
+/// `what` names what would be allocated (e.g. "a 1000000 x 1000000 int64 walk array").
+void check_memory(double bytes, const std::string& function, const std::string& what);
+
 /// "[2, 3, 4]".
 std::string shape_of(const torch::Tensor& tensor);
 

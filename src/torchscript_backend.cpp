@@ -1,7 +1,12 @@
 #include <fmt/format.h>
 #include <torch/script.h>
 
+#include <ATen/Parallel.h>
+#include <caffe2/serialize/crc_alt.h>
+
+#include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "icgt/errors.hpp"
 #include "model_backend.hpp"
@@ -66,6 +71,64 @@ std::vector<std::string> parse_vocabulary(const std::string& text) {
   return tokens;
 }
 
+// Tensors of a bundle are checked in chunks of this many bytes, in parallel.
+constexpr std::size_t kChecksumChunk = std::size_t{16} << 20;
+
+std::uint32_t crc32_of(const torch::Tensor& tensor) {
+  const torch::Tensor bytes = tensor.to(torch::kCPU).contiguous();
+  const auto* data = static_cast<const std::uint8_t*>(bytes.data_ptr());
+  const std::size_t size = bytes.nbytes();
+  const auto chunks = static_cast<std::int64_t>((size + kChecksumChunk - 1) / kChecksumChunk);
+  std::vector<std::uint32_t> crcs(chunks);
+  at::parallel_for(0, chunks, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t c = begin; c < end; ++c) {
+      const std::size_t offset = static_cast<std::size_t>(c) * kChecksumChunk;
+      crcs[c] = crc32_fast(data + offset, std::min(kChecksumChunk, size - offset));
+    }
+  });
+  std::uint32_t crc = 0;
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const std::size_t offset = static_cast<std::size_t>(c) * kChecksumChunk;
+    crc = crc32_combine(crc, crcs[c], std::min(kChecksumChunk, size - offset));
+  }
+  return crc;
+}
+
+// The bundle records the CRC-32 of every parameter and buffer (as zlib.crc32 computes it over
+// the tensor's bytes) at export: a damaged or altered file fails here instead of running.
+void verify_checksums(const torch::jit::Module& module, const std::string& path) {
+  if (!module.hasattr("tensor_checksums")) {
+    throw RuntimeError(fmt::format("bundle '{}' records no tensor checksums; re-export it with `icgt export`", path));
+  }
+  const c10::Dict<c10::IValue, c10::IValue> expected = module.attr("tensor_checksums").toGenericDict();
+  std::map<const void*, std::uint32_t> crc_of_storage;  // tied tensors are checked once
+  std::size_t checked = 0;
+  const auto check = [&](const std::string& name, const torch::Tensor& tensor) {
+    const auto found = expected.find(name);
+    if (found == expected.end()) {
+      throw RuntimeError(fmt::format("bundle '{}' has a tensor '{}' that its checksums do not list: the file was "
+                                     "altered after export; re-export it",
+                                     path, name));
+    }
+    const void* key = tensor.data_ptr();
+    auto [entry, inserted] = crc_of_storage.try_emplace(key, 0);
+    if (inserted) entry->second = crc32_of(tensor);
+    if (static_cast<std::int64_t>(entry->second) != found->value().toInt()) {
+      throw RuntimeError(fmt::format("bundle '{}' is damaged: tensor '{}' does not match the checksum recorded at "
+                                     "export (CRC-32 {:08x}, expected {:08x}); re-export the model",
+                                     path, name, entry->second, static_cast<std::uint32_t>(found->value().toInt())));
+    }
+    ++checked;
+  };
+  for (const auto& parameter : module.named_parameters(/*recurse=*/true)) check(parameter.name, parameter.value);
+  for (const auto& buffer : module.named_buffers(/*recurse=*/true)) check(buffer.name, buffer.value);
+  if (checked != expected.size()) {
+    throw RuntimeError(fmt::format("bundle '{}' lists checksums of {} tensors but holds {}: the file was altered "
+                                   "after export; re-export it",
+                                   path, expected.size(), checked));
+  }
+}
+
 template <typename T>
 T read_attribute(const torch::jit::Module& module, const std::string& name, const std::string& path) {
   if (!module.hasattr(name)) {
@@ -79,8 +142,20 @@ T read_attribute(const torch::jit::Module& module, const std::string& name, cons
 }  // namespace
 
 LoadedModel load_torchscript_bundle(const std::string& path, const torch::Device& device) {
-  if (!std::filesystem::is_regular_file(path)) {
+  std::error_code error_code;
+  const auto status = std::filesystem::status(path, error_code);
+  if (!std::filesystem::exists(status)) {
     throw FileNotFoundError(fmt::format("model bundle '{}' does not exist (expected a file written by `icgt export`)", path));
+  }
+  if (std::filesystem::is_directory(status)) {
+    throw ValueError(fmt::format("model bundle '{}' is a folder; expected a bundle file written by `icgt export` "
+                                 "(a checkpoint folder must be exported first)",
+                                 path));
+  }
+  if (!std::filesystem::is_regular_file(status)) {
+    throw ValueError(fmt::format("model bundle '{}' is not a regular file (a device, pipe or socket); expected a "
+                                 "bundle file written by `icgt export`",
+                                 path));
   }
   torch::jit::ExtraFilesMap extra_files{{"config.json", ""}, {"vocabulary.hex", ""}};
   torch::jit::Module module;
@@ -107,6 +182,8 @@ LoadedModel load_torchscript_bundle(const std::string& path, const torch::Device
   loaded.info.vocab_size = static_cast<int>(read_attribute<std::int64_t>(module, "vocab_size", path));
   loaded.info.num_heads = static_cast<int>(read_attribute<std::int64_t>(module, "num_heads", path));
   loaded.info.bos_token_id = read_attribute<std::int64_t>(module, "bos_token_id", path);
+  loaded.info.max_positions = read_attribute<std::int64_t>(module, "max_position_embeddings", path);
+  verify_checksums(module, path);
   loaded.info.config_json = extra_files["config.json"];
   loaded.vocabulary = parse_vocabulary(extra_files["vocabulary.hex"]);
   if (static_cast<int>(loaded.vocabulary.size()) != loaded.info.vocab_size) {

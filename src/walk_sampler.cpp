@@ -6,13 +6,14 @@
 
 #include "icgt/errors.hpp"
 #include "random.hpp"
+#include "tensor_checks.hpp"
 
 namespace icgt {
 namespace {
 
 void check_positive(std::int64_t value, const char* name, const char* method) {
   if (value <= 0) {
-    throw ValueError(fmt::format("WalkSampler::{}: {} must be positive, got {}", method, name, value));
+    throw ValueError(fmt::format("WalkSampler.{}: {} must be positive, got {}", method, name, value));
   }
 }
 
@@ -36,6 +37,8 @@ WalkSampler& WalkSampler::operator=(WalkSampler&&) noexcept = default;
 torch::Tensor WalkSampler::random_walks(std::int64_t batch, std::int64_t length, Start start) {
   check_positive(batch, "batch", "random_walks");
   check_positive(length, "length", "random_walks");
+  detail::check_memory(8.0 * static_cast<double>(batch) * static_cast<double>(length), "WalkSampler.random_walks",
+                       fmt::format("a {} x {} int64 walk array", batch, length));
   // Flat neighbour lists: the step loop then touches two small arrays and nothing else.
   std::vector<std::uint32_t> offsets{0}, flat;
   for (int node = 0; node < graph_.num_nodes(); ++node) {
@@ -62,6 +65,8 @@ WalkSampler::NeighbourPairs WalkSampler::neighbour_pairs(std::int64_t batch, std
   check_positive(batch, "batch", "neighbour_pairs");
   check_positive(num_pairs, "num_pairs", "neighbour_pairs");
   const std::int64_t stride = with_separator ? 3 : 2;
+  detail::check_memory(9.0 * static_cast<double>(batch) * static_cast<double>(num_pairs) * stride,
+                       "WalkSampler.neighbour_pairs", fmt::format("{} sequences of {} pairs", batch, num_pairs));
   const auto num_nodes = static_cast<std::uint32_t>(graph_.num_nodes());
   NeighbourPairs pairs{torch::full({batch, num_pairs * stride}, kNotANode, torch::kInt64),
                        torch::zeros({batch, num_pairs * stride}, torch::kBool)};

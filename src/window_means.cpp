@@ -357,7 +357,8 @@ std::vector<torch::Tensor> sweep_windows(const torch::Tensor& source, const torc
   finite = true;
   std::vector<torch::Tensor> results;
   const torch::Tensor rows = source.contiguous(), node_ids = nodes.contiguous();
-  const std::int64_t slices = hidden_slices(num_leading, source.size(3));
+  // Residuals with no leading entries (a run that captured no layer) have nothing to sweep.
+  const std::int64_t slices = num_leading > 0 ? hidden_slices(num_leading, source.size(3)) : 1;
   for (const WindowSweep& sweep : sweeps) {
     const auto num_snapshots = static_cast<std::int64_t>(sweep.windows.ends.size());
     results.push_back(sweep.output == WindowSweep::Output::ClassMeans
@@ -365,7 +366,10 @@ std::vector<torch::Tensor> sweep_windows(const torch::Tensor& source, const torc
                           : torch::zeros({num_leading, slices, num_groups, num_snapshots, kNumEnergySums},
                                          source.options().dtype(torch::kFloat64)));
   }
-  if (source.numel() > 0) {
+  if (source.numel() == 0) {
+    // No sequence (batch 0): every node is absent from every window.
+    for (torch::Tensor& result : results) result.fill_(kNaN);
+  } else {
     const SegmentPlan plan = plan_segments(sweeps);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rows.scalar_type(), "sweep_windows", [&] {
       fused_sweep<scalar_t>(rows, node_ids.data_ptr<std::int64_t>(), num_nodes, per_sequence, sweeps, plan,
@@ -405,6 +409,7 @@ torch::Tensor window_means_by_tensor_ops(const torch::Tensor& source, const torc
                      hidden = source.size(3);
   const std::int64_t num_groups = per_sequence ? batch : 1;
   const auto num_snapshots = static_cast<std::int64_t>(windows.ends.size());
+  if (source.numel() == 0) return empty_means(source, num_groups, num_snapshots, num_nodes).fill_(kNaN);
 
   // Every window is a run of whole segments between consecutive distinct boundaries. Entry j of
   // the running sum holds segments 0..j-1, so window s is entry end minus entry start.

@@ -27,6 +27,7 @@ struct ModelInfo {
   int vocab_size = 0;
   int num_heads = 0;  ///< attention heads per block: the length of a head-gate vector
   std::int64_t bos_token_id = 0;
+  std::int64_t max_positions = 0;  ///< the longest sequence the model was trained for (max_position_embeddings)
   torch::Dtype dtype = torch::kFloat32;
   std::string config_json;  ///< the bundle's full record (config.json), for callers that parse JSON
 };
@@ -69,6 +70,9 @@ class ActivationProbe {
     Normalization normalization = Normalization::FullVocabulary;
     /// Sequences per forward pass; 0 runs the whole batch at once and halves it on out-of-memory errors.
     std::int64_t max_batch = 0;
+    /// Called after the embedding (-1) and after each block with that layer, once its hooks have run;
+    /// for progress, or to stop a run by throwing (the Python binding checks for Ctrl-C here).
+    std::function<void(int layer)> after_block;
   };
 
   struct Result {
@@ -93,30 +97,35 @@ class ActivationProbe {
   const std::string& token_text(std::int64_t id) const;
 
   /// Registers a hook for a layer (-1..num_layers-1); returns a handle for remove_hook.
+  /// A run uses the hooks registered when it starts: hooks added, removed or cleared while it runs
+  /// (by a hook, say) take effect from the next run.
   int add_hook(int layer, Hook hook);
   void remove_hook(int handle);
   void clear_hooks();
 
-  /// Multiplies each attention head's output in a block by gates[head] (length num_heads): 0 ablates
-  /// a head. Stays in force until cleared.
+  /// Multiplies each attention head's output in a block by gates[head] (length num_heads, finite and
+  /// non-negative): 0 ablates a head. Stays in force until cleared.
   void set_head_gates(int layer, const torch::Tensor& gates);
   void clear_head_gates();
 
-  /// Runs token ids [batch, length] (int64, any device) through the model under inference mode.
+  /// Runs token ids [batch, length] (any integer dtype, any device; length at most info().max_positions)
+  /// through the model under inference mode.
   Result run(const torch::Tensor& token_ids, const Request& request);
 
  private:
+  using HookList = std::map<int, std::vector<std::pair<int, std::shared_ptr<const Hook>>>>;
+
   void check_layer(int layer, const char* method) const;
-  torch::Tensor apply_hooks(int layer, torch::Tensor residual) const;
-  void run_sub_batch(const torch::Tensor& token_ids, const Request& request, const torch::Tensor& targets,
-                     std::int64_t offset, Result& result) const;
+  torch::Tensor apply_hooks(const HookList& hooks, int layer, torch::Tensor residual) const;
+  void run_sub_batch(const torch::Tensor& token_ids, const Request& request, const HookList& hooks,
+                     const torch::Tensor& targets, std::int64_t offset, Result& result) const;
 
   std::unique_ptr<ModelBackend> model_;
   ModelInfo info_;
   torch::Device device_;
   std::vector<std::string> vocabulary_;
   std::unordered_map<std::string, std::int64_t> ids_by_text_;
-  std::map<int, std::vector<std::pair<int, Hook>>> hooks_;
+  HookList hooks_;
   int next_hook_handle_ = 0;
   std::map<int, torch::Tensor> head_gates_;
 };

@@ -38,8 +38,9 @@ class EnergyMetrics {
     Normalized,
     /// Mean squared edge length over mean squared distance between distinct nodes:
     /// (Raw / sum_ij A_ij) / (sum_{i != j} ||x_i - x_j||^2 / (n (n - 1))). Invariant to scaling,
-    /// translation and rotation, so shrinking or collapsing cannot lower it (all nodes at one
-    /// point give NaN). Its mean under random relabelling of the nodes is exactly 1, and it is at
+    /// translation and rotation, so shrinking or collapsing cannot lower it. All nodes at one point
+    /// give 0 / 0 = NaN, the value an absent node also gives: a collapse has every count above 0
+    /// and a Raw energy of 0, an absence a count of 0. Its mean under random relabelling of the nodes is exactly 1, and it is at
     /// least lambda_2 (n - 1) / (2 |E|), lambda_2 the second-smallest eigenvalue of D - A, reached
     /// when every dimension of X lies in the eigenspace of lambda_2 (z2 for the 4x4 grid: z2, z3).
     ScaleInvariant,

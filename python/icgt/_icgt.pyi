@@ -88,6 +88,8 @@ class ActivationProbe:
     @property
     def bos_token_id(self) -> int: ...
     @property
+    def max_positions(self) -> int: ...
+    @property
     def dtype(self) -> torch.dtype: ...
     @property
     def device(self) -> torch.device: ...
@@ -107,6 +109,7 @@ class ActivationProbe:
         target_ids: npt.ArrayLike | torch.Tensor | None = None,
         renormalize: bool = False,
         max_batch: int = 0,
+        progress: Callable[[int], None] | None = None,
     ) -> ProbeResult: ...
 
 # Anything torch.as_tensor accepts: a torch.Tensor is used as it is, a numpy array is shared.

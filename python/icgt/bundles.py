@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .export import DTYPES, export_bundle
 from .files import sha256_of, sha256_of_parts, write_atomically
+from .models import FORMAT_VERSION
 
 SMOLLM2 = "smollm2-135m"
 GEMMA3 = "gemma3-270m"
@@ -122,7 +123,7 @@ def bundle_for(model: str | Path, dtype: str = "float32", *, cache: str | Path |
 
     >>> path = bundle_for("smollm2-135m")
     >>> path.name
-    'smollm2-135m-float32-b179c9523d0e6a0f.pt'
+    'smollm2-135m-float32-v2-b179c9523d0e6a0f.pt'
     >>> read_bundle_config(path)["architecture"]
     'llama'
     """
@@ -138,7 +139,8 @@ def bundle_for(model: str | Path, dtype: str = "float32", *, cache: str | Path |
     sha = source.sha256 or sha256_of(source.path)
     stem = source.name or f"{source.path.stem}-{hashlib.sha256(str(source.path.resolve()).encode()).hexdigest()[:8]}"
     bundles = cache / "bundles"
-    bundle = bundles / f"{stem}-{dtype}-{sha[:16]}.pt"
+    # The format version is part of the name: a bundle of an older format is exported again.
+    bundle = bundles / f"{stem}-{dtype}-v{FORMAT_VERSION}-{sha[:16]}.pt"
     if bundle.is_file():
         return bundle
     export_bundle(source.path, bundle, dtype, progress=progress, model_name=source.name, source_sha256=sha)

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     one line ``icgt: error: ...`` and return 1; Ctrl-C returns 130 with nothing half-written.
 
     >>> main(["export", "smollm2-135m"])
-    /.../bundles/smollm2-135m-float32-b179c9523d0e6a0f.pt
+    /.../bundles/smollm2-135m-float32-v2-b179c9523d0e6a0f.pt
     0
     """
     parser = argparse.ArgumentParser(prog="icgt", description="In-context graph tracing in language models.")
@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"icgt: error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        print(f"icgt: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("icgt: interrupted; complete runs are kept, run the same command again to resume", file=sys.stderr)

@@ -14,6 +14,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,10 @@ DAYS_RING_ORDER = tuple(DAY_NAMES[(3 * i) % 7] for i in range(7))
 GRAPHS = ("grid", "ring", "hexagon", "triangular", "custom")
 MODES = ("walk", "pairs")
 STARTS = ("per_node", "uniform")
+#: Bounds that catch a typo before it becomes an allocation the machine cannot make.
+MAX_GRAPH_SIDE = 1000
+MAX_TOKENS = 2**24
+MAX_NULL_PERMUTATIONS = 10**6
 
 
 def kept_components(num_nodes: int) -> int:
@@ -136,18 +143,39 @@ def preset(name: str, **overrides: Any) -> ExperimentConfig:
 def from_dict(values: dict[str, Any]) -> ExperimentConfig:
     """A validated config from plain data: a preset named by "preset" (if any), then the other keys.
 
+    Every problem is found before anything runs and reported at once in one ConfigError: unknown
+    keys (with the closest known key), values of the wrong type (never coerced: ``true`` is not a
+    number, ``4.7`` not an integer), then values that cannot work together.
+
     >>> icgt.config.from_dict({"graph": "ring", "graph_size": [6], "num_sequences": 6}).build_graph().num_nodes
     6
+    >>> icgt.config.from_dict({"seqence_length": 300, "seed": 1.5})
+    Traceback (most recent call last):
+    ...
+    icgt.config.ConfigError: invalid experiment config: unknown key 'seqence_length' (did you mean 'sequence_length'?); seed must be an integer, got 1.5 (float)
     """
-    values = dict(values)
-    known = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; expected some of {sorted(known)}")
+    if not isinstance(values, dict):
+        raise ConfigError([f"expected a table of settings, got {type(values).__name__}"])
+    known = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
+    problems = []
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f"; expected some of {sorted(known)}"
+            problems.append(f"unknown key '{key}'{hint}")
     name = values.get("preset", "custom")
-    if name != "custom" and name not in PRESETS:
-        raise ValueError(f"unknown preset '{name}'; expected one of {sorted(PRESETS)}")
-    config = ExperimentConfig(**{**PRESETS.get(name, {}), **values})
+    if isinstance(name, str) and name != "custom" and name not in PRESETS:
+        problems.append(f"unknown preset '{name}'; expected one of {sorted(PRESETS)}")
+    merged = {**(PRESETS.get(name, {}) if isinstance(name, str) else {}), **values}
+    types = typing.get_type_hints(ExperimentConfig)
+    for key, value in merged.items():
+        if key in known:
+            problem = _type_problem(key, value, types[key])
+            if problem:
+                problems.append(problem)
+    if problems:
+        raise ConfigError(problems)
+    config = ExperimentConfig(**merged)
     if not config.pca_positions:
         spread = np.geomspace(min(10, config.sequence_length), max(config.sequence_length, 1), 8)
         config.pca_positions = sorted({int(round(p)) for p in spread})
@@ -174,47 +202,122 @@ def load_toml(path: str | Path, **overrides: Any) -> ExperimentConfig:
     return from_dict({**values, **overrides})
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
+class ConfigError(ValueError):
+    """An experiment config that cannot run; ``problems`` lists every reason, each naming its key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid experiment config: " + "; ".join(self.problems))
+
+
+#: Seeds are unsigned 64-bit integers (icgt's generator, docs/architecture.md).
+MAX_SEED = 2**64 - 1
+
+
+def _type_name(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _type_problem(key: str, value: Any, annotation: Any) -> str | None:
+    """Why ``value`` does not have the declared type of ``key`` (None when it does); nothing is coerced."""
+
+    def matches(value: Any, annotation: Any) -> bool:
+        origin = typing.get_origin(annotation)
+        if origin in (typing.Union, types.UnionType):
+            return any(matches(value, option) for option in typing.get_args(annotation))
+        if origin is list:
+            (item,) = typing.get_args(annotation)
+            return isinstance(value, list) and all(matches(entry, item) for entry in value)
+        if annotation is int:
+            return isinstance(value, int) and not isinstance(value, bool)
+        if annotation is type(None):
+            return value is None
+        return isinstance(value, annotation)
+
+    if matches(value, annotation):
+        return None
+    described = {int: "an integer", str: "a string", bool: "true or false", list[int]: "a list of integers",
+                 list[str]: "a list of strings", list[list[int]]: "a list of [node, node] pairs",
+                 list[int] | str: '"all" or a list of integers'}.get(annotation, str(annotation))
+    return f"{key} must be {described}, got {_type_name(value)}"
 
 
 def validate(config: ExperimentConfig) -> None:
-    """Raises ValueError naming the first field that cannot work, and what it expected."""
-    _require(config.graph in GRAPHS, f"graph '{config.graph}' is unknown; expected one of {list(GRAPHS)}")
-    if config.graph != "custom":
+    """Raises ConfigError listing every field that cannot work, and what it expected.
+
+    Checks types too (for configs built directly rather than through from_dict), then the values:
+    sizes, windows and positions against the sequence length, the graph (built, connected, one word
+    per node), the model (a built-in name or an existing path), the seed's range.
+
+    >>> config = icgt.config.preset("grid")
+    >>> config.energy_window = 5000
+    >>> icgt.config.validate(config)
+    Traceback (most recent call last):
+    ...
+    icgt.config.ConfigError: invalid experiment config: energy_window 5000 is not shorter than sequence_length 1400
+    """
+    types_of = typing.get_type_hints(ExperimentConfig)
+    problems = [problem for f in dataclasses.fields(ExperimentConfig)
+                if (problem := _type_problem(f.name, getattr(config, f.name), types_of[f.name]))]
+    if problems:
+        raise ConfigError(problems)
+
+    def require(condition: bool, message: str) -> None:
+        if not condition:
+            problems.append(message)
+
+    from .bundles import BUILTIN_MODELS
+
+    require(config.model in BUILTIN_MODELS or Path(config.model).expanduser().exists(),
+            f"model '{config.model}' is neither a built-in model {list(BUILTIN_MODELS)} nor an existing path "
+            "(.gguf file, checkpoint folder or bundle)")
+    require(config.graph in GRAPHS, f"graph '{config.graph}' is unknown; expected one of {list(GRAPHS)}")
+    if config.graph in GRAPHS and config.graph != "custom":
         expected_size = {"grid": 2, "ring": 1, "hexagon": 2, "triangular": 2}[config.graph]
-        _require(len(config.graph_size) == expected_size and all(int(v) > 0 for v in config.graph_size),
-                 f"graph_size {config.graph_size} does not fit graph '{config.graph}': expected {expected_size} "
-                 "positive integer(s)")
-    _require(config.graph != "custom" or bool(config.edges), "graph 'custom' needs a non-empty edge list 'edges'")
-    _require(config.mode in MODES, f"mode '{config.mode}' is unknown; expected one of {list(MODES)}")
-    _require(config.start in STARTS, f"start '{config.start}' is unknown; expected one of {list(STARTS)}")
-    _require(config.mode == "pairs" or not config.separator, "a separator is only used in mode 'pairs'")
-    try:
-        graph = config.build_graph()
-    except ValueError as error:
-        raise ValueError(f"graph '{config.graph}' of size {config.graph_size} with words {config.words}: {error}") from None
-    _require(not config.natural_order or sorted(config.natural_order) == sorted(config.words),
-             "natural_order must list the same words as words")
+        require(len(config.graph_size) == expected_size and all(0 < v <= MAX_GRAPH_SIDE for v in config.graph_size),
+                f"graph_size {config.graph_size} does not fit graph '{config.graph}': expected {expected_size} "
+                f"integer(s) from 1 to {MAX_GRAPH_SIDE}")
+    if config.graph == "custom":
+        require(bool(config.edges) and all(len(edge) == 2 and min(edge) >= 0 for edge in config.edges),
+                "graph 'custom' needs a non-empty edge list 'edges' of [node, node] pairs with nodes 0, 1, ...")
+    require(config.mode in MODES, f"mode '{config.mode}' is unknown; expected one of {list(MODES)}")
+    require(config.start in STARTS, f"start '{config.start}' is unknown; expected one of {list(STARTS)}")
+    require(config.mode == "pairs" or not config.separator, "separator is only used in mode 'pairs'")
     for name in ("num_sequences", "sequence_length", "energy_window", "energy_every", "pca_window",
                  "null_permutations"):
         value = getattr(config, name)
-        _require(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
-    _require(isinstance(config.max_batch, int) and config.max_batch >= 0,
-             f"max_batch must be 0 (automatic) or positive, got {config.max_batch!r}")
+        require(value > 0, f"{name} must be a positive integer, got {value}")
+    require(config.num_sequences * config.sequence_length <= MAX_TOKENS,
+            f"num_sequences x sequence_length = {config.num_sequences * config.sequence_length} tokens; "
+            f"expected at most {MAX_TOKENS}")
+    require(config.null_permutations <= MAX_NULL_PERMUTATIONS,
+            f"null_permutations must be at most {MAX_NULL_PERMUTATIONS}, got {config.null_permutations}")
+    require(config.max_batch >= 0, f"max_batch must be 0 (automatic) or positive, got {config.max_batch}")
+    require(0 <= config.seed <= MAX_SEED, f"seed must be an integer from 0 to 2**64 - 1, got {config.seed}")
     for name in ("energy_window", "pca_window"):
-        _require(getattr(config, name) < config.sequence_length,
-                 f"{name} {getattr(config, name)} is not shorter than sequence_length {config.sequence_length}")
+        require(getattr(config, name) < config.sequence_length,
+                f"{name} {getattr(config, name)} is not shorter than sequence_length {config.sequence_length}")
     bad = [p for p in config.pca_positions if not 1 <= p <= config.sequence_length]
-    _require(config.pca_positions and not bad,
-             f"pca_positions {bad or '[]'} outside 1..sequence_length ({config.sequence_length})")
-    _require(config.layers == "all" or (isinstance(config.layers, list) and config.layers
-                                        and all(isinstance(layer, int) for layer in config.layers)),
-             f"layers must be \"all\" or a non-empty list of block indices, got {config.layers!r}")
-    kept = kept_components(graph.num_nodes)
-    _require(len(config.pca_components) == 2 and len(set(config.pca_components)) == 2
-             and all(isinstance(c, int) and 0 <= c < kept for c in config.pca_components),
-             f"pca_components must name the two distinct 0-based components that the PCA figure draws, "
-             f"each below {kept} (the components kept), got {config.pca_components}")
-    _require(config.dtype in ("float32", "bfloat16"), f"dtype '{config.dtype}' is unknown; expected float32 or bfloat16")
+    require(bool(config.pca_positions) and not bad,
+            f"pca_positions {bad or '[]'} outside 1..sequence_length ({config.sequence_length})")
+    require(config.layers == "all" or (isinstance(config.layers, list) and bool(config.layers)),
+            f"layers must be \"all\" or a non-empty list of block indices, got {config.layers!r}")
+    require(config.dtype in ("float32", "bfloat16"), f"dtype '{config.dtype}' is unknown; expected float32 or bfloat16")
+    graph = None
+    if not problems:
+        try:
+            graph = config.build_graph()
+        except ValueError as error:
+            problems.append(f"graph '{config.graph}' of size {config.graph_size} with words {config.words}: {error}")
+    if graph is not None:
+        require(graph.is_connected(), f"the {config.graph} graph is not connected; the analysis (spectral "
+                                      "alignment, distances) needs a connected graph")
+        require(not config.natural_order or sorted(config.natural_order) == sorted(config.words),
+                "natural_order must list the same words as words")
+        kept = kept_components(graph.num_nodes)
+        require(len(config.pca_components) == 2 and len(set(config.pca_components)) == 2
+                and all(0 <= c < kept for c in config.pca_components),
+                f"pca_components must name the two distinct 0-based components that the PCA figure draws, "
+                f"each below {kept} (the components kept), got {config.pca_components}")
+    if problems:
+        raise ConfigError(problems)

@@ -14,8 +14,10 @@ Example (SmolLM2-135M, a short ring run, one layer captured):
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import sys
 import platform
 import shutil
 import time
@@ -30,7 +32,7 @@ from tqdm.auto import tqdm
 from . import config as configs
 from ._icgt import NOT_A_NODE, ActivationProbe, EnergyMetrics, RepresentationStats, WalkSampler
 from .bundles import BUILTIN_MODELS, bundle_for, read_bundle_file
-from .files import sha256_of
+from .files import sha256_of, write_npz
 from .tokens import DEFAULT_WORDS, PROTOCOL_WORDS, concept_token_ids
 
 RUN_FORMAT = 1
@@ -38,6 +40,10 @@ RUN_FORMAT = 1
 
 class NotAnIcgtRunError(ValueError):
     """An output folder exists and is not an icgt run, so icgt will not write into it."""
+
+
+class OtherConfigRunError(ValueError):
+    """The run folder holds a complete run of another config; icgt neither reuses nor replaces it unasked."""
 
 
 def run_name(config: configs.ExperimentConfig) -> str:
@@ -56,28 +62,28 @@ def run_experiment(config: configs.ExperimentConfig | dict[str, Any] | str, outp
     """Runs one experiment into output/<run name> and returns that folder.
 
     config: an ExperimentConfig, a dict of its fields, a preset name or a TOML file path.
-    A complete run already there is kept (not redone) unless force; a folder there that is not an
-    icgt run is an error (NotAnIcgtRunError) and nothing is written.
+    A complete run of the same config already there is kept (not redone) unless force; a complete run
+    of another config is an OtherConfigRunError naming the differences (force replaces it); a folder
+    there that is not an icgt run is a NotAnIcgtRunError. Nothing is written in either case.
+    Processes that run into the same folder take turns (a lock file beside it), so each ends with a
+    whole run of its own config or an error.
     """
     config = _as_config(config)
-    output = Path(output)
+    output = _writable_folder(output)
     folder = output / run_name(config)
-    if folder.exists():
-        if not is_run(folder):
-            raise NotAnIcgtRunError(f"'{folder}' exists and is not an icgt run (no run.json and results.npz); "
-                                    "choose another output folder or move it away")
-        if not force:
+    with _run_lock(folder, progress):
+        if folder.exists() and _reusable(folder, config, force):
             return folder
-    with _partial_folder(folder) as partial:
-        record, arrays, activations = _compute(config, progress)
-        np.savez_compressed(partial / "results.npz", **arrays)
-        if config.save_activations:
-            np.savez(partial / "activations.npz", **activations)
-        (partial / "run.json").write_text(json.dumps({**record, "name": folder.name}, indent=2))
-        if report:
-            from .report import write_report
+        with _partial_folder(folder) as partial:
+            record, arrays, activations = _compute(config, progress)
+            write_npz(partial / "results.npz", arrays)
+            if config.save_activations:
+                write_npz(partial / "activations.npz", activations, compress=False)
+            (partial / "run.json").write_text(json.dumps({**record, "name": folder.name}, indent=2))
+            if report:
+                from .report import write_report
 
-            write_report(partial)
+                write_report(partial)
     return folder
 
 
@@ -85,10 +91,11 @@ def run_sweep(configs_to_run: list[configs.ExperimentConfig | dict[str, Any] | s
               force: bool = False, progress: bool = True) -> list[Path]:
     """Runs several experiments, skipping those already complete, so an interrupted sweep resumes."""
     resolved = [_as_config(c) for c in configs_to_run]
+    output = _writable_folder(output)
     for config in resolved:  # refuse up front, before any run writes anything
-        folder = Path(output) / run_name(config)
-        if folder.exists() and not is_run(folder):
-            raise NotAnIcgtRunError(f"'{folder}' exists and is not an icgt run; choose another output folder")
+        folder = output / run_name(config)
+        if folder.exists():
+            _reusable(folder, config, force)
     return [run_experiment(config, output, force=force, progress=progress) for config in
             tqdm(resolved, desc="runs", disable=not progress or len(resolved) == 1)]
 
@@ -104,9 +111,70 @@ def _as_config(config: configs.ExperimentConfig | dict[str, Any] | str) -> confi
     return configs.preset(str(config))
 
 
+def _writable_folder(output: str | Path) -> Path:
+    """``output`` as a folder icgt can write into (created if missing), or a clear error."""
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"output '{output}' is a file; expected a folder to hold the runs")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(f"cannot create the output folder '{output}': {error.strerror}") from None
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write into the output folder '{output}' (permission denied); "
+                              "choose another --output")
+    return output
+
+
+def _reusable(folder: Path, config: configs.ExperimentConfig, force: bool) -> bool:
+    """Whether the complete run in ``folder`` is this config's (then it is kept unless force)."""
+    if not is_run(folder):
+        raise NotAnIcgtRunError(f"'{folder}' exists and is not an icgt run (no run.json and results.npz); "
+                                "choose another output folder or move it away")
+    if force:
+        return False
+    try:
+        stored = json.loads((folder / "run.json").read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        stored = None
+    wanted = config.to_dict()
+    if stored == wanted:
+        return True
+    if not isinstance(stored, dict):
+        differences = "its run.json is unreadable"
+    else:
+        differing = sorted(key for key in set(stored) | set(wanted) if stored.get(key) != wanted.get(key))
+        differences = ", ".join(f"{key} {stored.get(key)!r} there, {wanted.get(key)!r} here" for key in differing[:6])
+        if len(differing) > 6:
+            differences += f" and {len(differing) - 6} more"
+    raise OtherConfigRunError(f"'{folder}' holds a complete run of another config ({differences}); "
+                              "pass --force (force=True) to replace it, or choose another output folder")
+
+
+@contextmanager
+def _run_lock(folder: Path, progress: bool) -> Iterator[None]:
+    """Holds an exclusive lock on ``folder``'s run for the block (released by the OS if the process dies)."""
+    lock_path = folder.with_name(f".{folder.name}.lock")
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                print(f"icgt: another process is running '{folder}'; waiting for it to finish", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @contextmanager
 def _partial_folder(folder: Path) -> Iterator[Path]:
-    """A fresh "<folder>.partial" to write into, renamed to folder only if the block completes."""
+    """A fresh "<folder>.partial" to write into, renamed to folder only if the block completes.
+
+    Called under the run's lock, so the partial folder is this process's alone; one left by a killed
+    process is removed first.
+    """
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -170,18 +238,12 @@ def _compute(config: configs.ExperimentConfig,
     timings["sample_s"] = time.perf_counter() - clock
 
     layers = list(range(probe.num_layers)) if config.layers == "all" else list(config.layers)
+    _check_fits(config, probe, layers, token_ids.shape)
     clock = time.perf_counter()
-    with tqdm(total=probe.num_layers, desc=f"{run_name(config)}: forward", unit="block",
+    with tqdm(total=probe.num_layers + 1, desc=f"{run_name(config)}: forward", unit="block",
               disable=not progress) as bar:
-        # A read-only hook per block drives the progress bar (and lets Ctrl-C stop between blocks).
-        def advance(_layer: int, _residual: torch.Tensor) -> None:
-            bar.update(1)
-
-        for layer in range(probe.num_layers):
-            probe.add_hook(layer, advance)
         result = probe.run(torch.from_numpy(token_ids), layers=layers, target_ids=torch.from_numpy(word_ids),
-                           max_batch=config.max_batch)
-        probe.clear_hooks()
+                           max_batch=config.max_batch, progress=lambda _layer: bar.update(1))
     timings["probe_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -215,6 +277,25 @@ def _compute(config: configs.ExperimentConfig,
         activations = {"residuals": result.residuals.float().cpu().numpy(),
                        "target_probs": result.target_probs.cpu().numpy()}
     return record, arrays, activations
+
+
+def _check_fits(config: configs.ExperimentConfig, probe: ActivationProbe, layers: list[int],
+                shape: tuple[int, int]) -> None:
+    """Refuses, before the forward pass, layers the model lacks, sequences longer than it was trained
+    for, and captures larger than this machine's memory."""
+    bad = [layer for layer in layers if not -1 <= layer < probe.num_layers]
+    if bad:
+        raise configs.ConfigError([f"layers {bad} do not exist in {config.model}, which has blocks 0.."
+                                   f"{probe.num_layers - 1} (and -1, the embedding output)"])
+    if shape[1] > probe.max_positions:
+        raise configs.ConfigError([f"sequence_length {config.sequence_length} (+ BOS) exceeds the {probe.max_positions} "
+                                   f"positions {config.model} was trained for"])
+    needed = len(layers) * shape[0] * shape[1] * probe.hidden_size * probe.dtype.itemsize
+    available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if needed > available:
+        raise configs.ConfigError([f"capturing {len(layers)} layers of {shape[0]} x {shape[1]} tokens needs "
+                                   f"{needed / 2**30:.1f} GiB, more than this machine's {available / 2**30:.1f} GiB; "
+                                   "capture fewer layers or sequences"])
 
 
 def analyse(config: configs.ExperimentConfig, graph, residuals: torch.Tensor, target_probs: torch.Tensor,

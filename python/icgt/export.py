@@ -39,6 +39,7 @@ def export_bundle(source: str | Path, output: str | Path, dtype: str = "float32"
         tokenizer = Tokenizer.from_str(tokenizer_json)
         bar.update()
         bar.set_postfix_str("TorchScript")
+        model.record_checksums()
         scripted = torch.jit.script(model)
         bar.update()
         bar.set_postfix_str("saving")

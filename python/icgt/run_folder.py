@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -244,8 +245,9 @@ def load_run(run_folder: str | os.PathLike) -> Run:
     try:
         with np.load(results_npz, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{results_npz} is not a readable numpy .npz archive ({error})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{results_npz} is not a readable numpy .npz archive (truncated or damaged: {error}); "
+                         "run the experiment again") from None
     is_days = info["graph"]["kind"] == "days"
     _check_arrays(arrays, {**RESULT_ARRAYS, **(DAYS_ARRAYS if is_days else {})}, results_npz,
                   num_nodes=info["graph"]["num_nodes"])

@@ -2,8 +2,11 @@
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "icgt/activation_probe.hpp"
 #include "icgt/errors.hpp"
@@ -150,6 +153,9 @@ TEST_CASE("a bad bundle is a clear error and leaves no probe") {
   CHECK_THROWS_WITH(ActivationProbe(bundle("truncated.pt"), "cpu"), Contains("could not be read"));
   CHECK_THROWS_WITH(ActivationProbe(bundle("not-icgt.pt"), "cpu"), Contains("not an icgt bundle"));
   CHECK_THROWS_WITH(ActivationProbe(bundle("version99.pt"), "cpu"), Contains("format version 99"));
+  CHECK_THROWS_WITH(ActivationProbe(bundle("damaged.pt"), "cpu"), Contains("does not match the checksum recorded"));
+  CHECK_THROWS_WITH(ActivationProbe(bundle(""), "cpu"), Contains("is a folder; expected a bundle file"));
+  CHECK_THROWS_WITH(ActivationProbe("/dev/null", "cpu"), Contains("is not a regular file"));
   CHECK_THROWS_WITH(ActivationProbe(bundle("toy.pt"), "tpu"), Contains("device 'tpu' is not understood"));
   if (!torch::cuda::is_available()) {
     CHECK_THROWS_AS(ActivationProbe(bundle("toy.pt"), "cuda"), icgt::RuntimeError);
@@ -179,7 +185,56 @@ TEST_CASE("bad runs are clear errors") {
   CHECK_THROWS_WITH(probe.set_head_gates(0, torch::ones({3})), Contains("expected 4 gates"));
   CHECK_THROWS_WITH(probe.set_head_gates(-1, torch::ones({4})), Contains("no attention heads"));
   CHECK_THROWS_AS(probe.set_head_gates(0, torch::ones({4}, torch::kLong)), icgt::TypeError);
+  CHECK_THROWS_WITH(probe.set_head_gates(0, torch::tensor({1.0, std::nan(""), 1.0, 1.0})), Contains("gate 1 (head 1) is nan"));
+  CHECK_THROWS_WITH(probe.set_head_gates(0, torch::tensor({1.0, 1.0, -1.0, 1.0})), Contains("expected a finite factor"));
+  CHECK_THROWS_WITH(probe.run(torch::zeros({1, 65}, torch::kLong), request),
+                    Contains("65 positions, more than the 64 this toy model was trained for"));
   probe.add_hook(1, [](int, torch::Tensor& residual) { residual = residual.narrow(1, 0, 2); });
   request.max_batch = 0;
   CHECK_THROWS_WITH(probe.run(kIds, request), Contains("hook 0 at layer 1 left a residual that is not"));
+}
+
+TEST_CASE("hooks that change the hooks while a run goes on take effect from the next run") {
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  ActivationProbe::Request request;
+  request.layers = {2};
+  std::vector<std::string> seen;
+  const auto note = [&](std::string name) { return [&seen, name](int, torch::Tensor&) { seen.push_back(name); }; };
+  probe.add_hook(1, [&](int, torch::Tensor&) {
+    seen.push_back("clear");
+    probe.clear_hooks();
+  });
+  probe.add_hook(1, note("second"));
+  probe.run(kIds, request);
+  probe.run(kIds, request);
+  CHECK(seen == std::vector<std::string>{"clear", "second"});
+
+  seen.clear();
+  int self = -1;
+  self = probe.add_hook(0, [&](int, torch::Tensor&) {
+    seen.push_back("once");
+    probe.remove_hook(self);
+  });
+  probe.add_hook(0, [&](int, torch::Tensor&) {
+    seen.push_back("adds");
+    probe.add_hook(0, note("added"));
+  });
+  probe.run(kIds, request);
+  CHECK(seen == std::vector<std::string>{"once", "adds"});
+  probe.run(kIds, request);
+  CHECK(seen == std::vector<std::string>{"once", "adds", "adds", "added"});
+}
+
+TEST_CASE("after_block hears of every block and can stop the run") {
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  ActivationProbe::Request request;
+  request.target_ids = torch::tensor({1});
+  std::vector<int> layers;
+  request.after_block = [&](int layer) { layers.push_back(layer); };
+  probe.run(kIds, request);
+  CHECK(layers == std::vector<int>{-1, 0, 1, 2});
+  request.after_block = [](int layer) {
+    if (layer == 0) throw std::runtime_error("stop");
+  };
+  CHECK_THROWS_WITH(probe.run(kIds, request), Contains("stop"));
 }

@@ -223,7 +223,7 @@ TEST_CASE("energy over context: bad input is an error that names the argument") 
   const torch::Tensor nodes = torch::arange(40).remainder(4).reshape({2, 20});
   const torch::Tensor x = torch::randn({3, 2, 20, 5});
   CHECK_THROWS_WITH(metrics.energy_over_context(x, nodes, 25, {19}),
-                    Contains("EnergyMetrics::energy_over_context: window is 25, outside the sequence of 20 positions"));
+                    Contains("EnergyMetrics.energy_over_context: window is 25, outside the sequence of 20 positions"));
   CHECK_THROWS_WITH(metrics.energy_over_context(x, nodes, 5, {19}, Energy::Raw, {{5, {4, 3}}}),
                     Contains("class_means_at[0].positions must be strictly increasing"));
   CHECK_THROWS_WITH(metrics.energy_over_context(x, nodes, 5, {19}, Energy::Raw, {{5, {4}}, {-1, {4}}}),
@@ -246,7 +246,7 @@ TEST_CASE("energy metrics: bad input is an error that names the argument") {
   const EnergyMetrics metrics(Graph::square_grid(4, 4));
   const torch::Tensor x = torch::randn({16, 3});
   CHECK_THROWS_WITH(metrics.dirichlet_energy(x.to(torch::kInt64)),
-                    Contains("EnergyMetrics::dirichlet_energy: representations has dtype Long"));
+                    Contains("EnergyMetrics.dirichlet_energy: representations has dtype Long"));
   CHECK_THROWS_WITH(metrics.dirichlet_energy(torch::randn({16})), Contains("representations has 1 dimension(s)"));
   CHECK_THROWS_WITH(metrics.dirichlet_energy(torch::randn({15, 3})),
                     Contains("whose dimension -2 (nodes) should be 16"));

@@ -85,6 +85,8 @@ TEST_CASE("bad input is a ValueError that says what was wrong") {
   CHECK_THROWS_WITH(Graph::from_edges(3, {{1, 1}}), Contains("self-loop at node 1"));
   CHECK_THROWS_WITH(Graph::from_edges(3, {{0, 1}, {1, 0}}), Contains("given twice"));
   CHECK_THROWS_WITH(Graph::from_edges(0, {}), Contains("num_nodes must be positive"));
+  CHECK_THROWS_WITH(Graph::square_grid(65536, 65536), Contains("4294967296 nodes; icgt graphs hold at most"));
+  CHECK_THROWS_WITH(Graph::ring(2147483647), Contains("GiB of memory, more than this machine's"));
   CHECK_THROWS_WITH(Graph::from_adjacency(Eigen::MatrixXd::Zero(2, 3)), Contains("square"));
   Eigen::MatrixXd asymmetric = Eigen::MatrixXd::Zero(2, 2);
   asymmetric(0, 1) = 1;

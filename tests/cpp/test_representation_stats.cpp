@@ -200,7 +200,7 @@ TEST_CASE("class means: bad input is an error that names the argument") {
                     Contains("nodes holds 3 at index (1, 3); expected node ids 0..2 or -1 (not a node)"));
   bad_nodes[1][3] = -2;
   CHECK_THROWS_WITH(stats.class_means_per_sequence(residuals, bad_nodes, 1, {5}),
-                    Contains("RepresentationStats::class_means_per_sequence: nodes holds -2"));
+                    Contains("RepresentationStats.class_means_per_sequence: nodes holds -2"));
 }
 
 TEST_CASE("class means: a NaN or infinity that enters a mean is an error, elsewhere it is ignored") {

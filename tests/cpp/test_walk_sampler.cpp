@@ -95,5 +95,6 @@ TEST_CASE("bad walks are errors, not hangs") {
   CHECK_THROWS_WITH(sampler.random_walks(0, 10), Contains("batch must be positive, got 0"));
   CHECK_THROWS_WITH(sampler.random_walks(2, -1), Contains("length must be positive, got -1"));
   CHECK_THROWS_WITH(sampler.neighbour_pairs(2, 0, false), Contains("num_pairs must be positive"));
+  CHECK_THROWS_WITH(sampler.random_walks(1000000, 1000000), Contains("int64 walk array would need about"));
   CHECK_THROWS_AS(sampler.neighbour_pairs(0, 2, false), icgt::ValueError);
 }

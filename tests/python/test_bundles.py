@@ -83,7 +83,7 @@ def test_extra_files_read_without_loading_equal_what_torch_jit_load_gives(checkp
     for name, content in extra.items():
         assert read_bundle_file(bundle, name) == content  # torch.jit.load gives bytes too
     config = json.loads(extra["config.json"])
-    assert config["format_version"] == 1 and config["architecture"] == "llama"
+    assert config["format_version"] == icgt.models.FORMAT_VERSION and config["architecture"] == "llama"
     assert config["source_sha256"] == sha256_of(checkpoint)
     assert config["icgt_version"] == icgt.__version__
     assert {"bos_token_id", "add_bos", "num_layers", "hidden_size", "vocab_size", "num_heads", "head_dim",

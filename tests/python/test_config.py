@@ -52,7 +52,7 @@ def test_custom_graph_from_edges():
 
 @pytest.mark.parametrize("values,message", [
     ({"preset": "spiral"}, "unknown preset 'spiral'"),
-    ({"colour": "red"}, r"unknown config key\(s\) \['colour'\]"),
+    ({"colour": "red"}, r"unknown key 'colour'"),
     ({"graph": "cube"}, "graph 'cube' is unknown"),
     ({"graph": "grid", "graph_size": [4]}, r"graph_size \[4\] does not fit graph 'grid'"),
     ({"graph": "custom"}, "needs a non-empty edge list"),

@@ -30,6 +30,11 @@ def run(smollm2_bundle, real_cache, tmp_path_factory):
         return folder, record, dict(results), dict(activations)
 
 
+def visible(folder):
+    """The names in a folder, without the hidden lock files that runs leave beside their folders."""
+    return sorted(path.name for path in folder.iterdir() if not path.name.startswith("."))
+
+
 def class_means_brute_force(residuals, nodes, window, position, num_nodes):
     """Mean activation of each node over positions [t - window, t] of every sequence (NaN if absent)."""
     start = max(0, position - window)
@@ -159,7 +164,7 @@ def test_complete_runs_are_kept_and_interrupted_ones_leave_nothing(run, monkeypa
     monkeypatch.setattr(experiment, "analyse", interrupted)
     with pytest.raises(KeyboardInterrupt):
         icgt.run_experiment({**SHORT, "seed": 5}, output=tmp_path, progress=False)
-    assert list(tmp_path.iterdir()) == []
+    assert visible(tmp_path) == []
 
 
 @pytest.mark.parametrize("change,error,message", [
@@ -174,7 +179,7 @@ def test_bad_configs_end_with_one_message_and_no_output(change, error, message, 
     monkeypatch.setenv("ICGT_CACHE_DIR", str(real_cache))
     with pytest.raises(error, match=message):
         icgt.run_experiment({**SHORT, **change}, output=tmp_path / "runs", progress=False)
-    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+    assert not (tmp_path / "runs").exists() or visible(tmp_path / "runs") == []
 
 
 def test_an_output_folder_that_is_not_a_run_is_refused(tmp_path):
@@ -182,7 +187,7 @@ def test_an_output_folder_that_is_not_a_run_is_refused(tmp_path):
     (tmp_path / "smollm2-135m-grid" / "notes.txt").write_text("mine")
     with pytest.raises(experiment.NotAnIcgtRunError, match="exists and is not an icgt run"):
         icgt.run_experiment(SHORT, output=tmp_path, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["smollm2-135m-grid"]
+    assert visible(tmp_path) == ["smollm2-135m-grid"]
 
 
 def test_command_line_errors_and_interrupts(monkeypatch, capsys):

@@ -108,10 +108,10 @@ def test_labels_and_lookup():
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda: icgt.Graph.square_grid(0, 4), "rows must be positive, got 0"),
-    (lambda: icgt.Graph.ring(2), "at least 3 nodes"),
-    (lambda: icgt.Graph.hexagonal_lattice(3, 0), "cols must be positive"),
-    (lambda: icgt.Graph.triangular_lattice(-1, 2), "rows must be positive"),
+    (lambda: icgt.Graph.square_grid(0, 4), "rows must be an integer from 1 to 2147483647, got 0"),
+    (lambda: icgt.Graph.ring(2), "n must be an integer from 3"),
+    (lambda: icgt.Graph.hexagonal_lattice(3, 0), "cols must be an integer from 1"),
+    (lambda: icgt.Graph.triangular_lattice(-1, 2), "rows must be an integer from 1"),
     (lambda: icgt.Graph.from_edges(3, [(0, 5)]), r"edge \(0, 5\) names a node outside 0..2"),
     (lambda: icgt.Graph.from_edges(3, [(2, 2)]), "self-loop at node 2"),
     (lambda: icgt.Graph.from_edges(3, [(0, 1), (1, 0)]), "given twice"),

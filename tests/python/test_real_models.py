@@ -87,5 +87,5 @@ def test_the_bundle_describes_the_model(outputs):
     expected = {"smollm2-135m": ("llama", 30, 576, 49152, 9, 1), "gemma3-270m": ("gemma3", 18, 640, 262144, 4, 2)}
     attributes = ("architecture", "num_layers", "hidden_size", "vocab_size", "num_heads", "bos_token_id")
     assert tuple(bundle._c.getattr(attribute) for attribute in attributes) == expected[name]
-    assert bundle._c.getattr("icgt_format_version") == 1
+    assert bundle._c.getattr("icgt_format_version") == icgt.models.FORMAT_VERSION
     assert [name for name, _ in bundle.blocks.named_children()] == [str(i) for i in range(bundle.num_layers)]

@@ -64,10 +64,10 @@ def test_neighbour_pairs():
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda s: s.random_walks(0, 10), "batch must be positive, got 0"),
-    (lambda s: s.random_walks(4, 0), "length must be positive, got 0"),
+    (lambda s: s.random_walks(0, 10), "batch must be an integer from 1 to 9223372036854775807, got 0"),
+    (lambda s: s.random_walks(4, 0), "length must be an integer from 1"),
     (lambda s: s.random_walks(4, 10, start="middle"), "start must be 'uniform' or 'per_node'"),
-    (lambda s: s.neighbour_pairs(4, -2), "num_pairs must be positive, got -2"),
+    (lambda s: s.neighbour_pairs(4, -2), "num_pairs must be an integer from 1 to 9223372036854775807, got -2"),
 ])
 def test_bad_requests_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):

@@ -3,21 +3,29 @@
     python tests/python/toy_bundle.py OUTPUT_FOLDER
 
 writes toy.pt (a valid bundle) and broken variants: version99.pt (unknown format version),
-not-icgt.pt (TorchScript without icgt's attributes), truncated.pt and garbage.pt.
+not-icgt.pt (TorchScript without icgt's attributes), truncated.pt, garbage.pt and damaged.pt
+(16 bytes of one weight flipped, so that only its checksum tells).
 The toy model is a small residual network whose blocks mix positions causally per head, so that
 head gates, hooks and captures have real effects.
 """
 
+import io
 import json
+import struct
 import sys
+import zipfile
 from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import nn
 
+from icgt.models.model import tensor_checksums
+
 VOCAB = [f" w{i}".encode() for i in range(44)] + ["é".encode(), b"\n", b" twin", b" twin", b"\\", b""]
 HIDDEN, HEADS, LAYERS = 16, 4, 3
+MAX_POSITIONS = 64
+FORMAT_VERSION = 2
 
 
 class ToyBlock(nn.Module):
@@ -40,9 +48,10 @@ class ToyBlock(nn.Module):
 
 
 class ToyModel(nn.Module):
-    def __init__(self, format_version: int = 1):
+    def __init__(self, format_version: int = FORMAT_VERSION):
         super().__init__()
         self.icgt_format_version = format_version
+        self.max_position_embeddings = MAX_POSITIONS
         self.architecture = "toy"
         self.num_layers = LAYERS
         self.hidden_size = HIDDEN
@@ -53,6 +62,7 @@ class ToyModel(nn.Module):
         self.blocks = nn.ModuleList([ToyBlock(HIDDEN, HEADS) for _ in range(LAYERS)])
         self.final_norm = nn.LayerNorm(HIDDEN)
         self.head = nn.Linear(HIDDEN, len(VOCAB))
+        self.tensor_checksums = tensor_checksums(self)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         hidden = self.embed(input_ids)
@@ -61,7 +71,7 @@ class ToyModel(nn.Module):
         return self.head(self.final_norm(hidden))
 
 
-def extra_files(format_version: int = 1):
+def extra_files(format_version: int = FORMAT_VERSION):
     config = {"format_version": format_version, "architecture": "toy", "num_layers": LAYERS, "hidden_size": HIDDEN}
     return {"config.json": json.dumps(config), "vocabulary.hex": "".join(token.hex() + "\n" for token in VOCAB)}
 
@@ -77,7 +87,21 @@ def write_toy_bundles(folder: Path) -> Path:
     data = good.read_bytes()
     (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
     (folder / "garbage.pt").write_text("this is not a model\n")
+    (folder / "damaged.pt").write_bytes(flip_weight_bytes(data))
     return good
+
+
+def flip_weight_bytes(bundle: bytes, count: int = 16) -> bytes:
+    """The bundle with ``count`` bytes in the middle of its largest tensor record inverted."""
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        records = [info for info in archive.infolist() if "/data/" in info.filename]
+        largest = max(records, key=lambda info: info.file_size)
+    # A stored (uncompressed) member's data follows its local header: 30 bytes, name, extra field.
+    name_length, extra_length = struct.unpack("<HH", bundle[largest.header_offset + 26:largest.header_offset + 30])
+    start = largest.header_offset + 30 + name_length + extra_length + largest.file_size // 2
+    damaged = bytearray(bundle)
+    damaged[start:start + count] = bytes(255 - byte for byte in damaged[start:start + count])
+    return bytes(damaged)
 
 
 if __name__ == "__main__":

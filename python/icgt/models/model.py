@@ -7,6 +7,8 @@ in between. Everything is TorchScript-compatible.
 
 from __future__ import annotations
 
+import struct  # noqa: F401  (docstring example)
+import zlib
 from typing import Optional  # TorchScript reads Optional[Tensor], not "Tensor | None"
 
 import torch
@@ -16,7 +18,23 @@ from torch import Tensor, nn
 from .config import ModelConfig, rope_inverse_frequencies
 from .layers import Attention, GatedMLP, GemmaRMSNorm, RMSNorm
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+
+def tensor_crc32(tensor: Tensor) -> int:
+    """The CRC-32 (zlib's) of a tensor's bytes in memory order, as the C++ loader computes it.
+
+    >>> tensor_crc32(torch.tensor([1.0])) == zlib.crc32(struct.pack("<f", 1.0))
+    True
+    """
+    data = tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy()
+    return zlib.crc32(data)
+
+
+def tensor_checksums(module: nn.Module) -> dict[str, int]:
+    """CRC-32 of every parameter and buffer of ``module`` under every name it has (tied ones too)."""
+    named = [*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)]
+    return {name: tensor_crc32(tensor) for name, tensor in named}
 
 
 class Embedding(nn.Module):
@@ -123,6 +141,9 @@ class CausalLM(nn.Module):
         self.vocab_size = config.vocab_size
         self.num_heads = config.num_heads
         self.bos_token_id = config.bos_token_id
+        self.max_position_embeddings = config.max_position_embeddings
+        # CRC-32 of every parameter and buffer by name, filled by record_checksums before export.
+        self.tensor_checksums = torch.jit.Attribute({}, dict[str, int])
 
         scale = config.hidden_size ** 0.5 if config.is_gemma else 1.0
         self.embed = Embedding(config.vocab_size, config.hidden_size, scale, dtype)
@@ -133,6 +154,19 @@ class CausalLM(nn.Module):
         head_weight = self.embed.weight if config.tie_word_embeddings else nn.Parameter(
             torch.empty(config.vocab_size, config.hidden_size, dtype=dtype), requires_grad=False)
         self.head = Head(head_weight, config.final_logit_softcapping or 0.0)
+
+    @torch.jit.ignore
+    def record_checksums(self) -> None:
+        """Store each tensor's CRC-32 in ``tensor_checksums``, which the C++ loader verifies.
+
+        >>> model = CausalLM(ModelConfig.tiny("llama"))
+        >>> model.load_state_dict({k: torch.zeros_like(v) for k, v in model.state_dict().items()})
+        <All keys matched successfully>
+        >>> model.record_checksums()
+        >>> model.tensor_checksums["final_norm.weight"] == tensor_crc32(model.final_norm.weight)
+        True
+        """
+        self.tensor_checksums = tensor_checksums(self)
 
     def forward(self, input_ids: Tensor) -> Tensor:
         """Logits [B, T, vocab] of input_ids [B, T], no head gates."""

@@ -1,0 +1,104 @@
+"""Run folders under stress: SIGKILL at any point, two processes on one run, Ctrl-C inside a forward
+pass. Each run is a real `icgt run` process on SmolLM2-135M with a short setting."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from icgt.run_folder import load_run
+
+SETTINGS = ["--preset", "grid", "--set", "num_sequences=3", "--set", "sequence_length=150", "--set", "layers=[2,20]",
+            "--set", "pca_window=60", "--set", "null_permutations=20", "--quiet"]
+
+
+def icgt_run(output: Path, *extra: str, cache: Path) -> subprocess.Popen:
+    environment = {**os.environ, "ICGT_CACHE_DIR": str(cache)}
+    return subprocess.Popen([sys.executable, "-m", "icgt", "run", *SETTINGS, *extra, "--output", str(output)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+
+
+def finished(process: subprocess.Popen) -> tuple[int, str]:
+    _, stderr = process.communicate(timeout=600)
+    return process.returncode, stderr
+
+
+def assert_no_incomplete_run_looks_complete(output: Path) -> None:
+    """Every folder without the .partial suffix is a whole run that loads."""
+    for folder in output.iterdir():
+        if folder.is_dir() and not folder.name.endswith(".partial"):
+            load_run(folder)
+
+
+@pytest.fixture(scope="module")
+def reference(smollm2_bundle, real_cache, tmp_path_factory):
+    """An uninterrupted run, and how long it took."""
+    output = tmp_path_factory.mktemp("reference")
+    started = time.monotonic()
+    status, stderr = finished(icgt_run(output, cache=real_cache))
+    assert status == 0, stderr
+    return output / "smollm2-135m-grid", time.monotonic() - started
+
+
+def test_sigkill_at_any_point_leaves_no_run_that_looks_complete(reference, real_cache, tmp_path):
+    folder, duration = reference
+    for fraction in (0.15, 0.35, 0.55, 0.7, 0.8, 0.9, 0.97):
+        process = icgt_run(tmp_path, cache=real_cache)
+        time.sleep(fraction * duration)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert_no_incomplete_run_looks_complete(tmp_path)
+    status, stderr = finished(icgt_run(tmp_path, cache=real_cache))
+    assert status == 0, stderr
+    assert not (tmp_path / "smollm2-135m-grid.partial").exists()
+    # The rerun's results are byte for byte those of the run that was never interrupted.
+    assert (tmp_path / "smollm2-135m-grid" / "results.npz").read_bytes() == (folder / "results.npz").read_bytes()
+
+
+def test_two_processes_on_one_run_of_one_config_share_it(reference, real_cache, tmp_path):
+    folder, _ = reference
+    first, second = icgt_run(tmp_path, cache=real_cache), icgt_run(tmp_path, cache=real_cache)
+    assert finished(first)[0] == 0 and finished(second)[0] == 0
+    assert (tmp_path / "smollm2-135m-grid" / "results.npz").read_bytes() == (folder / "results.npz").read_bytes()
+
+
+def test_two_processes_on_one_run_of_two_configs_never_mix(real_cache, tmp_path, smollm2_bundle):
+    zero = icgt_run(tmp_path, "--set", "seed=0", cache=real_cache)
+    one = icgt_run(tmp_path, "--set", "seed=1", cache=real_cache)
+    outcomes = {0: finished(zero), 1: finished(one)}
+    winners = [seed for seed, (status, _) in outcomes.items() if status == 0]
+    assert len(winners) == 1, outcomes
+    loser_status, loser_error = outcomes[1 - winners[0]]
+    assert loser_status == 1 and "holds a complete run of another config (seed" in loser_error
+    run = json.loads((tmp_path / "smollm2-135m-grid" / "run.json").read_text())
+    assert run["config"]["seed"] == winners[0]
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["smollm2-135m-grid"]
+
+
+def test_ctrl_c_stops_a_forward_pass_between_blocks(smollm2_bundle):
+    """A run is interrupted a quarter of the way through; it must stop long before a full run's time."""
+    script = textwrap.dedent(f"""
+        import os, signal, threading, time, torch, icgt
+        probe = icgt.ActivationProbe({str(smollm2_bundle)!r}, device="cpu")
+        ids = torch.randint(0, 1000, (4, 1400))
+        started = time.monotonic(); probe.run(ids, layers=[29]); full = time.monotonic() - started
+        threading.Timer(full / 4, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        try:
+            probe.run(ids, layers=[29])
+            print("not interrupted")
+        except KeyboardInterrupt:
+            print("interrupted", (time.monotonic() - started) / full)
+    """)
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    words = output.stdout.split()
+    assert words[0] == "interrupted", output.stdout + output.stderr
+    assert float(words[1]) < 0.6  # a quarter of the run and one block, not the whole pass
