@@ -63,6 +63,16 @@ def tiny_llama(seed: int = 0):
     return randomise(LlamaForCausalLM(config), seed)
 
 
+def tiny_qwen2(seed: int = 0):
+    """A Qwen2 (biases on q, k and v) of 2 layers, hidden size 32, over tiny_tokenizer's vocabulary, random weights."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=tiny_tokenizer().get_vocab_size(), hidden_size=32, intermediate_size=48,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, bos_token_id=1,
+                         eos_token_id=2, tie_word_embeddings=True)
+    return randomise(Qwen2ForCausalLM(config), seed)
+
+
 def max_relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
     """max over positions of ||ours_t - reference_t|| / ||reference_t|| (the last dimension is the vector).
 

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 import torch
-from helpers import real_model_missing, save_checkpoint, tiny_llama, tiny_tokenizer
+from helpers import real_model_missing, save_checkpoint, tiny_llama, tiny_qwen2, tiny_tokenizer
 
 import icgt
 from icgt import bundles
@@ -210,6 +210,21 @@ def test_an_unexpected_tensor_is_refused(checkpoint):
     save_file({"model.layers.0.self_attn.q_proj.bias": torch.zeros(32)}, str(checkpoint / "extra.safetensors"))
     with pytest.raises(ValueError, match="unexpected tensor 'model.layers.0.self_attn.q_proj.bias'"):
         dict(HFCheckpoint(checkpoint).weights())
+
+
+def test_qwen2_loads_its_query_key_and_value_biases_and_refuses_others(tmp_path):
+    from safetensors.torch import save_file
+
+    hf_model = tiny_qwen2()
+    folder = save_checkpoint(hf_model, tmp_path / "tiny-qwen2", tiny_tokenizer())
+    weights = dict(HFCheckpoint(folder).weights())
+    for projection in ("q_proj", "k_proj", "v_proj"):
+        expected = hf_model.model.layers[1].self_attn.get_submodule(projection).bias
+        assert torch.equal(weights[f"blocks.1.attn.{projection}.bias"], expected)
+    save_file({"model.layers.0.self_attn.o_proj.bias": torch.zeros(32)}, str(folder / "extra.safetensors"))
+    with pytest.raises(ValueError, match="unexpected tensor 'model.layers.0.self_attn.o_proj.bias' "
+                                         r"\(the only biases supported are Qwen2's"):
+        dict(HFCheckpoint(folder).weights())
 
 
 def test_a_checkpoint_without_token_embedding_is_refused(checkpoint):
