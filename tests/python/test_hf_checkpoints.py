@@ -1,4 +1,4 @@
-"""Tiny random-weight Llama, Gemma 2 and Gemma 3 checkpoints: icgt's export against transformers.
+"""Tiny random-weight Llama, Qwen2, Gemma 2 and Gemma 3 checkpoints: icgt's export against transformers.
 
 Each configuration is built with transformers' own classes, saved with save_pretrained, exported
 through icgt's checkpoint-folder path and compared with the transformers model on the same weights:
@@ -43,6 +43,22 @@ def llama_linear_rope_tied(tokenizer):
     return LlamaForCausalLM(LlamaConfig(**common, head_dim=8, rope_parameters=rope, tie_word_embeddings=True))
 
 
+def qwen2_tied(tokenizer):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    rope = {"rope_type": "default", "rope_theta": 1_000_000.0}
+    return Qwen2ForCausalLM(Qwen2Config(**_common(tokenizer), rope_parameters=rope, tie_word_embeddings=True))
+
+
+def qwen2_sliding_window(tokenizer):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    # Blocks from max_window_layers on slide (Qwen2's rule); the real Qwen2.5 models turn it off.
+    common = _common(tokenizer) | {"num_key_value_heads": 1}
+    return Qwen2ForCausalLM(Qwen2Config(**common, use_sliding_window=True, sliding_window=WINDOW, max_window_layers=1,
+                                        tie_word_embeddings=False))
+
+
 def gemma2(tokenizer):
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
@@ -77,6 +93,8 @@ def gemma3_conditional_generation(tokenizer):
 CONFIGURATIONS = {
     "llama-llama3-rope": llama_llama3_rope,
     "llama-linear-rope-tied": llama_linear_rope_tied,
+    "qwen2-tied": qwen2_tied,
+    "qwen2-sliding-window": qwen2_sliding_window,
     "gemma2": gemma2,
     "gemma3": gemma3,
     "gemma3-conditional-generation": gemma3_conditional_generation,
@@ -122,6 +140,9 @@ def test_the_bundle_config_records_the_checkpoint(exported):
     assert config["num_layers"] == text_config.num_hidden_layers
     assert config["hidden_size"] == text_config.hidden_size
     assert config["sliding_window"] == getattr(text_config, "sliding_window", None)
+    kinds = getattr(text_config, "layer_types", None) or ["full_attention"] * text_config.num_hidden_layers
+    assert config["layer_types"] == [kind.split("_")[0] for kind in kinds]
+    assert config["attention_bias"] == (text_config.model_type == "qwen2")
     assert config["source"] == str(folder.resolve())
     assert config["dtype"] == "float32"
 

@@ -70,6 +70,11 @@ def test_freq_factors_divide_the_default_frequencies():
     ("llama", {"rope_scaling": {"rope_type": "freq_factors", "factors": [1.0]}}, "head_dim/2 = 4 entries"),
     ("llama", {"final_logit_softcapping": 30.0}, "soft-capping is a Gemma feature"),
     ("gemma3", {"attn_logit_softcapping": 50.0}, "Gemma 3 has no attention-logit soft-capping"),
+    ("qwen2", {"final_logit_softcapping": 30.0}, "soft-capping is a Gemma feature; a qwen2 config"),
+    ("qwen2", {"attention_bias": False}, "attention_bias must be True for architecture 'qwen2'"),
+    ("llama", {"attention_bias": True}, "attention_bias must be False for architecture 'llama'"),
+    ("gemma2", {"attention_bias": True}, "attention_bias must be False for architecture 'gemma2'"),
+    ("qwen2", {"attention_bias": 1}, "attention_bias must be a bool, got 1"),
 ])
 def test_inconsistent_configs_are_refused_with_the_reason(architecture, overrides, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
@@ -81,7 +86,7 @@ def test_config_round_trips_through_a_dict():
     assert ModelConfig(**config.to_dict()) == config
 
 
-@pytest.mark.parametrize("architecture", ["llama", "gemma2", "gemma3"])
+@pytest.mark.parametrize("architecture", ["llama", "qwen2", "gemma2", "gemma3"])
 def test_head_gate_equals_scaling_each_heads_output_projection_columns(architecture):
     model = random_model(architecture)
     config = model.config
@@ -113,6 +118,22 @@ def test_scripted_model_exposes_the_bundle_contract():
         assert torch.equal(manual, scripted(ids))
         assert torch.equal(scripted.hidden_states(ids)[-1], hidden)
         assert torch.equal(scripted(ids), model(ids))
+
+
+def test_qwen2_biases_only_its_query_key_and_value_projections():
+    model = random_model("qwen2")
+    biases = sorted(name for name, _ in model.named_parameters() if name.endswith(".bias"))
+    assert biases == [f"blocks.{layer}.attn.{projection}.bias"
+                      for layer in range(2) for projection in ("k_proj", "q_proj", "v_proj")]
+    assert not any(name.endswith(".bias") for name, _ in random_model("llama").named_parameters())
+    attention, x = model.blocks[0].attn, torch.randn(1, 3, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(attention.k_proj(x), x @ attention.k_proj.weight.T + attention.k_proj.bias)
+        ids = torch.tensor([[1, 4, 9, 16, 25, 36]])
+        logits = model(ids)
+        assert torch.equal(torch.jit.script(model)(ids), logits)
+        attention.q_proj.bias.zero_()  # the bias is used: without it the output changes
+        assert not torch.equal(model(ids), logits)
 
 
 def test_a_wrong_head_gate_shape_is_refused():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import tiny_tokenizer
+from helpers import BUNDLE_FIXTURES, tiny_tokenizer
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 import icgt
@@ -11,8 +11,8 @@ from icgt.bundles import read_bundle_file
 from icgt.tokens import (DAY_NAMES, DEFAULT_WORDS, PROTOCOL_WORDS, SPARE_NOUNS, SplitWordsError,
                          concept_token_ids, substitute_split_words, surface_bytes, vocabulary_hex)
 
-REAL_MODELS = ["smollm2-135m", "gemma3-270m"]
-# Plain nouns that both real tokenizers split (checked by the tests below).
+REAL_MODELS = ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-1.5b"]
+# Plain nouns that every real tokenizer splits (checked by the tests below).
 SPLIT_NOUNS = ["xylophone", "armadillo", "kumquat"]
 # Text exercising spaces, newlines, accents, CJK, emoji and (for Gemma) byte-fallback characters.
 ROUND_TRIP_TEXT = " apple bird\n  milk\tcafé naïve 漢字 😀 ꙮ \u0378 end"
@@ -21,7 +21,7 @@ ROUND_TRIP_TEXT = " apple bird\n  milk\tcafé naïve 漢字 😀 ꙮ \u0378 end"
 @pytest.fixture(scope="module", params=REAL_MODELS)
 def real(request):
     """(model name, bundle path, its tokenizer)."""
-    bundle = request.getfixturevalue("smollm2_bundle" if request.param == "smollm2-135m" else "gemma3_bundle")
+    bundle = request.getfixturevalue(BUNDLE_FIXTURES[request.param])
     return request.param, bundle, icgt.load_tokenizer(bundle)
 
 
@@ -115,7 +115,8 @@ def test_gemma_byte_fallback_tokens_are_their_byte(gemma3_bundle):
 def test_special_tokens_contribute_their_text(real):
     name, bundle, tokenizer = real
     bos = icgt.read_bundle_config(bundle)["bos_token_id"]
-    assert surface_bytes(tokenizer)[bos] == {"smollm2-135m": b"<|im_start|>", "gemma3-270m": b"<bos>"}[name]
+    expected = {"smollm2-135m": b"<|im_start|>", "gemma3-270m": b"<bos>", "qwen2.5-coder-1.5b": b"<|endoftext|>"}
+    assert surface_bytes(tokenizer)[bos] == expected[name]
 
 
 def test_ids_past_the_tokenizer_get_empty_lines():
@@ -131,7 +132,7 @@ def test_an_unsupported_decoder_is_refused():
         surface_bytes(tokenizer)
 
 
-def test_the_bundle_records_whether_the_tokenizer_adds_bos(real_bundles):
-    # SmolLM2's tokenizer adds nothing; Gemma's puts <bos> first.
-    assert icgt.read_bundle_config(real_bundles["smollm2-135m"])["add_bos"] is False
-    assert icgt.read_bundle_config(real_bundles["gemma3-270m"])["add_bos"] is True
+def test_the_bundle_records_whether_the_tokenizer_adds_bos(real):
+    # SmolLM2's and Qwen's tokenizers add nothing; Gemma's puts <bos> first.
+    name, bundle, _ = real
+    assert icgt.read_bundle_config(bundle)["add_bos"] is (name == "gemma3-270m")

@@ -1,4 +1,4 @@
-"""icgt's own scriptable Llama, Gemma 2 and Gemma 3 definitions (see docs/architecture.md)."""
+"""icgt's own scriptable Llama, Qwen2, Gemma 2 and Gemma 3 definitions (see docs/architecture.md)."""
 
 from .config import ModelConfig, rope_inverse_frequencies
 from .model import FORMAT_VERSION, CausalLM

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-ARCHITECTURES = ("llama", "gemma2", "gemma3")
+ARCHITECTURES = ("llama", "qwen2", "gemma2", "gemma3")
 LAYER_TYPES = ("full", "sliding")
 ROPE_TYPES = ("default", "linear", "llama3", "freq_factors")
 ACTIVATIONS = ("silu", "gelu_tanh")
@@ -15,14 +15,16 @@ ACTIVATIONS = ("silu", "gelu_tanh")
 
 @dataclass
 class ModelConfig:
-    """Every hyper-parameter icgt's Llama and Gemma definitions need; nothing has a hidden default.
+    """Every hyper-parameter icgt's Llama, Qwen2 and Gemma definitions need; nothing has a hidden default.
 
     ``rope_scaling`` applies to the full-attention layers (all layers of a Llama); it is None or a
     dict with ``rope_type`` one of "linear" (``factor``), "llama3" (``factor``, ``low_freq_factor``,
     ``high_freq_factor``, ``original_max_position_embeddings``) or "freq_factors" (``factors``: one
     divisor per rotary frequency, as llama.cpp stores Llama 3.1 scaling in GGUF). ``local_rope_theta``
     is the rotary base of Gemma 3's sliding-window layers (None elsewhere). ``query_pre_attn_scalar``
-    sets the attention scale 1/sqrt(query_pre_attn_scalar) (Llama: head_dim).
+    sets the attention scale 1/sqrt(query_pre_attn_scalar) (Llama: head_dim). ``attention_bias`` adds
+    biases to the query, key and value projections (not the output projection): Qwen2 has them, and
+    only Qwen2 may set it.
 
     >>> config = ModelConfig.tiny("llama")
     >>> config.num_layers, config.attention_scale == config.head_dim ** -0.5
@@ -50,6 +52,7 @@ class ModelConfig:
     query_pre_attn_scalar: float | None = None
     attn_logit_softcapping: float | None = None
     final_logit_softcapping: float | None = None
+    attention_bias: bool = False
 
     def __post_init__(self) -> None:
         if not self.layer_types:
@@ -108,8 +111,15 @@ class ModelConfig:
             if rope_type == "freq_factors" and len(self.rope_scaling["factors"]) != self.head_dim // 2:
                 fail(f"rope freq_factors must have head_dim/2 = {self.head_dim // 2} entries, "
                      f"got {len(self.rope_scaling['factors'])}")
-        if self.architecture == "llama" and (self.attn_logit_softcapping or self.final_logit_softcapping):
-            fail("soft-capping is a Gemma feature; a llama config must not set it")
+        if not self.is_gemma and (self.attn_logit_softcapping or self.final_logit_softcapping):
+            fail(f"soft-capping is a Gemma feature; a {self.architecture} config must not set it")
+        if not isinstance(self.attention_bias, bool):
+            fail(f"attention_bias must be a bool, got {self.attention_bias!r}")
+        if self.attention_bias != (self.architecture == "qwen2"):
+            # Qwen2 always biases q, k and v (and nothing else); Llama's and Gemma's attention_bias
+            # options would also bias the output projection, which icgt does not implement.
+            fail(f"attention_bias must be {self.architecture == 'qwen2'} for architecture "
+                 f"{self.architecture!r} (q/k/v biases are Qwen2's, and Qwen2 always has them)")
         if self.architecture == "gemma3" and self.attn_logit_softcapping:
             # transformers' Gemma 3 and llama.cpp both ignore it: honouring it would break parity.
             fail("Gemma 3 has no attention-logit soft-capping; attn_logit_softcapping must be None")
@@ -129,13 +139,17 @@ class ModelConfig:
 
         >>> ModelConfig.tiny("gemma3").layer_types
         ['sliding', 'full']
+        >>> ModelConfig.tiny("qwen2").attention_bias
+        True
         """
         base: dict[str, Any] = dict(
             architecture=architecture, vocab_size=64, hidden_size=32, intermediate_size=48, num_layers=2,
             num_heads=4, num_kv_heads=2, head_dim=8, rms_norm_eps=1e-6, rope_theta=10000.0,
             hidden_activation="silu", tie_word_embeddings=True, bos_token_id=1, max_position_embeddings=128,
         )
-        if architecture != "llama":
+        if architecture == "qwen2":
+            base.update(attention_bias=True)
+        if architecture in ("gemma2", "gemma3"):
             base.update(hidden_activation="gelu_tanh", layer_types=["sliding", "full"], sliding_window=4,
                         query_pre_attn_scalar=8.0)
         if architecture == "gemma2":

@@ -1,4 +1,4 @@
-"""The TorchScript-compatible building blocks of icgt's Llama and Gemma decoders.
+"""The TorchScript-compatible building blocks of icgt's Llama, Qwen2 and Gemma decoders.
 
 Every module computes what the matching transformers module computes, in the same dtype order
 (norms in float32, rotary tables in float32 then cast), so that float32 results agree with
@@ -15,14 +15,15 @@ from torch import Tensor, nn
 
 
 class Linear(nn.Module):
-    """y = x W^T, no bias (neither Llama nor Gemma has one)."""
+    """y = x W^T, plus a bias b only where the model has one (Qwen2's query, key and value projections)."""
 
-    def __init__(self, in_features: int, out_features: int, dtype: torch.dtype) -> None:
+    def __init__(self, in_features: int, out_features: int, dtype: torch.dtype, bias: bool = False) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype), requires_grad=False)
+        self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype), requires_grad=False) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight)
+        return F.linear(x, self.weight, self.bias)
 
 
 class RMSNorm(nn.Module):
@@ -103,11 +104,12 @@ class Attention(nn.Module):
     ``sliding_window`` 0 means global attention. ``softcap`` 0 means no attention-logit soft-capping
     (Gemma 2 caps; scaled_dot_product_attention cannot, so capped layers use the explicit softmax).
     ``qk_norm`` adds Gemma 3's RMSNorm over head_dim on queries and keys before the rotation.
+    ``qkv_bias`` gives the query, key and value projections a bias (Qwen2).
     """
 
     def __init__(self, hidden_size: int, num_heads: int, num_kv_heads: int, head_dim: int, scale: float,
                  inv_freq: Tensor, sliding_window: int, softcap: float, qk_norm: bool, eps: float,
-                 dtype: torch.dtype) -> None:
+                 dtype: torch.dtype, qkv_bias: bool = False) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
@@ -115,9 +117,9 @@ class Attention(nn.Module):
         self.scale = scale
         self.sliding_window = sliding_window
         self.softcap = softcap
-        self.q_proj = Linear(hidden_size, num_heads * head_dim, dtype)
-        self.k_proj = Linear(hidden_size, num_kv_heads * head_dim, dtype)
-        self.v_proj = Linear(hidden_size, num_kv_heads * head_dim, dtype)
+        self.q_proj = Linear(hidden_size, num_heads * head_dim, dtype, qkv_bias)
+        self.k_proj = Linear(hidden_size, num_kv_heads * head_dim, dtype, qkv_bias)
+        self.v_proj = Linear(hidden_size, num_kv_heads * head_dim, dtype, qkv_bias)
         self.o_proj = Linear(num_heads * head_dim, hidden_size, dtype)
         self.q_norm = GemmaRMSNorm(head_dim, eps, dtype) if qk_norm else nn.Identity()
         self.k_norm = GemmaRMSNorm(head_dim, eps, dtype) if qk_norm else nn.Identity()

@@ -51,7 +51,7 @@ class Embedding(nn.Module):
 
 
 class LlamaBlock(nn.Module):
-    """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x)) (Llama and Qwen2)."""
 
     def __init__(self, config: ModelConfig, layer: int, dtype: torch.dtype) -> None:
         super().__init__()
@@ -94,7 +94,7 @@ def _attention(config: ModelConfig, layer: int, dtype: torch.dtype) -> Attention
         config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim, config.attention_scale,
         inv_freq, sliding_window=config.sliding_window if sliding else 0,
         softcap=config.attn_logit_softcapping or 0.0, qk_norm=config.architecture == "gemma3",
-        eps=config.rms_norm_eps, dtype=dtype,
+        eps=config.rms_norm_eps, dtype=dtype, qkv_bias=config.attention_bias,
     )
 
 
