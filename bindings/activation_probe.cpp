@@ -1,5 +1,7 @@
 #include "icgt/activation_probe.hpp"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <pybind11/functional.h>
 #include <torch/csrc/autograd/python_variable.h>
 #include <pybind11/stl/filesystem.h>
@@ -7,11 +9,14 @@
 #include <filesystem>
 
 #include "bindings.hpp"
+#include "icgt/errors.hpp"
 
 namespace icgt::python {
 namespace {
 
-at::Tensor as_tensor(const py::object& values) {
+using Probe = ActivationProbe;
+
+at::Tensor as_tensor(const py::handle& values) {
   return py::module_::import("torch").attr("as_tensor")(values).cast<at::Tensor>();
 }
 
@@ -24,79 +29,231 @@ std::shared_ptr<py::function> shared_callable(py::function fn) {
   });
 }
 
+// fn(layer, tensor) -> None (read, or edited in place) or a tensor that replaces it.
+Probe::Hook python_hook(const py::handle& fn, const HookSite& site) {
+  if (!PyCallable_Check(fn.ptr())) {
+    throw py::type_error(py::str("the hook for {} is a {}; expected a callable fn(layer, tensor)")
+                             .format(site.name(), py::type::of(fn).attr("__name__")));
+  }
+  return [fn = shared_callable(py::reinterpret_borrow<py::function>(fn)), site](int layer, torch::Tensor& activation) {
+    py::gil_scoped_acquire gil;
+    py::object replacement = (*fn)(layer, activation);
+    if (replacement.is_none()) return;
+    if (!THPVariable_Check(replacement.ptr())) {
+      throw py::type_error(py::str("the hook at {} returned a {}; expected None (read or edited in place) or a "
+                                   "torch.Tensor that replaces it")
+                               .format(site.name(), py::type::of(replacement).attr("__name__")));
+    }
+    activation = replacement.cast<at::Tensor>();
+  };
+}
+
+// A hook point: "blocks.3.attn.hook_z", ("z", 3), (3, "z"), or a layer (its resid_post).
+HookSite site_argument(const py::handle& value) {
+  if (py::isinstance<py::str>(value)) return HookSite::parse(value.cast<std::string>());
+  if (py::isinstance<py::tuple>(value) && py::len(value) == 2) {
+    const auto pair = py::reinterpret_borrow<py::tuple>(value);
+    if (py::isinstance<py::str>(pair[0])) {
+      return HookSite::at(integer_argument<int>(pair[1], "ActivationProbe", "the layer of a hook point"),
+                          pair[0].cast<std::string>());
+    }
+    if (py::isinstance<py::str>(pair[1])) {
+      return HookSite::at(integer_argument<int>(pair[0], "ActivationProbe", "the layer of a hook point"),
+                          pair[1].cast<std::string>());
+    }
+  }
+  if (PyIndex_Check(value.ptr()) && !PyBool_Check(value.ptr())) {
+    return {integer_argument<int>(value, "ActivationProbe", "layer"), HookPoint::ResidPost};
+  }
+  throw py::type_error(py::str("ActivationProbe: a hook point is a name such as 'blocks.3.attn.hook_z', a pair "
+                               "such as ('z', 3), or a layer (its resid_post); got {!r}")
+                           .format(value));
+}
+
+Probe::HeadAblation::Kind ablation_kind(const std::string& kind) {
+  if (kind == "zero") return Probe::HeadAblation::Kind::Zero;
+  if (kind == "mean") return Probe::HeadAblation::Kind::Mean;
+  if (kind == "patch") return Probe::HeadAblation::Kind::Patch;
+  throw ValueError("HeadAblation: kind must be 'zero', 'mean' or 'patch', got '" + kind + "'");
+}
+
+Probe::Normalization normalization_argument(const std::string& normalization) {
+  if (normalization == "full_vocabulary") return Probe::Normalization::FullVocabulary;
+  if (normalization == "over_targets") return Probe::Normalization::OverTargets;
+  throw ValueError("ActivationProbe.run: normalization must be 'full_vocabulary' or 'over_targets', got '" +
+                   normalization + "'");
+}
+
+py::object optional_tensor(const torch::Tensor& tensor) { return tensor.defined() ? py::cast(tensor) : py::none(); }
+
 }  // namespace
 
 void register_activation_probe(py::module_& m) {
-  py::class_<ActivationProbe::Result>(m, "ProbeResult", "What ActivationProbe.run returns.")
-      .def_readonly("residuals", &ActivationProbe::Result::residuals,
+  py::class_<Probe::HeadAblation>(m, "HeadAblation", R"doc(Replaces chosen heads' outputs z in one block.
+
+kind "zero" sets them to 0; "mean" to values [heads, head_dim], or (values None) to each head's
+mean over every position and sequence of the run's own tokens, from a run without ablations;
+"patch" to values [batch, length, heads, head_dim], or (values None) to the heads' outputs on
+the run's patch_source, position by position.
+
+>>> icgt.HeadAblation(layer=1, heads=[0, 2], kind="mean")
+HeadAblation(layer=1, heads=[0, 2], kind='mean', values=None)
+)doc")
+      .def(py::init([](const py::handle& layer, std::vector<int> heads, const std::string& kind, const py::object& values) {
+             Probe::HeadAblation ablation;
+             ablation.layer = integer_argument<int>(layer, "HeadAblation", "layer");
+             ablation.heads = std::move(heads);
+             ablation.kind = ablation_kind(kind);
+             if (!values.is_none()) ablation.values = as_tensor(values);
+             return ablation;
+           }),
+           py::arg("layer"), py::arg("heads"), py::arg("kind") = "zero", py::arg("values") = py::none())
+      .def_readonly("layer", &Probe::HeadAblation::layer)
+      .def_readonly("heads", &Probe::HeadAblation::heads)
+      .def_property_readonly("kind",
+                             [](const Probe::HeadAblation& a) {
+                               return a.kind == Probe::HeadAblation::Kind::Zero   ? "zero"
+                                      : a.kind == Probe::HeadAblation::Kind::Mean ? "mean"
+                                                                                  : "patch";
+                             })
+      .def_property_readonly("values", [](const Probe::HeadAblation& a) { return optional_tensor(a.values); })
+      .def("__repr__", [](const py::object& a) {
+        return py::str("HeadAblation(layer={}, heads={}, kind={!r}, values={})")
+            .format(a.attr("layer"), a.attr("heads"), a.attr("kind"),
+                    a.attr("values").is_none() ? py::str("None") : py::str("<tensor>"));
+      });
+
+  py::class_<Probe::AttentionScore>(m, "AttentionScore", R"doc(A per-head score reduced from attention weights.
+
+The mean over queries q >= first_query (and q >= offset) of the weight from q to key q - offset,
+computed a block of queries at a time, so that [query, key] is never stored. layers: the blocks
+to score (None: all). offset 1 from first_query 1: previous-token score; for BOS then L tokens
+repeated twice, offset L - 1 from first_query L + 1: induction score.
+
+>>> icgt.AttentionScore(offset=1, first_query=1)
+AttentionScore(offset=1, first_query=1, layers=None)
+)doc")
+      .def(py::init([](const py::handle& offset, const py::handle& first_query, const py::object& layers) {
+             Probe::AttentionScore score;
+             score.offset = integer_argument<std::int64_t>(offset, "AttentionScore", "offset", 0);
+             score.first_query = integer_argument<std::int64_t>(first_query, "AttentionScore", "first_query", 0);
+             if (!layers.is_none()) score.layers = layers.cast<std::vector<int>>();
+             return score;
+           }),
+           py::arg("offset") = 1, py::arg("first_query") = 1, py::arg("layers") = py::none())
+      .def_readonly("offset", &Probe::AttentionScore::offset)
+      .def_readonly("first_query", &Probe::AttentionScore::first_query)
+      .def_property_readonly("layers",
+                             [](const Probe::AttentionScore& s) -> py::object {
+                               return s.layers.empty() ? py::none() : py::cast(s.layers);
+                             })
+      .def("__repr__", [](const py::object& s) {
+        return py::str("AttentionScore(offset={}, first_query={}, layers={})")
+            .format(s.attr("offset"), s.attr("first_query"), s.attr("layers"));
+      });
+
+  py::class_<Probe::Result>(m, "ProbeResult", "What ActivationProbe.run returns; absent outputs are None.")
+      .def_readonly("residuals", &Probe::Result::residuals,
                     "torch.Tensor [layers, batch, length, hidden] in the model dtype, on the probe's device.")
       .def_property_readonly(
-          "target_probs",
-          [](const ActivationProbe::Result& r) -> py::object {
-            return r.target_probs.defined() ? py::cast(r.target_probs) : py::none();
+          "activations",
+          [](const Probe::Result& r) {
+            py::dict named;
+            for (const auto& [site, tensor] : r.activations) named[py::str(site.name())] = tensor;
+            return named;
           },
-          "torch.Tensor [batch, length, targets] (float32): next-token probabilities of the target ids, or None.");
+          "dict of the captured hook points by TransformerLens name ('blocks.3.attn.hook_z': tensor).")
+      .def_property_readonly(
+          "target_probs", [](const Probe::Result& r) { return optional_tensor(r.target_probs); },
+          "torch.Tensor [batch, length, targets] (float32): next-token probabilities of the target ids, or None.")
+      .def_property_readonly(
+          "logits", [](const Probe::Result& r) { return optional_tensor(r.logits); },
+          "torch.Tensor [batch, positions, vocab] (float32): logits (or log-probabilities) at the asked positions.")
+      .def_property_readonly(
+          "top_k_values", [](const Probe::Result& r) { return optional_tensor(r.top_k_values); },
+          "torch.Tensor [batch, length, k] (float32): the k largest logits (or log-probabilities) at every position.")
+      .def_property_readonly(
+          "top_k_ids", [](const Probe::Result& r) { return optional_tensor(r.top_k_ids); },
+          "torch.Tensor [batch, length, k] (int64): their token ids.")
+      .def_readonly("attention_scores", &Probe::Result::attention_scores,
+                    "list of torch.Tensor [layers, batch, heads] (float32), one per AttentionScore asked for.")
+      .def("__repr__", [](const Probe::Result& r) {
+        std::string text = fmt::format("ProbeResult(residuals=[{}]", fmt::join(r.residuals.sizes(), ", "));
+        for (const auto& [site, tensor] : r.activations) {
+          text += fmt::format(", '{}'=[{}]", site.name(), fmt::join(tensor.sizes(), ", "));
+        }
+        for (const auto& [name, tensor] : {std::pair{"target_probs", r.target_probs}, std::pair{"logits", r.logits},
+                                           std::pair{"top_k_ids", r.top_k_ids}}) {
+          if (tensor.defined()) text += fmt::format(", {}=[{}]", name, fmt::join(tensor.sizes(), ", "));
+        }
+        if (!r.attention_scores.empty()) text += fmt::format(", attention_scores={}", r.attention_scores.size());
+        return text + ")";
+      });
 
-  py::class_<ActivationProbe>(m, "ActivationProbe", R"doc(Runs an exported model block by block, with hooks.
+  py::class_<Probe>(m, "ActivationProbe", R"doc(Runs an exported model block by block, with hooks.
 
 Loads a bundle written by `icgt export` (or icgt.bundle_for) onto device "auto" (CUDA when
 available), "cpu", "cuda" or "cuda:N". Layer l is the residual stream after decoder block l
 (Hugging Face hidden_states[l + 1]); layer -1 is the embedding output (hidden_states[0]).
-Hooks run between blocks: fn(layer, residual) may read the tensor or return a replacement.
-Tensors come from inference mode: read them, or clone() before changing them in place.
+Hook points inside each block follow TransformerLens: "blocks.3.attn.hook_z", or ("z", 3).
+A hook fn(layer, tensor) may read the tensor, edit it in place, or return a replacement.
+icgt.ActivationProbe adds the tokenizer and text input (icgt.probe).
 
 Example:
     >>> probe = icgt.ActivationProbe(toy_bundle, device="cpu")
     >>> ids = torch.tensor([[0, 5, 6, 7, 5]])
-    >>> result = probe.run(ids, layers=[0, 2], target_ids=[5, 6])
+    >>> result = probe.run(ids, layers=[0, 2], target_ids=[5, 6], capture=["blocks.1.attn.hook_pattern"])
     >>> result.residuals.shape, result.target_probs.shape
     (torch.Size([2, 1, 5, 16]), torch.Size([1, 5, 2]))
+    >>> result.activations["blocks.1.attn.hook_pattern"].shape
+    torch.Size([1, 4, 5, 5])
 )doc")
       .def(py::init([](const std::filesystem::path& bundle, const std::string& device) {
-             return ActivationProbe(bundle.string(), device);
+             return Probe(bundle.string(), device);
            }),
            py::arg("bundle"), py::arg("device") = "auto")
-      .def_property_readonly("architecture", [](const ActivationProbe& p) { return p.info().architecture; })
-      .def_property_readonly("num_layers", [](const ActivationProbe& p) { return p.info().num_layers; })
-      .def_property_readonly("hidden_size", [](const ActivationProbe& p) { return p.info().hidden_size; })
-      .def_property_readonly("vocab_size", [](const ActivationProbe& p) { return p.info().vocab_size; })
-      .def_property_readonly("num_heads", [](const ActivationProbe& p) { return p.info().num_heads; },
+      .def_property_readonly("architecture", [](const Probe& p) { return p.info().architecture; })
+      .def_property_readonly("num_layers", [](const Probe& p) { return p.info().num_layers; })
+      .def_property_readonly("hidden_size", [](const Probe& p) { return p.info().hidden_size; })
+      .def_property_readonly("vocab_size", [](const Probe& p) { return p.info().vocab_size; })
+      .def_property_readonly("num_heads", [](const Probe& p) { return p.info().num_heads; },
                              "Attention heads per block: the length of a head-gate vector.")
-      .def_property_readonly("bos_token_id", [](const ActivationProbe& p) { return p.info().bos_token_id; })
-      .def_property_readonly("max_positions", [](const ActivationProbe& p) { return p.info().max_positions; },
+      .def_property_readonly("num_kv_heads", [](const Probe& p) { return p.info().num_kv_heads; })
+      .def_property_readonly("head_dim", [](const Probe& p) { return p.info().head_dim; })
+      .def_property_readonly("bos_token_id", [](const Probe& p) { return p.info().bos_token_id; })
+      .def_property_readonly("max_positions", [](const Probe& p) { return p.info().max_positions; },
                              "The longest sequence the model was trained for (max_position_embeddings).")
-      .def_property_readonly("dtype", [](const ActivationProbe& p) { return p.info().dtype; }, "torch.dtype of the weights.")
-      .def_property_readonly("device", &ActivationProbe::device, "torch.device the model runs on.")
+      .def_property_readonly("dtype", [](const Probe& p) { return p.info().dtype; }, "torch.dtype of the weights.")
+      .def_property_readonly("device", &Probe::device, "torch.device the model runs on.")
       .def_property_readonly(
-          "config",
-          [](const ActivationProbe& p) { return py::module_::import("json").attr("loads")(p.info().config_json); },
+          "config", [](const Probe& p) { return py::module_::import("json").attr("loads")(p.info().config_json); },
           "The bundle's record (config.json) as a dict.")
-      .def("token_id", &ActivationProbe::token_id, py::arg("text"),
+      .def("__repr__",
+           [](const Probe& p) {
+             const ModelInfo& info = p.info();
+             return fmt::format("ActivationProbe({}, {} blocks, {} heads ({} key-value) of {}, hidden {}, vocabulary "
+                                "{}, {} on {})",
+                                info.architecture, info.num_layers, info.num_heads, info.num_kv_heads, info.head_dim,
+                                info.hidden_size, info.vocab_size, c10::toString(info.dtype), p.device().str());
+           })
+      .def("token_id", &Probe::token_id, py::arg("text"),
            "Id of the single token whose text is exactly `text`; ValueError if none or several.\n\n"
            ">>> icgt.ActivationProbe(toy_bundle).token_id(' w3')\n3")
       .def(
-          "token_text", [](const ActivationProbe& p, std::int64_t id) { return py::bytes(p.token_text(id)); },
-          py::arg("id"), "The bytes a token contributes to text.\n\n>>> icgt.ActivationProbe(toy_bundle).token_text(3)\nb' w3'")
+          "token_text", [](const Probe& p, std::int64_t id) { return py::bytes(p.token_text(id)); }, py::arg("id"),
+          "The bytes a token contributes to text.\n\n>>> icgt.ActivationProbe(toy_bundle).token_text(3)\nb' w3'")
       .def(
           "add_hook",
-          [](ActivationProbe& p, int layer, py::function fn) {
-            return p.add_hook(layer, [fn = shared_callable(std::move(fn))](int hook_layer, torch::Tensor& residual) {
-              py::gil_scoped_acquire gil;
-              py::object replacement = (*fn)(hook_layer, residual);
-              if (replacement.is_none()) return;
-              if (!THPVariable_Check(replacement.ptr())) {
-                throw py::type_error(py::str("the hook at layer {} returned a {}; expected None (read only) or a "
-                                             "torch.Tensor that replaces the residual")
-                                         .format(hook_layer, py::type::of(replacement).attr("__name__")));
-              }
-              residual = replacement.cast<at::Tensor>();
-            });
+          [](Probe& p, const py::handle& site, const py::handle& fn) {
+            const HookSite where = site_argument(site);
+            return p.add_hook(where, python_hook(fn, where));
           },
-          py::arg("layer"), py::arg("fn"),
-          R"doc(Calls fn(layer, residual) after that layer in every run; returns a handle for remove_hook.
+          py::arg("site"), py::arg("fn"),
+          R"doc(Calls fn(layer, tensor) at a hook point in every run; returns a handle for remove_hook.
 
-fn may return None (read only) or a tensor of the same shape, dtype and device to replace the
-residual, which then flows on (an intervention).
+site: a layer (the residual after it), "blocks.3.attn.hook_z", or ("z", 3). fn may return None
+(read, or edited in place) or a tensor of the same shape, dtype and device that replaces it.
+Hooks added or removed while a run goes on take effect from the next run.
 
 >>> probe = icgt.ActivationProbe(toy_bundle)
 >>> seen = []
@@ -105,25 +262,43 @@ residual, which then flows on (an intervention).
 >>> len(seen)
 1
 )doc")
-      .def("remove_hook", &ActivationProbe::remove_hook, py::arg("handle"))
-      .def("clear_hooks", &ActivationProbe::clear_hooks)
+      .def("remove_hook", &Probe::remove_hook, py::arg("handle"))
+      .def("clear_hooks", &Probe::clear_hooks)
       .def(
-          "set_head_gates",
-          [](ActivationProbe& p, int layer, const py::object& gates) { p.set_head_gates(layer, as_tensor(gates)); },
+          "set_head_gates", [](Probe& p, int layer, const py::object& gates) { p.set_head_gates(layer, as_tensor(gates)); },
           py::arg("layer"), py::arg("gates"),
           "Multiplies each attention head's output in block `layer` by gates[head]; 0 ablates the head.\n\n"
           ">>> icgt.ActivationProbe(toy_bundle).set_head_gates(0, [1.0, 0.0, 1.0, 1.0])")
-      .def("clear_head_gates", &ActivationProbe::clear_head_gates)
+      .def("clear_head_gates", &Probe::clear_head_gates)
       .def(
           "run",
-          [](ActivationProbe& p, const py::object& token_ids, std::vector<int> layers, const py::object& target_ids,
-             bool renormalize, std::int64_t max_batch, const py::object& progress) {
-            ActivationProbe::Request request;
+          [](Probe& p, const py::object& token_ids, std::vector<int> layers, const py::list& capture,
+             const py::object& hooks, const py::object& target_ids, const std::string& normalization,
+             const py::object& logits, const py::handle& top_k, bool log_probs,
+             std::vector<Probe::AttentionScore> attention_scores, std::vector<Probe::HeadAblation> ablations,
+             const py::object& patch_source, const py::handle& max_batch, const py::object& progress) {
+            Probe::Request request;
             request.layers = std::move(layers);
+            for (const py::handle& site : capture) request.captures.push_back(site_argument(site));
+            if (!hooks.is_none()) {
+              for (const auto& [site, fn] : hooks.cast<py::dict>()) {
+                const HookSite where = site_argument(site);
+                request.hooks.emplace_back(where, python_hook(fn, where));
+              }
+            }
             if (!target_ids.is_none()) request.target_ids = as_tensor(target_ids);
-            request.normalization = renormalize ? ActivationProbe::Normalization::OverTargets
-                                                : ActivationProbe::Normalization::FullVocabulary;
-            request.max_batch = max_batch;
+            request.normalization = normalization_argument(normalization);
+            if (py::isinstance<py::str>(logits) && logits.cast<std::string>() == "last") {
+              request.logit_positions = {-1};
+            } else if (!logits.is_none()) {
+              request.logit_positions = logits.cast<std::vector<std::int64_t>>();
+            }
+            request.top_k = integer_argument<std::int64_t>(top_k, "ActivationProbe.run", "top_k", 0);
+            request.log_probs = log_probs;
+            request.attention_scores = std::move(attention_scores);
+            request.head_ablations = std::move(ablations);
+            if (!patch_source.is_none()) request.patch_source = as_tensor(patch_source);
+            request.max_batch = integer_argument<std::int64_t>(max_batch, "ActivationProbe.run", "max_batch");
             // Between blocks: Ctrl-C (or any pending signal) stops the run, and progress hears of the block.
             std::shared_ptr<py::function> report;
             if (!progress.is_none()) report = shared_callable(progress.cast<py::function>());
@@ -136,20 +311,32 @@ residual, which then flows on (an intervention).
             py::gil_scoped_release release;
             return p.run(ids, request);
           },
-          py::arg("token_ids"), py::arg("layers") = std::vector<int>{}, py::arg("target_ids") = py::none(),
-          py::arg("renormalize") = false, py::arg("max_batch") = 0, py::arg("progress") = py::none(),
+          py::arg("token_ids"), py::arg("layers") = std::vector<int>{}, py::arg("capture") = py::list(),
+          py::arg("hooks") = py::none(), py::arg("target_ids") = py::none(),
+          py::arg("normalization") = "full_vocabulary", py::arg("logits") = py::none(), py::arg("top_k") = 0,
+          py::arg("log_probs") = false, py::arg("attention_scores") = std::vector<Probe::AttentionScore>{},
+          py::arg("ablations") = std::vector<Probe::HeadAblation>{}, py::arg("patch_source") = py::none(),
+          py::arg("max_batch") = 0, py::arg("progress") = py::none(),
           R"doc(Runs token ids [batch, length] and returns a ProbeResult.
 
-layers: residuals to capture (-1..num_layers-1). target_ids: token ids whose next-token
-probabilities are wanted at every position, under the full-vocabulary softmax, or over the
-targets alone with renormalize=True. max_batch: sequences per pass (0: all, halved on
-out-of-memory errors). progress: called as progress(layer) after the embedding (-1) and
-each block. Ctrl-C stops a run between two blocks.
+layers: residuals after these blocks (-1..num_layers-1), into result.residuals. capture: hook
+points ("blocks.3.attn.hook_z", ("pattern", 5), ...) into result.activations by name. hooks:
+{point: fn} for this run only (removed when it ends, also on an exception). target_ids: token
+ids whose next-token probabilities are wanted at every position, normalised over the
+"full_vocabulary" or "over_targets". logits: "last" or a list of positions (negative from the
+end) whose full next-token logits are wanted; top_k: the k largest at every position, with
+their ids; log_probs: log-softmax values instead of logits for both. attention_scores: a list
+of AttentionScore. ablations: a list of HeadAblation; patch_source: token ids whose head
+outputs patch ablations without values take. max_batch: sequences per pass (0: all, halved on
+out-of-memory errors). progress: called as progress(layer) after the embedding (-1) and each
+block. Ctrl-C stops a run between two blocks.
 
 >>> probe = icgt.ActivationProbe(toy_bundle)
->>> probs = probe.run([[0, 1, 2]], target_ids=[1, 2], renormalize=True).target_probs
+>>> probs = probe.run([[0, 1, 2]], target_ids=[1, 2], normalization="over_targets").target_probs
 >>> probs.sum(-1).allclose(torch.ones(1, 3))
 True
+>>> probe.run([[0, 1, 2]], logits="last", top_k=3).top_k_ids.shape
+torch.Size([1, 3, 3])
 )doc");
   m.attr("EMBEDDING_LAYER") = kEmbeddingLayer;
 }

@@ -14,6 +14,20 @@
 namespace icgt {
 namespace {
 
+// The methods of one block and of its attention, looked up once.
+struct BlockMethods {
+  explicit BlockMethods(const torch::jit::Module& block)
+      : forward(block.get_method("forward")),
+        attention_input(block.get_method("attention_input")),
+        attention_output(block.get_method("attention_output")),
+        mlp_output(block.get_method("mlp_output")),
+        project(block.attr("attn").toModule().get_method("project")),
+        attend(block.attr("attn").toModule().get_method("attend")),
+        pattern(block.attr("attn").toModule().get_method("pattern")),
+        mix(block.attr("attn").toModule().get_method("mix")) {}
+  torch::jit::Method forward, attention_input, attention_output, mlp_output, project, attend, pattern, mix;
+};
+
 class TorchScriptBackend final : public ModelBackend {
  public:
   explicit TorchScriptBackend(torch::jit::Module module) : module_(std::move(module)) {
@@ -21,7 +35,7 @@ class TorchScriptBackend final : public ModelBackend {
     embed_ = module_.attr("embed").toModule();
     final_norm_ = module_.attr("final_norm").toModule();
     head_ = module_.attr("head").toModule();
-    for (const auto& child : module_.attr("blocks").toModule().named_children()) blocks_.push_back(child.value);
+    for (const auto& child : module_.attr("blocks").toModule().named_children()) blocks_.emplace_back(child.value);
   }
 
   int num_blocks() const { return static_cast<int>(blocks_.size()); }
@@ -34,13 +48,37 @@ class TorchScriptBackend final : public ModelBackend {
     return blocks_[layer].forward({hidden, gate}).toTensor();
   }
 
+  torch::Tensor attention_input(int layer, const torch::Tensor& hidden) override {
+    return blocks_[layer].attention_input({hidden}).toTensor();
+  }
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> project(int layer, const torch::Tensor& x) override {
+    const auto outputs = blocks_[layer].project({x}).toTuple();
+    return {outputs->elements()[0].toTensor(), outputs->elements()[1].toTensor(), outputs->elements()[2].toTensor()};
+  }
+  torch::Tensor attend(int layer, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
+    return blocks_[layer].attend({q, k, v}).toTensor();
+  }
+  torch::Tensor pattern(int layer, const torch::Tensor& q, const torch::Tensor& k, std::int64_t first_query,
+                        std::int64_t num_queries) override {
+    return blocks_[layer].pattern({q, k, first_query, num_queries}).toTensor();
+  }
+  torch::Tensor mix(int layer, const torch::Tensor& weights, const torch::Tensor& v) override {
+    return blocks_[layer].mix({weights, v}).toTensor();
+  }
+  torch::Tensor attention_output(int layer, const torch::Tensor& z) override {
+    return blocks_[layer].attention_output({z}).toTensor();
+  }
+  torch::Tensor mlp_output(int layer, const torch::Tensor& hidden) override {
+    return blocks_[layer].mlp_output({hidden}).toTensor();
+  }
+
   torch::Tensor final_norm(const torch::Tensor& hidden) override { return final_norm_.forward({hidden}).toTensor(); }
   torch::Tensor head(const torch::Tensor& hidden) override { return head_.forward({hidden}).toTensor(); }
 
  private:
   torch::jit::Module module_;
   torch::jit::Module embed_, final_norm_, head_;
-  std::vector<torch::jit::Module> blocks_;
+  std::vector<BlockMethods> blocks_;
 };
 
 std::string hex_to_bytes(const std::string& hex, std::size_t line) {
@@ -181,6 +219,8 @@ LoadedModel load_torchscript_bundle(const std::string& path, const torch::Device
   loaded.info.hidden_size = static_cast<int>(read_attribute<std::int64_t>(module, "hidden_size", path));
   loaded.info.vocab_size = static_cast<int>(read_attribute<std::int64_t>(module, "vocab_size", path));
   loaded.info.num_heads = static_cast<int>(read_attribute<std::int64_t>(module, "num_heads", path));
+  loaded.info.num_kv_heads = static_cast<int>(read_attribute<std::int64_t>(module, "num_kv_heads", path));
+  loaded.info.head_dim = static_cast<int>(read_attribute<std::int64_t>(module, "head_dim", path));
   loaded.info.bos_token_id = read_attribute<std::int64_t>(module, "bos_token_id", path);
   loaded.info.max_positions = read_attribute<std::int64_t>(module, "max_position_embeddings", path);
   verify_checksums(module, path);

@@ -17,9 +17,10 @@ from . import _icgt
 from ._icgt import (
     EMBEDDING_LAYER,
     NOT_A_NODE,
-    ActivationProbe,
+    AttentionScore,
     EnergyMetrics,
     Graph,
+    HeadAblation,
     ProbeResult,
     RepresentationStats,
     WalkSampler,
@@ -27,6 +28,7 @@ from ._icgt import (
 from .bundles import BUILTIN_MODELS, bundle_for, cache_dir, read_bundle_config
 from .experiment import run_experiment, run_sweep
 from .graphs import from_networkx, to_networkx
+from .probe import ActivationProbe
 from .tokens import DEFAULT_WORDS, PROTOCOL_WORDS, SplitWordsError, concept_token_ids, load_tokenizer
 
 try:
@@ -42,7 +44,7 @@ Graph.to_networkx = to_networkx
 
 __all__ = [
     "BUILTIN_MODELS", "DEFAULT_WORDS", "EMBEDDING_LAYER", "NOT_A_NODE", "PROTOCOL_WORDS", "ActivationProbe",
-    "EnergyMetrics", "Graph", "ProbeResult", "RepresentationStats", "SplitWordsError", "WalkSampler", "bundle_for",
+    "AttentionScore", "EnergyMetrics", "Graph", "HeadAblation", "ProbeResult", "RepresentationStats", "SplitWordsError", "WalkSampler", "bundle_for",
     "cache_dir", "cmake_prefix_path", "concept_token_ids", "load_tokenizer", "read_bundle_config", "run_experiment",
     "run_sweep",
 ]

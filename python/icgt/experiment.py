@@ -30,8 +30,9 @@ import torch
 from tqdm.auto import tqdm
 
 from . import config as configs
-from ._icgt import NOT_A_NODE, ActivationProbe, EnergyMetrics, RepresentationStats, WalkSampler
-from .bundles import BUILTIN_MODELS, bundle_for, read_bundle_file
+from ._icgt import NOT_A_NODE, EnergyMetrics, RepresentationStats, WalkSampler
+from .bundles import BUILTIN_MODELS, bundle_for
+from .probe import ActivationProbe
 from .files import sha256_of, write_npz
 from .tokens import DEFAULT_WORDS, PROTOCOL_WORDS, concept_token_ids
 
@@ -222,9 +223,7 @@ def _compute(config: configs.ExperimentConfig,
 
     bundle = bundle_for(config.model, config.dtype, progress=progress)
     probe = ActivationProbe(bundle, device=config.device)
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_str(read_bundle_file(bundle, "tokenizer.json").decode("utf-8"))
+    tokenizer = probe.tokenizer
     graph = config.build_graph()
     words = concept_words(config, graph.num_nodes)
     graph.labels = words

@@ -42,13 +42,13 @@ struct Reference {
 
 TEST_CASE("the probe reads the bundle's description and vocabulary") {
   ActivationProbe probe(bundle("toy.pt"), "cpu");
-  CHECK(probe.info().architecture == "toy");
+  CHECK(probe.info().architecture == "llama");
   CHECK(probe.info().num_layers == 3);
   CHECK(probe.info().hidden_size == 16);
   CHECK(probe.info().vocab_size == 50);
   CHECK(probe.info().num_heads == 4);
   CHECK(probe.info().dtype == torch::kFloat32);
-  CHECK_THAT(probe.info().config_json, Contains("\"architecture\": \"toy\""));
+  CHECK_THAT(probe.info().config_json, Contains("\"architecture\": \"llama\""));
   CHECK(probe.device().is_cpu());
   CHECK(probe.token_id(" w3") == 3);
   CHECK(probe.token_id("\xc3\xa9") == 44);
@@ -188,10 +188,10 @@ TEST_CASE("bad runs are clear errors") {
   CHECK_THROWS_WITH(probe.set_head_gates(0, torch::tensor({1.0, std::nan(""), 1.0, 1.0})), Contains("gate 1 (head 1) is nan"));
   CHECK_THROWS_WITH(probe.set_head_gates(0, torch::tensor({1.0, 1.0, -1.0, 1.0})), Contains("expected a finite factor"));
   CHECK_THROWS_WITH(probe.run(torch::zeros({1, 65}, torch::kLong), request),
-                    Contains("65 positions, more than the 64 this toy model was trained for"));
+                    Contains("65 positions, more than the 64 this llama model was trained for"));
   probe.add_hook(1, [](int, torch::Tensor& residual) { residual = residual.narrow(1, 0, 2); });
   request.max_batch = 0;
-  CHECK_THROWS_WITH(probe.run(kIds, request), Contains("hook 0 at layer 1 left a residual that is not"));
+  CHECK_THROWS_WITH(probe.run(kIds, request), Contains("hook 0 at blocks.1.hook_resid_post left a tensor that is not"));
 }
 
 TEST_CASE("hooks that change the hooks while a run goes on take effect from the next run") {
@@ -237,4 +237,144 @@ TEST_CASE("after_block hears of every block and can stop the run") {
     if (layer == 0) throw std::runtime_error("stop");
   };
   CHECK_THROWS_WITH(probe.run(kIds, request), Contains("stop"));
+}
+
+TEST_CASE("hook points have TransformerLens names") {
+  using icgt::HookPoint;
+  using icgt::HookSite;
+  CHECK(HookSite::parse("blocks.3.attn.hook_z") == HookSite{3, HookPoint::Z});
+  CHECK(HookSite::parse("blocks.0.hook_resid_pre") == HookSite{0, HookPoint::ResidPre});
+  CHECK(HookSite::parse("hook_embed") == HookSite{icgt::kEmbeddingLayer, HookPoint::ResidPost});
+  CHECK(HookSite::at(2, "pattern") == HookSite{2, HookPoint::Pattern});
+  CHECK(HookSite::at(2, "attn.hook_pattern") == HookSite::at(2, "hook_pattern"));
+  CHECK(HookSite::at(1, "mlp_out").name() == "blocks.1.hook_mlp_out");
+  CHECK(HookSite::at(4, "z").name() == "blocks.4.attn.hook_z");
+  CHECK_THROWS_WITH(HookSite::parse("blocks.1.attn.hook_q"), Contains("is not a hook point icgt has"));
+  CHECK_THROWS_WITH(HookSite::at(1, "ln1"), Contains("expected resid_pre, pattern"));
+}
+
+TEST_CASE("every point inside a block: driven step by step, the block computes what the fused call does") {
+  using icgt::HookPoint;
+  using icgt::HookSite;
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  ActivationProbe::Request plain;
+  plain.layers = {0, 1, 2};
+  plain.target_ids = torch::tensor({5, 6});
+  ActivationProbe::Request inside = plain;
+  for (const char* point : {"resid_pre", "pattern", "z", "attn_out", "resid_mid", "mlp_out", "resid_post"}) {
+    inside.captures.push_back(HookSite::at(1, point));
+  }
+  const auto fused = probe.run(kIds, plain);
+  const auto steps = probe.run(kIds, inside);
+  CHECK(torch::equal(fused.residuals, steps.residuals));
+  CHECK(torch::equal(fused.target_probs, steps.target_probs));
+  const auto at = [&](const char* point) { return steps.activations.at(HookSite::at(1, point)); };
+  CHECK(at("z").sizes() == torch::IntArrayRef{2, 8, 4, 4});
+  CHECK(at("pattern").sizes() == torch::IntArrayRef{2, 4, 8, 8});
+  CHECK(torch::equal(at("resid_pre"), fused.residuals[0]));
+  CHECK(torch::equal(at("resid_post"), fused.residuals[1]));
+  CHECK(torch::equal(at("resid_mid"), at("resid_pre") + at("attn_out")));
+  CHECK(torch::equal(at("resid_post"), at("resid_mid") + at("mlp_out")));
+  // Attention weights: rows sum to one, nothing above the diagonal.
+  CHECK(torch::allclose(at("pattern").sum(-1), torch::ones({2, 4, 8}), 1e-6, 1e-6));
+  CHECK(torch::equal(at("pattern").triu(1), torch::zeros({2, 4, 8, 8})));
+  // attn_out is the output projection of z, computed by the model itself.
+  Reference reference;
+  auto block = reference.module.attr("blocks").toModule().attr("1").toModule();
+  CHECK(torch::allclose(block.run_method("attention_output", at("z")).toTensor(), at("attn_out")));
+}
+
+TEST_CASE("hooks at any point: a changed pattern is what attention mixes, a changed z is what it projects") {
+  using icgt::HookSite;
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  ActivationProbe::Request request;
+  request.captures = {HookSite::at(2, "z"), HookSite::at(2, "resid_pre")};
+  request.hooks = {{HookSite::at(2, "z"), [](int, torch::Tensor& z) { z.select(2, 1).zero_(); }}};
+  const auto edited = probe.run(kIds, request);
+  CHECK(torch::equal(edited.activations.at(HookSite::at(2, "z")).select(2, 1), torch::zeros({2, 8, 4})));
+  ActivationProbe::Request ablated;
+  ablated.captures = request.captures;
+  ablated.head_ablations = {{2, {1}, ActivationProbe::HeadAblation::Kind::Zero, {}}};
+  CHECK(torch::equal(probe.run(kIds, ablated).activations.at(HookSite::at(2, "z")),
+                     edited.activations.at(HookSite::at(2, "z"))));
+
+  // Every query attends to the first token only: z is the first position's values.
+  ActivationProbe::Request first_token;
+  first_token.captures = {HookSite::at(1, "z"), HookSite::at(1, "resid_pre")};
+  first_token.hooks = {{HookSite::at(1, "pattern"), [](int, torch::Tensor& pattern) {
+                          pattern.zero_();
+                          pattern.select(3, 0).fill_(1.0);
+                        }}};
+  const auto result = probe.run(kIds, first_token);
+  const torch::Tensor z = result.activations.at(HookSite::at(1, "z"));
+  CHECK(torch::allclose(z, z.narrow(1, 0, 1).expand_as(z)));
+}
+
+TEST_CASE("run hooks go when the run ends, scoped hooks when the guard goes, also on an exception") {
+  using icgt::HookSite;
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  int calls = 0;
+  ActivationProbe::Request request;
+  request.hooks = {{HookSite::at(0, "mlp_out"), [&](int, torch::Tensor&) { ++calls; }}};
+  probe.run(kIds, request);
+  probe.run(kIds, ActivationProbe::Request{});
+  CHECK(calls == 1);
+  try {
+    ActivationProbe::ScopedHooks guard(probe, {{HookSite::at(1, "z"), [&](int, torch::Tensor&) {
+                                                  ++calls;
+                                                  throw std::runtime_error("inside a hook");
+                                                }}});
+    ActivationProbe::Request capture;
+    capture.layers = {2};
+    probe.run(kIds, capture);
+  } catch (const std::runtime_error& error) {
+    CHECK(std::string(error.what()) == "inside a hook");
+  }
+  CHECK(calls == 2);
+  ActivationProbe::Request capture;
+  capture.layers = {2};
+  probe.run(kIds, capture);
+  CHECK(calls == 2);
+}
+
+TEST_CASE("patch ablations take the heads' outputs from another input") {
+  using icgt::HookSite;
+  using Kind = ActivationProbe::HeadAblation::Kind;
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  const torch::Tensor other = kIds.flip(0);
+  ActivationProbe::Request capture;
+  capture.captures = {HookSite::at(1, "z")};
+  const torch::Tensor other_z = probe.run(other, capture).activations.at(HookSite::at(1, "z"));
+  const torch::Tensor clean_z = probe.run(kIds, capture).activations.at(HookSite::at(1, "z"));
+  ActivationProbe::Request patch = capture;
+  patch.head_ablations = {{1, {0, 3}, Kind::Patch, {}}};
+  patch.patch_source = other;
+  const torch::Tensor z = probe.run(kIds, patch).activations.at(HookSite::at(1, "z"));
+  const torch::Tensor patched = torch::tensor({0, 3}), kept = torch::tensor({1, 2});
+  CHECK(torch::equal(z.index_select(2, patched), other_z.index_select(2, patched)));
+  CHECK(torch::equal(z.index_select(2, kept), clean_z.index_select(2, kept)));
+}
+
+TEST_CASE("attention scores and predictions from the run equal them computed from its outputs") {
+  using icgt::HookSite;
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  ActivationProbe::Request request;
+  request.captures = {HookSite::at(0, "pattern")};
+  request.attention_scores = {{{0}, 1, 2}};
+  request.logit_positions = {-1};
+  request.top_k = 3;
+  const auto result = probe.run(kIds, request);
+  const torch::Tensor pattern = result.activations.at(HookSite::at(0, "pattern"));
+  const torch::Tensor queries = torch::arange(2, 8);
+  const torch::Tensor previous =
+      pattern.index_select(2, queries).gather(3, (queries - 1).view({1, 1, -1, 1}).expand({2, 4, 6, 1})).mean({2, 3});
+  CHECK(torch::allclose(result.attention_scores[0][0], previous));
+  Reference reference;
+  ActivationProbe::Request last;
+  last.layers = {2};
+  const torch::Tensor hidden = probe.run(kIds, last).residuals[0];
+  const torch::Tensor logits =
+      reference.module.attr("head").toModule().forward({reference.module.attr("final_norm").toModule().forward({hidden}).toTensor()}).toTensor();
+  CHECK(torch::allclose(result.logits.select(1, 0), logits.select(1, 7), 1e-5, 1e-6));
+  CHECK(torch::equal(result.top_k_ids, std::get<1>(logits.topk(3, -1))));
 }

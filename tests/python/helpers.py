@@ -101,3 +101,56 @@ def reference_outputs(hf_model, input_ids: torch.Tensor):
     finally:
         hook.remove()
     return output.hidden_states, captured["raw"], output.logits
+
+
+def hf_internals(hf_model, input_ids, ablate=None, attention="eager", layers=None):
+    """transformers' run with every point icgt names inside the blocks, taken by hooks on its modules.
+
+    Keys are (point, layer) for resid_pre, z (the input of o_proj, [B, T, heads, head_dim]),
+    attn_out, resid_mid, mlp_out, resid_post and, with eager attention, pattern (output_attentions);
+    and "logits". ablate: {layer: [heads]} zeroed in the input of o_proj, as a hook in transformers
+    does a zero-ablation. layers: the blocks to read (default all).
+    """
+    hf_model.set_attn_implementation(attention)
+    decoder = hf_model.get_decoder()
+    layers = range(len(decoder.layers)) if layers is None else layers
+    gemma = hasattr(decoder.layers[0], "post_feedforward_layernorm")
+    heads, head_dim = hf_model.config.get_text_config().num_attention_heads, decoder.layers[0].self_attn.head_dim
+    found, handles = {}, []
+
+    def keep(name, layer):
+        return lambda _module, _args, output: found.__setitem__(
+            (name, layer), output[0] if isinstance(output, tuple) else output)
+
+    for layer, module in enumerate(decoder.layers):
+        def take_z(_module, args, layer=layer):
+            z = args[0].view(*args[0].shape[:2], heads, head_dim)
+            if layer in layers:
+                found[("z", layer)] = z.clone()
+            if ablate and layer in ablate:
+                z = z.clone()
+                z[:, :, ablate[layer]] = 0
+                return (z.reshape(args[0].shape),)
+            return None
+
+        handles.append(module.self_attn.o_proj.register_forward_pre_hook(take_z))
+        if layer in layers:
+            attention_out = module.post_attention_layernorm if gemma else module.self_attn
+            handles.append(attention_out.register_forward_hook(keep("attn_out", layer)))
+            mlp_out = module.post_feedforward_layernorm if gemma else module.mlp
+            handles.append(mlp_out.register_forward_hook(keep("mlp_out", layer)))
+            handles.append(module.register_forward_hook(keep("resid_post", layer)))
+    try:
+        with torch.no_grad():
+            output = hf_model(input_ids=input_ids, output_hidden_states=True,
+                              output_attentions=attention == "eager")
+    finally:
+        for handle in handles:
+            handle.remove()
+    for layer in layers:
+        found[("resid_pre", layer)] = output.hidden_states[layer]
+        found[("resid_mid", layer)] = output.hidden_states[layer] + found[("attn_out", layer)]
+        if attention == "eager":
+            found[("pattern", layer)] = output.attentions[layer]
+    found["logits"] = output.logits
+    return found

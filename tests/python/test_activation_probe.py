@@ -42,9 +42,9 @@ def manual_run(module, ids, change_at=None, change=None, gates=None):
 def test_description_vocabulary_and_config(bundles):
     probe = icgt.ActivationProbe(bundles / "toy.pt", device="cpu")
     assert (probe.architecture, probe.num_layers, probe.hidden_size, probe.vocab_size, probe.num_heads) == (
-        "toy", 3, 16, 50, 4)
+        "llama", 3, 16, 50, 4)
     assert probe.dtype == torch.float32 and probe.device == torch.device("cpu") and probe.bos_token_id == 0
-    assert probe.config["architecture"] == "toy"
+    assert probe.config["architecture"] == "llama" and probe.max_positions == 64
     assert probe.token_id(" w7") == 7 and probe.token_text(44) == "é".encode()
     with pytest.raises(ValueError, match="several tokens have the text ' twin'"):
         probe.token_id(" twin")
@@ -68,7 +68,7 @@ def test_renormalised_probabilities_sum_to_one_over_targets(bundles, reference):
     probe = icgt.ActivationProbe(bundles / "toy.pt")
     _, probs = manual_run(reference, IDS)
     chosen = probs[..., [1, 2, 3]]
-    result = probe.run(IDS, target_ids=[1, 2, 3], renormalize=True, max_batch=1)
+    result = probe.run(IDS, target_ids=[1, 2, 3], normalization="over_targets", max_batch=1)
     torch.testing.assert_close(result.target_probs, chosen / chosen.sum(-1, keepdim=True), rtol=1e-5, atol=1e-7)
 
 
@@ -97,11 +97,11 @@ def test_hook_errors_reach_the_caller(bundles):
         probe.run(IDS)
     probe.remove_hook(handle)
     probe.add_hook(1, lambda layer, residual: residual[:, :2])
-    with pytest.raises(ValueError, match="left a residual that is not a Float tensor of shape"):
+    with pytest.raises(ValueError, match="left a tensor that is not a Float tensor of shape"):
         probe.run(IDS)
     probe.clear_hooks()
     probe.add_hook(2, lambda layer, residual: True)
-    with pytest.raises(TypeError, match="the hook at layer 2 returned a bool; expected None"):
+    with pytest.raises(TypeError, match="the hook at blocks.2.hook_resid_post returned a bool; expected None"):
         probe.run(IDS)
     probe.clear_hooks()
     probe.run(IDS)
@@ -122,7 +122,7 @@ def test_head_gates(bundles, reference):
     ("garbage.pt", RuntimeError, "could not be read as a TorchScript bundle"),
     ("truncated.pt", RuntimeError, "could not be read"),
     ("not-icgt.pt", RuntimeError, "not an icgt bundle"),
-    ("version99.pt", RuntimeError, "format version 99, but this build reads version 2"),
+    ("version99.pt", RuntimeError, "format version 99, but this build reads version 3"),
 ])
 def test_bad_bundles(bundles, name, error, message):
     with pytest.raises(error, match=message):
@@ -141,7 +141,7 @@ def test_devices(bundles):
 
 
 @pytest.mark.parametrize("call,error,message", [
-    (lambda p: p.run(torch.zeros(4, dtype=torch.long)), TypeError, "must be a 2-D integer tensor"),
+    (lambda p: p.run(torch.zeros(1, 2, 4, dtype=torch.long)), TypeError, "must be a 2-D integer tensor"),
     (lambda p: p.run(torch.zeros(1, 4)), TypeError, "must hold integer token ids"),
     (lambda p: p.run(torch.zeros(0, 4, dtype=torch.long)), ValueError, "empty"),
     (lambda p: p.run([[1, 50]]), ValueError, "token id 50; the vocabulary is 0..49"),

@@ -89,7 +89,7 @@ BUNDLES = [
     Case("truncated bundle", "icgt.ActivationProbe(os.environ['TOY'] + '/truncated.pt')", "RuntimeError",
          r"could not be read as a TorchScript bundle"),
     Case("future format", "icgt.ActivationProbe(os.environ['TOY'] + '/version99.pt')", "RuntimeError",
-         r"format version 99, but this build reads version 2; re-export"),
+         r"format version 99, but this build reads version 3; re-export"),
     Case("TorchScript that is not icgt's", "icgt.ActivationProbe(os.environ['TOY'] + '/not-icgt.pt')", "RuntimeError",
          r"not an icgt bundle: it has no attribute"),
     Case("16 bytes flipped in a weight", "icgt.ActivationProbe(os.environ['TOY'] + '/damaged.pt')", "RuntimeError",
@@ -121,7 +121,7 @@ TOKEN_IDS = [
     Case("token id past the vocabulary", "probe.run([[0, 50]])", "ValueError", r"holds token id 50"),
     Case("empty token ids", "probe.run(torch.zeros(1, 0, dtype=torch.long))", "ValueError", r"token_ids is empty"),
     Case("longer than the model's context", "probe.run(torch.zeros(1, 65, dtype=torch.long))", "ValueError",
-         r"token_ids has 65 positions, more than the 64 this toy model was trained for"),
+         r"token_ids has 65 positions, more than the 64 this llama model was trained for"),
     Case("empty target ids", "probe.run([[0, 1]], target_ids=[])", "ValueError", r"target_ids is empty"),
     Case("target id past the vocabulary", "probe.run([[0, 1]], target_ids=[99])", "ValueError",
          r"target_ids holds token id 99"),
@@ -145,10 +145,10 @@ HOOKS = [
     Case("a hook returning another shape", """
         probe.add_hook(0, lambda layer, residual: residual[:, :1])
         probe.run([[0, 1, 2]], layers=[0])""", "ValueError",
-         r"hook 0 at layer 0 left a residual that is not a Float tensor of shape \[1, 3, 16\]"),
+         r"hook 0 at blocks.0.hook_resid_post left a tensor that is not a Float tensor of shape \[1, 3, 16\]"),
     Case("a hook returning a number", """
         probe.add_hook(1, lambda layer, residual: 3)
-        probe.run([[0, 1, 2]], layers=[1])""", "TypeError", r"the hook at layer 1 returned a int; expected None"),
+        probe.run([[0, 1, 2]], layers=[1])""", "TypeError", r"the hook at blocks.1.hook_resid_post returned a int; expected None"),
     Case("an exception inside a hook reaches the caller", """
         def failing(layer, residual):
             raise KeyError("from the hook")

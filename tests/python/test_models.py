@@ -105,7 +105,7 @@ def test_scripted_model_exposes_the_bundle_contract():
     model = random_model("gemma3")
     scripted = torch.jit.script(model)
     module = scripted._c  # the C++ torch::jit::Module, read as C++ reads it with module.attr(name)
-    assert module.getattr("icgt_format_version") == FORMAT_VERSION == 2
+    assert module.getattr("icgt_format_version") == FORMAT_VERSION == 3
     assert module.getattr("architecture") == "gemma3"
     assert [module.getattr(name) for name in ("num_layers", "hidden_size", "vocab_size", "num_heads", "bos_token_id")] \
         == [2, 32, 64, 4, 1]

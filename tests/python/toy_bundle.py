@@ -5,8 +5,9 @@
 writes toy.pt (a valid bundle) and broken variants: version99.pt (unknown format version),
 not-icgt.pt (TorchScript without icgt's attributes), truncated.pt, garbage.pt and damaged.pt
 (16 bytes of one weight flipped, so that only its checksum tells).
-The toy model is a small residual network whose blocks mix positions causally per head, so that
-head gates, hooks and captures have real effects.
+The toy model is icgt's own Llama (icgt.models.CausalLM) at a tiny size with random weights, so
+that every step of the probe runs the real block code; its vocabulary has awkward tokens (two
+tokens with one text, bytes that are not UTF-8 on their own, an empty token).
 """
 
 import io
@@ -15,74 +16,67 @@ import struct
 import sys
 import zipfile
 from pathlib import Path
-from typing import Optional
 
 import torch
+from tokenizers import Tokenizer
 from torch import nn
 
-from icgt.models.model import tensor_checksums
+from icgt.models import FORMAT_VERSION, CausalLM, ModelConfig
 
 VOCAB = [f" w{i}".encode() for i in range(44)] + ["é".encode(), b"\n", b" twin", b" twin", b"\\", b""]
-HIDDEN, HEADS, LAYERS = 16, 4, 3
+HIDDEN, HEADS, KV_HEADS, LAYERS = 16, 4, 2, 3
 MAX_POSITIONS = 64
-FORMAT_VERSION = 2
+CONFIG = ModelConfig.tiny("llama", vocab_size=len(VOCAB), hidden_size=HIDDEN, intermediate_size=32, num_layers=LAYERS,
+                          num_heads=HEADS, num_kv_heads=KV_HEADS, head_dim=HIDDEN // HEADS, bos_token_id=0,
+                          max_position_embeddings=MAX_POSITIONS)
 
 
-class ToyBlock(nn.Module):
-    def __init__(self, hidden: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.mix = nn.Linear(hidden, hidden)
-        self.out = nn.Linear(hidden, hidden)
-        self.mlp = nn.Linear(hidden, hidden)
-
-    def forward(self, hidden: torch.Tensor, head_gate: Optional[torch.Tensor] = None) -> torch.Tensor:
-        b, t, d = hidden.shape
-        values = self.mix(hidden).view(b, t, self.heads, d // self.heads)
-        counts = torch.arange(1, t + 1, dtype=hidden.dtype, device=hidden.device).view(1, t, 1, 1)
-        attended = values.cumsum(1) / counts
-        if head_gate is not None:
-            attended = attended * head_gate.view(1, 1, self.heads, 1)
-        hidden = hidden + self.out(attended.reshape(b, t, d))
-        return hidden + torch.tanh(self.mlp(hidden))
+def toy_model(seed: int = 0) -> CausalLM:
+    """The toy Llama with random weights: N(0, 0.3) matrices, norm weights 1 + N(0, 0.1)."""
+    model = CausalLM(CONFIG)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            parameter.copy_(1 + 0.1 * noise if name.endswith("norm.weight") else 0.3 * noise)
+    return model.eval()
 
 
-class ToyModel(nn.Module):
-    def __init__(self, format_version: int = FORMAT_VERSION):
-        super().__init__()
-        self.icgt_format_version = format_version
-        self.max_position_embeddings = MAX_POSITIONS
-        self.architecture = "toy"
-        self.num_layers = LAYERS
-        self.hidden_size = HIDDEN
-        self.vocab_size = len(VOCAB)
-        self.num_heads = HEADS
-        self.bos_token_id = 0
-        self.embed = nn.Embedding(len(VOCAB), HIDDEN)
-        self.blocks = nn.ModuleList([ToyBlock(HIDDEN, HEADS) for _ in range(LAYERS)])
-        self.final_norm = nn.LayerNorm(HIDDEN)
-        self.head = nn.Linear(HIDDEN, len(VOCAB))
-        self.tensor_checksums = tensor_checksums(self)
+def toy_tokenizer() -> Tokenizer:
+    """A word-level tokenizer over the toy vocabulary: " w5 w6" is [5, 6]."""
+    from tokenizers import Regex, decoders, models, pre_tokenizers
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        hidden = self.embed(input_ids)
-        for block in self.blocks:
-            hidden = block(hidden, None)
-        return self.head(self.final_norm(hidden))
+    vocabulary = {}
+    for token_id, token in enumerate(VOCAB):
+        if token and token.decode() not in vocabulary:
+            vocabulary[token.decode()] = token_id
+    vocabulary["<unk>"] = len(VOCAB) - 1
+    tokenizer = Tokenizer(models.WordLevel(vocabulary, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r" ?[^ ]+"), behavior="isolated")
+    tokenizer.decoder = decoders.Fuse()
+    return tokenizer
 
 
 def extra_files(format_version: int = FORMAT_VERSION):
-    config = {"format_version": format_version, "architecture": "toy", "num_layers": LAYERS, "hidden_size": HIDDEN}
-    return {"config.json": json.dumps(config), "vocabulary.hex": "".join(token.hex() + "\n" for token in VOCAB)}
+    config = {"format_version": format_version, **CONFIG.to_dict(), "dtype": "float32"}
+    return {"config.json": json.dumps(config, indent=2),
+            "vocabulary.hex": "".join(token.hex() + "\n" for token in VOCAB),
+            "tokenizer.json": toy_tokenizer().to_str()}
+
+
+def save_bundle(model: CausalLM, path: Path, format_version: int = FORMAT_VERSION) -> Path:
+    """Script and save a model as a bundle, as icgt export does (checksums, extra files)."""
+    model.icgt_format_version = format_version
+    model.record_checksums()
+    torch.jit.save(torch.jit.script(model), str(path), _extra_files=extra_files(format_version))
+    return path
 
 
 def write_toy_bundles(folder: Path) -> Path:
     """Writes the toy bundle and its broken variants into folder; returns the path of the good one."""
     folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    good = folder / "toy.pt"
-    torch.jit.save(torch.jit.script(ToyModel()), str(good), _extra_files=extra_files())
-    torch.jit.save(torch.jit.script(ToyModel(99)), str(folder / "version99.pt"), _extra_files=extra_files(99))
+    good = save_bundle(toy_model(), folder / "toy.pt")
+    save_bundle(toy_model(), folder / "version99.pt", format_version=99)
     torch.jit.save(torch.jit.script(nn.Linear(2, 2)), str(folder / "not-icgt.pt"))
     data = good.read_bytes()
     (folder / "truncated.pt").write_bytes(data[: len(data) // 2])

@@ -99,12 +99,17 @@ def attention_mask(length: int, sliding_window: int, device: torch.device) -> Te
 
 
 class Attention(nn.Module):
-    """Grouped-query causal self-attention with rotary positions and an optional per-head gate.
+    """Grouped-query causal self-attention with rotary positions, in steps that the probe can drive.
 
     ``sliding_window`` 0 means global attention. ``softcap`` 0 means no attention-logit soft-capping
     (Gemma 2 caps; scaled_dot_product_attention cannot, so capped layers use the explicit softmax).
     ``qk_norm`` adds Gemma 3's RMSNorm over head_dim on queries and keys before the rotation.
     ``qkv_bias`` gives the query, key and value projections a bias (Qwen2).
+
+    The steps, each exported for C++: ``project`` (queries, keys, values after norms and rotation),
+    ``attend`` (per-head outputs z [batch, pos, head, head_dim] through SDPA), ``pattern`` (the
+    attention weights of a range of queries, explicitly), ``mix`` (z from given weights) and
+    ``output`` (the output projection of z). ``forward`` is project, attend, gate, output.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, num_kv_heads: int, head_dim: int, scale: float,
@@ -126,6 +131,18 @@ class Attention(nn.Module):
         self.rotary = RotaryEmbedding(inv_freq)
 
     def forward(self, x: Tensor, head_gate: Optional[Tensor]) -> Tensor:
+        q, k, v = self.project(x)
+        z = self.attend(q, k, v)
+        if head_gate is not None:
+            if head_gate.dim() != 1 or head_gate.size(0) != self.num_heads:
+                raise ValueError(f"head_gate: expected shape [{self.num_heads}] (one factor per attention "
+                                 f"head), got {head_gate.shape}")
+            z = z * head_gate.to(device=z.device, dtype=z.dtype).view(1, 1, self.num_heads, 1)
+        return self.output(z)
+
+    @torch.jit.export
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries [B, heads, T, head_dim], keys and values [B, kv_heads, T, head_dim], rotated."""
         batch, length = x.size(0), x.size(1)
         q = self.q_proj(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -133,35 +150,48 @@ class Attention(nn.Module):
         q = self.q_norm(q)
         k = self.k_norm(k)
         cos, sin = self.rotary(length, x.dtype)
-        q = rotate(q, cos, sin)
-        k = rotate(k, cos, sin)
+        return rotate(q, cos, sin), rotate(k, cos, sin), v
 
-        windowed = 0 < self.sliding_window < length
+    @torch.jit.export
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Per-head outputs z [B, T, heads, head_dim] (a view), through the fused attention kernel."""
+        length = q.size(2)
         if self.softcap > 0.0:
-            out = self._capped_attention(q, k, v, attention_mask(length, self.sliding_window, x.device))
-        elif windowed:
-            mask = attention_mask(length, self.sliding_window, x.device)
+            return self.mix(self.pattern(q, k, 0, length), v)
+        if 0 < self.sliding_window < length:
+            mask = attention_mask(length, self.sliding_window, q.device)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=True)
         else:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
+        return out.transpose(1, 2)
 
-        if head_gate is not None:
-            if head_gate.dim() != 1 or head_gate.size(0) != self.num_heads:
-                raise ValueError(f"head_gate: expected shape [{self.num_heads}] (one factor per attention "
-                                 f"head), got {head_gate.shape}")
-            out = out * head_gate.to(device=out.device, dtype=out.dtype).view(1, self.num_heads, 1, 1)
-        out = out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
-        return self.o_proj(out)
+    @torch.jit.export
+    def pattern(self, q: Tensor, k: Tensor, first_query: int, num_queries: int) -> Tensor:
+        """Attention weights [B, heads, num_queries, T] of queries first_query.. over all keys.
 
-    def _capped_attention(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        Computed as transformers' eager attention does (scores scaled, soft-capped, masked, softmax
+        in float32, cast to the model dtype); masked entries are exactly 0.
+        """
+        length = k.size(2)
         groups = self.num_heads // self.num_kv_heads
-        k = k.repeat_interleave(groups, dim=1)
-        v = v.repeat_interleave(groups, dim=1)
-        scores = torch.matmul(q, k.transpose(2, 3)) * self.scale
-        scores = torch.tanh(scores / self.softcap) * self.softcap
+        queries = q.narrow(2, first_query, num_queries)
+        scores = torch.matmul(queries, k.repeat_interleave(groups, dim=1).transpose(2, 3)) * self.scale
+        if self.softcap > 0.0:
+            scores = torch.tanh(scores / self.softcap) * self.softcap
+        mask = attention_mask(length, self.sliding_window, q.device).narrow(0, first_query, num_queries)
         scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-        return torch.matmul(weights, v)
+        return torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+
+    @torch.jit.export
+    def mix(self, weights: Tensor, v: Tensor) -> Tensor:
+        """Per-head outputs z [B, T, heads, head_dim] of given attention weights [B, heads, T, T]."""
+        groups = self.num_heads // self.num_kv_heads
+        return torch.matmul(weights, v.repeat_interleave(groups, dim=1)).transpose(1, 2)
+
+    @torch.jit.export
+    def output(self, z: Tensor) -> Tensor:
+        """The output projection of per-head outputs z [B, T, heads, head_dim]: [B, T, hidden]."""
+        return self.o_proj(z.reshape(z.size(0), z.size(1), self.num_heads * self.head_dim))
 
 
 class GatedMLP(nn.Module):

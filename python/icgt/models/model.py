@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .config import ModelConfig, rope_inverse_frequencies
 from .layers import Attention, GatedMLP, GemmaRMSNorm, RMSNorm
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def tensor_crc32(tensor: Tensor) -> int:
@@ -51,7 +51,12 @@ class Embedding(nn.Module):
 
 
 class LlamaBlock(nn.Module):
-    """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x)) (Llama and Qwen2)."""
+    """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x)) (Llama and Qwen2).
+
+    Besides ``forward``, each block exports the steps the probe drives when it reads or changes
+    the inside of a block: ``attention_input`` (what the attention reads), ``attention_output``
+    (what it adds to the residual, from per-head outputs z) and ``mlp_output`` (what the MLP adds).
+    """
 
     def __init__(self, config: ModelConfig, layer: int, dtype: torch.dtype) -> None:
         super().__init__()
@@ -61,12 +66,28 @@ class LlamaBlock(nn.Module):
         self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, config.hidden_activation, dtype)
 
     def forward(self, hidden: Tensor, head_gate: Optional[Tensor]) -> Tensor:
-        hidden = hidden + self.attn(self.attn_norm(hidden), head_gate)
-        return hidden + self.mlp(self.mlp_norm(hidden))
+        hidden = hidden + self.attn(self.attention_input(hidden), head_gate)
+        return hidden + self.mlp_output(hidden)
+
+    @torch.jit.export
+    def attention_input(self, hidden: Tensor) -> Tensor:
+        return self.attn_norm(hidden)
+
+    @torch.jit.export
+    def attention_output(self, z: Tensor) -> Tensor:
+        return self.attn.output(z)
+
+    @torch.jit.export
+    def mlp_output(self, hidden: Tensor) -> Tensor:
+        return self.mlp(self.mlp_norm(hidden))
 
 
 class GemmaBlock(nn.Module):
-    """Gemma 2/3 block: each sub-layer is sandwiched between a pre-norm and a post-norm."""
+    """Gemma 2/3 block: each sub-layer is sandwiched between a pre-norm and a post-norm.
+
+    Exports the same steps as LlamaBlock; the post-norms belong to ``attention_output`` and
+    ``mlp_output``, so those are what the sub-layers add to the residual stream.
+    """
 
     def __init__(self, config: ModelConfig, layer: int, dtype: torch.dtype) -> None:
         super().__init__()
@@ -79,8 +100,20 @@ class GemmaBlock(nn.Module):
         self.post_mlp_norm = GemmaRMSNorm(config.hidden_size, eps, dtype)
 
     def forward(self, hidden: Tensor, head_gate: Optional[Tensor]) -> Tensor:
-        hidden = hidden + self.post_attn_norm(self.attn(self.attn_norm(hidden), head_gate))
-        return hidden + self.post_mlp_norm(self.mlp(self.mlp_norm(hidden)))
+        hidden = hidden + self.post_attn_norm(self.attn(self.attention_input(hidden), head_gate))
+        return hidden + self.mlp_output(hidden)
+
+    @torch.jit.export
+    def attention_input(self, hidden: Tensor) -> Tensor:
+        return self.attn_norm(hidden)
+
+    @torch.jit.export
+    def attention_output(self, z: Tensor) -> Tensor:
+        return self.post_attn_norm(self.attn.output(z))
+
+    @torch.jit.export
+    def mlp_output(self, hidden: Tensor) -> Tensor:
+        return self.post_mlp_norm(self.mlp(self.mlp_norm(hidden)))
 
 
 def _attention(config: ModelConfig, layer: int, dtype: torch.dtype) -> Attention:
@@ -140,6 +173,8 @@ class CausalLM(nn.Module):
         self.hidden_size = config.hidden_size
         self.vocab_size = config.vocab_size
         self.num_heads = config.num_heads
+        self.num_kv_heads = config.num_kv_heads
+        self.head_dim = config.head_dim
         self.bos_token_id = config.bos_token_id
         self.max_position_embeddings = config.max_position_embeddings
         # CRC-32 of every parameter and buffer by name, filled by record_checksums before export.
