@@ -27,14 +27,9 @@ import sys
 import time
 
 import torch
-from bench_probe import peak_rss_mib, token_batch
+from bench_probe import peak_rss_mib, reset_peak_rss, token_batch
 
 VARIANTS = ("icgt", "transformers-hooks", "transformers-output-attentions")
-
-
-def reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
 
 
 def run_variant(variant: str, model: str, batch: int, length: int) -> dict:

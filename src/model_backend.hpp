@@ -50,7 +50,7 @@ struct LoadedModel {
 };
 
 /// The bundle format version this build reads.
-constexpr std::int64_t kBundleFormatVersion = 3;
+constexpr std::int64_t kBundleFormatVersion = 4;
 
 /// Loads a TorchScript bundle written by `icgt export` (docs/bundle-format.md) onto a device.
 LoadedModel load_torchscript_bundle(const std::string& path, const torch::Device& device);

@@ -162,7 +162,7 @@ def bundle_for(model: str | Path, dtype: str = "float32", *, cache: str | Path |
 
     >>> path = bundle_for("smollm2-135m")
     >>> path.name
-    'smollm2-135m-float32-v3-b179c9523d0e6a0f.pt'
+    'smollm2-135m-float32-v4-b179c9523d0e6a0f.pt'
     >>> read_bundle_config(path)["architecture"]
     'llama'
     """

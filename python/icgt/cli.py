@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     one line ``icgt: error: ...`` and return 1; Ctrl-C returns 130 with nothing half-written.
 
     >>> main(["export", "smollm2-135m"])
-    /.../bundles/smollm2-135m-float32-v3-b179c9523d0e6a0f.pt
+    /.../bundles/smollm2-135m-float32-v4-b179c9523d0e6a0f.pt
     0
     """
     parser = argparse.ArgumentParser(prog="icgt", description="In-context graph tracing in language models.")

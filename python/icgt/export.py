@@ -77,30 +77,36 @@ def load_model(source: str | Path, dtype: str = "float32", *, progress: bool = F
     source = Path(source)
     checkpoint = HFCheckpoint(source) if source.is_dir() else GGUFFile(source)
     model = CausalLM(checkpoint.config, DTYPES[dtype])
-    with tqdm(total=len(dict(model.named_parameters())), desc=f"loading {source.name}", unit="tensor",
+    with tqdm(total=model.num_checkpoint_tensors(), desc=f"loading {source.name}", unit="tensor",
               disable=not progress) as bar:
         _load_weights(model, checkpoint.weights(), str(source), bar)
     return model.eval()
 
 
 def _load_weights(model: CausalLM, weights: Iterable[tuple[str, torch.Tensor]], where: str, bar: tqdm) -> None:
+    """Copy checkpoint tensors (checkpoint names) into the model, separate projections into their rows of
+    the fused ones; every expected tensor must arrive once, with its shape."""
     parameters = dict(model.named_parameters())
+    slices = {name: where_to for name, where_to in model.parameter_slices().items() if where_to[0] in parameters}
+    fused = {target for target, _, _ in slices.values()}
+    expected = {name for name in parameters if name not in fused} | set(slices)
     tied = model.head.weight is model.embed.weight
     loaded = set()
     with torch.no_grad():
         for name, tensor in weights:
             if name == "head.weight" and tied:
                 continue  # a tied model's head is its embedding, as in transformers
-            if name not in parameters:
+            if name not in expected:
                 raise ValueError(f"{where}: unexpected weight {name!r} for this {model.architecture} model")
-            parameter = parameters[name]
-            if tuple(tensor.shape) != tuple(parameter.shape):
+            target, first_row, rows = slices.get(name, (name, 0, None))
+            destination = parameters[target] if rows is None else parameters[target].narrow(0, first_row, rows)
+            if tuple(tensor.shape) != tuple(destination.shape):
                 raise ValueError(f"{where}: weight {name!r} has shape {tuple(tensor.shape)}, "
-                                 f"expected {tuple(parameter.shape)} from the config")
-            parameter.copy_(tensor)
+                                 f"expected {tuple(destination.shape)} from the config")
+            destination.copy_(tensor)
             loaded.add(name)
             bar.update()
-    missing = sorted(set(parameters) - loaded)
+    missing = sorted(expected - loaded)
     if missing:
         raise ValueError(f"{where}: {len(missing)} weight(s) missing, e.g. {missing[:5]}")
 

@@ -122,7 +122,7 @@ def test_head_gates(bundles, reference):
     ("garbage.pt", RuntimeError, "could not be read as a TorchScript bundle"),
     ("truncated.pt", RuntimeError, "could not be read"),
     ("not-icgt.pt", RuntimeError, "not an icgt bundle"),
-    ("version99.pt", RuntimeError, "format version 99, but this build reads version 3"),
+    ("version99.pt", RuntimeError, "format version 99, but this build reads version 4"),
 ])
 def test_bad_bundles(bundles, name, error, message):
     with pytest.raises(error, match=message):

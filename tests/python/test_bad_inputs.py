@@ -89,7 +89,7 @@ BUNDLES = [
     Case("truncated bundle", "icgt.ActivationProbe(os.environ['TOY'] + '/truncated.pt')", "RuntimeError",
          r"could not be read as a TorchScript bundle"),
     Case("future format", "icgt.ActivationProbe(os.environ['TOY'] + '/version99.pt')", "RuntimeError",
-         r"format version 99, but this build reads version 3; re-export"),
+         r"format version 99, but this build reads version 4; re-export"),
     Case("TorchScript that is not icgt's", "icgt.ActivationProbe(os.environ['TOY'] + '/not-icgt.pt')", "RuntimeError",
          r"not an icgt bundle: it has no attribute"),
     Case("16 bytes flipped in a weight", "icgt.ActivationProbe(os.environ['TOY'] + '/damaged.pt')", "RuntimeError",

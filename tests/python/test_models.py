@@ -105,7 +105,7 @@ def test_scripted_model_exposes_the_bundle_contract():
     model = random_model("gemma3")
     scripted = torch.jit.script(model)
     module = scripted._c  # the C++ torch::jit::Module, read as C++ reads it with module.attr(name)
-    assert module.getattr("icgt_format_version") == FORMAT_VERSION == 3
+    assert module.getattr("icgt_format_version") == FORMAT_VERSION == 4
     assert module.getattr("architecture") == "gemma3"
     assert [module.getattr(name) for name in ("num_layers", "hidden_size", "vocab_size", "num_heads", "bos_token_id")] \
         == [2, 32, 64, 4, 1]
@@ -123,17 +123,52 @@ def test_scripted_model_exposes_the_bundle_contract():
 def test_qwen2_biases_only_its_query_key_and_value_projections():
     model = random_model("qwen2")
     biases = sorted(name for name, _ in model.named_parameters() if name.endswith(".bias"))
-    assert biases == [f"blocks.{layer}.attn.{projection}.bias"
-                      for layer in range(2) for projection in ("k_proj", "q_proj", "v_proj")]
+    assert biases == [f"blocks.{layer}.attn.qkv_proj.bias" for layer in range(2)]
     assert not any(name.endswith(".bias") for name, _ in random_model("llama").named_parameters())
     attention, x = model.blocks[0].attn, torch.randn(1, 3, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        torch.testing.assert_close(attention.k_proj(x), x @ attention.k_proj.weight.T + attention.k_proj.bias)
+        fused = attention.qkv_proj
+        torch.testing.assert_close(fused(x), x @ fused.weight.T + fused.bias)
         ids = torch.tensor([[1, 4, 9, 16, 25, 36]])
         logits = model(ids)
         assert torch.equal(torch.jit.script(model)(ids), logits)
-        attention.q_proj.bias.zero_()  # the bias is used: without it the output changes
+        fused.bias[:32].zero_()  # the query bias is used: without it the output changes
         assert not torch.equal(model(ids), logits)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "qwen2", "gemma3"])
+def test_fused_projections_compute_what_the_separate_ones_do(architecture):
+    """q, k, v and gate, up from one matrix product each: the same numbers as separate products."""
+    model = random_model(architecture)
+    block, x = model.blocks[1], torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(4))
+    slices = model.parameter_slices()
+    parameters = dict(model.named_parameters())
+
+    def part(name):
+        target, first, rows = slices[f"blocks.1.{name}"]
+        return parameters[target][first:first + rows]
+
+    with torch.no_grad():
+        q, k, v = block.attn.qkv_proj(x).split([32, 16, 16], dim=-1)
+        bias = architecture == "qwen2"
+        for projection, fused in (("q_proj", q), ("k_proj", k), ("v_proj", v)):
+            separate = x @ part(f"attn.{projection}.weight").T + (part(f"attn.{projection}.bias") if bias else 0)
+            torch.testing.assert_close(fused, separate)
+        gate, up = block.mlp.gate_up_proj(x).chunk(2, dim=-1)
+        torch.testing.assert_close(gate, x @ part("mlp.gate_proj.weight").T)
+        torch.testing.assert_close(up, x @ part("mlp.up_proj.weight").T)
+
+
+def test_float32_norms_are_the_explicit_formula_bit_for_bit():
+    from icgt.models.layers import GemmaRMSNorm, RMSNorm
+
+    x = torch.randn(4, 7, 64, generator=torch.Generator().manual_seed(5)) * 3
+    for norm in (RMSNorm(64, 1e-6, torch.float32), GemmaRMSNorm(64, 1e-6, torch.float32)):
+        with torch.no_grad():
+            norm.weight.copy_(torch.randn(64, generator=torch.Generator().manual_seed(6)))
+            explicit = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+            expected = norm.weight * explicit if isinstance(norm, RMSNorm) else explicit * (1.0 + norm.weight)
+            assert torch.equal(norm(x), expected)
 
 
 def test_a_wrong_head_gate_shape_is_refused():

@@ -35,6 +35,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim, dtype=dtype), requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.float32:
+            # One fused kernel, bit for bit the formula below in float32 (tests/python/test_models.py).
+            return F.rms_norm(x, [x.size(-1)], self.weight, self.eps)
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * normed.to(x.dtype)
@@ -49,6 +52,8 @@ class GemmaRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim, dtype=dtype), requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, [x.size(-1)], 1.0 + self.weight, self.eps)
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return (normed * (1.0 + self.weight.float())).to(x.dtype)
@@ -122,9 +127,9 @@ class Attention(nn.Module):
         self.scale = scale
         self.sliding_window = sliding_window
         self.softcap = softcap
-        self.q_proj = Linear(hidden_size, num_heads * head_dim, dtype, qkv_bias)
-        self.k_proj = Linear(hidden_size, num_kv_heads * head_dim, dtype, qkv_bias)
-        self.v_proj = Linear(hidden_size, num_kv_heads * head_dim, dtype, qkv_bias)
+        # Queries, keys and values from one matrix product (checkpoints' q_proj, k_proj, v_proj,
+        # stacked by rows at load: see CausalLM.parameter_slices).
+        self.qkv_proj = Linear(hidden_size, (num_heads + 2 * num_kv_heads) * head_dim, dtype, qkv_bias)
         self.o_proj = Linear(num_heads * head_dim, hidden_size, dtype)
         self.q_norm = GemmaRMSNorm(head_dim, eps, dtype) if qk_norm else nn.Identity()
         self.k_norm = GemmaRMSNorm(head_dim, eps, dtype) if qk_norm else nn.Identity()
@@ -144,9 +149,11 @@ class Attention(nn.Module):
     def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Queries [B, heads, T, head_dim], keys and values [B, kv_heads, T, head_dim], rotated."""
         batch, length = x.size(0), x.size(1)
-        q = self.q_proj(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        kv_width = self.num_kv_heads * self.head_dim
+        q, k, v = self.qkv_proj(x).split([self.num_heads * self.head_dim, kv_width, kv_width], dim=-1)
+        q = q.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        k = k.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q = self.q_norm(q)
         k = self.k_norm(k)
         cos, sin = self.rotary(length, x.dtype)
@@ -195,16 +202,18 @@ class Attention(nn.Module):
 
 
 class GatedMLP(nn.Module):
-    """down(act(gate(x)) * up(x)): SwiGLU for Llama (silu), GeGLU for Gemma (tanh-approximated gelu)."""
+    """down(act(gate(x)) * up(x)): SwiGLU for Llama (silu), GeGLU for Gemma (tanh-approximated gelu).
+
+    gate and up come from one matrix product (checkpoints' gate_proj and up_proj stacked by rows).
+    """
 
     def __init__(self, hidden_size: int, intermediate_size: int, activation: str, dtype: torch.dtype) -> None:
         super().__init__()
         self.gelu = activation == "gelu_tanh"
-        self.gate_proj = Linear(hidden_size, intermediate_size, dtype)
-        self.up_proj = Linear(hidden_size, intermediate_size, dtype)
+        self.gate_up_proj = Linear(hidden_size, 2 * intermediate_size, dtype)
         self.down_proj = Linear(intermediate_size, hidden_size, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        gate = self.gate_proj(x)
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
         activated = F.gelu(gate, approximate="tanh") if self.gelu else F.silu(gate)
-        return self.down_proj(activated * self.up_proj(x))
+        return self.down_proj(activated.mul_(up))

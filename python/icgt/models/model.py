@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .config import ModelConfig, rope_inverse_frequencies
 from .layers import Attention, GatedMLP, GemmaRMSNorm, RMSNorm
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 def tensor_crc32(tensor: Tensor) -> int:
@@ -189,6 +189,36 @@ class CausalLM(nn.Module):
         head_weight = self.embed.weight if config.tie_word_embeddings else nn.Parameter(
             torch.empty(config.vocab_size, config.hidden_size, dtype=dtype), requires_grad=False)
         self.head = Head(head_weight, config.final_logit_softcapping or 0.0)
+
+    @torch.jit.ignore
+    def parameter_slices(self) -> dict[str, tuple[str, int, int]]:
+        """Where a checkpoint's separate projections go: name -> (fused parameter, first row, rows).
+
+        Queries, keys and values are one matrix (qkv_proj) and so are the MLP's gate and up
+        (gate_up_proj), stacked by rows, so that each takes one matrix product.
+
+        >>> CausalLM(ModelConfig.tiny("llama")).parameter_slices()["blocks.0.attn.k_proj.weight"]
+        ('blocks.0.attn.qkv_proj.weight', 32, 16)
+        """
+        config = self.config
+        queries, keys = config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim
+        slices = {}
+        for layer in range(config.num_layers):
+            for suffix in ("weight", "bias") if config.attention_bias else ("weight",):
+                fused = f"blocks.{layer}.attn.qkv_proj.{suffix}"
+                slices[f"blocks.{layer}.attn.q_proj.{suffix}"] = (fused, 0, queries)
+                slices[f"blocks.{layer}.attn.k_proj.{suffix}"] = (fused, queries, keys)
+                slices[f"blocks.{layer}.attn.v_proj.{suffix}"] = (fused, queries + keys, keys)
+            fused = f"blocks.{layer}.mlp.gate_up_proj.weight"
+            slices[f"blocks.{layer}.mlp.gate_proj.weight"] = (fused, 0, config.intermediate_size)
+            slices[f"blocks.{layer}.mlp.up_proj.weight"] = (fused, config.intermediate_size, config.intermediate_size)
+        return slices
+
+    @torch.jit.ignore
+    def num_checkpoint_tensors(self) -> int:
+        """How many tensors a checkpoint of this model holds (separate projections counted separately)."""
+        fused = {target for target, _, _ in self.parameter_slices().values()}
+        return len([name for name, _ in self.named_parameters() if name not in fused]) + len(self.parameter_slices())
 
     @torch.jit.ignore
     def record_checksums(self) -> None:
