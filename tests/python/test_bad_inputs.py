@@ -271,8 +271,11 @@ STATISTICS = [
         icgt.EnergyMetrics(icgt.Graph.ring(4)).rule_following_accuracy(probs, torch.zeros(1, 3, dtype=torch.long))""",
          "ValueError", r"negative"),
     Case("logits instead of probabilities",
-         "icgt.EnergyMetrics(icgt.Graph.ring(4)).rule_following_accuracy(torch.randn(1, 3, 4) * 5 + 5, "
-         "torch.zeros(1, 3, dtype=torch.long))", "ValueError", r"logits"),
+         "icgt.EnergyMetrics(icgt.Graph.ring(4)).rule_following_accuracy(torch.full((1, 3, 4), -3.0), "
+         "torch.zeros(1, 3, dtype=torch.long))", "ValueError", r"expected probabilities \(softmax outputs, not logits\)"),
+    Case("probabilities that sum past 1",
+         "icgt.EnergyMetrics(icgt.Graph.ring(4)).rule_following_accuracy(torch.full((1, 3, 4), 3.0), "
+         "torch.zeros(1, 3, dtype=torch.long))", "ValueError", r"sums to more than 1 over the nodes at"),
 ]
 
 CONFIGS = [
