@@ -47,14 +47,7 @@ def random_bundle(values: dict, dtype: torch.dtype, device: str, path: Path) -> 
     config = ModelConfig(**values)
     with torch.device(device):
         model = CausalLM(config, dtype)
-    generator = torch.Generator(device).manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith("norm.weight"):
-                parameter.fill_(1.0)
-            else:  # the scale of trained weights, so that activations stay finite in bfloat16
-                parameter.normal_(0.0, 0.02, generator=generator)
-    model.eval().record_checksums()
+    model.initialise_randomly(seed=0).record_checksums()
     words = [" " + word for word in PROTOCOL_WORDS]
     tokens = [f"<{i}>" for i in range(config.vocab_size)]
     tokens[1:1 + len(words)] = words

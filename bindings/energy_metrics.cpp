@@ -63,6 +63,8 @@ Example:
       .def_readonly("observed", &EnergyMetrics::NullBaseline::observed, "[...]: the energy of the representations.")
       .def_readonly("mean", &EnergyMetrics::NullBaseline::mean, "[...]: mean energy over the relabellings.")
       .def_readonly("sd", &EnergyMetrics::NullBaseline::sd, "[...]: their standard deviation (n - 1 denominator).")
+      .def_readonly("p_value", &EnergyMetrics::NullBaseline::p_value,
+                    "[...]: (1 + relabellings with energy <= observed) / (1 + num_relabellings).")
       .def_readonly("z_score", &EnergyMetrics::NullBaseline::z_score,
                     "[...]: (observed - mean) / sd; large and negative means graph-like.")
       .def("__repr__", [](const EnergyMetrics::NullBaseline& b) {
@@ -240,19 +242,25 @@ with NaN where unscored, their means over the batch [length], and the scored mas
 )doc")
       .def(
           "spectral_alignment",
-          [](const EnergyMetrics& e, const py::handle& class_means, std::int64_t num_components) {
-            const at::Tensor means = tensor_argument(class_means, "EnergyMetrics.spectral_alignment", "class_means");
+          [](const EnergyMetrics& e, const py::handle& class_means, const py::handle& num_components,
+             const py::handle& first_component) {
+            const char* function = "EnergyMetrics.spectral_alignment";
+            const at::Tensor means = tensor_argument(class_means, function, "class_means");
+            const auto k = integer_argument<std::int64_t>(num_components, function, "num_components");
+            const auto first = integer_argument<std::int64_t>(first_component, function, "first_component");
             py::gil_scoped_release release;
-            return e.spectral_alignment(means, num_components);
+            return e.spectral_alignment(means, k, first);
           },
-          py::arg("class_means"), py::arg("num_components") = 2,
-          R"doc(The energy-minimisation hypothesis: top-k PCs of class means against z2..z(k+1).
+          py::arg("class_means"), py::arg("num_components") = 2, py::arg("first_component") = 0,
+          R"doc(The energy-minimisation hypothesis: k PCs of class means against z2..z(k+1).
 
-class_means: [..., nodes, hidden]. Returns SpectralAlignment: principal_angle_cosines
-[..., k] between the span of the top-k PC scores and the span of the Laplacian (D - A)
-eigenvectors z2..z(k+1) (as Graph.spectral_embedding), and r_squared [..., k], the R^2
-of a least-squares fit of each PC's scores from z2..z(k+1). NaN where a node is absent.
-A num_components that splits a repeated eigenvalue is a ValueError.
+class_means: [..., nodes, hidden]. The PCs are the top k (first_component 0) or those from
+the (first_component + 1)-th on: first_component=1 compares PCs 2-3, as the paper's ring
+figures draw them. Returns SpectralAlignment: principal_angle_cosines [..., k] between the
+span of those PCs' scores and the span of the Laplacian (D - A) eigenvectors z2..z(k+1)
+(as Graph.spectral_embedding), and r_squared [..., k], the R^2 of a least-squares fit of
+each PC's scores from z2..z(k+1). NaN where a node is absent. A num_components that splits
+a repeated eigenvalue is a ValueError.
 
 >>> grid = icgt.Graph.square_grid(4, 4)
 >>> drawing = torch.tensor(grid.spectral_embedding(2).eigenvectors) @ torch.randn(2, 50, dtype=torch.float64)

@@ -199,7 +199,11 @@ EnergyMetrics::NullBaseline EnergyMetrics::energy_null_baseline(const torch::Ten
   const torch::Tensor observed = dirichlet_energy(x, energy);
   const torch::Tensor mean = null_energies.mean(-1).to(x.scalar_type());
   const torch::Tensor sd = null_energies.std(-1).to(x.scalar_type());
-  return {observed, mean, sd, (observed - mean) / sd};
+  const torch::Tensor at_most = (null_energies <= observed.to(torch::kFloat64).unsqueeze(-1)).sum(-1);
+  const torch::Tensor p_value = ((at_most + 1).to(torch::kFloat64) / static_cast<double>(num_relabellings + 1))
+                                    .masked_fill(observed.isnan(), kNaN)
+                                    .to(x.scalar_type());
+  return {observed, mean, sd, (observed - mean) / sd, p_value};
 }
 
 EnergyMetrics::RuleFollowing EnergyMetrics::rule_following_accuracy(const torch::Tensor& node_probabilities,
@@ -263,7 +267,8 @@ EnergyMetrics::RuleFollowing EnergyMetrics::rule_following_accuracy(const torch:
 }
 
 EnergyMetrics::SpectralAlignment EnergyMetrics::spectral_alignment(const torch::Tensor& class_means,
-                                                                   std::int64_t num_components) const {
+                                                                   std::int64_t num_components,
+                                                                   std::int64_t first_component) const {
   const torch::NoGradGuard statistics_carry_no_autograd_history;
   const std::string function = "EnergyMetrics.spectral_alignment";
   detail::check_floating(class_means, 2, function, "class_means", "[..., nodes, hidden]");
@@ -279,6 +284,13 @@ EnergyMetrics::SpectralAlignment EnergyMetrics::spectral_alignment(const torch::
                                  "zero eigenvalues (one per connected component)",
                                  function, num_components, available));
   }
+  const std::int64_t components = first_component + num_components;
+  if (first_component < 0 || components > std::min(x.size(-1), x.size(-2) - 1)) {
+    throw ValueError(fmt::format("{}: first_component {} and num_components {} ask for PCs up to {}; {} nodes of "
+                                 "width {} have at most {}",
+                                 function, first_component, num_components, components, x.size(-2), x.size(-1),
+                                 std::min(x.size(-1), x.size(-2) - 1)));
+  }
   // One eigenvector more than needed, when there is one, to see whether z(k+1) and z(k+2) share
   // an eigenvalue: then the span of z2..z(k+1) would be an arbitrary choice within its eigenspace.
   const auto embedding = graph_.spectral_embedding(static_cast<int>(std::min(num_components + 1, available)));
@@ -293,8 +305,8 @@ EnergyMetrics::SpectralAlignment EnergyMetrics::spectral_alignment(const torch::
   }
 
   const torch::Tensor present = detail::present_rows(x, function, "class_means");
-  const auto svd = detail::centred_svd(x, present, num_components);
-  const torch::Tensor& pc_basis = svd.u;
+  const auto svd = detail::centred_svd(x, present, components);
+  const torch::Tensor pc_basis = svd.u.narrow(-1, first_component, num_components);
   const torch::Tensor eigenvectors =
       to_tensor(embedding.eigenvectors.leftCols(num_components)).to(x.device(), x.scalar_type());
   const torch::Tensor overlap = torch::matmul(pc_basis.transpose(-1, -2), eigenvectors);
@@ -304,7 +316,7 @@ EnergyMetrics::SpectralAlignment EnergyMetrics::spectral_alignment(const torch::
   // defined.
   const double tiny = 100 * std::numeric_limits<float>::epsilon();
   const torch::Tensor defined =
-      present.all(-1) & (svd.singular.select(-1, num_components - 1) > tiny * svd.singular.select(-1, 0));
+      present.all(-1) & (svd.singular.select(-1, components - 1) > tiny * svd.singular.select(-1, 0));
   return {torch::where(defined.unsqueeze(-1), cosines, kNaN), torch::where(defined.unsqueeze(-1), r_squared, kNaN)};
 }
 

@@ -52,6 +52,10 @@ class EnergyMetrics {
     torch::Tensor mean;      ///< [...]: mean energy over the relabellings
     torch::Tensor sd;        ///< [...]: their standard deviation (n - 1 denominator)
     torch::Tensor z_score;   ///< [...]: (observed - mean) / sd; large and negative = graph-like
+    /// [...]: the empirical one-sided p-value (1 + #relabellings with energy <= observed) / (1 +
+    /// num_relabellings): small = lower than relabelled nodes almost always are; at least
+    /// 1 / (1 + num_relabellings).
+    torch::Tensor p_value;
   };
 
   /// Probability mass on the valid next nodes (the neighbours of the node at each position).
@@ -139,12 +143,13 @@ class EnergyMetrics {
   RuleFollowing rule_following_accuracy(const torch::Tensor& node_probabilities, const torch::Tensor& nodes,
                                         const std::optional<torch::Tensor>& scored = std::nullopt) const;
 
-  /// The energy-minimisation hypothesis: the top num_components principal components of class
-  /// means [..., nodes, hidden] against the Laplacian (D - A) eigenvectors z2..z(k+1) of
-  /// Graph::spectral_embedding. NaN where a node is absent. num_components must not split a
-  /// repeated eigenvalue (z(k+1) and z(k+2) with one eigenvalue would make the target subspace an
-  /// arbitrary choice): that is a ValueError.
-  SpectralAlignment spectral_alignment(const torch::Tensor& class_means, std::int64_t num_components) const;
+  /// The energy-minimisation hypothesis: num_components principal components of class means
+  /// [..., nodes, hidden], from the (first_component + 1)-th on (0: the top ones), against the
+  /// Laplacian (D - A) eigenvectors z2..z(k+1) of Graph::spectral_embedding. NaN where a node is
+  /// absent. num_components must not split a repeated eigenvalue (z(k+1) and z(k+2) with one
+  /// eigenvalue would make the target subspace an arbitrary choice): that is a ValueError.
+  SpectralAlignment spectral_alignment(const torch::Tensor& class_means, std::int64_t num_components,
+                                       std::int64_t first_component = 0) const;
 
   /// Pearson correlation between the Euclidean distances ||x_i - x_j|| and the shortest-path
   /// lengths over all node pairs i < j joined by a path: representations [..., nodes, d] -> [...].

@@ -9,6 +9,7 @@ cached one, and the stale bundle is removed when the new one is written.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -16,6 +17,8 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from .export import DTYPES, export_bundle
 from .files import sha256_of, sha256_of_parts, write_atomically
@@ -187,6 +190,32 @@ def bundle_for(model: str | Path, dtype: str = "float32", *, cache: str | Path |
         if stale != bundle:
             stale.unlink(missing_ok=True)
     return bundle
+
+
+def random_weights_bundle(model: str | Path, dtype: str = "float32", seed: int = 0, *, cache: str | Path | None = None,
+                          progress: bool = True) -> Path:
+    """A bundle of ``model``'s architecture, tokenizer and vocabulary with random weights (the control of an
+    untrained model; see CausalLM.initialise_randomly), exported on first use into the cache.
+
+    >>> path = random_weights_bundle("smollm2-135m", seed=1, progress=False)
+    >>> path.name, read_bundle_config(path)["random_weights_seed"]
+    ('smollm2-135m-random1-float32-v4-b179c9523d0e6a0f.pt', 1)
+    """
+    trained = bundle_for(model, dtype, cache=cache, progress=progress)
+    path = trained.with_name(trained.name.replace(f"-{dtype}-", f"-random{seed}-{dtype}-", 1))
+    if path.is_file():
+        return path
+    record = read_bundle_config(trained)
+    from .models import CausalLM, ModelConfig
+
+    names = {field.name for field in dataclasses.fields(ModelConfig)}
+    network = CausalLM(ModelConfig(**{key: value for key, value in record.items() if key in names}), DTYPES[dtype])
+    network.initialise_randomly(seed).record_checksums()
+    extra = {"config.json": json.dumps({**record, "random_weights_seed": seed}, indent=2),
+             **{name: read_bundle_file(trained, name).decode("utf-8") for name in ("vocabulary.hex", "tokenizer.json")}}
+    scripted = torch.jit.script(network)
+    write_atomically(path, lambda temporary: torch.jit.save(scripted, str(temporary), _extra_files=extra))
+    return path
 
 
 def read_bundle_file(bundle: str | Path, name: str) -> bytes:

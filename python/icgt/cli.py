@@ -80,6 +80,11 @@ def add_run_command(subcommands: argparse._SubParsersAction) -> None:
                              "(default: smollm2-135m)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any setting, the value written as in TOML (e.g. layers=[3,5], seed=2)")
+    parser.add_argument("--seeds", type=int, metavar="N",
+                        help="repeat every run with seeds 0..N-1, then write each group's aggregate "
+                             "(<run>-seeds/: numbers with 95%% intervals, curves per seed)")
+    parser.add_argument("--control", nargs="+", default=["none"], choices=["none", "shuffled", "uniform", "random_init"],
+                        help="run each setting also as these controls (none: the experiment itself)")
     parser.add_argument("--output", type=Path, default=Path("runs"), help="parent folder of the runs (default runs)")
     parser.add_argument("--force", action="store_true", help="redo runs that are already complete")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -100,24 +105,34 @@ def _run_configs(args: argparse.Namespace) -> list:
         except configs.tomllib.TOMLDecodeError:
             overrides[key.strip()] = value  # a bare word, such as a model path
     models = args.model or [None]
+    if args.seeds is not None and not 1 <= args.seeds <= 100:
+        raise ValueError(f"--seeds must be from 1 to 100, got {args.seeds}")
+    if args.seeds is not None and "seed" in overrides:
+        raise ValueError("give --seeds or --set seed=..., not both")
+    seeds = [{"seed": seed} for seed in range(args.seeds)] if args.seeds else [{}]
+    variants = [{**({"model": model} if model else {}), **({"control": control} if control != "none" else {}), **seed}
+                for model in models for control in args.control for seed in seeds]
     if args.config is not None:
         if args.preset:
             raise ValueError("give --preset or --config, not both (a TOML file may name its own preset)")
-        bases = [lambda model: configs.load_toml(args.config, **overrides, **({"model": model} if model else {}))]
-    else:
-        bases = [lambda model, name=name: configs.preset(name, **overrides, **({"model": model} if model else {}))
-                 for name in (args.preset or ["grid"])]
-    return [base(model) for base in bases for model in models]
+        return [configs.load_toml(args.config, **overrides, **variant) for variant in variants]
+    return [configs.preset(name, **overrides, **variant) for name in (args.preset or ["grid"]) for variant in variants]
 
 
 def _run_experiments(args: argparse.Namespace) -> int:
-    from .experiment import run_sweep
+    from .aggregate import aggregate_runs
+    from .experiment import run_sweep, seed_groups
     from .report import format_summary, summarize
 
-    for folder in run_sweep(_run_configs(args), args.output, force=args.force, progress=not args.quiet):
+    configs = _run_configs(args)
+    folders = run_sweep(configs, args.output, force=args.force, progress=not args.quiet)
+    for folder in folders:
         print(f"{folder.name}:")
         print(format_summary(summarize(folder)))
         print(f"  figures: {folder / 'report' / 'index.html'}")
+    for group in seed_groups(configs, folders):
+        aggregate = aggregate_runs(group)
+        print(f"{aggregate.name}: the {len(group)} seeds summed up in {aggregate / 'aggregate.json'}")
     return 0
 
 

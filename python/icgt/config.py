@@ -31,18 +31,31 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-#: The in-context ring for the semantic-conflict experiment: each day is linked to the days three
-#: apart in the week, so no ring edge joins two consecutive weekdays (the paper does not publish its
-#: permutation; this one is icgt's, recorded in every run).
-DAYS_RING_ORDER = tuple(DAY_NAMES[(3 * i) % 7] for i in range(7))
+#: The in-context ring for the semantic-conflict experiment (the paper does not publish its permutation;
+#: this one is icgt's, recorded in every run). No ring edge joins two consecutive weekdays, and the ring
+#: is no affine map of the week (one that is, such as days three apart, is circulant in weekly order: its
+#: z2, z3 are then exactly a harmonic of the weekly circle, which a pretrained weekly circle shows without
+#: any context). Of the 46 orders with no weekday edge, this one's z2, z3 plane is farthest from every
+#: weekly harmonic: mean squared principal-angle cosines 0.08, 0.55, 0.38 with harmonics 1, 2, 3 (1 is
+#: the same plane, 1/3 the expectation for random planes; days three apart give 0, 1, 0).
+DAYS_RING_ORDER = ("Monday", "Friday", "Tuesday", "Thursday", "Sunday", "Wednesday", "Saturday")
 
 GRAPHS = ("grid", "ring", "hexagon", "triangular", "custom")
+#: Settings without the effect under test, run beside the model: "shuffled" (each walk's words in a
+#: random order: no graph in the context), "uniform" (every word drawn independently: no graph, and no
+#: walk statistics), "random_init" (a randomly initialised model of the same architecture).
+CONTROLS = ("none", "shuffled", "uniform", "random_init")
+#: The layer whose early-context energy is timed against accuracy, as a fraction of the model's depth
+#: (the paper's headline block is 26 of 32).
+LAG_LAYER_DEPTH = 0.8
 MODES = ("walk", "pairs")
 STARTS = ("per_node", "uniform")
 #: Bounds that catch a typo before it becomes an allocation the machine cannot make.
 MAX_GRAPH_SIDE = 1000
 MAX_TOKENS = 2**24
 MAX_NULL_PERMUTATIONS = 10**6
+#: Nodes of a custom graph: each needs a concept word that is one token, and far fewer exist.
+MAX_CUSTOM_NODES = 10000
 
 
 def kept_components(num_nodes: int) -> int:
@@ -81,8 +94,11 @@ class ExperimentConfig:
     #: Empty means eight positions spread geometrically from 10 to sequence_length.
     pca_positions: list[int] = field(default_factory=list)
     pca_components: list[int] = field(default_factory=lambda: [0, 1])
-    null_permutations: int = 100
+    null_permutations: int = 1000
+    #: Resamples of the sequences behind the intervals of the change points (0: none).
+    bootstrap: int = 200
     seed: int = 0
+    control: str = "none"
     dtype: str = "float32"
     device: str = "auto"
     max_batch: int = 0
@@ -133,10 +149,10 @@ def preset(name: str, **overrides: Any) -> ExperimentConfig:
     """The config of a named preset (see PRESETS), with fields overridden by keyword.
 
     >>> icgt.config.preset("days").words[:3]
-    ['Monday', 'Thursday', 'Sunday']
+    ['Monday', 'Friday', 'Tuesday']
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown preset '{name}'; expected one of {sorted(PRESETS)}")
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     return from_dict({"preset": name, **overrides})
 
 
@@ -161,11 +177,11 @@ def from_dict(values: dict[str, Any]) -> ExperimentConfig:
     for key in values:
         if key not in known:
             close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f"; expected some of {sorted(known)}"
-            problems.append(f"unknown key '{key}'{hint}")
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; expected some of {sorted(known)}"
+            problems.append(f"unknown key {key!r}{hint}")
     name = values.get("preset", "custom")
     if isinstance(name, str) and name != "custom" and name not in PRESETS:
-        problems.append(f"unknown preset '{name}'; expected one of {sorted(PRESETS)}")
+        problems.append(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     merged = {**(PRESETS.get(name, {}) if isinstance(name, str) else {}), **values}
     types = typing.get_type_hints(ExperimentConfig)
     for key, value in merged.items():
@@ -196,9 +212,12 @@ def load_toml(path: str | Path, **overrides: Any) -> ExperimentConfig:
     if not path.is_file():
         raise FileNotFoundError(f"experiment config '{path}' does not exist")
     try:
-        values = tomllib.loads(path.read_text())
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"experiment config '{path}' is not UTF-8 text (byte {error.start}); TOML files are "
+                         "UTF-8") from None
     except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"experiment config '{path}' is not valid TOML: {error}") from None
+        raise ValueError(f"experiment config '{path}' is not valid TOML: {' '.join(str(error).split())}") from None
     return from_dict({**values, **overrides})
 
 
@@ -242,6 +261,13 @@ def _type_problem(key: str, value: Any, annotation: Any) -> str | None:
     return f"{key} must be {described}, got {_type_name(value)}"
 
 
+def _is_existing_path(name: str) -> bool:
+    try:
+        return Path(name).expanduser().exists()
+    except (RuntimeError, OSError, ValueError):  # "~unknownuser", a name too long, a NUL byte
+        return False
+
+
 def validate(config: ExperimentConfig) -> None:
     """Raises ConfigError listing every field that cannot work, and what it expected.
 
@@ -268,20 +294,22 @@ def validate(config: ExperimentConfig) -> None:
 
     from .bundles import BUILTIN_MODELS
 
-    require(config.model in BUILTIN_MODELS or Path(config.model).expanduser().exists(),
-            f"model '{config.model}' is neither a built-in model {list(BUILTIN_MODELS)} nor an existing path "
+    require(config.model in BUILTIN_MODELS or _is_existing_path(config.model),
+            f"model {config.model!r} is neither a built-in model {list(BUILTIN_MODELS)} nor an existing path "
             "(.gguf file, checkpoint folder or bundle)")
-    require(config.graph in GRAPHS, f"graph '{config.graph}' is unknown; expected one of {list(GRAPHS)}")
+    require(config.graph in GRAPHS, f"graph {config.graph!r} is unknown; expected one of {list(GRAPHS)}")
     if config.graph in GRAPHS and config.graph != "custom":
         expected_size = {"grid": 2, "ring": 1, "hexagon": 2, "triangular": 2}[config.graph]
         require(len(config.graph_size) == expected_size and all(0 < v <= MAX_GRAPH_SIDE for v in config.graph_size),
-                f"graph_size {config.graph_size} does not fit graph '{config.graph}': expected {expected_size} "
+                f"graph_size {config.graph_size} does not fit graph {config.graph!r}: expected {expected_size} "
                 f"integer(s) from 1 to {MAX_GRAPH_SIDE}")
     if config.graph == "custom":
-        require(bool(config.edges) and all(len(edge) == 2 and min(edge) >= 0 for edge in config.edges),
-                "graph 'custom' needs a non-empty edge list 'edges' of [node, node] pairs with nodes 0, 1, ...")
-    require(config.mode in MODES, f"mode '{config.mode}' is unknown; expected one of {list(MODES)}")
-    require(config.start in STARTS, f"start '{config.start}' is unknown; expected one of {list(STARTS)}")
+        require(bool(config.edges) and all(len(edge) == 2 and 0 <= min(edge) and max(edge) < MAX_CUSTOM_NODES
+                                           for edge in config.edges),
+                f"graph 'custom' needs a non-empty edge list 'edges' of [node, node] pairs with nodes 0 to "
+                f"{MAX_CUSTOM_NODES - 1}")
+    require(config.mode in MODES, f"mode {config.mode!r} is unknown; expected one of {list(MODES)}")
+    require(config.start in STARTS, f"start {config.start!r} is unknown; expected one of {list(STARTS)}")
     require(config.mode == "pairs" or not config.separator, "separator is only used in mode 'pairs'")
     for name in ("num_sequences", "sequence_length", "energy_window", "energy_every", "pca_window",
                  "null_permutations"):
@@ -290,6 +318,10 @@ def validate(config: ExperimentConfig) -> None:
     require(config.num_sequences * config.sequence_length <= MAX_TOKENS,
             f"num_sequences x sequence_length = {config.num_sequences * config.sequence_length} tokens; "
             f"expected at most {MAX_TOKENS}")
+    require(config.control in CONTROLS, f"control {config.control!r} is unknown; expected one of {list(CONTROLS)}")
+    require(config.control not in ("shuffled", "uniform") or config.mode == "walk",
+            f"control {config.control!r} replaces walks; it needs mode 'walk'")
+    require(0 <= config.bootstrap <= 10000, f"bootstrap must be from 0 to 10000 resamples, got {config.bootstrap}")
     require(config.null_permutations <= MAX_NULL_PERMUTATIONS,
             f"null_permutations must be at most {MAX_NULL_PERMUTATIONS}, got {config.null_permutations}")
     require(config.max_batch >= 0, f"max_batch must be 0 (automatic) or positive, got {config.max_batch}")
@@ -302,22 +334,22 @@ def validate(config: ExperimentConfig) -> None:
             f"pca_positions {bad or '[]'} outside 1..sequence_length ({config.sequence_length})")
     require(config.layers == "all" or (isinstance(config.layers, list) and bool(config.layers)),
             f"layers must be \"all\" or a non-empty list of block indices, got {config.layers!r}")
-    require(config.dtype in ("float32", "bfloat16"), f"dtype '{config.dtype}' is unknown; expected float32 or bfloat16")
+    require(config.dtype in ("float32", "bfloat16"), f"dtype {config.dtype!r} is unknown; expected float32 or bfloat16")
     graph = None
     if not problems:
         try:
             graph = config.build_graph()
         except ValueError as error:
-            problems.append(f"graph '{config.graph}' of size {config.graph_size} with words {config.words}: {error}")
+            problems.append(f"graph {config.graph!r} of size {config.graph_size} with words {config.words}: {error}")
     if graph is not None:
         require(graph.is_connected(), f"the {config.graph} graph is not connected; the analysis (spectral "
                                       "alignment, distances) needs a connected graph")
         require(not config.natural_order or sorted(config.natural_order) == sorted(config.words),
                 "natural_order must list the same words as words")
         kept = kept_components(graph.num_nodes)
-        require(len(config.pca_components) == 2 and len(set(config.pca_components)) == 2
+        require(len(config.pca_components) == 2 and config.pca_components[1] == config.pca_components[0] + 1
                 and all(0 <= c < kept for c in config.pca_components),
-                f"pca_components must name the two distinct 0-based components that the PCA figure draws, "
-                f"each below {kept} (the components kept), got {config.pca_components}")
+                f"pca_components must name the two consecutive 0-based components that the PCA figure draws "
+                f"and the alignment measures, each below {kept} (the components kept), got {config.pca_components}")
     if problems:
         raise ConfigError(problems)

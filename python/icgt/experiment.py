@@ -17,9 +17,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import sys
 import platform
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,13 +30,14 @@ import torch
 from tqdm.auto import tqdm
 
 from . import config as configs
-from ._icgt import NOT_A_NODE, EnergyMetrics, RepresentationStats, WalkSampler
-from .bundles import BUILTIN_MODELS, bundle_for
-from .probe import ActivationProbe
+from ._icgt import NOT_A_NODE, WalkSampler
+from .analysis import analyse
+from .bundles import BUILTIN_MODELS, bundle_for, random_weights_bundle
 from .files import sha256_of, write_npz
+from .probe import ActivationProbe
+from .run_folder import RUN_FORMAT_VERSION
 from .tokens import DEFAULT_WORDS, PROTOCOL_WORDS, concept_token_ids
 
-RUN_FORMAT = 1
 
 
 class NotAnIcgtRunError(ValueError):
@@ -48,9 +49,16 @@ class OtherConfigRunError(ValueError):
 
 
 def run_name(config: configs.ExperimentConfig) -> str:
-    """The run folder's name: model and preset (or graph), e.g. "smollm2-135m-grid"."""
+    """The run folder's name: model, preset (or graph), the control if any, the seed if not 0.
+
+    >>> run_name(icgt.config.preset("grid")), run_name(icgt.config.preset("ring", control="shuffled", seed=2))
+    ('smollm2-135m-grid', 'smollm2-135m-ring-shuffled-seed2')
+    """
     model = config.model if config.model in BUILTIN_MODELS else Path(config.model).stem
-    return f"{model}-{config.preset if config.preset != 'custom' else config.graph}"
+    name = f"{model}-{config.preset if config.preset != 'custom' else config.graph}"
+    if config.control != "none":
+        name += f"-{config.control.replace('_', '-')}"
+    return name + (f"-seed{config.seed}" if config.seed else "")
 
 
 def is_run(folder: Path) -> bool:
@@ -99,6 +107,20 @@ def run_sweep(configs_to_run: list[configs.ExperimentConfig | dict[str, Any] | s
             _reusable(folder, config, force)
     return [run_experiment(config, output, force=force, progress=progress) for config in
             tqdm(resolved, desc="runs", disable=not progress or len(resolved) == 1)]
+
+
+def seed_groups(configs_run: list[configs.ExperimentConfig], folders: list[Path]) -> list[list[Path]]:
+    """The run folders of configs that differ only in their seed, grouped (groups of two runs or more).
+
+    >>> configs_run = [icgt.config.preset("grid", seed=s) for s in (0, 1)] + [icgt.config.preset("ring")]
+    >>> [[p.name for p in group] for group in seed_groups(configs_run, [Path("a"), Path("b"), Path("c")])]
+    [['a', 'b']]
+    """
+    groups: dict[str, list[Path]] = {}
+    for config, folder in zip(configs_run, folders, strict=True):
+        key = json.dumps({k: v for k, v in config.to_dict().items() if k != "seed"}, sort_keys=True)
+        groups.setdefault(key, []).append(folder)
+    return [group for group in groups.values() if len(group) > 1]
 
 
 def _as_config(config: configs.ExperimentConfig | dict[str, Any] | str) -> configs.ExperimentConfig:
@@ -202,11 +224,20 @@ def concept_words(config: configs.ExperimentConfig, num_nodes: int) -> list[str]
 
 def sample_sequences(config: configs.ExperimentConfig, graph) -> tuple[np.ndarray, np.ndarray]:
     """Node sequences [batch, 1 + length] with NOT_A_NODE at the BOS (position 0) and at separators,
-    and the scored mask: positions whose next-token prediction counts for accuracy."""
+    and the scored mask: positions whose next-token prediction counts for accuracy.
+
+    Controls without a graph in the context: "shuffled" puts each walk's words in a random order
+    (the same words, as often), "uniform" draws every word uniformly and independently.
+    """
     sampler = WalkSampler(graph, seed=config.seed)
     if config.mode == "walk":
         nodes = sampler.random_walks(config.num_sequences, config.sequence_length, start=config.start)
         scored = np.ones_like(nodes, dtype=bool)
+        shuffler = np.random.default_rng(config.seed)
+        if config.control == "shuffled":
+            nodes = np.stack([shuffler.permutation(walk) for walk in nodes])
+        elif config.control == "uniform":
+            nodes = shuffler.integers(0, graph.num_nodes, size=nodes.shape, dtype=np.int64)
     else:
         stride = 3 if config.separator else 2
         nodes, scored = sampler.neighbour_pairs(config.num_sequences, config.sequence_length // stride,
@@ -221,7 +252,8 @@ def _compute(config: configs.ExperimentConfig,
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    bundle = bundle_for(config.model, config.dtype, progress=progress)
+    bundle = (random_weights_bundle(config.model, config.dtype, config.seed, progress=progress)
+              if config.control == "random_init" else bundle_for(config.model, config.dtype, progress=progress))
     probe = ActivationProbe(bundle, device=config.device)
     tokenizer = probe.tokenizer
     graph = config.build_graph()
@@ -246,13 +278,14 @@ def _compute(config: configs.ExperimentConfig,
     timings["probe_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    arrays = analyse(config, graph, result.residuals, result.target_probs, nodes, scored, progress)
+    arrays = analyse(config, graph, result.residuals, result.target_probs, nodes, scored, layers, probe.num_layers,
+                     progress)
     arrays.update(layers=np.array(layers), nodes=nodes, scored=scored, token_ids=token_ids)
     timings["analysis_s"] = time.perf_counter() - clock
     timings["total_s"] = time.perf_counter() - started
 
     record = {
-        "icgt_run_format": RUN_FORMAT,
+        "icgt_run_format": RUN_FORMAT_VERSION,
         "config": config.to_dict(),
         "model": {"name": config.model, "bundle": str(bundle), "architecture": probe.architecture,
                   "num_layers": probe.num_layers, "hidden_size": probe.hidden_size,
@@ -267,6 +300,7 @@ def _compute(config: configs.ExperimentConfig,
         "versions": {"icgt": _icgt_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
         "seed": config.seed,
+        "control": config.control,
         "timings": timings,
     }
     if config.natural_order:
@@ -295,91 +329,6 @@ def _check_fits(config: configs.ExperimentConfig, probe: ActivationProbe, layers
         raise configs.ConfigError([f"capturing {len(layers)} layers of {shape[0]} x {shape[1]} tokens needs "
                                    f"{needed / 2**30:.1f} GiB, more than this machine's {available / 2**30:.1f} GiB; "
                                    "capture fewer layers or sequences"])
-
-
-def analyse(config: configs.ExperimentConfig, graph, residuals: torch.Tensor, target_probs: torch.Tensor,
-            nodes: np.ndarray, scored: np.ndarray, progress: bool = False) -> dict[str, np.ndarray]:
-    """Every metric of a run from its captured residuals [layers, batch, length, hidden] and the
-    node tokens' next-token probabilities [batch, length, nodes]. Works layer by layer on the
-    residuals' device, so that the per-sequence means of one layer at a time are all it holds."""
-    stats = RepresentationStats(graph.num_nodes)
-    metrics = EnergyMetrics(graph)
-    node_tensor = torch.from_numpy(nodes)
-    length = nodes.shape[1]
-    energy_positions = RepresentationStats.strided_positions(length, config.energy_every, config.energy_every)
-    pca_positions = [p for p in config.pca_positions if p < length]
-    num_pcs = configs.kept_components(graph.num_nodes)
-
-    accuracy = metrics.rule_following_accuracy(target_probs, node_tensor, torch.from_numpy(scored))
-    per_layer: dict[str, list[np.ndarray]] = {}
-
-    def keep(name: str, value: torch.Tensor) -> None:
-        per_layer.setdefault(name, []).append(value.float().cpu().numpy())
-
-    for index in tqdm(range(residuals.shape[0]), desc="analysis", unit="layer", disable=not progress):
-        layer = residuals[index]
-        energy_means = stats.class_means(layer, node_tensor, config.energy_window, energy_positions).means
-        keep("energy", metrics.dirichlet_energy(energy_means, "normalized"))
-        keep("energy_scale_invariant", metrics.dirichlet_energy(energy_means, "scale_invariant"))
-        null = metrics.energy_null_baseline(energy_means, "normalized", num_relabellings=config.null_permutations,
-                                            seed=config.seed)
-        keep("energy_null_mean", null.mean)
-        keep("energy_null_sd", null.sd)
-        sequence_means = stats.class_means_per_sequence(layer, node_tensor, config.energy_window, energy_positions)
-        keep("energy_per_sequence", metrics.dirichlet_energy(sequence_means.means, "normalized"))
-
-        pca_means = stats.class_means(layer, node_tensor, config.pca_window, pca_positions).means
-        components = RepresentationStats.align_snapshots(stats.principal_components(pca_means, num_pcs), "sign_flip")
-        keep("pca_projections", components.projections)
-        keep("pca_explained", components.explained_variance_ratio)
-        if config.natural_order:
-            keep("weekly_alignment", _pair_alignment(components.projections, _natural_ring(config, graph)))
-            keep("ring_alignment", _pair_alignment(components.projections, graph))
-
-        alignment_means = stats.class_means(layer, node_tensor, config.pca_window, energy_positions).means
-        cosines = metrics.spectral_alignment(alignment_means, 2).principal_angle_cosines
-        keep("spectral_alignment", (cosines**2).mean(-1))
-        keep("distance_correlation", metrics.graph_distance_correlation(alignment_means))
-
-    arrays = {name: np.stack(values) for name, values in per_layer.items()}
-    arrays.update(
-        accuracy=accuracy.full_vocabulary.cpu().numpy(),
-        accuracy_renormalized=accuracy.renormalized.cpu().numpy(),
-        energy_positions=np.array(energy_positions),
-        pca_positions=np.array(pca_positions),
-        alignment_positions=np.array(energy_positions),
-        spectral_embedding=graph.spectral_embedding(num_pcs).eigenvectors,
-    )
-    return arrays
-
-
-def _natural_ring(config: configs.ExperimentConfig, graph):
-    """The ring of the words in their natural order (the weekly circle), on the graph's node numbering."""
-    from ._icgt import Graph
-
-    position = {word: i for i, word in enumerate(config.natural_order)}
-    order = sorted(range(graph.num_nodes), key=lambda node: position[graph.labels[node]])
-    edges = [(order[i], order[(i + 1) % len(order)]) for i in range(len(order))]
-    return Graph.from_edges(graph.num_nodes, edges)
-
-
-def _pair_alignment(projections: torch.Tensor, graph) -> torch.Tensor:
-    """For each consecutive PC pair (1-2, 3-4, ...), the mean squared principal-angle cosine between
-    its scores and the graph's z2, z3 (NaN where nodes are absent): [snapshots, pairs]."""
-    eigenvectors = torch.tensor(graph.spectral_embedding(2).eigenvectors)  # a copy: the array is read-only
-    basis = torch.linalg.qr(eigenvectors).Q
-    pairs = []
-    for first in range(0, projections.shape[-1] - 1, 2):
-        scores = projections[..., first:first + 2].double()
-        cosines = []
-        for snapshot in scores:
-            if torch.isnan(snapshot).any():
-                cosines.append(torch.tensor(float("nan"), dtype=torch.float64))
-                continue
-            q = torch.linalg.qr(snapshot - snapshot.mean(0)).Q
-            cosines.append((torch.linalg.svdvals(q.T @ basis) ** 2).mean())
-        pairs.append(torch.stack(cosines))
-    return torch.stack(pairs, dim=-1)
 
 
 def _icgt_version() -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-RUN_FORMAT_VERSION = 1
+RUN_FORMAT_VERSION = 2
 
 #: Each array of results.npz with its dimensions, named as in docs/run-format.md.
 RESULT_ARRAYS = {
@@ -32,6 +32,12 @@ RESULT_ARRAYS = {
     "energy_scale_invariant": ("L", "S"),
     "energy_null_mean": ("L", "S"),
     "energy_null_sd": ("L", "S"),
+    "energy_p_value": ("L", "S"),
+    "early_positions": ("S3",),
+    "early_energy": ("L", "S3"),
+    "energy_change_points": ("R",),
+    "accuracy_change_points": ("R", "V"),
+    "lag_layer": (),
     "pca_positions": ("P",),
     "pca_projections": ("L", "P", "n", "k"),
     "pca_explained": ("L", "P", "k"),
@@ -41,7 +47,8 @@ RESULT_ARRAYS = {
     "spectral_embedding": ("n", "k"),
 }
 #: Arrays used as indices or masks: a float or 0/1 array there would index silently wrong.
-INTEGER_ARRAYS = ("layers", "nodes", "energy_positions", "pca_positions", "alignment_positions")
+INTEGER_ARRAYS = ("layers", "nodes", "energy_positions", "pca_positions", "alignment_positions", "early_positions",
+                  "lag_layer")
 BOOLEAN_ARRAYS = ("scored",)
 #: Arrays that only days-of-week runs carry; K2 is one per consecutive PC pair (k // 2).
 DAYS_ARRAYS = {

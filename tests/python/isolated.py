@@ -21,17 +21,17 @@ import torch
 import icgt
 
 def run_case(code, out):
-    stderr = io.StringIO()
+    stderr, stdout = io.StringIO(), io.StringIO()  # the server's stdout carries its replies
     namespace = {"icgt": icgt, "torch": torch, "np": np}
     report = {}
     try:
-        with contextlib.redirect_stderr(stderr):
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
             exec(compile(code, "<case>", "exec"), namespace)
         report = {"type": None, "result": repr(namespace.get("result"))}
     except BaseException as error:
         report = {"type": type(error).__name__, "message": str(error),
                   "traceback": traceback.format_exc(limit=4)}
-    report["stderr"] = stderr.getvalue()
+    report["stderr"], report["stdout"] = stderr.getvalue(), stdout.getvalue()
     out.write(json.dumps(report).encode())
 
 for line in sys.stdin:

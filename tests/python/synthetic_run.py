@@ -22,6 +22,10 @@ NUM_POSITIONS = 401  # BOS and 400 words
 PCA_POSITIONS = [25, 50, 100, 400]
 K = 4
 ENERGY_MINIMUM_AT = 40
+#: Where the early (cumulative) energy falls: two doublings before accuracy rises.
+EARLY_ENERGY_CHANGE = 15
+EARLY_POSITIONS = np.unique(np.round(np.geomspace(1, NUM_POSITIONS - 1, 60)).astype(np.int64))
+BOOTSTRAP = 40
 ACCURACY_RISE_AT = 60
 FINAL_ACCURACY = 0.1 + 0.8 / (1 + (ACCURACY_RISE_AT / 400) ** 2)
 
@@ -51,7 +55,7 @@ def run_info(graph="grid"):
     labels = WORDS if graph == "grid" else IN_CONTEXT_RING
     edges = grid_edges(4, 4) if graph == "grid" else ring_edges(7)
     info = {
-        "icgt_run_format": 1,
+        "icgt_run_format": 2,
         "name": f"synthetic-{graph}",
         "config": {"model": "toy-8-layers", "preset": graph, "graph": graph, "mode": "walk",
                    "num_sequences": NUM_SEQUENCES, "sequence_length": NUM_POSITIONS - 1,
@@ -132,6 +136,16 @@ def results(info, seed=0):
         "spectral_alignment": 0.9 * depth * growth[None, :],
         "distance_correlation": 0.8 * depth * growth[None, :],
         "spectral_embedding": layout,
+        # Below the null at every late snapshot in the deep layers only (p = 0.001 there, 0.4 elsewhere).
+        "energy_p_value": np.where((layers[:, None] >= 5) & (energy_positions[None, :] > 100), 0.001, 0.4),
+        "early_positions": EARLY_POSITIONS,
+        # Cumulative-means energy falling at EARLY_ENERGY_CHANGE in every layer.
+        "early_energy": np.broadcast_to(1.0 - 0.5 / (1 + (EARLY_ENERGY_CHANGE / EARLY_POSITIONS) ** 3),
+                                        (NUM_LAYERS, EARLY_POSITIONS.size)).copy(),
+        "energy_change_points": EARLY_ENERGY_CHANGE * np.exp(rng.normal(0, 0.1, BOOTSTRAP + 1)),
+        "accuracy_change_points": np.stack([ACCURACY_RISE_AT * np.exp(rng.normal(0, 0.1, BOOTSTRAP + 1)),
+                                            1.1 * ACCURACY_RISE_AT * np.exp(rng.normal(0, 0.1, BOOTSTRAP + 1))], 1),
+        "lag_layer": np.array(6),
     }
     if info["graph"]["kind"] == "days":
         pairs = (NUM_LAYERS, pca_positions.size)
@@ -149,7 +163,9 @@ def write_run(folder, info, arrays):
     return folder
 
 
-def write_synthetic_run(folder, graph="grid"):
-    """A complete synthetic run of the given graph ("grid" or "days") in folder."""
+def write_synthetic_run(folder, graph="grid", seed=0):
+    """A complete synthetic run of the given graph ("grid" or "days") in folder; other seeds draw
+    other walks and noise around the same planted answers."""
     info = run_info(graph)
-    return write_run(folder, info, results(info))
+    info["config"]["seed"] = info["seed"] = seed
+    return write_run(folder, info, results(info, seed))

@@ -340,7 +340,7 @@ COMMAND_LINE = [
          r"output '.*' is a file; expected a folder"),
     Case("a read-only output folder", """
         import tempfile
-        import icgt.cli, icgt.report  # imported before giving up root, which could not read them
+        import icgt.aggregate, icgt.cli, icgt.report  # imported before giving up root, which could not read them
         output = tempfile.mkdtemp() + "/runs"; os.makedirs(output, mode=0o555)
         os.chmod(os.path.dirname(output), 0o755)
         if os.geteuid() == 0:
@@ -354,11 +354,10 @@ COMMAND_LINE = [
         record = json.load(open(output + '/smollm2-135m-grid/run.json'))
         record['config'] = icgt.config.preset('grid', sequence_length=300).to_dict()
         json.dump(record, open(output + '/smollm2-135m-grid/run.json', 'w'))
-    """ + cli("run", "--preset", "grid", "--set", "sequence_length=250", "--set", "seed=7", "--output", "__OUTPUT__")
-         .replace("'__OUTPUT__'", "output"), "ValueError",
-         r"holds a complete run of another config \(pca_positions .*, seed 0 there, 7 here, sequence_length 300 there, "
-         r"250 here\); "
-         r"pass --force"),
+    """ + cli("run", "--preset", "grid", "--set", "sequence_length=250", "--set", "null_permutations=7", "--output",
+              "__OUTPUT__").replace("'__OUTPUT__'", "output"), "ValueError",
+         r"holds a complete run of another config \(null_permutations 1000 there, 7 here, pca_positions .*, "
+         r"sequence_length 300 there, 250 here\); pass --force"),
     Case("report of a truncated results.npz", """
         import shutil, tempfile
         folder = tempfile.mkdtemp() + '/run'

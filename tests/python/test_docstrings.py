@@ -66,6 +66,8 @@ def example_globals(tmp_path_factory):
     return {"icgt": icgt, "np": np, "torch": torch, "hashlib": hashlib, "Path": Path,
             "toy_bundle": str(write_toy_bundles(tmp_path_factory.mktemp("bundles"))),
             "grid_run": str(write_synthetic_run(tmp_path_factory.mktemp("grid_run"), "grid")),
+            "grid_run_seed1": str(write_synthetic_run(tmp_path_factory.mktemp("grid_run_seed1"), "grid", seed=1)),
+            "grid_run_seed2": str(write_synthetic_run(tmp_path_factory.mktemp("grid_run_seed2"), "grid", seed=2)),
             "days_run": str(write_synthetic_run(tmp_path_factory.mktemp("days_run"), "days"))}
 
 

@@ -182,6 +182,18 @@ def test_null_baseline_equals_numpy_with_the_same_relabellings(kind):
         np.testing.assert_allclose(null.sd[i].item(), np.std(energies, ddof=1), rtol=1e-9)
         np.testing.assert_allclose(null.z_score[i].item(), (observed - np.mean(energies)) / np.std(energies, ddof=1),
                                    rtol=1e-8)
+        at_most = sum(energy <= observed * (1 + 1e-12) for energy in energies)
+        np.testing.assert_allclose(null.p_value[i].item(), (1 + at_most) / (1 + count), rtol=1e-12)
+
+
+def test_null_p_value_is_small_for_the_graph_and_uniform_for_noise():
+    grid = icgt.Graph.square_grid(4, 4)
+    metrics = icgt.EnergyMetrics(grid)
+    spectral = torch.tensor(grid.spectral_embedding(2).eigenvectors)
+    assert metrics.energy_null_baseline(spectral, "scale_invariant", 999, seed=1).p_value.item() == pytest.approx(0.001)
+    noise = torch.randn(400, 16, 8, generator=torch.Generator().manual_seed(3))
+    p_values = metrics.energy_null_baseline(noise, "scale_invariant", 199, seed=2).p_value
+    assert abs(float((p_values < 0.1).double().mean()) - 0.1) < 0.05  # calibrated: ~10% below 0.1
 
 
 def test_a_random_embedding_lands_near_the_null_and_the_spectral_one_far_below():
@@ -262,6 +274,28 @@ def test_spectral_alignment_matches_scipy_principal_angles_and_least_squares_r_s
         np.testing.assert_allclose(alignment.r_squared[i].numpy(), r_squared, atol=1e-9)
     assert alignment.principal_angle_cosines[0].numpy() == pytest.approx([1.0, 1.0])
     assert alignment.r_squared[2].max().item() < 0.9
+
+
+def test_spectral_alignment_of_later_components_matches_scipy():
+    """PCs 2-3 against z2, z3, as the ring figures draw them: the grid drawn on the second and third
+    directions of the means, behind a stronger first direction unrelated to the graph."""
+    grid = icgt.Graph.square_grid(4, 4)
+    z = grid.spectral_embedding(2).eigenvectors
+    rng = np.random.default_rng(4)
+    basis = np.linalg.qr(np.concatenate([np.ones((16, 1)), z], axis=1))[0]
+    first = rng.normal(size=(16, 1))
+    first = (first - basis @ (basis.T @ first)) / np.linalg.norm(first - basis @ (basis.T @ first)) * 10
+    means = np.concatenate([first, z * 3, rng.normal(size=(16, 5)) * 0.01], axis=1) @ np.linalg.qr(
+        rng.normal(size=(8, 8)))[0]
+    metrics = icgt.EnergyMetrics(grid)
+    later = metrics.spectral_alignment(torch.from_numpy(means), 2, first_component=1).principal_angle_cosines
+    u, s, _ = np.linalg.svd(means - means.mean(0), full_matrices=False)
+    expected = np.sort(np.cos(subspace_angles(u[:, 1:3], z)))[::-1]
+    np.testing.assert_allclose(later.numpy(), expected, atol=1e-9)
+    assert later.numpy() == pytest.approx([1.0, 1.0])
+    assert metrics.spectral_alignment(torch.from_numpy(means), 2).principal_angle_cosines.min().item() < 0.9
+    with pytest.raises(ValueError, match="first_component 7 and num_components 2 ask for PCs up to 9"):
+        metrics.spectral_alignment(torch.from_numpy(means), 2, first_component=7)
 
 
 def test_graph_distance_correlation_matches_scipy_and_networkx_shortest_paths():

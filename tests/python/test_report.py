@@ -175,8 +175,8 @@ def test_run_without_results_npz(tmp_path):
 
 def test_wrong_format_version(tmp_path):
     info = run_info("grid")
-    info["icgt_run_format"] = 2
-    with pytest.raises(ValueError, match="icgt_run_format 2; this icgt reads format 1"):
+    info["icgt_run_format"] = 1
+    with pytest.raises(ValueError, match="icgt_run_format 1; this icgt reads format 2"):
         load_run(write_run(tmp_path, info, results(run_info("grid"))))
 
 

@@ -17,7 +17,7 @@ import pytest
 from icgt.run_folder import load_run
 
 SETTINGS = ["--preset", "grid", "--set", "num_sequences=3", "--set", "sequence_length=150", "--set", "layers=[2,20]",
-            "--set", "pca_window=60", "--set", "null_permutations=20", "--quiet"]
+            "--set", "pca_window=60", "--set", "bootstrap=20", "--quiet"]
 
 
 def icgt_run(output: Path, *extra: str, cache: Path) -> subprocess.Popen:
@@ -71,15 +71,16 @@ def test_two_processes_on_one_run_of_one_config_share_it(reference, real_cache, 
 
 
 def test_two_processes_on_one_run_of_two_configs_never_mix(real_cache, tmp_path, smollm2_bundle):
-    zero = icgt_run(tmp_path, "--set", "seed=0", cache=real_cache)
-    one = icgt_run(tmp_path, "--set", "seed=1", cache=real_cache)
-    outcomes = {0: finished(zero), 1: finished(one)}
-    winners = [seed for seed, (status, _) in outcomes.items() if status == 0]
+    # Two settings that share a run folder (the folder's name carries the seed and the control, not these).
+    counts = {20: icgt_run(tmp_path, "--set", "null_permutations=20", cache=real_cache),
+              30: icgt_run(tmp_path, "--set", "null_permutations=30", cache=real_cache)}
+    outcomes = {count: finished(process) for count, process in counts.items()}
+    winners = [count for count, (status, _) in outcomes.items() if status == 0]
     assert len(winners) == 1, outcomes
-    loser_status, loser_error = outcomes[1 - winners[0]]
-    assert loser_status == 1 and "holds a complete run of another config (seed" in loser_error
+    loser_status, loser_error = outcomes[50 - winners[0]]
+    assert loser_status == 1 and "holds a complete run of another config (null_permutations" in loser_error
     run = json.loads((tmp_path / "smollm2-135m-grid" / "run.json").read_text())
-    assert run["config"]["seed"] == winners[0]
+    assert run["config"]["null_permutations"] == winners[0]
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["smollm2-135m-grid"]
 
 

@@ -221,6 +221,26 @@ class CausalLM(nn.Module):
         return len([name for name, _ in self.named_parameters() if name not in fused]) + len(self.parameter_slices())
 
     @torch.jit.ignore
+    def initialise_randomly(self, seed: int) -> CausalLM:
+        """Weights as an untrained model has them (transformers' initialisation: N(0, 0.02) matrices,
+        norms at their identity: 1 for Llama's, 0 for Gemma's zero-centred ones); returns the model.
+
+        >>> model = CausalLM(ModelConfig.tiny("gemma3")).initialise_randomly(seed=0)
+        >>> float(model.final_norm.weight.abs().max()), round(float(model.embed.weight.std()), 2)
+        (0.0, 0.02)
+        """
+        generator = torch.Generator(device=self.embed.weight.device).manual_seed(seed)
+        with torch.no_grad():
+            for name, parameter in self.named_parameters():
+                if name.endswith("norm.weight"):
+                    parameter.fill_(0.0 if self.config.is_gemma else 1.0)
+                elif name.endswith(".bias"):
+                    parameter.zero_()
+                else:
+                    parameter.normal_(0.0, 0.02, generator=generator)
+        return self.eval()
+
+    @torch.jit.ignore
     def record_checksums(self) -> None:
         """Store each tensor's CRC-32 in ``tensor_checksums``, which the C++ loader verifies.
 

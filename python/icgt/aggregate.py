@@ -1,0 +1,164 @@
+"""Runs that differ only in their seed, summed up: every headline number with its 95% interval.
+
+``icgt run --seeds 3`` writes one run per seed and then, beside them, ``<name>-seeds/`` holding
+aggregate.json (each number per seed, its mean and a t interval over seeds; the energy-accuracy lag
+with a bootstrap interval over seeds and sequences) and aggregate.npz (the curves per seed, for
+figures with bands). Like icgt.run_folder it needs only numpy and json.
+
+Example:
+    >>> from icgt.aggregate import aggregate_runs
+    >>> folder = aggregate_runs([grid_run, grid_run_seed1, grid_run_seed2])
+    >>> numbers = json.loads((folder / "aggregate.json").read_text())["numbers"]
+    >>> sorted(numbers["accuracy_at_400"])
+    ['ci95', 'mean', 'per_seed']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .files import write_atomically, write_npz
+from .run_folder import Run, load_run
+
+#: Context lengths of the accuracy numbers in the tables: early, middle, late (the paper's figure).
+ACCURACY_AT = (50, 400, 1400)
+#: Significance level of the per-layer null test, and the share of positions around t that
+#: accuracy at t averages (t / 1.1 to 1.1 t).
+ALPHA = 0.01
+AROUND = 1.1
+#: Draws of the hierarchical bootstrap of the lag (seeds, then each seed's own resamples).
+LAG_DRAWS = 2000
+
+# Two-sided 97.5% quantiles of Student's t by degrees of freedom (1..30); beyond, the normal 1.96.
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def interval(values: list[float]) -> dict[str, Any]:
+    """Mean and 95% t interval over seeds of the finite values (None where undefined).
+
+    >>> interval([0.68, 0.67, 0.69])["ci95"]
+    [0.655157, 0.704843]
+    """
+    finite = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    per_seed = [None if v is None or not math.isfinite(v) else round(float(v), 6) for v in values]
+    if finite.size == 0:
+        return {"per_seed": per_seed, "mean": None, "ci95": [None, None]}
+    mean = float(finite.mean())
+    if finite.size == 1:
+        return {"per_seed": per_seed, "mean": round(mean, 6), "ci95": [None, None]}
+    t = _T975[finite.size - 2] if finite.size - 1 <= len(_T975) else 1.96
+    half = t * float(finite.std(ddof=1)) / math.sqrt(finite.size)
+    return {"per_seed": per_seed, "mean": round(mean, 6), "ci95": [round(mean - half, 6), round(mean + half, 6)]}
+
+
+def run_numbers(run: Run) -> dict[str, float]:
+    """The table numbers of one run (NaN where undefined): accuracy at ACCURACY_AT (both variants),
+    the deep third's alignment and scale-invariant energy at the last snapshot, and how many
+    captured layers have an energy below the relabelling null at level ALPHA there."""
+    numbers: dict[str, float] = {}
+    scored = run.arrays["scored"]
+    positions = np.arange(scored.shape[1])
+    for variant, name in (("accuracy", "accuracy_at"), ("accuracy_renormalized", "accuracy_renormalized_at")):
+        values = np.where(scored, run.arrays[variant], np.nan)
+        for t in ACCURACY_AT:
+            near = (positions >= t / AROUND) & (positions <= t * AROUND)
+            chosen = values[:, near]
+            numbers[f"{name}_{t}"] = float(np.nanmean(chosen)) if np.isfinite(chosen).any() else math.nan
+    deep = run.layer_groups().get("deep", np.arange(len(run.layers)))
+    numbers["deep_alignment"] = _last_finite_mean(run.arrays["spectral_alignment"][deep])
+    numbers["deep_energy_scale_invariant"] = _last_finite_mean(run.arrays["energy_scale_invariant"][deep])
+    p_values = run.arrays["energy_p_value"]
+    last = np.flatnonzero(np.isfinite(p_values).all(axis=0))
+    numbers["layers_below_null"] = float((p_values[:, last[-1]] < ALPHA).sum()) if last.size else math.nan
+    numbers["layers_captured"] = float(len(run.layers))
+    return numbers
+
+
+def lag_interval(runs: list[Run], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """The lag log2(accuracy change point / energy change point), in doublings of context (positive:
+    the energy changes first), per accuracy variant: the mean over seeds of each run's own estimate,
+    and a 95% interval from a hierarchical bootstrap (seeds drawn with replacement, then one of each
+    drawn seed's resamples of its sequences); `defined` is the share of draws where both change
+    points exist."""
+    generator = np.random.default_rng(seed)
+    result = {}
+    for variant, name in enumerate(("full_vocabulary", "renormalized")):
+        lags = [np.log2(run.arrays["accuracy_change_points"][:, variant] / run.arrays["energy_change_points"])
+                for run in runs]
+        points = [float(lag[0]) for lag in lags]
+        draws = []
+        for _ in range(LAG_DRAWS):
+            chosen = generator.integers(0, len(runs), size=len(runs))
+            picks = [lags[i][generator.integers(1, lags[i].size)] if lags[i].size > 1 else lags[i][0] for i in chosen]
+            draws.append(float(np.mean(picks)))
+        draws = np.array(draws)
+        finite = draws[np.isfinite(draws)]
+        finite_points = [p for p in points if math.isfinite(p)]
+        result[name] = {
+            "per_seed": [round(p, 4) if math.isfinite(p) else None for p in points],
+            "mean": round(float(np.mean(finite_points)), 4) if finite_points else None,
+            "ci95": [round(float(v), 4) for v in np.percentile(finite, [2.5, 97.5])] if finite.size else [None, None],
+            "defined": round(float(finite.size / draws.size), 3),
+        }
+    return result
+
+
+def aggregate_runs(folders: list[str | os.PathLike], output: str | os.PathLike | None = None) -> Path:
+    """Write aggregate.json and aggregate.npz for runs that differ only in their seed; returns the folder.
+
+    The folder is ``output``, else ``<first run's name without its seed>-seeds`` beside the runs.
+    Runs whose configs differ in anything but the seed are refused (ValueError naming the keys).
+    """
+    runs = [load_run(folder) for folder in folders]
+    if not runs:
+        raise ValueError("aggregate_runs: no runs given")
+    base = {k: v for k, v in runs[0].info["config"].items() if k != "seed"}
+    for run in runs[1:]:
+        other = {k: v for k, v in run.info["config"].items() if k != "seed"}
+        differing = sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
+        if differing:
+            raise ValueError(f"aggregate_runs: {run.name} differs from {runs[0].name} in {differing}, not only in "
+                             "the seed")
+    seeds = [run.info["config"]["seed"] for run in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"aggregate_runs: the seeds {seeds} repeat; each run must have its own seed")
+    name = runs[0].name.split("-seed")[0] + "-seeds"
+    folder = Path(output) if output is not None else runs[0].folder.parent / name
+    folder.mkdir(parents=True, exist_ok=True)
+    per_run = [run_numbers(run) for run in runs]
+    record = {
+        "name": name, "runs": [run.name for run in runs], "seeds": seeds, "config": base,
+        "model": runs[0].info["model"], "graph": runs[0].info["graph"],
+        "numbers": {key: interval([numbers[key] for numbers in per_run]) for key in per_run[0]},
+        "lag": lag_interval(runs),
+        "lag_layer": int(runs[0].arrays["lag_layer"]),
+    }
+    curves = {"seeds": np.array(seeds), "layers": runs[0].layers}
+    for key in ("accuracy", "accuracy_renormalized"):
+        curves[key] = np.stack([_mean_over_sequences(run, key) for run in runs])
+    for key in ("energy", "energy_scale_invariant", "spectral_alignment", "early_energy", "energy_null_mean"):
+        curves[key] = np.stack([run.arrays[key] for run in runs])
+    for key in ("energy_positions", "alignment_positions", "early_positions"):
+        curves[key] = runs[0].arrays[key]
+    write_npz(folder / "aggregate.npz", curves)
+    write_atomically(folder / "aggregate.json", lambda path: path.write_text(json.dumps(record, indent=2) + "\n"))
+    return folder
+
+
+def _mean_over_sequences(run: Run, key: str) -> np.ndarray:
+    values = np.where(run.arrays["scored"], run.arrays[key], np.nan)
+    counts = np.isfinite(values).sum(0)
+    return np.where(counts > 0, np.nansum(values, 0) / np.maximum(counts, 1), np.nan)
+
+
+def _last_finite_mean(values: np.ndarray) -> float:
+    """The mean over the first axis at the last snapshot where every entry is finite."""
+    finite = np.flatnonzero(np.isfinite(values).all(axis=0))
+    return float(values[:, finite[-1]].mean()) if finite.size else math.nan
