@@ -58,6 +58,8 @@ TEST_CASE("the probe reads the bundle's description and vocabulary") {
   CHECK_THROWS_WITH(probe.token_id(" twin"), Contains("several tokens have the text ' twin'"));
   CHECK_THROWS_WITH(probe.token_id(" apple"), Contains("no single token"));
   CHECK_THROWS_WITH(probe.token_text(50), Contains("outside the vocabulary 0..49"));
+  // Texts are quoted on one line: control bytes escaped, UTF-8 kept.
+  CHECK_THROWS_WITH(probe.token_id("\r\n\xc3\xa9\x01"), Contains("is '\\r\\n\xc3\xa9\\x01'; the tokenizer"));
 }
 
 TEST_CASE("captured residuals and probabilities equal the model run directly") {
