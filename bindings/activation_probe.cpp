@@ -69,7 +69,24 @@ Example:
       .def_property_readonly("device", &ActivationProbe::device, "torch.device the model runs on.")
       .def_property_readonly(
           "config",
-          [](const ActivationProbe& p) { return py::module_::import("json").attr("loads")(p.info().config_json); },
+          [](const ActivationProbe& p) {
+            py::object config;
+            try {
+              // bytes: json finds the encoding, and bytes that are not text are its ValueError too
+              config = py::module_::import("json").attr("loads")(py::bytes(p.info().config_json));
+            } catch (py::error_already_set& error) {
+              if (!error.matches(PyExc_ValueError) && !error.matches(PyExc_RecursionError)) throw;
+              throw py::value_error(py::str("ActivationProbe.config: the bundle's config.json is not JSON ({}); "
+                                            "re-export the model")
+                                        .format(error.value()));
+            }
+            if (!py::isinstance<py::dict>(config)) {
+              throw py::value_error(py::str("ActivationProbe.config: the bundle's config.json holds a {}, not an "
+                                            "object; re-export the model")
+                                        .format(py::type::of(config).attr("__name__")));
+            }
+            return config;
+          },
           "The bundle's record (config.json) as a dict.")
       .def("token_id", &ActivationProbe::token_id, py::arg("text"),
            "Id of the single token whose text is exactly `text`; ValueError if none or several.\n\n"
