@@ -338,7 +338,7 @@ STATISTICS = [
         icgt.EnergyMetrics(icgt.Graph.ring(4)).rule_following_accuracy(probs, torch.zeros(1, 3, dtype=torch.long))""",
          "ValueError", r"negative"),
     Case("logits instead of probabilities",
-         "icgt.EnergyMetrics(icgt.Graph.ring(4)).rule_following_accuracy(torch.randn(1, 3, 4) * 5 + 5, "
+         "icgt.EnergyMetrics(icgt.Graph.ring(4)).rule_following_accuracy(torch.tensor([[[6.5, -1.2, 3.1, 9.0]] * 3]), "
          "torch.zeros(1, 3, dtype=torch.long))", "ValueError", r"logits"),
 ]
 
