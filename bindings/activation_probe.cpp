@@ -226,7 +226,25 @@ Example:
       .def_property_readonly("dtype", [](const Probe& p) { return p.info().dtype; }, "torch.dtype of the weights.")
       .def_property_readonly("device", &Probe::device, "torch.device the model runs on.")
       .def_property_readonly(
-          "config", [](const Probe& p) { return py::module_::import("json").attr("loads")(p.info().config_json); },
+          "config",
+          [](const Probe& p) {
+            py::object config;
+            try {
+              // bytes: json finds the encoding, and bytes that are not text are its ValueError too
+              config = py::module_::import("json").attr("loads")(py::bytes(p.info().config_json));
+            } catch (py::error_already_set& error) {
+              if (!error.matches(PyExc_ValueError) && !error.matches(PyExc_RecursionError)) throw;
+              throw py::value_error(py::str("ActivationProbe.config: the bundle's config.json is not JSON ({}); "
+                                            "re-export the model")
+                                        .format(error.value()));
+            }
+            if (!py::isinstance<py::dict>(config)) {
+              throw py::value_error(py::str("ActivationProbe.config: the bundle's config.json holds a {}, not an "
+                                            "object; re-export the model")
+                                        .format(py::type::of(config).attr("__name__")));
+            }
+            return config;
+          },
           "The bundle's record (config.json) as a dict.")
       .def("__repr__",
            [](const Probe& p) {

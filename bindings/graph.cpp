@@ -2,7 +2,61 @@
 
 #include "bindings.hpp"
 
+#include <string>
+
 namespace icgt::python {
+namespace {
+
+bool is_text(const py::handle& value) { return PyUnicode_Check(value.ptr()) || PyBytes_Check(value.ptr()); }
+
+/// repr() on one line and at most 60 characters (numpy wraps long arrays over several lines);
+/// cut in Python, between characters, never inside one's UTF-8 bytes.
+py::str short_repr(const py::handle& value) {
+  py::str text = py::repr(value).attr("replace")("\n", " ").attr("replace")("\r", " ");
+  if (py::len(text) > 60) text = py::str("{}...").format(text[py::slice(0, 57, 1)]);
+  return text;
+}
+
+/// The edge list of Graph.from_edges: a sequence of (i, j) pairs of integers, each refused with a
+/// one-line message naming the edge (a TypeError for a wrong type or shape, a ValueError for a node
+/// outside 0..num_nodes-1, Python ints of any size included) instead of pybind11's overload listing.
+std::vector<Graph::Edge> edge_list(const py::handle& edges, int num_nodes) {
+  if (is_text(edges) || !PySequence_Check(edges.ptr())) {
+    throw py::type_error(py::str("Graph.from_edges: edges must be a sequence of (i, j) pairs, got {}")
+                             .format(py::type::of(edges).attr("__name__")));
+  }
+  const auto sequence = py::reinterpret_borrow<py::sequence>(edges);
+  const std::size_t count = sequence.size();
+  std::vector<Graph::Edge> result;
+  result.reserve(count);
+  for (std::size_t k = 0; k < count; ++k) {
+    const py::object edge = sequence[k];
+    if (is_text(edge) || !PySequence_Check(edge.ptr()) || py::len(edge) != 2) {
+      throw py::type_error(
+          py::str("Graph.from_edges: edge {} must be a pair (i, j) of node ids, got {}").format(k, short_repr(edge)));
+    }
+    const auto pair = py::reinterpret_borrow<py::sequence>(edge);
+    const py::object ends[2] = {pair[0], pair[1]};
+    for (const auto& end : ends) {
+      if (PyBool_Check(end.ptr()) || !PyIndex_Check(end.ptr())) {
+        throw py::type_error(py::str("Graph.from_edges: edge {} is {}; node ids must be integers, got {} ({})")
+                                 .format(k, short_repr(edge), short_repr(end), py::type::of(end).attr("__name__")));
+      }
+    }
+    const auto a = py::reinterpret_steal<py::int_>(PyNumber_Index(ends[0].ptr()));
+    const auto b = a ? py::reinterpret_steal<py::int_>(PyNumber_Index(ends[1].ptr())) : py::int_();
+    if (!a || !b) throw py::error_already_set();
+    const py::int_ low(0), high(num_nodes - 1);
+    if (a < low || a > high || b < low || b > high) {
+      throw py::value_error(
+          py::str("Graph.from_edges: edge ({}, {}) names a node outside 0..{}").format(a, b, num_nodes - 1));
+    }
+    result.emplace_back(a.cast<int>(), b.cast<int>());
+  }
+  return result;
+}
+
+}  // namespace
 
 void register_graph(py::module_& m) {
   py::class_<Graph> graph(m, "Graph", R"doc(An undirected simple graph on nodes 0..n-1, each with a label.
@@ -64,8 +118,9 @@ Example:
                   ">>> icgt.Graph.triangular_lattice(2, 3).num_edges\n13")
       .def_static(
           "from_edges",
-          [](const py::handle& num_nodes, const std::vector<Graph::Edge>& edges) {
-            return Graph::from_edges(integer_argument<int>(num_nodes, "Graph.from_edges", "num_nodes", 1), edges);
+          [](const py::handle& num_nodes, const py::handle& edges) {
+            const int n = integer_argument<int>(num_nodes, "Graph.from_edges", "num_nodes", 1);
+            return Graph::from_edges(n, edge_list(edges, n));
           },
           py::arg("num_nodes"), py::arg("edges"),
                   "Graph from an edge list of (i, j) pairs; self-loops and repeated edges raise ValueError.\n\n"

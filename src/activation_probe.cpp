@@ -123,12 +123,12 @@ std::int64_t ActivationProbe::token_id(const std::string& text) const {
   if (found == ids_by_text_.end()) {
     throw ValueError(fmt::format("ActivationProbe.token_id: no single token of this {} vocabulary is '{}'; the "
                                  "tokenizer splits it (icgt.tokens shows how)",
-                                 info_.architecture, text));
+                                 info_.architecture, detail::escaped(text)));
   }
   if (found->second == kAmbiguousText) {
     throw ValueError(fmt::format("ActivationProbe.token_id: several tokens have the text '{}'; ask the tokenizer "
                                  "which one it uses",
-                                 text));
+                                 detail::escaped(text)));
   }
   return found->second;
 }

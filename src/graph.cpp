@@ -324,7 +324,8 @@ void Graph::set_labels(std::vector<std::string> labels) {
   for (const auto& label : labels) {
     if (label.empty()) throw ValueError("Graph.set_labels: a label is empty; labels must be non-empty");
     if (!seen.insert(label).second) {
-      throw ValueError(fmt::format("Graph.set_labels: label '{}' is used twice; labels must be distinct", label));
+      throw ValueError(fmt::format("Graph.set_labels: label '{}' is used twice; labels must be distinct",
+                                   detail::escaped(label)));
     }
   }
   labels_ = std::move(labels);
@@ -333,7 +334,8 @@ void Graph::set_labels(std::vector<std::string> labels) {
 int Graph::node_of(const std::string& label) const {
   const auto found = std::find(labels_.begin(), labels_.end(), label);
   if (found == labels_.end()) {
-    throw ValueError(fmt::format("Graph.node_of: no node is labelled '{}'; labels are {}", label, labels_));
+    throw ValueError(fmt::format("Graph.node_of: no node is labelled '{}'; labels are {}", detail::escaped(label),
+                                 labels_));
   }
   return static_cast<int>(found - labels_.begin());
 }

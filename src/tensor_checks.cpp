@@ -25,6 +25,26 @@ void check_memory(double bytes, const std::string& function, const std::string& 
 
 std::string shape_of(const torch::Tensor& tensor) { return fmt::format("[{}]", fmt::join(tensor.sizes(), ", ")); }
 
+std::string escaped(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      out += fmt::format("\\x{:02x}", byte);
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 void check_floating(const torch::Tensor& tensor, std::int64_t min_rank, const std::string& function,
                     const char* argument, const char* layout) {
   if (!tensor.defined()) {

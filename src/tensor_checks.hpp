@@ -45,6 +45,10 @@ void check_memory(double bytes, const std::string& function, const std::string& 
 /// "[2, 3, 4]".
 std::string shape_of(const torch::Tensor& tensor);
 
+/// Text from a file or a caller, fit for a one-line message: control bytes (newlines included)
+/// written as \n, \r, \t or \xHH; everything else, UTF-8 included, kept.
+std::string escaped(const std::string& text);
+
 /// The values as an int64 tensor on the device (snapshot positions, window boundaries).
 torch::Tensor int64_tensor(const std::vector<std::int64_t>& values, const torch::Device& device);
 

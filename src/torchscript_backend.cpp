@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <string>
 
 #include "icgt/errors.hpp"
 #include "model_backend.hpp"
+#include "tensor_checks.hpp"
 
 namespace icgt {
 namespace {
@@ -82,6 +84,11 @@ class TorchScriptBackend final : public ModelBackend {
 };
 
 std::string hex_to_bytes(const std::string& hex, std::size_t line) {
+  if (!hex.empty() && hex.back() == '\r') {
+    throw RuntimeError(fmt::format("bundle vocabulary.hex line {} ends with a carriage return: CRLF line ends, "
+                                   "where a bundle has \\n alone (was the file rewritten as text?)",
+                                   line));
+  }
   if (hex.size() % 2 != 0) {
     throw RuntimeError(fmt::format("bundle vocabulary.hex line {} has an odd number of hex digits", line));
   }
@@ -90,7 +97,11 @@ std::string hex_to_bytes(const std::string& hex, std::size_t line) {
     const auto digit = [&](char c) -> int {
       if (c >= '0' && c <= '9') return c - '0';
       if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      throw RuntimeError(fmt::format("bundle vocabulary.hex line {}: '{}' is not a lowercase hex digit", line, c));
+      // The byte as \xHH unless printable ASCII: one byte of a UTF-8 character alone is no text.
+      const auto byte = static_cast<unsigned char>(c);
+      const std::string shown = byte >= 0x20 && byte < 0x7f ? std::string(1, c) : fmt::format("\\x{:02x}", byte);
+      throw RuntimeError(
+          fmt::format("bundle vocabulary.hex line {}: '{}' is not a lowercase hex digit", line, shown));
     };
     bytes[i] = static_cast<char>(digit(hex[2 * i]) * 16 + digit(hex[2 * i + 1]));
   }
@@ -132,6 +143,30 @@ std::uint32_t crc32_of(const torch::Tensor& tensor) {
   return crc;
 }
 
+// LibTorch loads a tensor whose record in the archive is empty, missing or short (a damaged zip
+// directory) with no data behind it, or less than its shape spans: reading it would crash. Checked
+// before anything reads the tensor: the bytes from the start of its storage to its last element.
+void check_storage(const torch::Tensor& tensor, const std::string& name, const std::string& path) {
+  if (tensor.numel() == 0) return;
+  std::int64_t last = tensor.storage_offset();
+  bool overflow = last < 0;
+  for (std::int64_t d = 0; d < tensor.dim(); ++d) {
+    std::int64_t step = 0;
+    overflow |= tensor.stride(d) < 0 || __builtin_mul_overflow(tensor.size(d) - 1, tensor.stride(d), &step) ||
+                __builtin_add_overflow(last, step, &last);
+  }
+  std::int64_t needed = 0;
+  overflow |= __builtin_mul_overflow(last + 1, static_cast<std::int64_t>(tensor.element_size()), &needed);
+  const bool has_data = tensor.has_storage() && tensor.storage().data() != nullptr;
+  const std::size_t held = has_data ? tensor.storage().nbytes() : 0;
+  if (overflow || held < static_cast<std::size_t>(needed)) {
+    throw RuntimeError(fmt::format("bundle '{}' is damaged: tensor '{}' of shape {} has {} bytes of data where it "
+                                   "needs {} (its record in the archive is missing or cut short); re-export the model",
+                                   path, name, detail::shape_of(tensor), held,
+                                   overflow ? std::string("more than 2^63") : std::to_string(needed)));
+  }
+}
+
 // The bundle records the CRC-32 of every parameter and buffer (as zlib.crc32 computes it over
 // the tensor's bytes) at export: a damaged or altered file fails here instead of running.
 void verify_checksums(const torch::jit::Module& module, const std::string& path) {
@@ -148,6 +183,7 @@ void verify_checksums(const torch::jit::Module& module, const std::string& path)
                                      "altered after export; re-export it",
                                      path, name));
     }
+    check_storage(tensor, name, path);
     const void* key = tensor.data_ptr();
     auto [entry, inserted] = crc_of_storage.try_emplace(key, 0);
     if (inserted) entry->second = crc32_of(tensor);
@@ -200,9 +236,14 @@ LoadedModel load_torchscript_bundle(const std::string& path, const torch::Device
   try {
     module = torch::jit::load(path, device, extra_files);
   } catch (const std::exception& error) {
+    // LibTorch's message, first line only (a c10::Error goes on with where it was raised), at most
+    // 300 characters.
+    const auto* c10_error = dynamic_cast<const c10::Error*>(&error);
+    std::string reason = c10_error ? c10_error->what_without_backtrace() : error.what();
+    reason = detail::escaped(reason.substr(0, std::min(reason.find('\n'), std::size_t{300})));
     throw RuntimeError(fmt::format("'{}' could not be read as a TorchScript bundle (truncated, or not written by "
                                    "`icgt export`?): {}",
-                                   path, std::string(error.what()).substr(0, 300)));
+                                   path, reason));
   }
   const auto version = read_attribute<std::int64_t>(module, "icgt_format_version", path);
   if (version != kBundleFormatVersion) {

@@ -14,7 +14,9 @@ import hashlib
 import importlib.util
 import json
 import os
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +141,10 @@ def resolve(model: str | Path, cache: Path | None = None) -> Source:
     """
     if str(model) in BUILTIN_MODELS:
         return builtin_source(str(model), cache)
-    path = Path(model).expanduser()
+    try:
+        path = Path(model).expanduser()
+    except RuntimeError:  # "~name/..." where no user is called name
+        raise FileNotFoundError(f"model path not found: {model} (no user's home folder matches its '~')") from None
     if not path.exists():
         if isinstance(model, str) and os.sep not in model and not path.suffix:
             raise ValueError(f"unknown model {model!r}: expected a built-in name {BUILTIN_MODELS} or the path "
@@ -174,9 +179,10 @@ def bundle_for(model: str | Path, dtype: str = "float32", *, cache: str | Path |
     cache = Path(cache).expanduser() if cache is not None else cache_dir()
     source = resolve(model, cache)
     if source.kind == "bundle":
-        stored = read_bundle_config(source.path)["dtype"]
+        stored = read_bundle_config(source.path).get("dtype")
         if stored != dtype:
-            raise ValueError(f"{source.path} is a {stored} bundle, but dtype {dtype!r} was asked for")
+            what = f"a {stored} bundle" if stored in DTYPES else f"a bundle of dtype {stored!r}"
+            raise ValueError(f"{source.path} is {what}, but dtype {dtype!r} was asked for")
         return source.path
     sha = source.sha256 or sha256_of(source.path)
     stem = source.name or f"{source.path.stem}-{hashlib.sha256(str(source.path.resolve()).encode()).hexdigest()[:8]}"
@@ -230,11 +236,16 @@ def read_bundle_file(bundle: str | Path, name: str) -> bytes:
     try:
         with zipfile.ZipFile(bundle) as archive:
             members = [member for member in archive.namelist() if member.endswith(f"/extra/{name}")]
-            if not members:
-                raise ValueError(f"{bundle} is not an icgt bundle: it has no extra file {name!r}")
-            return archive.read(members[0])
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"{bundle} is not an icgt bundle (not a TorchScript archive: {error})") from error
+            data = archive.read(members[0]) if members else None
+    # What zipfile raises for a damaged archive besides BadZipFile: a name that is not UTF-8, a
+    # compression method or zip version it lacks, a deflate stream that does not decode, a short read.
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError, EOFError, zlib.error,
+            struct.error) as error:
+        reason = str(error).replace("\n", " ")[:200]
+        raise ValueError(f"{bundle} is not an icgt bundle (not a TorchScript archive: {reason})") from error
+    if data is None:
+        raise ValueError(f"{bundle} is not an icgt bundle: it has no extra file {name!r}")
+    return data
 
 
 def read_bundle_config(bundle: str | Path) -> dict:
@@ -244,7 +255,15 @@ def read_bundle_config(bundle: str | Path) -> dict:
     >>> config["architecture"], config["num_layers"], config["dtype"]
     ('llama', 30, 'float32')
     """
-    config = json.loads(read_bundle_file(bundle, "config.json"))
+    try:
+        config = json.loads(read_bundle_file(bundle, "config.json"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{bundle} is not an icgt bundle: its config.json is not JSON ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{bundle} is not an icgt bundle: its config.json is nested too deeply") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{bundle} is not an icgt bundle: its config.json holds a {type(config).__name__}, "
+                         "not an object")
     if "format_version" not in config:
         raise ValueError(f"{bundle} is not an icgt bundle: its config.json has no format_version")
     return config

@@ -58,6 +58,8 @@ TEST_CASE("the probe reads the bundle's description and vocabulary") {
   CHECK_THROWS_WITH(probe.token_id(" twin"), Contains("several tokens have the text ' twin'"));
   CHECK_THROWS_WITH(probe.token_id(" apple"), Contains("no single token"));
   CHECK_THROWS_WITH(probe.token_text(50), Contains("outside the vocabulary 0..49"));
+  // Texts are quoted on one line: control bytes escaped, UTF-8 kept.
+  CHECK_THROWS_WITH(probe.token_id("\r\n\xc3\xa9\x01"), Contains("is '\\r\\n\xc3\xa9\\x01'; the tokenizer"));
 }
 
 TEST_CASE("captured residuals and probabilities equal the model run directly") {
@@ -154,6 +156,9 @@ TEST_CASE("a bad bundle is a clear error and leaves no probe") {
   CHECK_THROWS_WITH(ActivationProbe(bundle("not-icgt.pt"), "cpu"), Contains("not an icgt bundle"));
   CHECK_THROWS_WITH(ActivationProbe(bundle("version99.pt"), "cpu"), Contains("format version 99"));
   CHECK_THROWS_WITH(ActivationProbe(bundle("damaged.pt"), "cpu"), Contains("does not match the checksum recorded"));
+  // LibTorch loads a tensor whose zip record has size 0 with no data: refused before it is read.
+  CHECK_THROWS_WITH(ActivationProbe(bundle("empty-record.pt"), "cpu"),
+                    Contains("has 0 bytes of data where it needs 4096 (its record in the archive is missing"));
   CHECK_THROWS_WITH(ActivationProbe(bundle(""), "cpu"), Contains("is a folder; expected a bundle file"));
   CHECK_THROWS_WITH(ActivationProbe("/dev/null", "cpu"), Contains("is not a regular file"));
   CHECK_THROWS_WITH(ActivationProbe(bundle("toy.pt"), "tpu"), Contains("device 'tpu' is not understood"));

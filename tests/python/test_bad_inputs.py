@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import struct
 import textwrap
+import zipfile
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 from isolated import IsolatedRunner
 from synthetic_run import write_synthetic_run
 from test_gguf import tiny_llama, write_gguf
-from toy_bundle import write_toy_bundles
+from toy_bundle import extra_files, toy_model, write_toy_bundles
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,28 @@ GRAPHS = [
          r"edge \(1, 0\) is given twice"),
     Case("from_edges naming a missing node", "icgt.Graph.from_edges(3, [(0, 5)])", "ValueError",
          r"edge \(0, 5\) names a node outside 0..2"),
+    # Found by tests/fuzz/fuzz_edges.py: these reached pybind11's several-line overload listing.
+    Case("from_edges with a float node", "icgt.Graph.from_edges(3, [(0, 1), (1, 1.5)])", "TypeError",
+         r"Graph.from_edges: edge 1 is \(1, 1.5\); node ids must be integers, got 1.5 \(float\)"),
+    Case("from_edges with a word for a node", "icgt.Graph.from_edges(3, [['x', 2]])", "TypeError",
+         r"edge 0 is \['x', 2\]; node ids must be integers, got 'x' \(str\)"),
+    Case("from_edges with a long non-ASCII word", "icgt.Graph.from_edges(3, [(0, 'é' * 80)])", "TypeError",
+         r"node ids must be integers, got 'é{56}\.\.\. \(str\)"),
+    Case("from_edges with a node beyond int", "icgt.Graph.from_edges(2, [(0, 2**31)])", "ValueError",
+         r"Graph.from_edges: edge \(0, 2147483648\) names a node outside 0..1"),
+    Case("from_edges with a triple", "icgt.Graph.from_edges(3, [(0, 1, 2)])", "TypeError",
+         r"Graph.from_edges: edge 0 must be a pair \(i, j\) of node ids, got \(0, 1, 2\)"),
+    Case("from_edges of a string", "icgt.Graph.from_edges(3, '01')", "TypeError",
+         r"Graph.from_edges: edges must be a sequence of \(i, j\) pairs, got str"),
+    Case("from_edges of a numpy edge array",
+         "result = icgt.Graph.from_edges(3, np.array([[0, 1], [1, 2]])).edges == [(0, 1), (1, 2)]", None),
     Case("from_adjacency not symmetric", "icgt.Graph.from_adjacency([[0, 1], [0, 0]])", "ValueError",
          r"not symmetric at \(0, 1\)"),
     Case("too few labels", "icgt.Graph.ring(4).labels = ['a', 'b']", "ValueError", r"got 2 labels for 4 nodes"),
     Case("repeated labels", "icgt.Graph.ring(3).labels = ['a', 'a', 'b']", "ValueError", r"label 'a' is used twice"),
     Case("unknown label", "icgt.Graph.ring(3).node_of('zebra')", "ValueError", r"no node is labelled 'zebra'"),
+    Case("a repeated label with a newline", "icgt.Graph.ring(3).labels = ['a\\nb', 'a\\nb', 'c']", "ValueError",
+         r"label 'a\\nb' is used twice"),
     Case("spectral embedding of k 0", "icgt.Graph.ring(5).spectral_embedding(0)", "ValueError", r"k must be in 1..4"),
     Case("a disconnected graph is connected?",
          "result = icgt.Graph.from_edges(4, [(0, 1), (2, 3)]).is_connected() is False", None),
@@ -94,10 +114,39 @@ BUNDLES = [
          r"not an icgt bundle: it has no attribute"),
     Case("16 bytes flipped in a weight", "icgt.ActivationProbe(os.environ['TOY'] + '/damaged.pt')", "RuntimeError",
          r"is damaged: tensor '[a-z_.0-9]+' does not match the checksum recorded at export"),
+    Case("a weight's zip record of size 0 (LibTorch loads it without data)",
+         "icgt.ActivationProbe(os.environ['TOY'] + '/empty-record.pt')", "RuntimeError",
+         r"is damaged: tensor '[a-z_.0-9]+' of shape \[\d+, \d+\] has 0 bytes of data where it needs \d+"),
     Case("unknown device", "icgt.ActivationProbe(os.environ['TOY'] + '/toy.pt', device='tpu')", "ValueError",
          r"device 'tpu' is not understood"),
     Case("bundle config of a non-bundle", "icgt.read_bundle_config(os.environ['TOY'] + '/garbage.pt')", "ValueError",
          r"is not an icgt bundle"),
+    # Found by tests/fuzz/fuzz_bundle.py (the extra files of a valid bundle rewritten).
+    Case("a vocabulary byte that is not UTF-8", "icgt.ActivationProbe(os.environ['TOY'] + '/vocabulary-ff.pt')",
+         "RuntimeError", r"bundle vocabulary.hex line 2: '\\xff' is not a lowercase hex digit"),
+    Case("a vocabulary with CRLF line ends", "icgt.ActivationProbe(os.environ['TOY'] + '/vocabulary-crlf.pt')",
+         "RuntimeError", r"bundle vocabulary.hex line 1 ends with a carriage return: CRLF line ends"),
+    Case("a probe's config.json that is not JSON", "icgt.ActivationProbe(os.environ['TOY'] + '/config-broken.pt').config",
+         "ValueError", r"ActivationProbe.config: the bundle's config.json is not JSON \(Expecting"),
+    Case("a probe's config.json that is not UTF-8", "icgt.ActivationProbe(os.environ['TOY'] + '/config-latin1.pt').config",
+         "ValueError", r"ActivationProbe.config: the bundle's config.json is not JSON"),
+    Case("a bundle's config.json that is not JSON", "icgt.read_bundle_config(os.environ['TOY'] + '/config-broken.pt')",
+         "ValueError", r"is not an icgt bundle: its config.json is not JSON \(Expecting"),
+    Case("a bundle's config.json that is not UTF-8", "icgt.read_bundle_config(os.environ['TOY'] + '/config-latin1.pt')",
+         "ValueError", r"is not an icgt bundle: its config.json is not JSON \('utf-8' codec can't decode"),
+    Case("a bundle's config.json that is a string",
+         "icgt.read_bundle_config(os.environ['TOY'] + '/config-string.pt')", "ValueError",
+         r"its config.json holds a str, not an object"),
+    Case("a bundle archive of an unknown compression method",
+         "icgt.read_bundle_config(os.environ['TOY'] + '/zip-method-77.pt')", "ValueError",
+         r"is not an icgt bundle \(not a TorchScript archive: That compression method is not supported\)"),
+    Case("a bundle archive with a member name that is not UTF-8",
+         "icgt.read_bundle_config(os.environ['TOY'] + '/zip-name-ff.pt')", "ValueError",
+         r"is not an icgt bundle \(not a TorchScript archive: 'utf-8' codec can't decode byte 0xff"),
+    Case("a bundle that records no dtype", "icgt.bundle_for(os.environ['TOY'] + '/config-no-dtype.pt')", "ValueError",
+         r"config-no-dtype.pt is a bundle of dtype None, but dtype 'float32' was asked for"),
+    Case("a token text with a newline", "icgt.ActivationProbe(os.environ['TOY'] + '/toy.pt').token_id(' w1\\n')",
+         "ValueError", r"no single token of this llama vocabulary is ' w1\\n'"),
 ]
 
 GGUF = [
@@ -109,8 +158,26 @@ GGUF = [
          r"GGUF architecture 'mamba' is not supported"),
     Case("GGUF without a required key", "icgt.export.load_model(os.environ['GGUF'] + '/no-blocks.gguf')", "ValueError",
          r"lacks the required key 'llama.block_count'"),
+    Case("a model path under an unknown user's home", "icgt.bundle_for('~no-such-user-icgt/model.gguf')",
+         "FileNotFoundError", r"model path not found: ~no-such-user-icgt/model.gguf \(no user's home folder"),
     Case("unknown export dtype", "icgt.bundle_for(os.environ['GGUF'] + '/tiny.gguf', dtype='float16')", "ValueError",
          r"dtype 'float16' is not supported"),
+    # Found by tests/fuzz/fuzz_gguf.py.
+    Case("GGUF with zero attention heads", "icgt.export.load_model(os.environ['GGUF'] + '/zero-heads.gguf')",
+         "ValueError", r"GGUF metadata llama.attention.head_count must be an integer >= 1, got 0"),
+    Case("GGUF with a text for a size", "icgt.export.load_model(os.environ['GGUF'] + '/text-hidden.gguf')",
+         "ValueError", r"GGUF metadata llama.embedding_length must be an integer >= 1, got 'sixty-four'"),
+    Case("GGUF architecture that is not UTF-8", "icgt.export.load_model(os.environ['GGUF'] + '/latin1-arch.gguf')",
+         "ValueError", r"GGUF metadata 'general.architecture' is not UTF-8 text"),
+    Case("GGUF array running past the end of the file", "icgt.export.load_model(os.environ['GGUF'] + '/endless.gguf')",
+         "ValueError", r"is not a readable GGUF file: truncated or damaged: a read of 1 value\(s\) at byte 63 runs "
+                       r"past the end of the file \(63 bytes\)"),
+    Case("GGUF block count of 2**31", "icgt.export.load_model(os.environ['GGUF'] + '/many-blocks.gguf')",
+         "ValueError", r"GGUF metadata llama.block_count is 2147483648, but the file holds the tensors of 2 blocks"),
+    Case("GGUF tensor of int64", "icgt.export.load_model(os.environ['GGUF'] + '/int64-tensor.gguf')", "ValueError",
+         r"tensor 'blk.0.ffn_up.weight' \(I64, shape \(96, 64\)\) cannot be read as numbers"),
+    Case("GGUF query projection of the wrong shape", "icgt.export.load_model(os.environ['GGUF'] + '/short-q.gguf')",
+         "ValueError", r"tensor 'blk.0.attn_q.weight' has shape \(6, 64\), expected \(64, 64\) from the config"),
 ]
 
 TOKEN_IDS = [
@@ -374,6 +441,41 @@ CATALOGUE = GRAPHS + WALKS + BUNDLES + GGUF + TOKEN_IDS + HOOKS + STATISTICS + C
 PROBE_PRELUDE = "import os\nprobe = icgt.ActivationProbe(os.environ['TOY'] + '/toy.pt', device='cpu')\n"
 
 
+def write_bad_extra_files(folder):
+    """Toy bundles whose extra files (config.json, vocabulary.hex) are damaged."""
+    import torch
+
+    model = toy_model()
+    model.record_checksums()
+    scripted = torch.jit.script(model)
+    good = extra_files()
+    lines = good["vocabulary.hex"].encode().split(b"\n")
+    lines[1] = b"\xff" + lines[1][1:]  # the first hex digit of line 2
+    variants = {
+        "vocabulary-ff.pt": {"vocabulary.hex": b"\n".join(lines)},
+        "vocabulary-crlf.pt": {"vocabulary.hex": good["vocabulary.hex"].replace("\n", "\r\n")},
+        "config-broken.pt": {"config.json": good["config.json"][:-1] + ", }"},
+        "config-latin1.pt": {"config.json": '{"format_version": 2, "architecture": "caf\xe9"}'.encode("latin-1")},
+        "config-string.pt": {"config.json": '"format_version"'},
+        "config-no-dtype.pt": {"config.json": json.dumps({k: v for k, v in json.loads(good["config.json"]).items()
+                                                          if k != "dtype"})},
+    }
+    for name, changed in variants.items():
+        torch.jit.save(scripted, str(folder / name), _extra_files={**good, **changed})
+    # A one-member archive, its central directory entry then damaged (fields at fixed offsets).
+    with zipfile.ZipFile(folder / "member.zip", "w") as archive:
+        archive.writestr("x/extra/config.json", good["config.json"])
+    data = (folder / "member.zip").read_bytes()
+    central = data.index(b"PK\x01\x02")
+    method = bytearray(data)
+    method[central + 10:central + 12] = struct.pack("<H", 77)  # compression method 77: none such
+    (folder / "zip-method-77.pt").write_bytes(bytes(method))
+    name = bytearray(data)
+    name[central + 8:central + 10] = struct.pack("<H", 0x800)  # the name is flagged UTF-8 ...
+    name[central + 46] = 0xFF  # ... and starts with a byte that UTF-8 never has
+    (folder / "zip-name-ff.pt").write_bytes(bytes(name))
+
+
 @pytest.fixture(scope="module")
 def runner():
     runner = IsolatedRunner()
@@ -394,6 +496,18 @@ def environment(tmp_path_factory):
     (gguf / "noise.gguf").write_text("not a gguf file at all")
     write_gguf(gguf / "mamba.gguf", model, architecture="mamba")
     write_gguf(gguf / "no-blocks.gguf", model, skip_keys=("block_count",))
+    write_gguf(gguf / "zero-heads.gguf", model, metadata={"attention.head_count": 0})
+    write_gguf(gguf / "text-hidden.gguf", model, metadata={"embedding_length": "sixty-four"})
+    write_gguf(gguf / "many-blocks.gguf", model, metadata={"block_count": 2**31})
+    write_gguf(gguf / "int64-tensor.gguf", model, extra_tensors={"blk.0.ffn_up.weight": np.ones((96, 64), np.int64)})
+    write_gguf(gguf / "short-q.gguf", model, extra_tensors={"blk.0.attn_q.weight": np.ones((6, 64), np.float32)})
+    length = struct.pack("<Q", len(b"llama"))
+    (gguf / "latin1-arch.gguf").write_bytes(data.replace(length + b"llama", length + b"ll\xe9ma", 1))
+    # One key, an array of 2**60 uint8 values, and nothing after it (gguf's reader alone would hang).
+    key = b"general.endless"
+    (gguf / "endless.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key
+                                        + struct.pack("<IIQ", 9, 0, 2**60))
+    write_bad_extra_files(toy)
     run = write_synthetic_run(tmp_path_factory.mktemp("run"), "grid")
     return {"TOY": str(toy), "GGUF": str(gguf), "RUN": str(run)}
 

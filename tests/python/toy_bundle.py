@@ -3,8 +3,9 @@
     python tests/python/toy_bundle.py OUTPUT_FOLDER
 
 writes toy.pt (a valid bundle) and broken variants: version99.pt (unknown format version),
-not-icgt.pt (TorchScript without icgt's attributes), truncated.pt, garbage.pt and damaged.pt
-(16 bytes of one weight flipped, so that only its checksum tells).
+not-icgt.pt (TorchScript without icgt's attributes), truncated.pt, garbage.pt, damaged.pt
+(16 bytes of one weight flipped, so that only its checksum tells) and empty-record.pt (the zip
+directory gives one weight's record size 0: LibTorch then loads that tensor with no data).
 The toy model is icgt's own Llama (icgt.models.CausalLM) at a tiny size with random weights, so
 that every step of the probe runs the real block code; its vocabulary has awkward tokens (two
 tokens with one text, bytes that are not UTF-8 on their own, an empty token).
@@ -82,6 +83,7 @@ def write_toy_bundles(folder: Path) -> Path:
     (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
     (folder / "garbage.pt").write_text("this is not a model\n")
     (folder / "damaged.pt").write_bytes(flip_weight_bytes(data))
+    (folder / "empty-record.pt").write_bytes(empty_record(data))
     return good
 
 
@@ -95,6 +97,24 @@ def flip_weight_bytes(bundle: bytes, count: int = 16) -> bytes:
     start = largest.header_offset + 30 + name_length + extra_length + largest.file_size // 2
     damaged = bytearray(bundle)
     damaged[start:start + count] = bytes(255 - byte for byte in damaged[start:start + count])
+    return bytes(damaged)
+
+
+def empty_record(bundle: bytes) -> bytes:
+    """The bundle with the CRC-32 and sizes of its largest tensor record zeroed in the zip's central
+    directory (found by tests/fuzz/fuzz_bundle_zip.py: LibTorch loads such a tensor without data)."""
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        records = [info for info in archive.infolist() if "/data/" in info.filename]
+        largest = max(records, key=lambda info: info.file_size).filename.encode()
+    position = 0
+    while True:  # central directory entries: signature PK\1\2, the name at byte 46, its length at 28
+        position = bundle.index(b"PK\x01\x02", position)
+        (name_length,) = struct.unpack("<H", bundle[position + 28:position + 30])
+        if bundle[position + 46:position + 46 + name_length] == largest:
+            break
+        position += 4
+    damaged = bytearray(bundle)
+    damaged[position + 16:position + 28] = bytes(12)  # CRC-32, compressed size, uncompressed size
     return bytes(damaged)
 
 

@@ -96,6 +96,8 @@ class ModelConfig:
                 fail(f"{name} must be positive, got {getattr(self, name)}")
         if self.num_heads % self.num_kv_heads:
             fail(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
+        if self.query_pre_attn_scalar is not None and not self.query_pre_attn_scalar > 0:
+            fail(f"query_pre_attn_scalar must be positive, got {self.query_pre_attn_scalar}")
         if self.head_dim % 2:
             fail(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
         if self.hidden_activation not in ACTIVATIONS:
