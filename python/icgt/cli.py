@@ -143,8 +143,7 @@ def _run_experiments(args: argparse.Namespace) -> int:
     configs = _run_configs(args)
     folders = run_sweep(configs, args.output, force=args.force, progress=not args.quiet)
     for folder in folders:
-        print(f"{folder.name}:")
-        print(format_summary(summarize(folder)))
+        print(format_summary(summarize(folder)))  # its first line names the run
         print(f"  figures: {folder / 'report' / 'index.html'}")
     for group in seed_groups(configs, folders):
         aggregate = aggregate_runs(group)
@@ -169,7 +168,9 @@ def add_report_command(subcommands: argparse._SubParsersAction) -> None:
                     "another machine can be reported there without torch.",
     )
     parser.add_argument("folder", type=Path, help="a run folder written by icgt run")
-    parser.add_argument("--layer", type=int, help="the layer of the PCA figures (default: the one nearest 80%% depth)")
+    parser.add_argument("--layer", type=int, metavar="BLOCK",
+                        help="the block (0-based) of the PCA figures and per-block numbers (default: the captured "
+                             "block nearest 80%% of the depth)")
     parser.set_defaults(run=_run_report)
 
 

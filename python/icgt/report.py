@@ -25,15 +25,20 @@ from .verdict import FOLLOWS_SKILL, SHAPED_ALIGNMENT, judge
 
 #: The report's figures, file stem → caption; "days" only for days-of-week runs.
 FIGURE_CAPTIONS = {
-    "pca": "Class means projected on their own top principal components at several context lengths; "
-           "lines are the graph's edges. The last panel is the graph's spectral layout (z2, z3), "
-           "the layout that minimises Dirichlet energy.",
-    "energy_accuracy": "Dirichlet energy of the class means (top: normalised, as in the paper; middle: "
-                       "scale-invariant, which collapse cannot lower) and rule-following accuracy "
-                       "(bottom) against context length. Bands: one standard deviation over sequences; "
-                       "dotted lines and faint bands: the energy of randomly relabelled nodes.",
-    "alignment": "How well the top-2 principal components are explained by the Laplacian "
-                 "eigenvectors z2, z3, and how well representation distances follow graph distances.",
+    "pca": "Class means projected on their own top principal components at several context lengths, at "
+           "one block (0-based); lines are the graph's edges. Each node keeps one colour, from its place in "
+           "the graph; the last panel, the graph's spectral layout (z2, z3) that minimises Dirichlet "
+           "energy, is the key. Words are left out where they would cover another word or node.",
+    "energy_accuracy": "Dirichlet energy of the class means per third of the model's depth (top: normalised, "
+                       "as in the paper; middle: scale-invariant, which collapse cannot lower) and "
+                       "rule-following accuracy (bottom, in bins of half a doubling of context) against "
+                       "context length. Bands: one standard deviation over sequences; dotted lines and faint "
+                       "bands: the energy of randomly relabelled nodes. Vertical lines: each third's energy "
+                       "minimum (none where a curve is lowest at its first snapshot) and the fastest rise in "
+                       "accuracy.",
+    "alignment": "How well the top-2 principal components are explained by the Laplacian eigenvectors z2, z3, "
+                 "and how well representation distances follow graph distances; thick lines: thirds of the "
+                 "model's depth, thin lines: single blocks.",
     "days": "Days of the week on an in-context ring that contradicts the weekly order: which principal "
             "components carry the weekly circle and which the in-context ring.",
 }
