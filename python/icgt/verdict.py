@@ -134,20 +134,16 @@ def _alignment(run: Run) -> tuple[np.ndarray, np.ndarray, str]:
     PCs 1-2 and the ring is expected beneath it."""
     if run.is_days:
         ring = run.arrays["ring_alignment"]
-        best = np.where(np.isfinite(ring).any(axis=-1), np.nanmax(np.where(np.isfinite(ring), ring, -np.inf),
-                                                                   axis=-1), np.nan)
+        best = np.where(np.isfinite(ring), ring, -np.inf).max(axis=-1)
+        best[~np.isfinite(best)] = np.nan
         return run.arrays["pca_positions"], best, "the best pair of PCs aligns with the in-context ring's z2, z3"
     return run.arrays["alignment_positions"], run.arrays["spectral_alignment"], "PCs 1-2 align with z2, z3"
 
 
 def _shape(run: Run, verdict: Verdict) -> str:
     positions, alignment, aligned = _alignment(run)
-    late = _late(positions)
-    late_alignment = np.array([_finite_mean(row[late]) if _finite_mean(row[late]) is not None else np.nan
-                               for row in alignment])
-    z = _energy_z(run)
-    late_z = np.array([_finite_mean(row) if _finite_mean(row) is not None else np.nan
-                       for row in z[:, _late(run.arrays["energy_positions"])]])
+    late_alignment = _late_means(alignment, positions)
+    late_z = _late_means(_energy_z(run), run.arrays["energy_positions"])
     blocks = run.layers
     verdict.late_alignment_by_block = {int(b): _float(a) for b, a in zip(blocks, late_alignment)}
     verdict.late_energy_z_by_block = {int(b): _float(value) for b, value in zip(blocks, late_z)}
@@ -309,7 +305,13 @@ def _describe_blocks(run: Run, blocks: list[int]) -> str:
     return f"{noun} {', '.join(ranges)} of {run.num_layers}, {where}"
 
 
+def _late_means(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The mean of each row of [layers, snapshots] over the late snapshots (finite values; NaN if none)."""
+    return _nanmean_rows(values[:, _late(positions)].T)
+
+
 def _nanmean_rows(values: np.ndarray) -> np.ndarray:
+    """The mean over the first axis, of finite values only; NaN where there are none."""
     counts = np.isfinite(values).sum(axis=0)
     return np.where(counts > 0, np.nansum(values, axis=0) / np.maximum(counts, 1), np.nan)
 
