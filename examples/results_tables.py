@@ -67,7 +67,7 @@ def overview(runs: list[Run]) -> str:
         rows.append(
             f"| {run.name} | {summary['final_accuracy']:.3f} | {summary['final_accuracy_renormalized']:.3f} "
             f"({summary['chance_accuracy_renormalized']:.3f}) | " + " | ".join(deep) +
-            f" | {_yes_no(summary['energy_minimum_before_accuracy_rise'])} (minimum at t={summary['energy_minimum_position']}, "
+            f" | {_yes_no(summary['energy_minimum_before_accuracy_rise'])} ({_minimum(summary)}, "
             f"fastest rise at t={summary['accuracy_rise_position']}; block {summary['layer']}) |")
     return "\n".join(rows)
 
@@ -109,6 +109,12 @@ def days(runs: list[Run]) -> str:
             for pair, (w, r) in enumerate(zip(weekly, ring)):
                 rows.append(f"| {run.name} ({run.layers[layer]}) | PC{2 * pair + 1}-{2 * pair + 2} | {w:.2f} | {r:.2f} |")
     return "\n".join(rows)
+
+
+def _minimum(summary: dict) -> str:
+    if summary["energy_minimum_position"] is None:
+        return "no minimum: lowest at the first snapshot"
+    return f"minimum at t={summary['energy_minimum_position']}"
 
 
 def _yes_no(value: bool | None) -> str:
