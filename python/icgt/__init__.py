@@ -19,15 +19,13 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from ._version import __version__
-
-#: Install prefix of libicgt for C++ users: cmake -DCMAKE_PREFIX_PATH=<this> finds icgt.
-cmake_prefix_path = str(Path(__file__).resolve().parent)
 
 #: Public names, each loaded from its module on first use.
 _LAZY = {
@@ -46,9 +44,13 @@ __all__ = sorted([*_LAZY, "__version__", "cmake_prefix_path"])
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    if name == "cmake_prefix_path":
+        # Install prefix of libicgt for C++ users: cmake -DCMAKE_PREFIX_PATH=<this> finds icgt. It is
+        # the compiled core's folder (in an editable install not this file's), found without loading it.
+        value: Any = str(Path(importlib.util.find_spec(f"{__name__}._icgt").origin).resolve().parent)
+    elif name in _LAZY:
         value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    elif importlib.machinery.PathFinder.find_spec(f"{__name__}.{name}", __path__) is not None:
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         value = importlib.import_module(f"{__name__}.{name}")  # a submodule: icgt.bundles, icgt.report, ...
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -68,12 +70,13 @@ class _CoreFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if fullname != f"{__name__}._icgt":
             return None
-        import torch  # noqa: F401  (libicgt links LibTorch; its Python types must exist before ours)
-
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _CoreLoader(spec.loader)
-        return spec
+        for finder in sys.meta_path:  # whichever finder knows the file (an editable install has its own)
+            if finder is not self and hasattr(finder, "find_spec"):
+                spec = finder.find_spec(fullname, path, target)
+                if spec is not None and spec.loader is not None:
+                    spec.loader = _CoreLoader(spec.loader)
+                    return spec
+        return None
 
 
 class _CoreLoader(importlib.abc.Loader):
@@ -81,6 +84,8 @@ class _CoreLoader(importlib.abc.Loader):
         self.loader = loader
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
+        import torch  # noqa: F401  (libicgt links LibTorch; its Python types must exist before ours)
+
         return self.loader.create_module(spec)
 
     def exec_module(self, module: Any) -> None:

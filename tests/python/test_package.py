@@ -44,6 +44,11 @@ def test_the_report_imports_without_torch_or_the_compiled_core():
 
 def test_import_icgt_is_light_and_its_names_load_on_first_use():
     assert loaded_after("import icgt; assert icgt.__version__") == dict.fromkeys([*HEAVY, "matplotlib"], False)
+    # The C++ prefix is found without loading the core: the folder of its file, with the CMake config.
+    prefix = fresh("import icgt; print(icgt.cmake_prefix_path)").stdout.strip()
+    assert prefix == str(Path(icgt._icgt.__file__).resolve().parent)
+    assert (Path(prefix) / "lib" / "cmake" / "icgt" / "icgtConfig.cmake").is_file()
+    assert loaded_after("import icgt; icgt.cmake_prefix_path") == dict.fromkeys([*HEAVY, "matplotlib"], False)
     loaded = loaded_after("""
         import icgt
         grid = icgt.Graph.square_grid(4, 4)
