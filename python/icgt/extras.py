@@ -15,7 +15,12 @@ EXTRAS = {"transformers": ("export", "transformers>=5.0")}
 
 
 class MissingExtraError(ModuleNotFoundError):
-    """An optional dependency is not installed; the message names the extra that installs it."""
+    """An optional dependency is not installed; the message names the extra that installs it.
+
+    >>> from icgt.extras import MissingExtraError
+    >>> issubclass(MissingExtraError, ImportError)   # except ImportError catches it too
+    True
+    """
 
 
 def require(module: str, purpose: str) -> ModuleType:

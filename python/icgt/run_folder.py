@@ -110,7 +110,12 @@ class Run:
 
     @property
     def model_short_name(self) -> str:
-        """The model's name for sentences, e.g. "SmolLM2-135M" (see icgt.catalog.short_model_name)."""
+        """The model's name for sentences, e.g. "SmolLM2-135M" (see icgt.catalog.short_model_name).
+
+        >>> from icgt.run_folder import load_run
+        >>> load_run(grid_run).model_short_name
+        'toy-8-layers'
+        """
         return short_model_name(self.model_name, self.info.get("model", {}).get("source") or None)
 
     @property

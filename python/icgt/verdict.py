@@ -68,7 +68,14 @@ class Verdict:
     sentences: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (block numbers as string keys, as JSON writes them)."""
+        """JSON-ready (block numbers as string keys, as JSON writes them).
+
+        >>> from icgt.run_folder import load_run
+        >>> from icgt.verdict import judge
+        >>> values = judge(load_run(grid_run)).to_dict()
+        >>> values["follows"], values["late_alignment_by_block"]["7"] > 0.7
+        ('yes', True)
+        """
         values = asdict(self)
         for key in ("late_alignment_by_block", "late_energy_z_by_block"):
             values[key] = {str(block): value for block, value in values[key].items()}
