@@ -164,24 +164,33 @@ def _shape(run: Run, verdict: Verdict) -> str:
     if shaped.size:
         verdict.shape = "yes"
         verdict.shaped_blocks = [int(blocks[index]) for index in shaped]
-        mean_curve = _nanmean_rows(alignment[shaped])
-        verdict.shape_onset = _onset(*_binned(positions, mean_curve), SHAPED_ALIGNMENT)
+        bin_positions, mean_curve = _binned(positions, _nanmean_rows(alignment[shaped]))
+        verdict.shape_onset = _onset(bin_positions, mean_curve, SHAPED_ALIGNMENT)
         when = (f", from about {verdict.shape_onset} tokens on" if verdict.shape_onset
                 else " late in the context")
+        earlier = [f"{start}–{end}" if start != end else f"{start}"
+                   for start, end in _spans(bin_positions, mean_curve, SHAPED_ALIGNMENT)
+                   if verdict.shape_onset is None or end < verdict.shape_onset]
+        if earlier:
+            when += f" (and earlier, at {' and '.join(earlier)} tokens)"
         sentence = (f"Its class means take the graph's shape in {_describe_blocks(run, verdict.shaped_blocks)}: "
                     f"{aligned} at {np.mean(late_alignment[shaped]):.2f} late in the context "
                     f"({f'best: {best_block}; ' if shaped.size > 1 else ''}1 = the same plane){when}.")
         shaped_z = late_z[shaped][np.isfinite(late_z[shaped])]
         if shaped_z.size:
             below = int((shaped_z <= BELOW_NULL_Z).sum())
+            energy = f"Their Dirichlet energy late in the context (window {run.info['config']['energy_window']} tokens)"
+            clearly = f"clearly: z {BELOW_NULL_Z:+.0f} or lower, below about 98% of random relabellings"
             if below == shaped_z.size:
-                sentence += (f" Their Dirichlet energy is below the relabelling null there (z = "
-                             f"{shaped_z.mean():+.1f} late; {BELOW_NULL_Z:+.0f} or lower is below about 98% of "
-                             "relabellings).")
+                sentence += f" {energy} is clearly below the relabelling null there (z = {shaped_z.mean():+.1f}; {clearly})."
+            elif below:
+                sentence += (f" {energy} is clearly below the relabelling null in {below} of these {shaped_z.size} "
+                             f"blocks (mean z = {shaped_z.mean():+.1f}; {clearly}).")
+            elif shaped_z.mean() < 0:
+                sentence += (f" {energy} is below the relabelling null, but not clearly (mean z = "
+                             f"{shaped_z.mean():+.1f}; {clearly}).")
             else:
-                sentence += (f" Their Dirichlet energy late in the context (window "
-                             f"{run.info['config']['energy_window']} tokens) is clearly below the relabelling "
-                             f"null in {below} of these {shaped_z.size} blocks (mean z = {shaped_z.mean():+.1f}).")
+                sentence += f" {energy} is not below the relabelling null (mean z = {shaped_z.mean():+.1f})."
         return sentence
 
     peak = _peak(run, positions, alignment)
@@ -292,6 +301,18 @@ def _onset(positions: np.ndarray, values: np.ndarray, threshold: float) -> int |
         return None
     below = np.flatnonzero(values < threshold)
     return int(positions[below[-1] + 1] if below.size else positions[0])
+
+
+def _spans(positions: np.ndarray, values: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """(first, last) positions of each run of consecutive values at or above ``threshold``."""
+    spans: list[tuple[int, int]] = []
+    for position, value, previous in zip(positions, values, np.r_[-np.inf, values[:-1]]):
+        if value >= threshold:
+            if previous >= threshold and spans:
+                spans[-1] = (spans[-1][0], int(position))
+            else:
+                spans.append((int(position), int(position)))
+    return spans
 
 
 def _describe_blocks(run: Run, blocks: list[int]) -> str:

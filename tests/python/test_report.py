@@ -503,3 +503,18 @@ def test_one_block_numbering_everywhere(grid_run, days_run, tmp_path):
     assert "block 6 of 8" in joined and "shallow (blocks 0–2)" in joined
     assert not re.search(r"\blayers? \d", joined), re.search(r".{40}\blayers? \d.{40}", joined)
     assert "block 7 of 8" not in report.report_figures(grid_run)["pca"].get_suptitle()  # default block 6, 0-based
+
+
+def test_a_shape_that_dips_and_returns_gives_both_spans(tmp_path):
+    def alignment(a):
+        values = np.full(a["spectral_alignment"].shape, 0.1)
+        positions = a["alignment_positions"]
+        values[7] = np.where((positions <= 80) | (positions >= 300), 0.9, 0.3)
+        return values
+
+    verdict = judge(edited_run(tmp_path, spectral_alignment=alignment))
+    assert verdict.shaped_blocks == [7]
+    assert 300 / 2 ** 0.5 <= verdict.shape_onset <= 300 * 2 ** 0.5
+    assert re.search(rf"from about {verdict.shape_onset} tokens on \(and earlier, at \d+–\d+ tokens\)\.",
+                     verdict.sentences[1])
+    assert "(and earlier" not in judge(load_run(write_synthetic_run(tmp_path / "plain", "grid"))).sentences[1]
