@@ -282,7 +282,7 @@ def alignment_figure(run: Run) -> Figure:
     axes = figure.subplots(1, 2, sharex=True)
     positions = run.arrays["alignment_positions"]
     for ax, array_name, ylabel, title in [
-        (axes[0], "spectral_alignment", "alignment of PCs 1-2 with z2, z3",
+        (axes[0], "spectral_alignment", f"alignment of {run.drawn_pcs} with z2, z3",
          "spectral alignment (mean squared cosine of principal angles)"),
         (axes[1], "distance_correlation", "correlation with graph distance",
          "representation distance vs shortest-path distance"),

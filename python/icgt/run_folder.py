@@ -151,6 +151,17 @@ class Run:
         return (f"{self.model_description} · {self.graph_kind} graph ({len(self.labels)} nodes) · "
                 f"{self.info['config']['mode']}")
 
+    @property
+    def drawn_pcs(self) -> str:
+        """The two principal components the PCA figure draws and spectral_alignment measures, 1-based.
+
+        >>> from icgt.run_folder import load_run
+        >>> load_run(grid_run).drawn_pcs
+        'PCs 1-2'
+        """
+        first, second = self.info["config"]["pca_components"]
+        return f"PCs {first + 1}-{second + 1}"
+
     def block_name(self, block: int) -> str:
         """A decoder block in icgt's one numbering, 0-based, with the model's depth: "block 24 of 30".
 

@@ -31,7 +31,8 @@ FOLLOWS_FULL_VOCABULARY = 0.3
 #: Below this skill the renormalised accuracy is within a fifth of the way from chance: "does not
 #: follow". Between the two: "follows only partly".
 PARTLY_SKILL = 0.2
-#: A block's class means take the graph's shape when PCs 1-2 align with the Laplacian eigenvectors
+#: A block's class means take the graph's shape when the drawn PCs (config.pca_components: PCs 1-2, or
+#: 2-3 for rings) align with the Laplacian eigenvectors
 #: z2, z3 at least this well (mean squared cosine of the principal angles, 1 = the same plane). Random
 #: planes give about 2 / (n - 1) (0.13 for the 4x4 grid); the paper's grid pictures are near 0.9;
 #: 0.7 leaves both well apart.
@@ -140,7 +141,8 @@ def _alignment(run: Run) -> tuple[np.ndarray, np.ndarray, str]:
     Days runs: in each block, the PC pair that carries the in-context ring best late in the context
     (the weekly circle is expected in PCs 1-2, the ring beneath it), followed over the whole context."""
     if not run.is_days:
-        return run.arrays["alignment_positions"], run.arrays["spectral_alignment"], "PCs 1-2 align with z2, z3"
+        return (run.arrays["alignment_positions"], run.arrays["spectral_alignment"],
+                f"{run.drawn_pcs} align with z2, z3")
     ring = run.arrays["ring_alignment"]  # [layers, snapshots, pairs]
     positions = run.arrays["pca_positions"]
     late = np.stack([_late_means(ring[..., pair], positions) for pair in range(ring.shape[-1])], axis=-1)

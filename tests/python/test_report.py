@@ -518,3 +518,10 @@ def test_a_shape_that_dips_and_returns_gives_both_spans(tmp_path):
     assert re.search(rf"from about {verdict.shape_onset} tokens on \(and earlier, at \d+–\d+ tokens\)\.",
                      verdict.sentences[1])
     assert "(and earlier" not in judge(load_run(write_synthetic_run(tmp_path / "plain", "grid"))).sentences[1]
+
+
+def test_the_pcs_named_are_those_the_figure_draws(tmp_path):
+    run = edited_run(tmp_path, info_changes={"config": {"pca_components": [1, 2]}})  # as for rings
+    assert "PCs 2-3 align with z2, z3 at 0.80" in judge(run).sentences[1]
+    assert plots.alignment_figure(run).axes[0].get_ylabel() == "alignment of PCs 2-3 with z2, z3"
+    assert plots.pca_figure(run).axes[0].get_xlabel().startswith("PC2 ")
