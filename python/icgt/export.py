@@ -10,13 +10,16 @@ import torch
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
+from ._version import __version__
+from .catalog import DTYPE_NAMES
 from .files import sha256_of, write_atomically
 from .gguf_checkpoint import GGUFFile
 from .hf_checkpoint import HFCheckpoint
 from .models import FORMAT_VERSION, CausalLM
 from .tokens import tokenizer_json_of_source, vocabulary_hex
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+#: The dtypes a bundle can hold, by name (the names are icgt.catalog.DTYPE_NAMES).
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 def export_bundle(source: str | Path, output: str | Path, dtype: str = "float32", *, progress: bool = True,
@@ -51,7 +54,7 @@ def export_bundle(source: str | Path, output: str | Path, dtype: str = "float32"
             "source": str(source.resolve()),
             "source_sha256": source_sha256 or sha256_of(source),
             "model_name": model_name,
-            "icgt_version": _icgt_version(),
+            "icgt_version": __version__,
         }
         extra_files = {
             "config.json": json.dumps(bundle_config, indent=2),
@@ -115,9 +118,3 @@ def _adds_bos(tokenizer: Tokenizer, bos_token_id: int) -> bool:
     """Whether the tokenizer itself puts BOS first when asked for special tokens."""
     ids = tokenizer.encode("a", add_special_tokens=True).ids
     return bool(ids) and ids[0] == bos_token_id
-
-
-def _icgt_version() -> str:
-    from . import __version__
-
-    return __version__

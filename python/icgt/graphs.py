@@ -1,13 +1,17 @@
-"""Conversion between icgt.Graph and networkx, so that any networkx topology can be used."""
+"""Conversion between icgt.Graph and networkx, so that any networkx topology can be used.
+
+Importing the compiled core attaches these as ``Graph.from_networkx`` and ``Graph.to_networkx``
+(icgt/__init__.py); this module does not import the core itself, so that it can be imported by it.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._icgt import Graph
-
 if TYPE_CHECKING:
     import networkx
+
+    from ._icgt import Graph
 
 
 def from_networkx(nx_graph: networkx.Graph) -> Graph:
@@ -25,6 +29,8 @@ def from_networkx(nx_graph: networkx.Graph) -> Graph:
             f"from_networkx: expected an undirected simple graph, got a {type(nx_graph).__name__}; "
             "convert it with networkx.Graph(g) first"
         )
+    from ._icgt import Graph
+
     nodes = list(nx_graph.nodes())
     index = {node: i for i, node in enumerate(nodes)}
     graph = Graph.from_edges(len(nodes), [(index[a], index[b]) for a, b in nx_graph.edges()])

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .extras import require
 from .models import ModelConfig
 
 SUPPORTED_MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "gemma2": "gemma2", "gemma3_text": "gemma3",
@@ -58,9 +59,8 @@ class HFCheckpoint:
         self.config = self._config()
 
     def _config(self) -> ModelConfig:
-        from transformers import AutoConfig
-
-        hf_config = AutoConfig.from_pretrained(self.folder)
+        transformers = require("transformers", f"reading the checkpoint folder {self.folder}")
+        hf_config = transformers.AutoConfig.from_pretrained(self.folder)
         model_type = hf_config.model_type
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise ValueError(f"{self.folder}: model_type {model_type!r} is not supported; expected one of "

@@ -7,7 +7,9 @@ the same code serves scripts, servers and notebooks, where a Figure displays inl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import colorsys
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -27,6 +29,18 @@ WEEKLY_STYLE = {"color": "tab:green", "linestyle": "-", "linewidth": 1.6}
 RING_STYLE = {"color": "tab:purple", "linestyle": "--", "linewidth": 1.2}
 GRAPH_EDGE_STYLE = {"color": "0.6", "linestyle": "-", "linewidth": 1.0}
 DPI = 110
+#: PCA panels per row and the size of one panel (inches): three of them fill the report page (1100
+#: pixels) with words at about 9 points.
+PCA_COLUMNS = 3
+PCA_PANEL_INCHES = 3.9
+WORD_FONT_SIZE = 9
+#: Corners of the two-dimensional colour map (RGB at (0, 0), (1, 0), (0, 1), (1, 1)): blue, red, green,
+#: gold, far apart in hue, so that bilinear mixing gives every grid node a colour of its own.
+CORNER_COLOURS = np.array([[0.12, 0.35, 0.85], [0.85, 0.15, 0.15], [0.10, 0.62, 0.30], [0.95, 0.68, 0.05]])
+#: Label offsets tried in turn (points from the node: right-above, right-below, left-above, left-below,
+#: above, below); a word that fits nowhere without covering another word or node is left out.
+LABEL_OFFSETS = [((4, 2), "left", "bottom"), ((4, -2), "left", "top"), ((-4, 2), "right", "bottom"),
+                 ((-4, -2), "right", "top"), ((0, 5), "center", "bottom"), ((0, -5), "center", "top")]
 
 
 def pc_pair_name(pair: int) -> str:
@@ -37,6 +51,88 @@ def pc_pair_name(pair: int) -> str:
     ('PC1-2', 'PC3-4')
     """
     return f"PC{2 * pair + 1}-{2 * pair + 2}"
+
+
+def colour_map_2d(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """RGB colours [len(u), 3] of points (u, v) in [0, 1]^2: bilinear mixing of CORNER_COLOURS.
+
+    >>> from icgt.plots import colour_map_2d
+    >>> colour_map_2d(np.array([0.0, 1.0]), np.array([0.0, 1.0])).round(2).tolist()
+    [[0.12, 0.35, 0.85], [0.95, 0.68, 0.05]]
+    """
+    u, v = np.clip(np.asarray(u, float), 0, 1)[:, None], np.clip(np.asarray(v, float), 0, 1)[:, None]
+    low, high, left, right = CORNER_COLOURS
+    return (1 - u) * (1 - v) * low + u * (1 - v) * high + (1 - u) * v * left + u * v * right
+
+
+def node_colours(run: Run) -> np.ndarray:
+    """An RGB colour per node [n, 3] from the node's place in the graph, the same in every panel.
+
+    Grid: a two-dimensional colour map over (column, row). Ring: a colour wheel over the ring order.
+    Other graphs (hexagon, days, custom): the two-dimensional colour map over the graph's spectral
+    coordinates (z2, z3), so that nodes close in the graph get close colours. The spectral-layout
+    panel of the PCA figure shows the mapping.
+
+    >>> from icgt.plots import node_colours
+    >>> from icgt.run_folder import load_run
+    >>> colours = node_colours(load_run(grid_run))
+    >>> colours.shape, len({tuple(colour) for colour in colours.round(3)})   # 16 nodes, 16 colours
+    ((16, 3), 16)
+    """
+    n = len(run.labels)
+    if run.graph_kind == "grid" and (shape := grid_shape(run.edges, n)) is not None:
+        rows, cols = shape
+        node = np.arange(n)
+        return colour_map_2d((node % cols) / max(cols - 1, 1), (node // cols) / max(rows - 1, 1))
+    if run.graph_kind == "ring" and (order := cycle_order(run.edges, n)) is not None:
+        place = np.empty(n)
+        place[order] = np.arange(n) / n
+        return np.array([colorsys.hsv_to_rgb(hue, 0.8, 0.85) for hue in place])
+    embedding = run.arrays["spectral_embedding"][:, :2]
+    low, high = embedding.min(axis=0), embedding.max(axis=0)
+    scaled = (embedding - low) / np.where(high > low, high - low, 1)
+    return colour_map_2d(scaled[:, 0], scaled[:, 1])
+
+
+def grid_shape(edges: np.ndarray, num_nodes: int) -> tuple[int, int] | None:
+    """(rows, columns) of a row-major 4-neighbourhood grid with these edges, or None if it is not one.
+
+    >>> from icgt.plots import grid_shape
+    >>> grid_shape(np.array([[0, 1], [0, 2], [1, 3], [2, 3]]), 4)
+    (2, 2)
+    """
+    steps = {int(abs(b - a)) for a, b in edges}
+    cols = max(steps - {1}, default=num_nodes)
+    if num_nodes % cols:
+        return None
+    rows = num_nodes // cols
+    expected = {(r * cols + c, r * cols + c + 1) for r in range(rows) for c in range(cols - 1)}
+    expected |= {(r * cols + c, (r + 1) * cols + c) for r in range(rows - 1) for c in range(cols)}
+    found = {(int(min(a, b)), int(max(a, b))) for a, b in edges}
+    return (rows, cols) if found == expected else None
+
+
+def cycle_order(edges: np.ndarray, num_nodes: int) -> np.ndarray | None:
+    """The nodes in the order of a cycle through all of them, from node 0, or None if the graph is not one cycle.
+
+    >>> from icgt.plots import cycle_order
+    >>> cycle_order(np.array([[0, 2], [2, 1], [1, 3], [3, 0]]), 4).tolist()
+    [0, 2, 1, 3]
+    """
+    neighbours: list[list[int]] = [[] for _ in range(num_nodes)]
+    for a, b in edges:
+        neighbours[a].append(int(b))
+        neighbours[b].append(int(a))
+    if num_nodes < 3 or any(len(adjacent) != 2 for adjacent in neighbours):
+        return None
+    order = [0, min(neighbours[0])]
+    while len(order) < num_nodes:
+        previous, current = order[-2], order[-1]
+        following = [node for node in neighbours[current] if node != previous]
+        if following[0] == 0:
+            return None  # a shorter cycle: the graph is several
+        order.append(following[0])
+    return np.array(order)
 
 
 def pca_figure(run: Run, layer: int | None = None, positions: list[int] | None = None) -> Figure:
@@ -69,39 +165,45 @@ def pca_figure(run: Run, layer: int | None = None, positions: list[int] | None =
     spectral_layout = run.arrays["spectral_embedding"][:, :2]
     panels = _signs_aligned(np.concatenate([projections, spectral_layout[None]]))
 
-    columns = min(len(panels), 4)
+    columns = min(len(panels), PCA_COLUMNS)
     rows = -(-len(panels) // columns)
-    figure = _new_figure(3.3 * columns, 3.3 * rows + 0.6)
+    figure = _new_figure(PCA_PANEL_INCHES * columns, PCA_PANEL_INCHES * rows + 0.7)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    colours = node_colours(run)
+    labelled = []
     for panel, ax in enumerate(axes):
         if panel >= len(panels):
             ax.set_visible(False)
             continue
-        absent = _draw_graph(ax, panels[panel], run.labels, [(run.edges, GRAPH_EDGE_STYLE)])
+        absent, words = _draw_graph(ax, panels[panel], run.labels, [(run.edges, GRAPH_EDGE_STYLE)], colours)
+        labelled.append((ax, panels[panel], words))
         if panel < len(snapshots):
             ax.set_title(f"context {all_positions[snapshots[panel]]} tokens"
-                         + (f" ({absent} nodes absent)" if absent else ""), fontsize=10)
+                         + (f" ({absent} nodes absent)" if absent else ""), fontsize=11)
             ax.set_xlabel(f"PC{components[0] + 1} ({explained[panel, 0]:.0%} of variance)")
             ax.set_ylabel(f"PC{components[1] + 1} ({explained[panel, 1]:.0%} of variance)")
         else:
-            ax.set_title("graph's spectral layout (target)", fontsize=10)
+            ax.set_title("graph's spectral layout (target)", fontsize=11)
             ax.set_xlabel("Laplacian eigenvector z2")
             ax.set_ylabel("Laplacian eigenvector z3")
-    figure.suptitle(f"{run.title}\nclass means at layer {run.layers[layer_index]} "
-                    f"(block {run.layers[layer_index] + 1} of {run.num_layers}), "
-                    f"window {run.info['config']['pca_window']} tokens")
+    figure.suptitle(f"{run.title}\nclass means at {run.block_name(run.layers[layer_index])}, "
+                    f"window {run.info['config']['pca_window']} tokens; colours: place in the graph "
+                    f"(last panel); words left out where they would overlap")
+    _place_words(figure, labelled)
     return figure
 
 
 def energy_accuracy_figure(run: Run) -> Figure:
     """Energy (normalised and scale-invariant) and accuracy against log context length.
 
-    Layers are grouped into the shallow, middle and deep thirds of the model (mean over each group's
-    captured layers). Bands: one standard deviation of the per-sequence energies; the null baseline
-    (random relabelling of the nodes) as a dotted line with a mean ± sd band. Accuracy is the mean over
-    sequences with a one-sd band, full-vocabulary and renormalised over the node tokens. Markers: each
-    group's energy minimum (vertical lines in its colour) and the context length where accuracy rises
-    fastest (black dashed line).
+    Blocks are grouped into the shallow, middle and deep thirds of the model (mean over each group's
+    captured blocks). Bands: one standard deviation of the per-sequence energies; the null baseline
+    (random relabelling of the nodes) as a dotted line with a mean ± sd band. Accuracy, full-vocabulary
+    and renormalised over the node tokens, is averaged in bins of half a doubling of context
+    (:meth:`Run.binned_accuracy`), with a band of one sd over sequences; a faint line gives every
+    position. Markers: each group's energy minimum (vertical lines in its colour; none where a curve is
+    lowest at its first snapshot, see :func:`icgt.run_folder.energy_minimum`) and the context length
+    where accuracy rises fastest (black dashed line).
 
     >>> from icgt.plots import energy_accuracy_figure
     >>> from icgt.run_folder import load_run
@@ -144,9 +246,11 @@ def energy_accuracy_figure(run: Run) -> Figure:
 
     for renormalized, colour, name in [(False, "black", "full vocabulary"),
                                        (True, "tab:gray", "renormalised over nodes")]:
-        accuracy_positions, mean, sd = run.accuracy_curve(renormalized)
-        accuracy_ax.plot(accuracy_positions, mean, color=colour, linewidth=1, label=name)
-        accuracy_ax.fill_between(accuracy_positions, mean - sd, mean + sd, color=colour, alpha=0.15, linewidth=0)
+        accuracy_positions, mean, _ = run.accuracy_curve(renormalized)
+        accuracy_ax.plot(accuracy_positions, mean, color=colour, linewidth=0.5, alpha=0.3)
+        bin_positions, binned, sd = run.binned_accuracy(renormalized)
+        accuracy_ax.plot(bin_positions, binned, color=colour, linewidth=1.6, marker="o", markersize=3, label=name)
+        accuracy_ax.fill_between(bin_positions, binned - sd, binned + sd, color=colour, alpha=0.2, linewidth=0)
     accuracy_ax.axhline(run.chance_accuracy_renormalized(), color="tab:gray", linestyle=":", linewidth=1,
                         label="uniform guessing (renormalised)")
     rise = steepest_rise(*run.accuracy_curve()[:2])
@@ -156,7 +260,8 @@ def energy_accuracy_figure(run: Run) -> Figure:
         accuracy_ax.plot([], [], color="black", linestyle="--", label=f"fastest rise (t ≈ {rise[0]})")
     accuracy_ax.set_ylim(0, 1)
     accuracy_ax.set_ylabel("probability on valid next nodes")
-    accuracy_ax.set_title("rule-following accuracy (mean ± sd over sequences)", fontsize=10)
+    accuracy_ax.set_title("rule-following accuracy in bins of half a doubling of context (mean ± sd over "
+                          "sequences; faint: every position)", fontsize=10)
     accuracy_ax.legend(fontsize=8, loc="upper left")
     _context_length_axis(accuracy_ax)
     figure.suptitle(run.title)
@@ -177,7 +282,7 @@ def alignment_figure(run: Run) -> Figure:
     axes = figure.subplots(1, 2, sharex=True)
     positions = run.arrays["alignment_positions"]
     for ax, array_name, ylabel, title in [
-        (axes[0], "spectral_alignment", "alignment of PCs 1-2 with z2, z3",
+        (axes[0], "spectral_alignment", f"alignment of {run.drawn_pcs} with z2, z3",
          "spectral alignment (mean squared cosine of principal angles)"),
         (axes[1], "distance_correlation", "correlation with graph distance",
          "representation distance vs shortest-path distance"),
@@ -245,15 +350,19 @@ def days_figure(run: Run, layer: int | None = None) -> Figure:
     edge_sets = [(weekly_edges, WEEKLY_STYLE), (run.edges, RING_STYLE)]
     explained = run.arrays["pca_explained"][layer_index, -1]
     projections = run.arrays["pca_projections"][layer_index, -1]
+    colours = node_colours(run)
+    labelled = []
     for ax, first in [(first_pair_ax, 0), (second_pair_ax, 2)]:
-        _draw_graph(ax, projections[:, first:first + 2], run.labels, edge_sets)
+        _, words = _draw_graph(ax, projections[:, first:first + 2], run.labels, edge_sets, colours)
+        labelled.append((ax, projections[:, first:first + 2], words))
         ax.set_xlabel(f"PC{first + 1} ({explained[first]:.0%} of variance)")
         ax.set_ylabel(f"PC{first + 2} ({explained[first + 1]:.0%} of variance)")
         ax.set_title(f"{pc_pair_name(first // 2)} at context {positions[-1]} tokens", fontsize=10)
     first_pair_ax.legend([Line2D([], [], **WEEKLY_STYLE), Line2D([], [], **RING_STYLE)],
                          ["weekly circle", "in-context ring"], fontsize=8)
-    figure.suptitle(f"{run.title}\nlayer {run.layers[layer_index]}: in-context ring "
+    figure.suptitle(f"{run.title}\n{run.block_name(run.layers[layer_index])}: in-context ring "
                     f"{' → '.join(run.labels)}")
+    _place_words(figure, labelled)
     return figure
 
 
@@ -273,8 +382,8 @@ def _context_length_axis(ax: Axes) -> None:
 
 
 def _group_label(run: Run, group: str, indices: np.ndarray) -> str:
-    layers = run.layers[indices]
-    return f"{group} (layers {layers.min()}–{layers.max()})" if layers.size > 1 else f"{group} (layer {layers[0]})"
+    blocks = run.layers[indices]
+    return f"{group} (blocks {blocks.min()}–{blocks.max()})" if blocks.size > 1 else f"{group} (block {blocks[0]})"
 
 
 def _signs_aligned(panels: np.ndarray) -> np.ndarray:
@@ -287,20 +396,56 @@ def _signs_aligned(panels: np.ndarray) -> np.ndarray:
     return aligned
 
 
-def _draw_graph(ax: Axes, coordinates: np.ndarray, labels: list[str],
-                edge_sets: list[tuple[np.ndarray, dict]]) -> int:
-    """Draw edges, nodes (coloured by node index) and their words; return how many nodes are absent (NaN)."""
+def _draw_graph(ax: Axes, coordinates: np.ndarray, labels: list[str], edge_sets: list[tuple[np.ndarray, dict]],
+                colours: np.ndarray) -> tuple[int, dict[int, Any]]:
+    """Draw edges, nodes (in their colours) and their words; return how many nodes are absent (NaN) and
+    the word of each present node (placed later by _place_words)."""
     present = np.isfinite(coordinates).all(axis=1)
     for edges, style in edge_sets:
         drawn = [edge for edge in edges if present[edge[0]] and present[edge[1]]]
         if drawn:
             ax.add_collection(LineCollection([coordinates[list(edge)] for edge in drawn], zorder=1, **style))
-    node_colours = [f"C{node % 10}" for node in range(len(labels))]
     nodes = np.flatnonzero(present)
-    ax.scatter(coordinates[nodes, 0], coordinates[nodes, 1], c=[node_colours[node] for node in nodes],
-               s=30, zorder=2, edgecolors="white", linewidths=0.5)
+    ax.scatter(coordinates[nodes, 0], coordinates[nodes, 1], c=colours[nodes], s=36, zorder=2,
+               edgecolors="white", linewidths=0.5)
+    words = {}
     for node in nodes:
-        ax.annotate(labels[node], coordinates[node], xytext=(3, 3), textcoords="offset points", fontsize=8, zorder=3)
+        offset, horizontal, vertical = LABEL_OFFSETS[0]
+        words[int(node)] = ax.annotate(labels[node], coordinates[node], xytext=offset, textcoords="offset points",
+                                       ha=horizontal, va=vertical, fontsize=WORD_FONT_SIZE, zorder=3,
+                                       color=0.55 * colours[node], annotation_clip=False)
+        words[int(node)].set_in_layout(False)  # the layout must not move when words are left out
     ax.set_aspect("equal", adjustable="datalim")
-    ax.tick_params(labelsize=7)
-    return int((~present).sum())
+    ax.tick_params(labelsize=8)
+    return int((~present).sum()), words
+
+
+def _place_words(figure: Figure, panels: list[tuple[Axes, np.ndarray, dict[int, Any]]]) -> None:
+    """Give each word the first offset of LABEL_OFFSETS where it covers no other word or node and stays
+    inside its panel; hide it where there is none. Measured on the drawn figure, in pixels."""
+    renderer = figure.canvas.get_renderer()
+    figure.canvas.draw()
+    marker = 0.5 * np.sqrt(36) * figure.dpi / 72 + 1  # node radius in pixels, and a pixel to spare
+    for ax, coordinates, words in panels:
+        frame = ax.get_window_extent(renderer)
+        points = ax.transData.transform(np.nan_to_num(coordinates[list(words)])) if words else np.zeros((0, 2))
+        taken: list[np.ndarray] = []
+        for index, (node, word) in enumerate(words.items()):
+            others = np.delete(points, index, axis=0)
+            for offset, horizontal, vertical in LABEL_OFFSETS:
+                word.xyann = offset
+                word.set_horizontalalignment(horizontal)
+                word.set_verticalalignment(vertical)
+                box = word.get_window_extent(renderer).extents  # x0, y0, x1, y1
+                inside = (box[0] >= frame.x0 and box[2] <= frame.x1 and box[1] >= frame.y0 and box[3] <= frame.y1)
+                covers_node = bool(((others[:, 0] > box[0] - marker) & (others[:, 0] < box[2] + marker)
+                                    & (others[:, 1] > box[1] - marker) & (others[:, 1] < box[3] + marker)).any())
+                if inside and not covers_node and not any(_overlap(box, other) for other in taken):
+                    taken.append(box)
+                    break
+            else:
+                word.set_visible(False)
+
+
+def _overlap(first: np.ndarray, second: np.ndarray) -> bool:
+    return bool(first[0] < second[2] and second[0] < first[2] and first[1] < second[3] and second[1] < first[3])

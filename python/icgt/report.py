@@ -1,4 +1,5 @@
-"""The report of an icgt run: its key numbers, and PNG figures with an index.html that shows them.
+"""The report of an icgt run: its verdict in words (icgt.verdict), its key numbers, and PNG figures with an
+index.html that shows them.
 
 Like ``icgt.plots`` and ``icgt.run_folder`` it uses only numpy and matplotlib, never the compiled
 core, so a report can be made wherever a run folder is copied.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import textwrap
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,18 +21,24 @@ from matplotlib.figure import Figure
 from . import plots
 from .files import write_atomically
 from .run_folder import Run, energy_minimum, load_run, steepest_rise
+from .verdict import FOLLOWS_SKILL, SHAPED_ALIGNMENT, judge
 
 #: The report's figures, file stem → caption; "days" only for days-of-week runs.
 FIGURE_CAPTIONS = {
-    "pca": "Class means projected on their own top principal components at several context lengths; "
-           "lines are the graph's edges. The last panel is the graph's spectral layout (z2, z3), "
-           "the layout that minimises Dirichlet energy.",
-    "energy_accuracy": "Dirichlet energy of the class means (top: normalised, as in the paper; middle: "
-                       "scale-invariant, which collapse cannot lower) and rule-following accuracy "
-                       "(bottom) against context length. Bands: one standard deviation over sequences; "
-                       "dotted lines and faint bands: the energy of randomly relabelled nodes.",
-    "alignment": "How well the top-2 principal components are explained by the Laplacian "
-                 "eigenvectors z2, z3, and how well representation distances follow graph distances.",
+    "pca": "Class means projected on their own top principal components at several context lengths, at "
+           "one block (0-based); lines are the graph's edges. Each node keeps one colour, from its place in "
+           "the graph; the last panel, the graph's spectral layout (z2, z3) that minimises Dirichlet "
+           "energy, is the key. Words are left out where they would cover another word or node.",
+    "energy_accuracy": "Dirichlet energy of the class means per third of the model's depth (top: normalised, "
+                       "as in the paper; middle: scale-invariant, which collapse cannot lower) and "
+                       "rule-following accuracy (bottom, in bins of half a doubling of context) against "
+                       "context length. Bands: one standard deviation over sequences; dotted lines and faint "
+                       "bands: the energy of randomly relabelled nodes. Vertical lines: each third's energy "
+                       "minimum (none where a curve is lowest at its first snapshot) and the fastest rise in "
+                       "accuracy.",
+    "alignment": "How well the top-2 principal components are explained by the Laplacian eigenvectors z2, z3, "
+                 "and how well representation distances follow graph distances; thick lines: thirds of the "
+                 "model's depth, thin lines: single blocks.",
     "days": "Days of the week on an in-context ring that contradicts the weekly order: which principal "
             "components carry the weekly circle and which the in-context ring.",
 }
@@ -41,16 +49,19 @@ def _as_run(run: Run | str | os.PathLike) -> Run:
 
 
 def summarize(run: Run | str | os.PathLike, layer: int | None = None) -> dict[str, Any]:
-    """The key numbers of a run, JSON-ready (None where a number is undefined).
+    """The verdict and key numbers of a run, JSON-ready (None where a number is undefined).
 
-    Energy, alignment and days numbers are for ``layer`` (default: :meth:`Run.default_layer`); the
-    energy minimum is also given for each layer group. Final accuracy is the mean over sequences and
-    over the scored positions in the last tenth of the context.
+    ``verdict`` holds the verdict's sentences (icgt.verdict.judge), ``follows_graph`` and
+    ``graph_shape`` its levels. Energy, alignment and days numbers are for block ``layer`` (default:
+    :meth:`Run.default_layer`); the energy minimum is also given for each third of the depth. Final
+    accuracy is the mean over sequences and over the scored positions in the last tenth of the context.
 
     >>> from icgt.report import summarize
     >>> summary = summarize(grid_run)
     >>> summary["layer"], summary["energy_minimum_position"], summary["energy_minimum_before_accuracy_rise"]
     (6, 40, True)
+    >>> summary["follows_graph"], summary["graph_shape"], summary["shaped_blocks"]
+    ('yes', 'yes', [7])
     """
     run = _as_run(run)
     layer_index = run.layer_index(layer)
@@ -62,11 +73,21 @@ def summarize(run: Run | str | os.PathLike, layer: int | None = None) -> dict[st
     minimum = energy_minimum(energy_positions, run.arrays["energy"][layer_index])
     group_minima = {group: energy_minimum(energy_positions, energy)
                     for group, energy in run.layer_group_means("energy").items()}
+    verdict = judge(run, layer)
     summary: dict[str, Any] = {
         "run": run.name,
         "model": run.model_name,
+        "model_description": run.model_description,
         "graph": run.graph_kind,
         "mode": run.info["config"]["mode"],
+        "verdict": verdict.sentences,
+        "follows_graph": verdict.follows,
+        "graph_shape": verdict.shape,
+        "accuracy_skill": verdict.skill,
+        "accuracy_onset_position": verdict.accuracy_onset,
+        "shaped_blocks": verdict.shaped_blocks,
+        "shape_onset_position": verdict.shape_onset,
+        "trace_blocks": verdict.trace_blocks,
         "layer": int(run.layers[layer_index]),
         "final_accuracy": _mean_or_none(accuracy[last_tenth]),
         "final_accuracy_renormalized": _mean_or_none(accuracy_renormalized[last_tenth]),
@@ -171,7 +192,14 @@ def write_report(run_folder: str | os.PathLike, layer: int | None = None,
 
 
 SUMMARY_LABELS = {
-    "layer": "layer (0-based block) of the per-layer numbers",
+    "follows_graph": "follows the graph",
+    "accuracy_skill": "renormalised accuracy as a skill: (accuracy - chance) / (1 - chance), last tenth",
+    "accuracy_onset_position": f"context length from which that skill stays at {FOLLOWS_SKILL} or more",
+    "graph_shape": "class means take the graph's shape",
+    "shaped_blocks": f"blocks whose drawn PCs align with z2, z3 at {SHAPED_ALIGNMENT} or more, last tenth",
+    "shape_onset_position": "context length from which those blocks stay graph-shaped",
+    "trace_blocks": "blocks with a weak trace (alignment 0.4 or more, or energy z -2 or less)",
+    "layer": "block (0-based) of the per-block numbers",
     "final_accuracy": "final accuracy (full vocabulary; last tenth of the context)",
     "final_accuracy_renormalized": "final accuracy (renormalised over the node tokens)",
     "chance_accuracy_renormalized": "renormalised accuracy of uniform guessing (degree / n)",
@@ -180,9 +208,9 @@ SUMMARY_LABELS = {
     "energy_minimum": "minimum normalised energy",
     "energy_minimum_position": "context length of the minimum energy",
     "null_energy_at_minimum": "energy of randomly relabelled nodes there (null mean)",
-    "energy_minimum_position_by_group": "context length of the minimum energy, by layer group",
+    "energy_minimum_position_by_group": "context length of the minimum energy, by third of the depth",
     "energy_minimum_before_accuracy_rise": "energy minimum before the accuracy rise",
-    "final_spectral_alignment": "final spectral alignment of PCs 1-2 with z2, z3",
+    "final_spectral_alignment": "final spectral alignment of the drawn PCs with z2, z3",
     "final_distance_correlation": "final correlation of representation and graph distances",
     "final_weekly_alignment_by_pc_pair": "final weekly-circle alignment per PC pair (PC1-2, PC3-4, ...)",
     "final_ring_alignment_by_pc_pair": "final in-context-ring alignment per PC pair",
@@ -191,16 +219,24 @@ SUMMARY_LABELS = {
 }
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    """The key numbers of :func:`summarize` as plain text, one labelled line each, for a terminal.
+def format_summary(summary: dict[str, Any], width: int = 100) -> str:
+    """:func:`summarize` as plain text for a terminal: the verdict in words first (wrapped at ``width``),
+    then the key numbers, one labelled line each.
 
     >>> from icgt.report import format_summary, summarize
-    >>> print(format_summary(summarize(grid_run)).splitlines()[0])
+    >>> text = format_summary(summarize(grid_run)).splitlines()
+    >>> print(text[0]); print(text[1])
     synthetic-grid: toy-8-layers · grid graph · walk
-    >>> print(format_summary(summarize(grid_run)).splitlines()[8])
+      toy-8-layers follows the graph: at the end of the context it puts 93% of its probability over the
+    >>> print(next(line for line in text if "minimum energy:" in line))
       context length of the minimum energy: 40
     """
-    lines = [f"{summary['run']}: {summary['model']} · {summary['graph']} graph · {summary['mode']}"]
+    model = summary.get("model_description", summary["model"])
+    lines = [f"{summary['run']}: {model} · {summary['graph']} graph · {summary['mode']}"]
+    for sentence in summary.get("verdict", []):
+        lines += textwrap.wrap(sentence, width, initial_indent="  ", subsequent_indent="    ")
+    if summary.get("verdict"):
+        lines.append("  key numbers:")
     lines += [f"  {label}: {_format_value(summary[key])}" for key, label in SUMMARY_LABELS.items() if key in summary]
     return "\n".join(lines)
 
@@ -215,7 +251,7 @@ def _format_value(value: Any) -> str:
     if isinstance(value, dict):
         return " · ".join(f"{key}: {_format_value(item)}" for key, item in value.items())
     if isinstance(value, list):
-        return ", ".join(_format_value(item) for item in value)
+        return ", ".join(_format_value(item) for item in value) if value else "none"
     return str(value)
 
 
@@ -228,11 +264,11 @@ def _table(rows: list[tuple[str, Any]]) -> str:
 def _index_html(run: Run, summary: dict[str, Any], figure_names: list[str]) -> str:
     config = run.info["config"]
     model = run.info["model"]
-    setting = [("model", f"{model.get('name', run.model_name)} ({model['num_layers']} blocks)"),
+    setting = [("model", f"{run.model_description} ({model['num_layers']} blocks, numbered from 0)"),
                ("graph", f"{run.graph_kind}, {len(run.labels)} nodes, {len(run.edges)} edges"),
                *[(key, config[key]) for key in ("mode", "num_sequences", "sequence_length", "energy_window",
                                                 "pca_window", "null_permutations", "seed") if key in config],
-               ("captured layers", ", ".join(map(str, run.layers.tolist())))]
+               ("captured blocks", ", ".join(map(str, run.layers.tolist())))]
     if run.is_days:
         setting += [("in-context ring order", " → ".join(run.labels)),
                     ("weekly order", " → ".join(run.info["weekly_order"]))]
@@ -242,14 +278,18 @@ def _index_html(run: Run, summary: dict[str, Any], figure_names: list[str]) -> s
     if "bundle_sha256" in model:
         provenance.append(("model bundle sha256", model["bundle_sha256"]))
     numbers = [(label, summary[key]) for key, label in SUMMARY_LABELS.items() if key in summary]
+    verdict = "".join(f"<p>{html.escape(sentence)}</p>" for sentence in summary.get("verdict", []))
     figures = "".join(
         f'<figure><img src="{name}.png" alt="{html.escape(FIGURE_CAPTIONS[name])}">'
         f"<figcaption>{html.escape(FIGURE_CAPTIONS[name])}</figcaption></figure>"
         for name in figure_names)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>icgt report: {html.escape(run.name)}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>icgt report: {html.escape(run.name)}</title>
 <style>
-body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
+body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+.verdict p {{ font-size: 1.1em; line-height: 1.45; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
 th, td {{ text-align: left; padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; vertical-align: top; }}
 th {{ font-weight: normal; color: #555; }}
@@ -257,6 +297,7 @@ img {{ max-width: 100%; }} figure {{ margin: 2em 0; }} figcaption {{ color: #555
 </style></head><body>
 <h1>icgt report: {html.escape(run.name)}</h1>
 <p>{html.escape(run.title)}</p>
+<h2>Verdict</h2><div class="verdict">{verdict}</div>
 <h2>Key numbers</h2>{_table(numbers)}
 <h2>Setting</h2>{_table(setting)}
 <h2>Figures</h2>{figures}

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .catalog import describe_model, short_model_name
+
 RUN_FORMAT_VERSION = 2
 
 #: Each array of results.npz with its dimensions, named as in docs/run-format.md.
@@ -65,6 +67,9 @@ RUN_JSON_KEYS = [
 ]
 #: The paper's headline layer is block 26 of 32 in Llama-3.1-8B, about 80% of the depth.
 DEFAULT_LAYER_DEPTH = 0.8
+#: Bins of context for accuracy curves and the fastest rise: half a doubling wide, so that the few
+#: early positions weigh as much as the many late ones and a bin still averages enough positions.
+ACCURACY_BINS_PER_DOUBLING = 2
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,28 @@ class Run:
     @property
     def model_name(self) -> str:
         return self.info["config"]["model"]
+
+    @property
+    def model_description(self) -> str:
+        """The model as a reader should know it: variant, quantisation and dtype of a built-in model
+        (e.g. "SmolLM2-135M-Instruct, Q4_1 GGUF, run in float32"), else its source's file or folder name.
+
+        >>> from icgt.run_folder import load_run
+        >>> load_run(grid_run).model_description
+        'toy-8-layers'
+        """
+        model = self.info.get("model", {})
+        return describe_model(self.model_name, model.get("source") or None, model.get("dtype"))
+
+    @property
+    def model_short_name(self) -> str:
+        """The model's name for sentences, e.g. "SmolLM2-135M" (see icgt.catalog.short_model_name).
+
+        >>> from icgt.run_folder import load_run
+        >>> load_run(grid_run).model_short_name
+        'toy-8-layers'
+        """
+        return short_model_name(self.model_name, self.info.get("model", {}).get("source") or None)
 
     @property
     def graph_kind(self) -> str:
@@ -121,8 +148,28 @@ class Run:
     @property
     def title(self) -> str:
         """Model, graph and sampling mode, for figure titles."""
-        return (f"{self.model_name} · {self.graph_kind} graph ({len(self.labels)} nodes) · "
+        return (f"{self.model_description} · {self.graph_kind} graph ({len(self.labels)} nodes) · "
                 f"{self.info['config']['mode']}")
+
+    @property
+    def drawn_pcs(self) -> str:
+        """The two principal components the PCA figure draws and spectral_alignment measures, 1-based.
+
+        >>> from icgt.run_folder import load_run
+        >>> load_run(grid_run).drawn_pcs
+        'PCs 1-2'
+        """
+        first, second = self.info["config"]["pca_components"]
+        return f"PCs {first + 1}-{second + 1}"
+
+    def block_name(self, block: int) -> str:
+        """A decoder block in icgt's one numbering, 0-based, with the model's depth: "block 24 of 30".
+
+        >>> from icgt.run_folder import load_run
+        >>> load_run(grid_run).block_name(6)
+        'block 6 of 8'
+        """
+        return f"block {int(block)} of {self.num_layers}"
 
     def default_layer(self) -> int:
         """The captured block closest to 80% of the model's depth (the paper's block 26 of 32).
@@ -209,6 +256,40 @@ class Run:
         positions = np.flatnonzero(scored.any(axis=0))
         values = values[:, positions]
         return positions, _nanmean(values), _nanstd(values)
+
+    def binned_accuracy(self, renormalized: bool = False, bins_per_doubling: int = ACCURACY_BINS_PER_DOUBLING
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions, mean, sd) of accuracy in log-spaced bins of context: readable where
+        :meth:`accuracy_curve` is one noisy value per position.
+
+        Each sequence's scored positions are averaged within bins of equal width in log2(position)
+        (``bins_per_doubling`` per doubling of context); mean and sd are then taken over sequences.
+        A bin's position is the geometric mean of the positions it holds.
+
+        >>> from icgt.run_folder import load_run
+        >>> positions, mean, sd = load_run(grid_run).binned_accuracy()
+        >>> positions[:4].tolist(), bool(np.all(np.diff(mean) > -0.05)), bool(sd.max() < 0.05)
+        ([1, 2, 3, 4], True, True)
+        """
+        accuracy = self.arrays["accuracy_renormalized" if renormalized else "accuracy"]
+        scored = self.arrays["scored"] & np.isfinite(accuracy)
+        positions = np.flatnonzero(scored.any(axis=0))
+        positions = positions[positions > 0]
+        if positions.size == 0:
+            empty = np.zeros(0)
+            return empty.astype(np.int64), empty, empty
+        bin_of, num_bins = log_bins(positions, bins_per_doubling)
+        occupied = np.flatnonzero(np.bincount(bin_of, minlength=num_bins))
+        values = np.where(scored[:, positions], accuracy[:, positions], 0.0)
+        counts = scored[:, positions].astype(float)
+        per_sequence = np.full((accuracy.shape[0], occupied.size), np.nan)
+        centres = np.zeros(occupied.size, dtype=np.int64)
+        for column, bin_index in enumerate(occupied):
+            in_bin = bin_of == bin_index
+            total, count = values[:, in_bin].sum(axis=1), counts[:, in_bin].sum(axis=1)
+            per_sequence[:, column] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            centres[column] = int(round(2 ** np.log2(positions[in_bin]).mean()))
+        return centres, _nanmean(per_sequence), _nanstd(per_sequence)
 
     def chance_accuracy_renormalized(self) -> float:
         """Renormalised accuracy of uniform guessing: the mean of degree/n over the scored positions.
@@ -332,20 +413,47 @@ def _check_consistency(run: Run, run_json: Path) -> None:
 
 
 def energy_minimum(positions: np.ndarray, energy: np.ndarray) -> tuple[int, float] | None:
-    """(position, value) of the lowest finite energy, or None when no snapshot has one.
+    """(position, value) of a curve's minimum, or None when it has none to mark.
+
+    The first finite snapshot is an edge, not a minimum: a curve that is lowest there has not come
+    down to anything (it only rises, or its first value is all there is). So the minimum is the lowest
+    finite snapshot after the first, and counts only when it is below that first value.
 
     >>> from icgt.run_folder import energy_minimum
-    >>> energy_minimum(np.array([10, 20, 30]), np.array([np.nan, 0.2, 0.3]))
-    (20, 0.2)
+    >>> energy_minimum(np.array([10, 20, 30, 40]), np.array([np.nan, 0.3, 0.2, 0.25]))
+    (30, 0.2)
+    >>> energy_minimum(np.array([10, 20, 30]), np.array([0.1, 0.2, 0.3])) is None   # lowest at the start
+    True
     """
-    finite = np.isfinite(energy)
-    if not finite.any():
+    finite = np.flatnonzero(np.isfinite(energy))
+    if finite.size < 2:
         return None
-    best = np.flatnonzero(finite)[np.argmin(energy[finite])]
+    rest = finite[1:]
+    best = rest[np.argmin(energy[rest])]
+    if not energy[best] < energy[finite[0]]:
+        return None
     return int(positions[best]), float(energy[best])
 
 
-def steepest_rise(positions: np.ndarray, values: np.ndarray, bins_per_doubling: int = 2
+def log_bins(positions: np.ndarray, bins_per_doubling: int) -> tuple[np.ndarray, int]:
+    """(bin of each position, number of bins): bins of equal width in log2(position), from the first position.
+
+    Positions must be positive.
+
+    >>> from icgt.run_folder import log_bins
+    >>> bins, count = log_bins(np.array([1, 2, 3, 4, 8]), 1)
+    >>> bins.tolist(), count
+    ([0, 1, 1, 2, 2], 3)
+    """
+    log_positions = np.log2(positions)
+    if log_positions.size == 0:
+        return np.zeros(0, dtype=np.int64), 1
+    num_bins = max(1, math.ceil((log_positions.max() - log_positions.min()) * bins_per_doubling))
+    bin_of = np.minimum(((log_positions - log_positions.min()) * bins_per_doubling).astype(int), num_bins - 1)
+    return bin_of, num_bins
+
+
+def steepest_rise(positions: np.ndarray, values: np.ndarray, bins_per_doubling: int = ACCURACY_BINS_PER_DOUBLING
                   ) -> tuple[int, float] | None:
     """(position, slope per doubling of context) where a curve rises fastest against log context length.
 
@@ -364,8 +472,7 @@ def steepest_rise(positions: np.ndarray, values: np.ndarray, bins_per_doubling: 
     usable_values = values[usable]
     if log_positions.size == 0:
         return None
-    num_bins = max(1, math.ceil((log_positions.max() - log_positions.min()) * bins_per_doubling))
-    bin_of = np.minimum(((log_positions - log_positions.min()) * bins_per_doubling).astype(int), num_bins - 1)
+    bin_of, num_bins = log_bins(positions[usable], bins_per_doubling)
     counts = np.bincount(bin_of, minlength=num_bins)
     occupied = counts > 0
     if occupied.sum() < 3:

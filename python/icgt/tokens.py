@@ -2,7 +2,8 @@
 
 Every tokenizer here is a ``tokenizers.Tokenizer`` (the Hugging Face fast-tokenizer backend):
 converted by transformers from a GGUF file's metadata or a checkpoint folder at export, and read
-back from a bundle's tokenizer.json afterwards, so that using a bundle needs no transformers.
+back from a bundle's tokenizer.json afterwards (``icgt.bundles.load_tokenizer``), so that using a
+bundle needs no transformers. The word lists are in ``icgt.words``.
 """
 
 from __future__ import annotations
@@ -13,30 +14,9 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-#: The protocol's 30 concept words, in the authors' order (first 16: the grid; first 10: the ring).
-PROTOCOL_WORDS = (
-    "apple", "bird", "car", "egg", "house", "milk", "plane", "opera", "box", "sand",
-    "sun", "mango", "rock", "math", "code", "phone", "tree", "dog", "metal", "water",
-    "fire", "boat", "mouse", "cup", "book", "paper", "key", "tea", "shoe", "ball",
-)
-
-#: The semantic-conflict experiment's words, in weekly order (the ring it is placed on permutes them).
-DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-#: Plain English nouns, none of them a protocol word, to stand in for words a tokenizer splits.
-SPARE_NOUNS = (
-    "cat", "fish", "door", "lamp", "hat", "bed", "bread", "chair", "table", "horse",
-    "cake", "rice", "coat", "ring", "star", "moon", "road", "salt", "wall", "bell",
-    "drum", "coin", "corn", "bag", "pen", "desk", "nut", "leaf", "wolf", "bear",
-)
-
-#: Default concept words per built-in model. None of the 30 protocol words splits for any of their
-#: tokenizers (docs/models.md), so all keep the protocol list unchanged.
-DEFAULT_WORDS = {
-    "smollm2-135m": PROTOCOL_WORDS,
-    "gemma3-270m": PROTOCOL_WORDS,
-    "qwen2.5-coder-1.5b": PROTOCOL_WORDS,
-}
+from .extras import require
+# The word lists live in icgt.words; config, experiment and tests import them from here too.
+from .words import DAY_NAMES, DEFAULT_WORDS, PROTOCOL_WORDS, SPARE_NOUNS  # noqa: F401
 
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
@@ -56,7 +36,7 @@ class SplitWordsError(ValueError):
 def concept_token_ids(tokenizer: Tokenizer, words: list[str] | tuple[str, ...]) -> list[int]:
     """The token id of " word" for each word; SplitWordsError names every word that is not one token.
 
-    >>> tokenizer = load_tokenizer("smollm2-135m")
+    >>> tokenizer = icgt.load_tokenizer("smollm2-135m")
     >>> concept_token_ids(tokenizer, ["apple", "bird"])
     [11977, 5615]
     """
@@ -80,7 +60,7 @@ def substitute_split_words(tokenizer: Tokenizer, words: list[str] | tuple[str, .
 
     Raises ValueError when the spares run out.
 
-    >>> tokenizer = load_tokenizer("smollm2-135m")
+    >>> tokenizer = icgt.load_tokenizer("smollm2-135m")
     >>> substitute_split_words(tokenizer, ["apple", "xylophone"])
     ['apple', 'cat']
     """
@@ -107,7 +87,7 @@ def surface_bytes(tokenizer: Tokenizer) -> list[bytes]:
     style ("▁apple") turns "▁" into a space and byte-fallback tokens <0xNN> into that byte.
     Added and special tokens contribute their text (e.g. b"<bos>").
 
-    >>> surface_bytes(load_tokenizer("smollm2-135m"))[11977]
+    >>> surface_bytes(icgt.load_tokenizer("smollm2-135m"))[11977]
     b' apple'
     """
     spec = json.loads(tokenizer.to_str())
@@ -159,7 +139,7 @@ def vocabulary_hex(tokenizer: Tokenizer, vocab_size: int) -> str:
 
     Lines run over the model's ``vocab_size``: an id the tokenizer lacks gives an empty line.
 
-    >>> vocabulary_hex(load_tokenizer("smollm2-135m"), 49152).splitlines()[11977]
+    >>> vocabulary_hex(icgt.load_tokenizer("smollm2-135m"), 49152).splitlines()[11977]
     '206170706c65'
     """
     surfaces = surface_bytes(tokenizer)
@@ -167,26 +147,14 @@ def vocabulary_hex(tokenizer: Tokenizer, vocab_size: int) -> str:
 
 
 def tokenizer_json_of_source(source: Path) -> str:
-    """The tokenizers JSON of a GGUF file (converted by transformers from its metadata) or checkpoint folder."""
-    from transformers import AutoTokenizer
+    """The tokenizers JSON of a GGUF file (converted by transformers from its metadata) or checkpoint folder.
 
-    source = Path(source)
-    if source.is_dir():
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
-    return tokenizer.backend_tokenizer.to_str()
-
-
-def load_tokenizer(model: str | Path, dtype: str = "float32") -> Tokenizer:
-    """The real tokenizer of ``model`` (anything bundle_for accepts), read from its bundle's tokenizer.json.
-
-    The first use of a source exports its bundle (see bundle_for); later uses read the cache.
-
-    >>> tokenizer = load_tokenizer("smollm2-135m")
-    >>> tokenizer.encode(" apple", add_special_tokens=False).tokens
-    ['Ġapple']
+    Needs transformers (``pip install 'icgt[export]'``); without it, a MissingExtraError says so.
     """
-    from .bundles import bundle_for, read_bundle_file
-
-    return Tokenizer.from_str(read_bundle_file(bundle_for(model, dtype), "tokenizer.json").decode("utf-8"))
+    source = Path(source)
+    transformers = require("transformers", f"converting the tokenizer of {source}")
+    if source.is_dir():
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+    else:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    return tokenizer.backend_tokenizer.to_str()

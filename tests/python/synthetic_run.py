@@ -5,6 +5,11 @@ Planted: energy that falls to its minimum at ENERGY_MINIMUM_AT in every layer an
 at ACCURACY_RISE_AT and ends near FINAL_ACCURACY; class means that move from noise to the graph's
 spectral layout, with random sign flips between snapshots. Days runs put the weekly circle on
 PCs 1-2 and the in-context ring on PCs 3-4.
+
+The no-effect variant (``effect=False``) plants the opposite answer: renormalised accuracy at the
+chance level degree / n (and almost no probability on the node words at all), energy that scatters
+around its relabelling null, class means that stay noise, alignment of random planes. Days runs keep
+the weekly circle on PCs 1-2 (pretraining, not the context, puts it there) with no ring beneath.
 """
 
 import json
@@ -50,13 +55,13 @@ def spectral_embedding(num_nodes, edges, k):
     return vectors[:, 1:k + 1]
 
 
-def run_info(graph="grid"):
-    """run.json for a synthetic grid (4x4) or days-of-week run."""
+def run_info(graph="grid", effect=True):
+    """run.json for a synthetic grid (4x4) or days-of-week run (named "-no-effect" without the planted effect)."""
     labels = WORDS if graph == "grid" else IN_CONTEXT_RING
     edges = grid_edges(4, 4) if graph == "grid" else ring_edges(7)
     info = {
         "icgt_run_format": 2,
-        "name": f"synthetic-{graph}",
+        "name": f"synthetic-{graph}" + ("" if effect else "-no-effect"),
         "config": {"model": "toy-8-layers", "preset": graph, "graph": graph, "mode": "walk",
                    "num_sequences": NUM_SEQUENCES, "sequence_length": NUM_POSITIONS - 1,
                    "energy_window": 20, "energy_every": 10, "pca_window": 200, "pca_positions": PCA_POSITIONS,
@@ -73,8 +78,8 @@ def run_info(graph="grid"):
     return info
 
 
-def results(info, seed=0):
-    """results.npz arrays for run_info(...), with the planted answers of this module."""
+def results(info, seed=0, effect=True):
+    """results.npz arrays for run_info(...), with the planted answers of this module (or none: effect=False)."""
     rng = np.random.default_rng(seed)
     num_nodes = info["graph"]["num_nodes"]
     edges = info["graph"]["edges"]
@@ -151,7 +156,33 @@ def results(info, seed=0):
         pairs = (NUM_LAYERS, pca_positions.size)
         arrays["weekly_alignment"] = np.stack([np.full(pairs, 0.9), np.full(pairs, 0.1)], axis=-1)
         arrays["ring_alignment"] = np.stack([np.full(pairs, 0.1), np.broadcast_to(weight[:, :, 0, 0], pairs)], axis=-1)
+    if not effect:
+        _remove_the_effect(arrays, info, neighbours, rng)
     return arrays
+
+
+def _remove_the_effect(arrays, info, neighbours, rng):
+    """Overwrite the planted effect with its absence (see the module docstring)."""
+    num_nodes = info["graph"]["num_nodes"]
+    nodes, scored = arrays["nodes"], arrays["scored"]
+    chance = np.array([len(n) for n in neighbours])[np.maximum(nodes, 0)] / num_nodes
+    arrays["accuracy_renormalized"] = np.where(scored, chance + rng.uniform(-0.03, 0.03, scored.shape), np.nan)
+    arrays["accuracy"] = np.where(scored, 0.04 * arrays["accuracy_renormalized"], np.nan)
+    energy = arrays["energy_null_mean"] + arrays["energy_null_sd"] * rng.normal(0, 0.7, arrays["energy"].shape)
+    energy[:, 0] = np.nan
+    arrays["energy"] = energy
+    arrays["energy_per_sequence"] = energy[:, None, :] + rng.normal(0, 0.02, arrays["energy_per_sequence"].shape)
+    arrays["energy_scale_invariant"] = 1 + rng.normal(0, 0.03, energy.shape)
+    arrays["energy_p_value"] = rng.uniform(0.1, 0.9, energy.shape)
+    noise = rng.normal(0, 0.3, arrays["pca_projections"].shape)
+    noise[:, 0, :2] = np.nan
+    if info["graph"]["kind"] == "days":  # the weekly circle stays on PCs 1-2; nothing of the ring beneath
+        noise[..., :2] += arrays["pca_projections"][..., :2]
+    arrays["pca_projections"] = noise
+    arrays["spectral_alignment"] = rng.uniform(0.05, 0.25, arrays["spectral_alignment"].shape)
+    arrays["distance_correlation"] = rng.normal(0, 0.05, arrays["distance_correlation"].shape)
+    if info["graph"]["kind"] == "days":
+        arrays["ring_alignment"] = rng.uniform(0.0, 0.2, arrays["ring_alignment"].shape)
 
 
 def write_run(folder, info, arrays):
@@ -163,9 +194,9 @@ def write_run(folder, info, arrays):
     return folder
 
 
-def write_synthetic_run(folder, graph="grid", seed=0):
-    """A complete synthetic run of the given graph ("grid" or "days") in folder; other seeds draw
-    other walks and noise around the same planted answers."""
-    info = run_info(graph)
+def write_synthetic_run(folder, graph="grid", seed=0, effect=True):
+    """A complete synthetic run of the given graph ("grid" or "days") in folder, with or without the effect;
+    other seeds draw other walks and noise around the same planted answers."""
+    info = run_info(graph, effect)
     info["config"]["seed"] = info["seed"] = seed
-    return write_run(folder, info, results(info, seed))
+    return write_run(folder, info, results(info, seed, effect=effect))

@@ -407,7 +407,7 @@ COMMAND_LINE = [
          r"output '.*' is a file; expected a folder"),
     Case("a read-only output folder", """
         import tempfile
-        import icgt.aggregate, icgt.cli, icgt.report  # imported before giving up root, which could not read them
+        import icgt.aggregate, icgt.cli, icgt.config, icgt.experiment, icgt.report  # imported before giving up root, which could not read them
         output = tempfile.mkdtemp() + "/runs"; os.makedirs(output, mode=0o555)
         os.chmod(os.path.dirname(output), 0o755)
         if os.geteuid() == 0:

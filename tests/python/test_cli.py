@@ -66,3 +66,29 @@ def test_python_dash_m_icgt_runs_the_command_line():
     result = subprocess.run([sys.executable, "-m", "icgt", "export", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "--dtype" in result.stdout and "ICGT_CACHE_DIR" in result.stdout
+
+
+def test_the_help_names_the_real_presets_and_dtypes():
+    from icgt import catalog, cli, config, export
+
+    assert sorted(cli.PRESET_NAMES) == sorted(config.PRESETS)
+    assert sorted(catalog.DTYPE_NAMES) == sorted(export.DTYPES)
+
+
+def test_an_unknown_preset_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--preset", "grid", "cube"])
+    assert exit_info.value.code == 2
+    assert "argument --preset: invalid choice: 'cube' (choose from days, grid, hexagon, pairs, ring)" in \
+        capsys.readouterr().err
+
+
+def test_version_and_report_description(capsys):
+    from icgt import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out == f"icgt {__version__}\n"
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    assert "opens with a verdict in words" in " ".join(capsys.readouterr().out.split())

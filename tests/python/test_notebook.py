@@ -1,5 +1,7 @@
-"""The example notebook runs top to bottom (on a short setting) and shows its figures inline."""
+"""The example notebook runs top to bottom (on a short setting), shows its figures inline, the verdict,
+a hook and a head ablation, and no progress bars."""
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -23,5 +25,15 @@ def test_grid_notebook_runs_and_shows_figures(smollm2_bundle, real_cache, tmp_pa
               if "image/png" in output.get("data", {})]
     assert len(images) >= 4  # three report figures and the custom energy plot
     assert (tmp_path / "runs" / "smollm2-135m-grid" / "results.npz").is_file()
-    text = "".join(output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", []))
+    outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
+    text = "".join(output.get("text", "") for output in outputs)
     assert "final accuracy" in text
+    assert "SmolLM2-135M does not follow the graph" in text or "SmolLM2-135M follows the graph" in text
+    # The probe: a hook that only reads changes nothing; a head ablation runs.
+    accuracy = re.search(r"accuracy: (\d\.\d+) with the reading hook \(the same as without: (\d\.\d+)\)", text)
+    assert accuracy and accuracy.group(1) == accuracy.group(2)
+    assert re.search(r"strongest previous-token heads \(block, head: score\): \d+\.\d+: 0\.\d\d", text)
+    assert "accuracy with 4 previous-token heads zeroed: " in text and "accuracy with 4 random heads zeroed: " in text
+    # No progress bars: nothing on stderr, no carriage returns or tqdm rates in any output.
+    assert not [output for output in outputs if output.get("name") == "stderr"], "a cell wrote to stderr"
+    assert not any(mark in text for mark in ("\r", "it/s", "%|")), "progress bars in the cell outputs"

@@ -1,6 +1,7 @@
 """icgt.run_folder, icgt.plots and icgt.report on synthetic run folders with planted answers."""
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from matplotlib.figure import Figure
 
 from icgt import plots, report
 from icgt.run_folder import Run, energy_minimum, load_run, steepest_rise
-from synthetic_run import (ACCURACY_RISE_AT, ENERGY_MINIMUM_AT, FINAL_ACCURACY, run_info, results,
+from icgt.verdict import judge
+from synthetic_run import (ACCURACY_RISE_AT, ENERGY_MINIMUM_AT, FINAL_ACCURACY, NUM_LAYERS, run_info, results,
                            write_run, write_synthetic_run)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -52,8 +54,11 @@ def test_report_writes_valid_images_and_an_index_that_shows_them(tmp_path):
     assert summary == report.summarize(run_folder)
     for shown in [f"{summary['final_accuracy']:.3g}", f"{summary['energy_minimum']:.3g}",
                   f"<td>{ENERGY_MINIMUM_AT}</td>", f"<td>{summary['accuracy_rise_position']}</td>",
-                  "synthetic-grid", "toy-8-layers"]:
+                  "synthetic-grid", "toy-8-layers", '<meta name="viewport" content="width=device-width']:
         assert shown in page
+    # The page opens with the verdict, in words, before the numbers.
+    assert page.index("<h2>Verdict</h2>") < page.index("<h2>Key numbers</h2>") < page.index("<h2>Figures</h2>")
+    assert f"<p>{summary['verdict'][0]}</p>" in page and summary["verdict"][0].startswith("toy-8-layers follows")
 
 
 def test_the_days_figure_is_made_for_days_runs_only(grid_run, days_run, tmp_path):
@@ -95,13 +100,17 @@ def test_days_summary_names_the_pcs_of_each_circle(days_run):
     assert summary["final_weekly_alignment_by_pc_pair"] == pytest.approx([0.9, 0.1])
 
 
-def test_format_summary_prints_every_number_with_its_label(days_run):
+def test_format_summary_prints_the_verdict_then_every_number_with_its_label(days_run):
     summary = report.summarize(days_run)
     text = report.format_summary(summary).splitlines()
     assert text[0] == "synthetic-days: toy-8-layers · days graph · walk"
-    assert "  context length of the minimum energy: 40" in text
-    assert "  PC pair that best carries the in-context ring: PC3-4" in text
-    assert len(text) == 1 + len(report.SUMMARY_LABELS)
+    assert text[1].startswith("  toy-8-layers follows the graph: ")
+    numbers = text[text.index("  key numbers:") + 1:]
+    assert " ".join(" ".join(text[1:text.index("  key numbers:")]).split()) == " ".join(summary["verdict"])
+    assert "  context length of the minimum energy: 40" in numbers
+    assert "  PC pair that best carries the in-context ring: PC3-4" in numbers
+    assert len(numbers) == len(report.SUMMARY_LABELS)
+    assert all(len(line) <= 100 for line in text[1:text.index("  key numbers:")])
 
 
 def test_steepest_rise_finds_planted_rises():
@@ -118,6 +127,16 @@ def test_steepest_rise_finds_planted_rises():
 def test_energy_minimum_skips_missing_snapshots():
     assert energy_minimum(np.array([10, 20, 30]), np.array([np.nan, 0.5, 0.4])) == (30, 0.4)
     assert energy_minimum(np.array([10, 20]), np.array([np.nan, np.nan])) is None
+
+
+def test_a_curve_lowest_at_its_first_snapshot_has_no_minimum():
+    positions = np.arange(10, 110, 10)
+    rising = np.linspace(0.2, 0.6, 10)
+    assert energy_minimum(positions, rising) is None
+    assert energy_minimum(positions, np.r_[np.nan, np.nan, rising[2:]]) is None  # first finite snapshot
+    assert energy_minimum(positions[:1], rising[:1]) is None
+    dip = np.r_[0.5, 0.3, 0.2, 0.25, 0.1 + rising[4:]]
+    assert energy_minimum(positions, dip) == (30, 0.2)
 
 
 def test_default_layer_is_the_captured_block_nearest_80_percent_depth():
@@ -140,7 +159,7 @@ def test_figures_are_made_without_pyplot(grid_run):
     assert sorted(figures) == ["alignment", "energy_accuracy", "pca"]
     assert all(isinstance(figure, Figure) for figure in figures.values())
     assert pyplot.get_fignums() == open_before
-    assert "layer 7" in figures["pca"].get_suptitle()
+    assert "class means at block 7 of 8" in figures["pca"].get_suptitle()
 
 
 def test_pca_panels_keep_their_orientation(grid_run):
@@ -266,3 +285,243 @@ def test_html_escapes_what_the_run_says(tmp_path):
     page = report.write_report(write_run(tmp_path, info, results(info))).read_text()
     assert "<script>" not in page
     assert "&lt;script&gt;" in page
+
+
+# The verdict, on synthetic runs with planted answers (tests/python/synthetic_run.py).
+
+@pytest.fixture(scope="module")
+def null_grid_run(tmp_path_factory):
+    return write_synthetic_run(tmp_path_factory.mktemp("null-grid"), "grid", effect=False)
+
+
+def edited_run(folder, graph="grid", effect=True, info_changes=None, **array_changes):
+    """A synthetic run with some arrays replaced (functions of the planted arrays) and run.json edited."""
+    info = run_info(graph, effect)
+    for section, values in (info_changes or {}).items():
+        info[section].update(values)
+    arrays = results(info, effect=effect)
+    for name, change in array_changes.items():
+        arrays[name] = change(arrays)
+    return load_run(write_run(folder, info, arrays))
+
+
+def test_the_verdict_finds_the_planted_effect(grid_run):
+    verdict = judge(load_run(grid_run))
+    assert (verdict.follows, verdict.shape) == ("yes", "yes")
+    # Planted: renormalised skill reaches 0.5 at t = ACCURACY_RISE_AT; only block 7 ends above 0.7
+    # alignment (0.9 * t / (t + 50)), which it passes at t = 175; onsets are read in half-doubling bins.
+    assert ACCURACY_RISE_AT / 2 ** 0.5 <= verdict.accuracy_onset <= ACCURACY_RISE_AT * 2 ** 0.5
+    assert verdict.shaped_blocks == [7]
+    assert 175 / 2 ** 0.5 <= verdict.shape_onset <= 175 * 2 ** 0.5
+    following, shape, timing = verdict.sentences
+    assert following.startswith("toy-8-layers follows the graph: at the end of the context it puts 93% of its "
+                                "probability over the node words on valid next nodes (uniform guessing: 20%)")
+    assert shape.startswith("Its class means take the graph's shape in block 7 of 8, in the deep third: "
+                            "PCs 1-2 align with z2, z3 at 0.80 late in the context")
+    assert "below the relabelling null" in shape
+    assert timing.endswith(f"the energy minimum in block 6 of 8 is at {ENERGY_MINIMUM_AT} tokens, before it, "
+                           "as the paper finds.")
+
+
+def test_the_verdict_says_plainly_when_there_is_no_effect(null_grid_run):
+    verdict = judge(load_run(null_grid_run))
+    assert (verdict.follows, verdict.shape) == ("no", "no")
+    assert verdict.shaped_blocks == verdict.trace_blocks == [] and verdict.shape_onset is None
+    assert abs(verdict.skill) < 0.05
+    assert verdict.sentences[0].startswith("toy-8-layers does not follow the graph: ")
+    assert verdict.sentences[1].startswith("Its class means do not take the graph's shape: ")
+    assert "random planes: about 0.13" in verdict.sentences[1]
+    assert len(verdict.sentences) == 2  # no timing sentence without an effect to time
+    summary = report.summarize(null_grid_run)
+    assert (summary["follows_graph"], summary["graph_shape"]) == ("no", "no")
+
+
+def test_the_verdict_names_the_model_by_its_variant(tmp_path):
+    run = edited_run(tmp_path, effect=False, info_changes={
+        "config": {"model": "smollm2-135m"},
+        "model": {"name": "smollm2-135m", "dtype": "torch.float32", "source": "/x/SmolLM2-135M-Instruct.Q4_1.gguf"}})
+    assert judge(run).sentences[0].startswith("SmolLM2-135M does not follow the graph: ")
+    assert run.title.startswith("SmolLM2-135M-Instruct, Q4_1 GGUF, run in float32 · grid graph")
+    assert plots.pca_figure(run).get_suptitle().startswith("SmolLM2-135M-Instruct, Q4_1 GGUF, run in float32")
+    other = edited_run(tmp_path / "other", info_changes={"config": {"model": "/models/Llama-3.2-1B"},
+                                                         "model": {"dtype": "torch.bfloat16"}})
+    assert other.model_description == "Llama-3.2-1B, run in bfloat16"
+    assert judge(other).sentences[0].startswith("Llama-3.2-1B follows the graph")
+
+
+def test_following_only_partly(tmp_path):
+    chance = load_run(write_synthetic_run(tmp_path / "plain", "grid")).chance_accuracy_renormalized()
+    middling = edited_run(tmp_path / "middling", accuracy_renormalized=lambda a: np.where(
+        a["scored"], chance + 0.3 * (1 - chance), np.nan))
+    verdict = judge(middling)
+    assert verdict.follows == "partly" and verdict.skill == pytest.approx(0.3)
+    assert verdict.sentences[0].startswith("toy-8-layers follows the graph only partly: ")
+    # Neighbours ranked first among the node words, but hardly any probability on node words at all.
+    ranked = edited_run(tmp_path / "ranked", accuracy=lambda a: np.where(a["scored"], 0.05, np.nan))
+    assert judge(ranked).follows == "partly"
+    assert "hardly predicts node words" in judge(ranked).sentences[0]
+
+
+def test_a_weak_trace_of_the_graph(tmp_path):
+    def alignment(a):
+        values = np.full(a["spectral_alignment"].shape, 0.1)
+        values[5] = 0.5
+        return values
+
+    run = edited_run(tmp_path, effect=False, spectral_alignment=alignment)
+    verdict = judge(run)
+    assert (verdict.shape, verdict.trace_blocks) == ("weak", [5])
+    assert verdict.sentences[1].startswith("Its class means carry only a weak trace of the graph: late in the "
+                                           "context PCs 1-2 align with z2, z3 at most at 0.50 (block 5 of 8")
+    low_energy = edited_run(tmp_path / "energy", effect=False, energy=lambda a: np.where(
+        np.arange(NUM_LAYERS)[:, None] == 2, a["energy_null_mean"] - 4 * a["energy_null_sd"], a["energy"]))
+    assert (judge(low_energy).shape, judge(low_energy).trace_blocks) == ("weak", [2])
+    assert "their energy is below the relabelling null in block 2 of 8, in the shallow third" in \
+        judge(low_energy).sentences[1]
+
+
+def test_a_shape_that_comes_and_goes(tmp_path):
+    def alignment(a):
+        values = np.full(a["spectral_alignment"].shape, 0.1)
+        positions = a["alignment_positions"]
+        values[6, (positions >= 60) & (positions <= 150)] = 0.85
+        return values
+
+    verdict = judge(edited_run(tmp_path, effect=False, spectral_alignment=alignment))
+    assert verdict.shape == "transient" and verdict.shaped_blocks == []
+    assert verdict.sentences[1].startswith("Its class means take the graph's shape only for a while: in block 6 "
+                                           "of 8 PCs 1-2 align with z2, z3 at 0.85 around ")
+
+
+def test_shape_in_several_thirds_is_named_by_block_ranges(tmp_path):
+    def alignment(a):
+        values = np.full(a["spectral_alignment"].shape, 0.1)
+        values[[1, 2, 3, 6, 7]] = 0.9
+        return values
+
+    verdict = judge(edited_run(tmp_path, spectral_alignment=alignment))
+    assert verdict.shaped_blocks == [1, 2, 3, 6, 7]
+    assert "take the graph's shape in blocks 1–3, 6–7 of 8, in the shallow and middle and deep thirds" not in \
+        verdict.sentences[1]
+    assert "take the graph's shape in blocks 1–3, 6–7 of 8, in every third of the depth" in verdict.sentences[1]
+
+
+def test_days_verdict_places_both_circles(days_run, tmp_path):
+    verdict = judge(load_run(days_run))
+    assert verdict.sentences[-1] == ("Days of the week (block 6 of 8, 400 tokens): the weekly circle is in PCs 1-2 "
+                                     "(alignment 0.90) and the in-context ring is in PCs 3-4 (alignment 0.89).")
+    null_days = judge(load_run(write_synthetic_run(tmp_path, "days", effect=False)))
+    assert (null_days.follows, null_days.shape) == ("no", "no")
+    assert "no pair of PCs carries the in-context ring" in null_days.sentences[-1]
+
+
+# Figures: colours, words, accuracy bins, one block numbering.
+
+def test_nodes_are_coloured_by_their_place_in_the_grid(grid_run):
+    run = load_run(grid_run)
+    colours = plots.node_colours(run)
+    assert len({tuple(colour) for colour in colours.round(3)}) == 16
+    graph = nx.Graph(run.edges.tolist())
+    distance = dict(nx.all_pairs_shortest_path_length(graph))
+    near = [np.linalg.norm(colours[a] - colours[b]) for a, b in run.edges]
+    far = [np.linalg.norm(colours[a] - colours[b]) for a in range(16) for b in range(16) if distance[a][b] >= 4]
+    assert max(near) < min(far)
+
+
+def test_ring_nodes_follow_a_colour_wheel_in_ring_order(tmp_path):
+    run = edited_run(tmp_path, "days", info_changes={"graph": {"kind": "ring"}})
+    order = plots.cycle_order(run.edges, 7)
+    hues = np.array([__import__("colorsys").rgb_to_hsv(*plots.node_colours(run)[node])[0] for node in order])
+    assert np.all(np.diff(hues) > 0) and hues[-1] - hues[0] == pytest.approx(6 / 7, abs=0.01)
+
+
+def test_other_graphs_are_coloured_by_their_spectral_coordinates(tmp_path):
+    run = edited_run(tmp_path, info_changes={"graph": {"kind": "custom"}})
+    colours, layout = plots.node_colours(run), run.arrays["spectral_embedding"][:, :2]
+    assert len({tuple(colour) for colour in colours.round(3)}) == 16
+    pairs = np.triu_indices(16, 1)
+    colour_distance = np.linalg.norm(colours[:, None] - colours[None], axis=-1)[pairs]
+    layout_distance = np.linalg.norm(layout[:, None] - layout[None], axis=-1)[pairs]
+    assert np.corrcoef(colour_distance, layout_distance)[0, 1] > 0.8  # close in (z2, z3): close in colour
+
+
+def test_words_in_pca_panels_do_not_overlap_and_stay_inside(grid_run, null_grid_run):
+    for folder in (grid_run, null_grid_run):
+        figure = plots.pca_figure(load_run(folder))
+        renderer = figure.canvas.get_renderer()
+        figure.canvas.draw()
+        for ax in [ax for ax in figure.axes if ax.get_visible()]:
+            boxes = [text.get_window_extent(renderer) for text in ax.texts if text.get_visible()]
+            frame = ax.get_window_extent(renderer)
+            assert len(boxes) >= 8, "most words should find a place"
+            for i, box in enumerate(boxes):
+                assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+                assert not any(box.overlaps(other) for other in boxes[i + 1:])
+            assert all(text.get_fontsize() >= 9 for text in ax.texts)
+        assert figure.get_size_inches()[0] <= plots.PCA_COLUMNS * plots.PCA_PANEL_INCHES
+
+
+def test_accuracy_is_drawn_in_bins_of_context(grid_run):
+    run = load_run(grid_run)
+    accuracy_ax = plots.energy_accuracy_figure(run).axes[2]
+    positions, mean, sd = run.binned_accuracy()
+    binned = [line for line in accuracy_ax.get_lines() if line.get_label() == "full vocabulary"][0]
+    assert binned.get_xdata().tolist() == positions.tolist() and len(positions) < 25
+    assert np.allclose(binned.get_ydata(), mean)
+    # Each bin averages each sequence first: the band is the sd of those averages, far below the
+    # per-position scatter (planted noise ±0.02 around the curve).
+    assert sd[5:].max() < 0.01
+
+
+def test_no_minimum_is_marked_where_a_curve_is_lowest_at_its_start(tmp_path):
+    def rising(a):
+        energy = a["energy"].copy()
+        energy[:, 1:] = 0.2 + 0.001 * np.arange(energy.shape[1] - 1)
+        return energy
+
+    run = edited_run(tmp_path, energy=rising)
+    figure = plots.energy_accuracy_figure(run)
+    markers = [line for line in figure.axes[0].get_lines() if line.get_marker() == "v"]
+    assert markers == []
+    summary = report.summarize(run)
+    assert summary["energy_minimum_position"] is None and summary["energy_minimum_before_accuracy_rise"] is None
+
+
+def test_one_block_numbering_everywhere(grid_run, days_run, tmp_path):
+    """icgt's 0-based blocks, "block 6 of 8", in figures, page and terminal; never "layer N" nor 1-based."""
+    texts = []
+    for folder in (grid_run, days_run):
+        for figure in report.report_figures(folder).values():
+            texts.append(figure.get_suptitle())
+            for ax in figure.axes:
+                texts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+                legend = ax.get_legend()
+                texts += [text.get_text() for text in legend.get_texts()] if legend else []
+        texts.append(report.write_report(folder, output_folder=tmp_path / Path(folder).name).read_text())
+        texts.append(report.format_summary(report.summarize(folder)))
+    joined = "\n".join(texts)
+    assert "block 6 of 8" in joined and "shallow (blocks 0–2)" in joined
+    assert not re.search(r"\blayers? \d", joined), re.search(r".{40}\blayers? \d.{40}", joined)
+    assert "block 7 of 8" not in report.report_figures(grid_run)["pca"].get_suptitle()  # default block 6, 0-based
+
+
+def test_a_shape_that_dips_and_returns_gives_both_spans(tmp_path):
+    def alignment(a):
+        values = np.full(a["spectral_alignment"].shape, 0.1)
+        positions = a["alignment_positions"]
+        values[7] = np.where((positions <= 80) | (positions >= 300), 0.9, 0.3)
+        return values
+
+    verdict = judge(edited_run(tmp_path, spectral_alignment=alignment))
+    assert verdict.shaped_blocks == [7]
+    assert 300 / 2 ** 0.5 <= verdict.shape_onset <= 300 * 2 ** 0.5
+    assert re.search(rf"from about {verdict.shape_onset} tokens on \(and earlier, at \d+–\d+ tokens\)\.",
+                     verdict.sentences[1])
+    assert "(and earlier" not in judge(load_run(write_synthetic_run(tmp_path / "plain", "grid"))).sentences[1]
+
+
+def test_the_pcs_named_are_those_the_figure_draws(tmp_path):
+    run = edited_run(tmp_path, info_changes={"config": {"pca_components": [1, 2]}})  # as for rings
+    assert "PCs 2-3 align with z2, z3 at 0.80" in judge(run).sentences[1]
+    assert plots.alignment_figure(run).axes[0].get_ylabel() == "alignment of PCs 2-3 with z2, z3"
+    assert plots.pca_figure(run).axes[0].get_xlabel().startswith("PC2 ")
