@@ -294,7 +294,8 @@ Hooks added or removed while a run goes on take effect from the next run.
              const py::object& hooks, const py::object& target_ids, const std::string& normalization,
              const py::object& logits, const py::handle& top_k, bool log_probs,
              std::vector<Probe::AttentionScore> attention_scores, std::vector<Probe::HeadAblation> ablations,
-             const py::object& patch_source, const py::handle& max_batch, const py::object& progress) {
+             const py::object& patch_source, const py::object& start_residual, const py::handle& start_layer,
+             const py::handle& max_batch, const py::object& progress) {
             Probe::Request request;
             request.layers = std::move(layers);
             for (const py::handle& site : capture) request.captures.push_back(site_argument(site));
@@ -316,6 +317,8 @@ Hooks added or removed while a run goes on take effect from the next run.
             request.attention_scores = std::move(attention_scores);
             request.head_ablations = std::move(ablations);
             if (!patch_source.is_none()) request.patch_source = as_tensor(patch_source);
+            if (!start_residual.is_none()) request.start_residual = as_tensor(start_residual);
+            request.start_layer = integer_argument<int>(start_layer, "ActivationProbe.run", "start_layer");
             request.max_batch = integer_argument<std::int64_t>(max_batch, "ActivationProbe.run", "max_batch");
             // Between blocks: Ctrl-C (or any pending signal) stops the run, and progress hears of the block.
             std::shared_ptr<py::function> report;
@@ -334,7 +337,8 @@ Hooks added or removed while a run goes on take effect from the next run.
           py::arg("normalization") = "full_vocabulary", py::arg("logits") = py::none(), py::arg("top_k") = 0,
           py::arg("log_probs") = false, py::arg("attention_scores") = std::vector<Probe::AttentionScore>{},
           py::arg("ablations") = std::vector<Probe::HeadAblation>{}, py::arg("patch_source") = py::none(),
-          py::arg("max_batch") = 0, py::arg("progress") = py::none(),
+          py::arg("start_residual") = py::none(), py::arg("start_layer") = 0, py::arg("max_batch") = 0,
+          py::arg("progress") = py::none(),
           R"doc(Runs token ids [batch, length] and returns a ProbeResult.
 
 layers: residuals after these blocks (-1..num_layers-1), into result.residuals. capture: hook
@@ -346,8 +350,10 @@ end) whose full next-token logits are wanted; top_k: the k largest at every posi
 their ids; log_probs: log-softmax values instead of logits for both. attention_scores: a list
 of AttentionScore. ablations: a list of HeadAblation; patch_source: token ids whose head
 outputs patch ablations without values take. max_batch: sequences per pass (0: all, halved on
-out-of-memory errors). progress: called as progress(layer) after the embedding (-1) and each
-block. Ctrl-C stops a run between two blocks.
+out-of-memory errors). start_residual, start_layer: resume from the residual entering block
+start_layer ([batch, length, hidden], say captured by an earlier run of the same tokens): the
+blocks before it are skipped. progress: called as progress(layer) after the embedding (-1) and
+each block. Ctrl-C stops a run between two blocks.
 
 >>> probe = icgt.ActivationProbe(toy_bundle)
 >>> probs = probe.run([[0, 1, 2]], target_ids=[1, 2], normalization="over_targets").target_probs

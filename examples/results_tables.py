@@ -56,9 +56,17 @@ def snapshot_arrays(run: Run) -> dict[str, tuple[dict[str, np.ndarray], np.ndarr
             "distance corr.": (by_group(run, "distance_correlation"), alignment_at)}
 
 
+def _lag(summary: dict) -> str:
+    if summary["lag_doublings"] is None:
+        return "no change point"
+    low, high = summary["lag_ci95"]
+    interval = f" [{low:+.1f}, {high:+.1f}]" if low is not None else ""
+    return f"{summary['lag_doublings']:+.1f}{interval} (block {summary['lag_block']})"
+
+
 def overview(runs: list[Run]) -> str:
     rows = ["| run | accuracy (full vocab.) | renormalised (chance) | deep, late: z | scale-inv. energy | alignment "
-            "| distance corr. | energy minimum before the accuracy rise (default block) |",
+            "| distance corr. | lag, energy to accuracy (doublings, 95% interval) |",
             "|---|---|---|---|---|---|---|---|"]
     for run in runs:
         summary = summarize(run)
@@ -67,8 +75,7 @@ def overview(runs: list[Run]) -> str:
         rows.append(
             f"| {run.name} | {summary['final_accuracy']:.3f} | {summary['final_accuracy_renormalized']:.3f} "
             f"({summary['chance_accuracy_renormalized']:.3f}) | " + " | ".join(deep) +
-            f" | {_yes_no(summary['energy_minimum_before_accuracy_rise'])} ({_minimum(summary)}, "
-            f"fastest rise at t={summary['accuracy_rise_position']}; block {summary['layer']}) |")
+            f" | {_lag(summary)} |")
     return "\n".join(rows)
 
 
@@ -109,16 +116,6 @@ def days(runs: list[Run]) -> str:
             for pair, (w, r) in enumerate(zip(weekly, ring)):
                 rows.append(f"| {run.name} ({run.layers[layer]}) | PC{2 * pair + 1}-{2 * pair + 2} | {w:.2f} | {r:.2f} |")
     return "\n".join(rows)
-
-
-def _minimum(summary: dict) -> str:
-    if summary["energy_minimum_position"] is None:
-        return "no minimum: lowest at the first snapshot"
-    return f"minimum at t={summary['energy_minimum_position']}"
-
-
-def _yes_no(value: bool | None) -> str:
-    return "n/a" if value is None else ("yes" if value else "no")
 
 
 def main() -> None:

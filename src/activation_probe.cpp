@@ -355,6 +355,49 @@ void ActivationProbe::check_request(const torch::Tensor& token_ids, const Reques
     throw ValueError(fmt::format("ActivationProbe.run: max_batch must be 0 (automatic) or positive, got {}",
                                  request.max_batch));
   }
+  if (request.start_residual.defined()) {
+    const std::vector<std::int64_t> expected{batch, length, info_.hidden_size};
+    if (request.start_residual.sizes().vec() != expected || !request.start_residual.is_floating_point()) {
+      throw ValueError(fmt::format("ActivationProbe.run: start_residual has shape {} and dtype {}; expected a "
+                                   "floating-point tensor [{}] (the residual entering block start_layer)",
+                                   detail::shape_of(request.start_residual),
+                                   c10::toString(request.start_residual.scalar_type()), fmt::join(expected, ", ")));
+    }
+    if (request.start_layer < 0 || request.start_layer >= info_.num_layers) {
+      throw ValueError(fmt::format("ActivationProbe.run: start_layer is {}; expected a block 0..{}",
+                                   request.start_layer, info_.num_layers - 1));
+    }
+    const auto before = [&](int layer) { return layer < request.start_layer; };
+    for (int layer : request.layers) {
+      if (before(layer)) {
+        throw ValueError(fmt::format("ActivationProbe.run: layer {} comes before start_layer {}, which the run "
+                                     "resumes from",
+                                     layer, request.start_layer));
+      }
+    }
+    for (const HookSite& site : request.captures) {
+      if (before(site.layer)) {
+        throw ValueError(fmt::format("ActivationProbe.run: {} comes before start_layer {}, which the run resumes "
+                                     "from",
+                                     site.name(), request.start_layer));
+      }
+    }
+    for (const AttentionScore& score : request.attention_scores) {
+      if (score.layers.empty() || std::any_of(score.layers.begin(), score.layers.end(), before)) {
+        throw ValueError(fmt::format("ActivationProbe.run: attention scores of blocks before start_layer {} (or of "
+                                     "every block) cannot come from a run that resumes there; name the blocks",
+                                     request.start_layer));
+      }
+    }
+    for (const auto& ablation : request.head_ablations) {
+      if (before(ablation.layer)) {
+        throw ValueError(fmt::format("ActivationProbe.run: an ablation of layer {} comes before start_layer {}",
+                                     ablation.layer, request.start_layer));
+      }
+    }
+  } else if (request.start_layer != 0) {
+    throw ValueError("ActivationProbe.run: start_layer is given without start_residual to resume from");
+  }
 }
 
 std::vector<ActivationProbe::HeadAblation> ActivationProbe::resolve_ablations(const torch::Tensor& ids,
@@ -534,9 +577,15 @@ torch::Tensor ActivationProbe::at_site(const Plan& plan, const HookSite& site, t
 void ActivationProbe::run_sub_batch(const torch::Tensor& ids, const Plan& plan, std::int64_t offset,
                                     Result& result) const {
   const Request& request = plan.request;
-  torch::Tensor hidden = at_site(plan, {kEmbeddingLayer, HookPoint::ResidPost}, model_->embed(ids), offset, result);
-  if (request.after_block) request.after_block(kEmbeddingLayer);
-  for (int layer = 0; layer <= plan.last_block; ++layer) {
+  const bool resumed = request.start_residual.defined();
+  torch::Tensor hidden;
+  if (resumed) {
+    hidden = request.start_residual.narrow(0, offset, ids.size(0)).to(device_, info_.dtype);
+  } else {
+    hidden = at_site(plan, {kEmbeddingLayer, HookPoint::ResidPost}, model_->embed(ids), offset, result);
+    if (request.after_block) request.after_block(kEmbeddingLayer);
+  }
+  for (int layer = resumed ? request.start_layer : 0; layer <= plan.last_block; ++layer) {
     hidden = at_site(plan, {layer, HookPoint::ResidPre}, std::move(hidden), offset, result);
     if (plan.inside.count(layer)) {
       hidden = run_block_steps(layer, hidden, plan, offset, result);

@@ -146,6 +146,12 @@ class ActivationProbe {
     std::vector<HeadAblation> head_ablations;
     /// Token ids [batch, length] whose z patch-ablations without values take their values from.
     torch::Tensor patch_source;
+    /// Resume a run from inside the model: start_residual [batch, length, hidden] is the residual
+    /// entering block start_layer (its resid_pre), e.g. captured by an earlier run of the same
+    /// tokens; blocks before start_layer are skipped, and nothing before it may be asked for.
+    /// Undefined (the default): start from the embedding.
+    torch::Tensor start_residual;
+    int start_layer = 0;
     /// Sequences per forward pass; 0 runs the whole batch at once and halves it on out-of-memory errors.
     std::int64_t max_batch = 0;
     /// Called after the embedding (-1) and after each block with that layer, once its hooks have run;

@@ -156,6 +156,8 @@ class ActivationProbe:
         attention_scores: Sequence[AttentionScore] = ...,
         ablations: Sequence[HeadAblation] = ...,
         patch_source: npt.ArrayLike | torch.Tensor | None = None,
+        start_residual: npt.ArrayLike | torch.Tensor | None = None,
+        start_layer: int = 0,
         max_batch: int = 0,
         progress: Callable[[int], None] | None = None,
     ) -> ProbeResult: ...

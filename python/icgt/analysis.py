@@ -33,7 +33,8 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
             progress: bool = False) -> dict[str, np.ndarray]:
     """Every metric of a run from its captured residuals [layers, batch, length, hidden] (blocks
     ``layers`` of a model of ``num_layers``) and the node tokens' next-token probabilities [batch,
-    length, nodes]. Works layer by layer on the residuals' device."""
+    length, nodes] (None: representations without predictions, whose accuracy arrays and change
+    points are then left out). Works layer by layer on the residuals' device."""
     stats = RepresentationStats(graph.num_nodes)
     metrics = EnergyMetrics(graph)
     node_tensor = torch.from_numpy(nodes)
@@ -44,7 +45,8 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
     num_pcs = configs.kept_components(graph.num_nodes)
     weekly = natural_ring(config, graph) if config.natural_order else None
 
-    accuracy = metrics.rule_following_accuracy(target_probs, node_tensor, torch.from_numpy(scored))
+    accuracy = None if target_probs is None else metrics.rule_following_accuracy(target_probs, node_tensor,
+                                                                                 torch.from_numpy(scored))
     per_layer: dict[str, list[np.ndarray]] = {}
 
     def keep(name: str, value: torch.Tensor) -> None:
@@ -81,14 +83,16 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
 
     arrays = {name: np.stack(values) for name, values in per_layer.items()}
     arrays.update(
-        accuracy=accuracy.full_vocabulary.cpu().numpy(),
-        accuracy_renormalized=accuracy.renormalized.cpu().numpy(),
         energy_positions=np.array(energy_positions),
         pca_positions=np.array(pca_positions),
         alignment_positions=np.array(energy_positions),
         early_positions=np.array(early_positions),
         spectral_embedding=graph.spectral_embedding(num_pcs).eigenvectors,
     )
+    if accuracy is None:  # representations without predictions (the toy mixing model): no accuracy to time
+        return arrays
+    arrays.update(accuracy=accuracy.full_vocabulary.cpu().numpy(),
+                  accuracy_renormalized=accuracy.renormalized.cpu().numpy())
     lag_index = int(np.argmin(np.abs(np.asarray(layers) - configs.LAG_LAYER_DEPTH * num_layers)))
     arrays.update(change_point_bootstrap(config, graph, residuals[lag_index], nodes, arrays, early_positions))
     arrays["lag_layer"] = np.array(layers[lag_index])

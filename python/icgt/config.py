@@ -45,6 +45,7 @@ GRAPHS = ("grid", "ring", "hexagon", "triangular", "custom")
 #: random order: no graph in the context), "uniform" (every word drawn independently: no graph, and no
 #: walk statistics), "random_init" (a randomly initialised model of the same architecture).
 CONTROLS = ("none", "shuffled", "uniform", "random_init")
+EXPERIMENTS = ("graph", "intervention", "heads", "subspace", "toy_mixing")
 #: The layer whose early-context energy is timed against accuracy, as a fraction of the model's depth
 #: (the paper's headline block is 26 of 32).
 LAG_LAYER_DEPTH = 0.8
@@ -99,6 +100,18 @@ class ExperimentConfig:
     bootstrap: int = 200
     seed: int = 0
     control: str = "none"
+    #: What the run measures: "graph" (the paper's experiment) or a mechanism experiment
+    #: (icgt.mechanism): "intervention", "heads", "subspace", "toy_mixing".
+    experiment: str = "graph"
+    #: intervention: the trailing window of the class means whose PC1-2 plane the token moves in.
+    intervention_window: int = 1000
+    #: heads: length L of the random token sequence repeated twice, and how many such sequences.
+    score_length: int = 32
+    score_sequences: int = 4
+    #: heads: absolute numbers of heads to ablate, besides 1, 2.5, 5, 10 and 20% of all of them.
+    head_counts: list[int] = field(default_factory=list)
+    #: heads: draws of k random heads per k.
+    random_draws: int = 2
     dtype: str = "float32"
     device: str = "auto"
     max_batch: int = 0
@@ -139,6 +152,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "hexagon": dict(graph="hexagon", graph_size=[3, 3], num_sequences=16, start="uniform", energy_window=200),
     # Neighbour pairs on the grid, each pair followed by "/": only the second word of a pair is scored.
     "pairs": dict(graph="grid", graph_size=[4, 4], mode="pairs", separator="/", num_sequences=16),
+    # The mechanism experiments (icgt.mechanism), on the grid: cases at the last position of each walk.
+    "grid-intervention": dict(graph="grid", graph_size=[4, 4], num_sequences=48, sequence_length=1000,
+                              start="uniform", experiment="intervention"),
+    "grid-heads": dict(graph="grid", graph_size=[4, 4], num_sequences=8, sequence_length=1000, start="per_node",
+                       experiment="heads"),
+    "grid-subspace": dict(graph="grid", graph_size=[4, 4], num_sequences=16, sequence_length=1000,
+                          start="per_node", experiment="subspace"),
+    "grid-toy-mixing": dict(graph="grid", graph_size=[4, 4], num_sequences=16, start="per_node",
+                            experiment="toy_mixing"),
     # Semantic conflict: days of the week on a ring whose order contradicts the week.
     "days": dict(graph="ring", graph_size=[7], words=list(DAYS_RING_ORDER), natural_order=list(DAY_NAMES),
                  num_sequences=14, start="per_node"),
@@ -322,6 +344,15 @@ def validate(config: ExperimentConfig) -> None:
     require(config.control not in ("shuffled", "uniform") or config.mode == "walk",
             f"control {config.control!r} replaces walks; it needs mode 'walk'")
     require(0 <= config.bootstrap <= 10000, f"bootstrap must be from 0 to 10000 resamples, got {config.bootstrap}")
+    require(config.experiment in EXPERIMENTS,
+            f"experiment {config.experiment!r} is unknown; expected one of {list(EXPERIMENTS)}")
+    require(config.experiment == "graph" or config.mode == "walk",
+            f"experiment {config.experiment!r} needs mode 'walk'")
+    require(config.experiment != "subspace" or config.num_sequences >= 2,
+            "experiment 'subspace' fits on half the sequences and measures the other half: num_sequences >= 2")
+    for name in ("intervention_window", "score_length", "score_sequences", "random_draws"):
+        require(getattr(config, name) > 0, f"{name} must be a positive integer, got {getattr(config, name)}")
+    require(all(k > 0 for k in config.head_counts), f"head_counts must be positive, got {config.head_counts}")
     require(config.null_permutations <= MAX_NULL_PERMUTATIONS,
             f"null_permutations must be at most {MAX_NULL_PERMUTATIONS}, got {config.null_permutations}")
     require(config.max_batch >= 0, f"max_batch must be 0 (automatic) or positive, got {config.max_batch}")

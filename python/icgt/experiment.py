@@ -269,19 +269,28 @@ def _compute(config: configs.ExperimentConfig,
     timings["sample_s"] = time.perf_counter() - clock
 
     layers = list(range(probe.num_layers)) if config.layers == "all" else list(config.layers)
-    _check_fits(config, probe, layers, token_ids.shape)
-    clock = time.perf_counter()
-    with tqdm(total=probe.num_layers + 1, desc=f"{run_name(config)}: forward", unit="block",
-              disable=not progress) as bar:
-        result = probe.run(torch.from_numpy(token_ids), layers=layers, target_ids=torch.from_numpy(word_ids),
-                           max_batch=config.max_batch, progress=lambda _layer: bar.update(1))
-    timings["probe_s"] = time.perf_counter() - clock
+    _check_fits(config, probe, layers if config.experiment == "graph" else [-1, *range(probe.num_layers)],
+                token_ids.shape)
+    result = None
+    if config.experiment == "graph":
+        clock = time.perf_counter()
+        with tqdm(total=probe.num_layers + 1, desc=f"{run_name(config)}: forward", unit="block",
+                  disable=not progress) as bar:
+            result = probe.run(torch.from_numpy(token_ids), layers=layers, target_ids=torch.from_numpy(word_ids),
+                               max_batch=config.max_batch, progress=lambda _layer: bar.update(1))
+        timings["probe_s"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        arrays = analyse(config, graph, result.residuals, result.target_probs, nodes, scored, layers,
+                         probe.num_layers, progress)
+        arrays["layers"] = np.array(layers)
+        timings["analysis_s"] = time.perf_counter() - clock
+    else:
+        from .mechanism import run_mechanism
 
-    clock = time.perf_counter()
-    arrays = analyse(config, graph, result.residuals, result.target_probs, nodes, scored, layers, probe.num_layers,
-                     progress)
-    arrays.update(layers=np.array(layers), nodes=nodes, scored=scored, token_ids=token_ids)
-    timings["analysis_s"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        arrays = run_mechanism(config, probe, graph, nodes, scored, token_ids, word_ids)
+        timings["experiment_s"] = time.perf_counter() - clock
+    arrays.update(nodes=nodes, scored=scored, token_ids=token_ids)
     timings["total_s"] = time.perf_counter() - started
 
     record = {
@@ -301,12 +310,13 @@ def _compute(config: configs.ExperimentConfig,
                      "python": platform.python_version()},
         "seed": config.seed,
         "control": config.control,
+        "experiment": config.experiment,
         "timings": timings,
     }
     if config.natural_order:
         record["weekly_order"] = list(config.natural_order)
     activations = {}
-    if config.save_activations:
+    if config.save_activations and result is not None:
         activations = {"residuals": result.residuals.float().cpu().numpy(),
                        "target_probs": result.target_probs.cpu().numpy()}
     return record, arrays, activations

@@ -20,8 +20,10 @@ from matplotlib.figure import Figure
 
 from . import plots
 from .files import write_atomically
+from .mechanism_report import FIGURE_CAPTIONS as MECHANISM_CAPTIONS
+from .mechanism_report import experiment_of, mechanism_figures, mechanism_summary
 from .run_folder import Run, energy_minimum, load_run, steepest_rise
-from .verdict import FOLLOWS_SKILL, SHAPED_ALIGNMENT, judge
+from .verdict import FOLLOWS_SKILL, SHAPED_ALIGNMENT, judge, lag_summary
 
 #: The report's figures, file stem → caption; "days" only for days-of-week runs.
 FIGURE_CAPTIONS = {
@@ -58,12 +60,14 @@ def summarize(run: Run | str | os.PathLike, layer: int | None = None) -> dict[st
 
     >>> from icgt.report import summarize
     >>> summary = summarize(grid_run)
-    >>> summary["layer"], summary["energy_minimum_position"], summary["energy_minimum_before_accuracy_rise"]
-    (6, 40, True)
+    >>> summary["layer"], summary["energy_minimum_position"], round(summary["lag_doublings"])
+    (6, 40, 2)
     >>> summary["follows_graph"], summary["graph_shape"], summary["shaped_blocks"]
     ('yes', 'yes', [7])
     """
     run = _as_run(run)
+    if experiment_of(run) != "graph":
+        return mechanism_summary(run)
     layer_index = run.layer_index(layer)
     positions, accuracy, _ = run.accuracy_curve()
     last_tenth = positions >= 0.9 * positions.max(initial=0)
@@ -99,13 +103,29 @@ def summarize(run: Run | str | os.PathLike, layer: int | None = None) -> dict[st
         "null_energy_at_minimum": _null_energy_at(run, layer_index, minimum),
         "energy_minimum_position_by_group": {group: found[0] if found else None
                                              for group, found in group_minima.items()},
-        "energy_minimum_before_accuracy_rise": (minimum[0] < rise[0]) if minimum and rise else None,
+        **{key: value for key, value in lag_summary(run).items() if key != "block"},
+        "lag_block": int(run.arrays["lag_layer"]),
+        "blocks_below_null": _blocks_below_null(run),
         "final_spectral_alignment": _last_finite(run.arrays["spectral_alignment"][layer_index]),
         "final_distance_correlation": _last_finite(run.arrays["distance_correlation"][layer_index]),
     }
     if run.is_days:
         summary.update(_days_summary(run, layer_index))
     return summary
+
+
+#: Level of the per-block test of the energy against the relabelling null.
+NULL_ALPHA = 0.01
+
+
+def _blocks_below_null(run: Run) -> list[int]:
+    """Blocks whose normalised energy, at the last snapshot where every block has one, is lower than
+    relabelled nodes give with p < NULL_ALPHA."""
+    p_values = run.arrays["energy_p_value"]
+    complete = np.flatnonzero(np.isfinite(p_values).all(axis=0))
+    if complete.size == 0:
+        return []
+    return [int(block) for block in run.layers[p_values[:, complete[-1]] < NULL_ALPHA]]
 
 
 def _days_summary(run: Run, layer_index: int) -> dict[str, Any]:
@@ -155,6 +175,8 @@ def report_figures(run: Run | str | os.PathLike, layer: int | None = None) -> di
     (['alignment', 'energy_accuracy', 'pca'], ['alignment', 'days', 'energy_accuracy', 'pca'])
     """
     run = _as_run(run)
+    if experiment_of(run) != "graph":
+        return mechanism_figures(run)
     figures = {
         "pca": plots.pca_figure(run, layer),
         "energy_accuracy": plots.energy_accuracy_figure(run),
@@ -209,7 +231,12 @@ SUMMARY_LABELS = {
     "energy_minimum_position": "context length of the minimum energy",
     "null_energy_at_minimum": "energy of randomly relabelled nodes there (null mean)",
     "energy_minimum_position_by_group": "context length of the minimum energy, by third of the depth",
-    "energy_minimum_before_accuracy_rise": "energy minimum before the accuracy rise",
+    "energy_change_point": "context length where the cumulative class means' energy changes (sigmoid fit)",
+    "accuracy_change_point": "context length where accuracy changes (sigmoid fit, full vocabulary)",
+    "lag_doublings": "lag from the energy's change to accuracy's, in doublings of context (positive: energy first)",
+    "lag_ci95": "its 95% interval over resamples of the sequences",
+    "lag_block": "block (0-based) of the timed energy",
+    "blocks_below_null": f"blocks whose energy is below the relabelling null at p < {NULL_ALPHA}, late",
     "final_spectral_alignment": "final spectral alignment of the drawn PCs with z2, z3",
     "final_distance_correlation": "final correlation of representation and graph distances",
     "final_weekly_alignment_by_pc_pair": "final weekly-circle alignment per PC pair (PC1-2, PC3-4, ...)",
@@ -232,8 +259,9 @@ def format_summary(summary: dict[str, Any], width: int = 100) -> str:
       context length of the minimum energy: 40
     """
     model = summary.get("model_description", summary["model"])
-    lines = [f"{summary['run']}: {model} · {summary['graph']} graph · {summary['mode']}"]
-    for sentence in summary.get("verdict", []):
+    kind = summary.get("mode", summary.get("experiment", ""))
+    lines = [f"{summary['run']}: {model} · {summary['graph']} graph · {kind}"]
+    for sentence in summary.get("verdict", summary.get("sentences", [])):
         lines += textwrap.wrap(sentence, width, initial_indent="  ", subsequent_indent="    ")
     if summary.get("verdict"):
         lines.append("  key numbers:")
@@ -268,7 +296,8 @@ def _index_html(run: Run, summary: dict[str, Any], figure_names: list[str]) -> s
                ("graph", f"{run.graph_kind}, {len(run.labels)} nodes, {len(run.edges)} edges"),
                *[(key, config[key]) for key in ("mode", "num_sequences", "sequence_length", "energy_window",
                                                 "pca_window", "null_permutations", "seed") if key in config],
-               ("captured blocks", ", ".join(map(str, run.layers.tolist())))]
+               *([("captured blocks", ", ".join(map(str, run.layers.tolist())))] if "layers" in run.arrays else []),
+               *([("experiment", config["experiment"])] if config.get("experiment", "graph") != "graph" else [])]
     if run.is_days:
         setting += [("in-context ring order", " → ".join(run.labels)),
                     ("weekly order", " → ".join(run.info["weekly_order"]))]
@@ -278,10 +307,12 @@ def _index_html(run: Run, summary: dict[str, Any], figure_names: list[str]) -> s
     if "bundle_sha256" in model:
         provenance.append(("model bundle sha256", model["bundle_sha256"]))
     numbers = [(label, summary[key]) for key, label in SUMMARY_LABELS.items() if key in summary]
-    verdict = "".join(f"<p>{html.escape(sentence)}</p>" for sentence in summary.get("verdict", []))
+    verdict = "".join(f"<p>{html.escape(sentence)}</p>"
+                      for sentence in summary.get("verdict", summary.get("sentences", [])))
+    captions = {**FIGURE_CAPTIONS, **MECHANISM_CAPTIONS}
     figures = "".join(
-        f'<figure><img src="{name}.png" alt="{html.escape(FIGURE_CAPTIONS[name])}">'
-        f"<figcaption>{html.escape(FIGURE_CAPTIONS[name])}</figcaption></figure>"
+        f'<figure><img src="{name}.png" alt="{html.escape(captions[name])}">'
+        f"<figcaption>{html.escape(captions[name])}</figcaption></figure>"
         for name in figure_names)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

@@ -48,6 +48,24 @@ RESULT_ARRAYS = {
     "distance_correlation": ("L", "S2"),
     "spectral_embedding": ("n", "k"),
 }
+#: The arrays of the mechanism experiments (icgt.mechanism), by experiment; every run also has
+#: nodes, scored and token_ids. C conditions, K counts, Bl blocks, NL blocks of the model, H heads.
+TOY_ARRAYS = {f"toy_{name}": dims for name, dims in RESULT_ARRAYS.items()
+              if name not in ("layers", "nodes", "scored", "accuracy", "accuracy_renormalized", "energy_change_points",
+                              "accuracy_change_points", "lag_layer")}
+MECHANISM_ARRAYS = {
+    "intervention": {"intervention_targets": ("B", "K3"), "intervention_current": ("B",), "intervention_blocks": ("Bl",),
+                     **{f"intervention_{name}": ("C4", "B", "K3") for name in ("mass", "mass_renormalized", "top1",
+                                                                               "top3")}},
+    "heads": {"head_previous_token": ("NL", "H"), "head_induction": ("NL", "H"), "head_counts": ("K",),
+              "head_analysis_block": (), "head_clean_accuracy": ("T",), "head_clean_accuracy_renormalized": ("T",),
+              "head_clean_alignment": (), "head_clean_energy_z": (), "head_accuracy": ("C", "K", "T"),
+              "head_accuracy_renormalized": ("C", "K", "T"), "head_alignment": ("C", "K"),
+              "head_energy_z": ("C", "K")},
+    "subspace": {"subspace_blocks": ("Bl",), "subspace_measured_sequences": ("M",),
+                 "subspace_accuracy": ("C3", "T"), "subspace_accuracy_renormalized": ("C3", "T")},
+    "toy_mixing": TOY_ARRAYS,
+}
 #: Arrays used as indices or masks: a float or 0/1 array there would index silently wrong.
 INTEGER_ARRAYS = ("layers", "nodes", "energy_positions", "pca_positions", "alignment_positions", "early_positions",
                   "lag_layer")
@@ -336,6 +354,15 @@ def load_run(run_folder: str | os.PathLike) -> Run:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{results_npz} is not a readable numpy .npz archive (truncated or damaged: {error}); "
                          "run the experiment again") from None
+    experiment = info["config"].get("experiment", "graph")
+    if experiment != "graph":
+        if experiment not in MECHANISM_ARRAYS:
+            raise ValueError(f"{run_json}: config.experiment {experiment!r} is unknown; expected 'graph' or one of "
+                             f"{sorted(MECHANISM_ARRAYS)}")
+        common = {name: RESULT_ARRAYS[name] for name in ("nodes", "scored")}
+        _check_arrays(arrays, {**common, **MECHANISM_ARRAYS[experiment]}, results_npz,
+                      num_nodes=info["graph"]["num_nodes"], integers=("nodes",))
+        return Run(folder=folder, info=info, arrays=arrays)
     is_days = info["graph"]["kind"] == "days"
     _check_arrays(arrays, {**RESULT_ARRAYS, **(DAYS_ARRAYS if is_days else {})}, results_npz,
                   num_nodes=info["graph"]["num_nodes"])
@@ -362,12 +389,12 @@ def _check_run_json(info: Any, run_json: Path) -> None:
 
 
 def _check_arrays(arrays: dict[str, np.ndarray], expected: dict[str, tuple[str, ...]], results_npz: Path,
-                  num_nodes: int) -> None:
+                  num_nodes: int, integers: tuple[str, ...] = INTEGER_ARRAYS) -> None:
     missing = [name for name in expected if name not in arrays]
     if missing:
         raise ValueError(f"{results_npz} lacks the arrays {', '.join(missing)}; expected "
                          + ", ".join(f"{name} [{', '.join(dims)}]" for name, dims in expected.items()))
-    for name in INTEGER_ARRAYS:
+    for name in integers:
         if arrays[name].dtype.kind not in "iu":
             raise ValueError(f"{results_npz}: {name} has dtype {arrays[name].dtype}, expected integers")
     for name in BOOLEAN_ARRAYS:
@@ -384,7 +411,7 @@ def _check_arrays(arrays: dict[str, np.ndarray], expected: dict[str, tuple[str, 
                 raise ValueError(f"{results_npz}: {name} has shape {shape}, expected [{', '.join(dims)}] "
                                  f"with {dim} = {known} as in {source}")
     needed = 4 if "K2" in sizes else 2  # the days figure draws PCs 1-4
-    if sizes["k"][0] < needed:
+    if "k" in sizes and sizes["k"][0] < needed:
         raise ValueError(f"{results_npz}: pca_projections keeps k = {sizes['k'][0]} components, "
                          f"expected k >= {needed}")
     if "K2" in sizes and sizes["K2"][0] != sizes["k"][0] // 2:

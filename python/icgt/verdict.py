@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .run_folder import Run, energy_minimum, log_bins, steepest_rise
+from .run_folder import Run, log_bins
 
 #: Following the graph is judged on the renormalised accuracy as a skill score, (accuracy - chance) /
 #: (1 - chance), where chance is uniform guessing over the node words (degree / n): 0 is guessing, 1 is
@@ -243,18 +243,50 @@ def _peak(run: Run, positions: np.ndarray, alignment: np.ndarray) -> tuple[int, 
 
 
 def _timing(run: Run, verdict: Verdict, layer: int | None) -> str | None:
-    """The paper's ordering: does the energy minimum come before the fastest rise in accuracy?"""
+    """The paper's ordering, tested on change points: does the energy of the cumulative class means
+    change before accuracy rises (icgt.change_points; the run's own estimate and a 95% interval over
+    resamples of its sequences)?"""
     if verdict.follows == "no" or verdict.shape not in ("yes", "transient"):
         return None
-    layer_index = run.layer_index(layer)
-    minimum = energy_minimum(run.arrays["energy_positions"], run.arrays["energy"][layer_index])
-    rise = steepest_rise(*run.accuracy_curve()[:2])
-    if minimum is None or rise is None:
-        return None
-    order = ("before it, as the paper finds" if minimum[0] < rise[0]
-             else "after it, not shortly before it as the paper finds")
-    return (f"Accuracy rises fastest at about {rise[0]} tokens; the energy minimum in "
-            f"{run.block_name(run.layers[layer_index])} is at {minimum[0]} tokens, {order}.")
+    timing = lag_summary(run)
+    if timing["energy_change_point"] is None or timing["accuracy_change_point"] is None:
+        return ("The energy of the cumulative class means and accuracy do not both have a change point "
+                "(a sigmoid fit in log context explains too little), so their order is left open.")
+    low, high = timing["lag_ci95"]
+    lag = timing["lag_doublings"]
+    if low is not None and low > 0:
+        order = "the energy changes first, as the paper finds"
+    elif high is not None and high < 0:
+        order = "accuracy changes first, against the paper's order"
+    else:
+        order = "the interval holds zero: the order is not decided"
+    interval = f"95% interval {low:+.1f} to {high:+.1f}" if low is not None else "no interval"
+    return (f"The energy of the cumulative class means in {run.block_name(timing['block'])} changes at about "
+            f"{timing['energy_change_point']:.0f} tokens and accuracy at about {timing['accuracy_change_point']:.0f}: "
+            f"a lag of {lag:+.1f} doublings of context ({interval} over resamples of the sequences); {order}.")
+
+
+def lag_summary(run: Run) -> dict:
+    """The change points of the run (entry 0 of its bootstrap arrays), the lag log2(accuracy / energy)
+    in doublings, and its 95% percentile interval over the resampled sequences (None where undefined).
+
+    >>> from icgt.run_folder import load_run
+    >>> timing = lag_summary(load_run(grid_run))
+    >>> timing["block"], round(timing["lag_doublings"]), timing["lag_ci95"][0] < 2 < timing["lag_ci95"][1]
+    (6, 2, True)
+    """
+    energy = run.arrays["energy_change_points"]
+    accuracy = run.arrays["accuracy_change_points"][:, 0]
+    lags = np.log2(accuracy / energy)
+    finite = lags[1:][np.isfinite(lags[1:])]
+
+    def number(value: float) -> float | None:
+        return float(value) if np.isfinite(value) else None
+
+    return {"block": int(run.arrays["lag_layer"]), "energy_change_point": number(energy[0]),
+            "accuracy_change_point": number(accuracy[0]), "lag_doublings": number(lags[0]),
+            "lag_ci95": [float(v) for v in np.percentile(finite, [2.5, 97.5])] if finite.size >= 10 else [None, None],
+            "lag_defined_share": float(finite.size / max(1, lags.size - 1))}
 
 
 def _days(run: Run, layer: int | None) -> str:

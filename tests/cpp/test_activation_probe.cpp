@@ -383,3 +383,31 @@ TEST_CASE("attention scores and predictions from the run equal them computed fro
   CHECK(torch::allclose(result.logits.select(1, 0), logits.select(1, 7), 1e-5, 1e-6));
   CHECK(torch::equal(result.top_k_ids, std::get<1>(logits.topk(3, -1))));
 }
+
+TEST_CASE("a run resumed from a captured residual computes what the whole run computes") {
+  using icgt::HookSite;
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  ActivationProbe::Request whole;
+  whole.layers = {0, 2};
+  whole.logit_positions = {-1};
+  whole.captures = {HookSite::at(1, "z")};
+  const auto reference = probe.run(kIds, whole);
+  ActivationProbe::Request resumed;
+  resumed.layers = {2};
+  resumed.logit_positions = {-1};
+  resumed.captures = {HookSite::at(1, "z")};
+  resumed.start_residual = reference.residuals[0];
+  resumed.start_layer = 1;
+  const auto result = probe.run(kIds, resumed);
+  CHECK(torch::equal(result.residuals[0], reference.residuals[1]));
+  CHECK(torch::equal(result.logits, reference.logits));
+  CHECK(torch::equal(result.activations.at(HookSite::at(1, "z")), reference.activations.at(HookSite::at(1, "z"))));
+  resumed.layers = {0};
+  CHECK_THROWS_WITH(probe.run(kIds, resumed), Contains("layer 0 comes before start_layer 1"));
+  resumed.layers = {};
+  resumed.start_residual = torch::zeros({2, 8, 5});
+  CHECK_THROWS_WITH(probe.run(kIds, resumed), Contains("start_residual has shape [2, 8, 5]"));
+  ActivationProbe::Request orphan;
+  orphan.start_layer = 2;
+  CHECK_THROWS_WITH(probe.run(kIds, orphan), Contains("start_layer is given without start_residual"));
+}

@@ -200,3 +200,21 @@ def write_synthetic_run(folder, graph="grid", seed=0, effect=True):
     info = run_info(graph, effect)
     info["config"]["seed"] = info["seed"] = seed
     return write_run(folder, info, results(info, seed, effect=effect))
+
+
+def write_intervention_run(folder, used=True):
+    """A synthetic intervention run (icgt.mechanism.intervention's arrays) on the grid, 20 walks x 3 targets:
+    with ``used``, moving the token puts 0.6 of the mass on the target's neighbours (random direction
+    0.1, clean 0.1, own place 0.1); without, the move does no better than a random one."""
+    rng = np.random.default_rng(3)
+    info = run_info("grid")
+    info["config"]["experiment"] = info["experiment"] = "intervention"
+    shape = (20, 3)
+    moved = 0.6 if used else 0.1
+    mass = np.stack([np.clip(rng.normal(level, 0.05, shape), 0, 1) for level in (0.1, moved, 0.1, 0.1)])
+    arrays = {"nodes": np.zeros((20, NUM_POSITIONS), dtype=np.int64), "scored": np.ones((20, NUM_POSITIONS), bool),
+              "intervention_targets": rng.integers(0, 16, shape), "intervention_current": rng.integers(0, 16, 20),
+              "intervention_blocks": np.array([6, 7]), "intervention_mass": mass,
+              "intervention_mass_renormalized": np.clip(mass * 1.5, 0, 1),
+              "intervention_top1": mass > 0.3, "intervention_top3": mass > 0.2}
+    return write_run(folder, info, arrays)

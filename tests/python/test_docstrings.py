@@ -14,7 +14,7 @@ import torch
 
 import icgt
 from helpers import save_checkpoint, tiny_llama, tiny_tokenizer
-from synthetic_run import write_synthetic_run
+from synthetic_run import write_intervention_run, write_synthetic_run
 from toy_bundle import write_toy_bundles
 
 
@@ -68,6 +68,7 @@ def example_globals(tmp_path_factory):
             "grid_run": str(write_synthetic_run(tmp_path_factory.mktemp("grid_run"), "grid")),
             "grid_run_seed1": str(write_synthetic_run(tmp_path_factory.mktemp("grid_run_seed1"), "grid", seed=1)),
             "grid_run_seed2": str(write_synthetic_run(tmp_path_factory.mktemp("grid_run_seed2"), "grid", seed=2)),
+            "intervention_run": str(write_intervention_run(tmp_path_factory.mktemp("intervention_run"))),
             "days_run": str(write_synthetic_run(tmp_path_factory.mktemp("days_run"), "days"))}
 
 

@@ -80,7 +80,8 @@ def test_summary_finds_the_planted_numbers(grid_run):
     assert summary["null_energy_at_minimum"] == pytest.approx(0.9)
     assert summary["energy_minimum_position_by_group"] == {"shallow": 40, "middle": 40, "deep": 40}
     assert ACCURACY_RISE_AT / 1.3 < summary["accuracy_rise_position"] < ACCURACY_RISE_AT * 1.3
-    assert summary["energy_minimum_before_accuracy_rise"] is True
+    assert summary["lag_doublings"] > 0 and summary["lag_ci95"][0] > 0  # planted: energy two doublings first
+    assert summary["blocks_below_null"] == [5, 6, 7]
     assert summary["final_accuracy"] == pytest.approx(FINAL_ACCURACY, abs=0.02)
     assert summary["final_spectral_alignment"] == pytest.approx(0.9 * 7 / 8 * 400 / 450)
     assert summary["final_distance_correlation"] == pytest.approx(0.8 * 7 / 8 * 400 / 450)
@@ -319,8 +320,9 @@ def test_the_verdict_finds_the_planted_effect(grid_run):
     assert shape.startswith("Its class means take the graph's shape in block 7 of 8, in the deep third: "
                             "PCs 1-2 align with z2, z3 at 0.80 late in the context")
     assert "below the relabelling null" in shape
-    assert timing.endswith(f"the energy minimum in block 6 of 8 is at {ENERGY_MINIMUM_AT} tokens, before it, "
-                           "as the paper finds.")
+    # Planted: the cumulative means' energy changes at 15 tokens, accuracy at 60: two doublings later.
+    assert timing.startswith("The energy of the cumulative class means in block 6 of 8 changes at about 15 tokens")
+    assert timing.endswith("the energy changes first, as the paper finds.")
 
 
 def test_the_verdict_says_plainly_when_there_is_no_effect(null_grid_run):
@@ -484,7 +486,7 @@ def test_no_minimum_is_marked_where_a_curve_is_lowest_at_its_start(tmp_path):
     markers = [line for line in figure.axes[0].get_lines() if line.get_marker() == "v"]
     assert markers == []
     summary = report.summarize(run)
-    assert summary["energy_minimum_position"] is None and summary["energy_minimum_before_accuracy_rise"] is None
+    assert summary["energy_minimum_position"] is None
 
 
 def test_one_block_numbering_everywhere(grid_run, days_run, tmp_path):
@@ -525,3 +527,16 @@ def test_the_pcs_named_are_those_the_figure_draws(tmp_path):
     assert "PCs 2-3 align with z2, z3 at 0.80" in judge(run).sentences[1]
     assert plots.alignment_figure(run).axes[0].get_ylabel() == "alignment of PCs 2-3 with z2, z3"
     assert plots.pca_figure(run).axes[0].get_xlabel().startswith("PC2 ")
+
+
+@pytest.mark.parametrize("used", [True, False])
+def test_an_intervention_run_states_whether_the_geometry_is_used(used, tmp_path):
+    from synthetic_run import write_intervention_run
+
+    folder = write_intervention_run(tmp_path / "intervention", used=used)
+    summary = report.summarize(folder)
+    first, verdict = summary["sentences"]
+    assert first.startswith("Moving the last token of each walk to a random target node's place")
+    assert verdict.startswith("The geometry is used" if used else "The move does not shift predictions")
+    page = report.write_report(folder)
+    assert (page.parent / "intervention.png").read_bytes()[:8] == PNG_SIGNATURE

@@ -43,33 +43,36 @@ def toy_model(seed: int = 0) -> CausalLM:
     return model.eval()
 
 
-def toy_tokenizer() -> Tokenizer:
+def toy_tokenizer(tokens: list[bytes] = VOCAB) -> Tokenizer:
     """A word-level tokenizer over the toy vocabulary: " w5 w6" is [5, 6]."""
     from tokenizers import Regex, decoders, models, pre_tokenizers
 
     vocabulary = {}
-    for token_id, token in enumerate(VOCAB):
+    for token_id, token in enumerate(tokens):
         if token and token.decode() not in vocabulary:
             vocabulary[token.decode()] = token_id
-    vocabulary["<unk>"] = len(VOCAB) - 1
+    vocabulary["<unk>"] = len(tokens) - 1
     tokenizer = Tokenizer(models.WordLevel(vocabulary, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r" ?[^ ]+"), behavior="isolated")
     tokenizer.decoder = decoders.Fuse()
     return tokenizer
 
 
-def extra_files(format_version: int = FORMAT_VERSION):
-    config = {"format_version": format_version, **CONFIG.to_dict(), "dtype": "float32"}
-    return {"config.json": json.dumps(config, indent=2),
-            "vocabulary.hex": "".join(token.hex() + "\n" for token in VOCAB),
-            "tokenizer.json": toy_tokenizer().to_str()}
+def extra_files(format_version: int = FORMAT_VERSION, config: ModelConfig = CONFIG):
+    """config.json, vocabulary.hex and tokenizer.json of a toy bundle; a model of another size gets
+    tokens " w0", " w1", ... for its whole vocabulary."""
+    vocabulary = VOCAB if config.vocab_size == len(VOCAB) else [f" w{i}".encode() for i in range(config.vocab_size)]
+    record = {"format_version": format_version, **config.to_dict(), "dtype": "float32"}
+    return {"config.json": json.dumps(record, indent=2),
+            "vocabulary.hex": "".join(token.hex() + "\n" for token in vocabulary),
+            "tokenizer.json": toy_tokenizer(vocabulary).to_str()}
 
 
 def save_bundle(model: CausalLM, path: Path, format_version: int = FORMAT_VERSION) -> Path:
     """Script and save a model as a bundle, as icgt export does (checksums, extra files)."""
     model.icgt_format_version = format_version
     model.record_checksums()
-    torch.jit.save(torch.jit.script(model), str(path), _extra_files=extra_files(format_version))
+    torch.jit.save(torch.jit.script(model), str(path), _extra_files=extra_files(format_version, model.config))
     return path
 
 
