@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._icgt import Graph
+from .catalog import DTYPE_NAMES
 from .tokens import DAY_NAMES
 
 try:
@@ -365,7 +366,7 @@ def validate(config: ExperimentConfig) -> None:
             f"pca_positions {bad or '[]'} outside 1..sequence_length ({config.sequence_length})")
     require(config.layers == "all" or (isinstance(config.layers, list) and bool(config.layers)),
             f"layers must be \"all\" or a non-empty list of block indices, got {config.layers!r}")
-    require(config.dtype in ("float32", "bfloat16"), f"dtype {config.dtype!r} is unknown; expected float32 or bfloat16")
+    require(config.dtype in DTYPE_NAMES, f"dtype {config.dtype!r} is unknown; expected one of {list(DTYPE_NAMES)}")
     graph = None
     if not problems:
         try:

@@ -35,7 +35,7 @@ from .analysis import analyse
 from .bundles import BUILTIN_MODELS, bundle_for, random_weights_bundle
 from .files import sha256_of, write_npz
 from .probe import ActivationProbe
-from .run_folder import RUN_FORMAT_VERSION
+from .run_folder import RUN_FORMAT_VERSION, Run, check_results
 from .tokens import DEFAULT_WORDS, PROTOCOL_WORDS, concept_token_ids
 
 
@@ -85,6 +85,7 @@ def run_experiment(config: configs.ExperimentConfig | dict[str, Any] | str, outp
             return folder
         with _partial_folder(folder) as partial:
             record, arrays, activations = _compute(config, progress)
+            check_results(Run(folder=partial, info={**record, "name": folder.name}, arrays=arrays))
             write_npz(partial / "results.npz", arrays)
             if config.save_activations:
                 write_npz(partial / "activations.npz", activations, compress=False)

@@ -354,6 +354,18 @@ def load_run(run_folder: str | os.PathLike) -> Run:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{results_npz} is not a readable numpy .npz archive (truncated or damaged: {error}); "
                          "run the experiment again") from None
+    run = Run(folder=folder, info=info, arrays=arrays)
+    check_results(run)
+    return run
+
+
+def check_results(run: Run) -> None:
+    """Check a run's arrays against this format (the arrays of its experiment, their dimensions and
+    dtypes, their agreement with run.json): what load_run does after reading, and what the experiment
+    driver does before it writes, so that the format has one definition. Raises ValueError naming the
+    file, the array and what was expected."""
+    info, arrays = run.info, run.arrays
+    results_npz, run_json = run.folder / "results.npz", run.folder / "run.json"
     experiment = info["config"].get("experiment", "graph")
     if experiment != "graph":
         if experiment not in MECHANISM_ARRAYS:
@@ -362,13 +374,11 @@ def load_run(run_folder: str | os.PathLike) -> Run:
         common = {name: RESULT_ARRAYS[name] for name in ("nodes", "scored")}
         _check_arrays(arrays, {**common, **MECHANISM_ARRAYS[experiment]}, results_npz,
                       num_nodes=info["graph"]["num_nodes"], integers=("nodes",))
-        return Run(folder=folder, info=info, arrays=arrays)
+        return
     is_days = info["graph"]["kind"] == "days"
     _check_arrays(arrays, {**RESULT_ARRAYS, **(DAYS_ARRAYS if is_days else {})}, results_npz,
                   num_nodes=info["graph"]["num_nodes"])
-    run = Run(folder=folder, info=info, arrays=arrays)
     _check_consistency(run, run_json)
-    return run
 
 
 def _check_run_json(info: Any, run_json: Path) -> None:
