@@ -25,7 +25,8 @@ from .extras import MissingExtraError
 
 #: The presets of icgt.config.PRESETS, named here for the help text without importing icgt.config
 #: (which loads the compiled core); tests/python/test_cli.py keeps the two equal.
-PRESET_NAMES = ("grid", "ring", "hexagon", "pairs", "days")
+PRESET_NAMES = ("grid", "ring", "hexagon", "pairs", "days",
+                "grid-intervention", "grid-heads", "grid-subspace", "grid-toy-mixing")
 
 
 def add_export_command(subcommands: argparse._SubParsersAction) -> None:

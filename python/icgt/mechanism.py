@@ -236,7 +236,7 @@ def heads(config, probe, graph, nodes, scored, token_ids, word_ids) -> dict[str,
     arrays = {"head_previous_token": previous, "head_induction": induction, "head_counts": np.array(counts),
               "head_analysis_block": np.array(layer)}
     for name in clean:
-        arrays[f"head_clean_{name}"] = clean[name]
+        arrays[f"head_clean_{name}"] = np.asarray(clean[name])
         arrays[f"head_{name}"] = np.stack([m[name] for m in rest]).reshape(*shape, *np.shape(clean[name]))
     return arrays
 

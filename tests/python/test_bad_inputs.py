@@ -376,6 +376,17 @@ CONFIGS = [
          r"experiment config '/no/such/config.toml' does not exist"),
     Case("a config that is not a table", "icgt.config.from_dict([1, 2])", "ConfigError",
          r"expected a table of settings, got list"),
+    Case("a TOML file that is not UTF-8", """
+        import pathlib, tempfile
+        path = pathlib.Path(tempfile.mkdtemp()) / "latin1.toml"; path.write_bytes(b'preset = "grid"\\nseq\\xf4 = 1\\n')
+        icgt.config.load_toml(path)""", "ValueError", r"is not UTF-8 text \(byte \d+\); TOML files are UTF-8"),
+    Case("a preset name with a line break", "icgt.config.from_dict({'preset': 'd\\nays'})", "ConfigError",
+         r"unknown preset 'd\\nays'"),
+    Case("a model under a user that does not exist", "icgt.config.preset('grid', model='~nosuchuser/model.gguf')",
+         "ConfigError", r"model '~nosuchuser/model.gguf' is neither a built-in model"),
+    Case("a custom graph with a node id far beyond its words",
+         "icgt.config.from_dict({'graph': 'custom', 'edges': [[0, 99999991]]})", "ConfigError",
+         r"edge list 'edges' of \[node, node\] pairs with nodes 0 to 9999"),
 ]
 
 
