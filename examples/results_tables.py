@@ -1,7 +1,12 @@
 """Print the tables of docs/results.md (Markdown) from the run folders of a sweep.
 
-    python -m icgt run --preset grid ring hexagon days pairs --model smollm2-135m gemma3-270m --output runs
+    python -m icgt run --preset grid ring hexagon days pairs --model smollm2-135m gemma3-270m --seeds 3 --output runs
+    python -m icgt run --preset grid --model smollm2-135m gemma3-270m --control shuffled random_init --output runs
     python examples/results_tables.py runs
+
+Tables: seeds (every `<run>-seeds/aggregate.json`: mean and 95% interval over seeds), controls (each
+control run beside the seed-0 run of the same model and graph), the per-run overview, by depth and
+over context, the days of the week, and the mechanism experiments' sentences.
 
 Blocks (0-based) are taken in thirds of the model's depth (shallow, middle, deep), each number the mean over
 the third's blocks. "Late" numbers average the snapshots in the last tenth of the context (the
@@ -14,10 +19,15 @@ representations cannot lower it.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 
+import icgt
+from icgt.aggregate import ACCURACY_AT, ALPHA, run_numbers
+from icgt.config import DAY_NAMES, DAYS_RING_ORDER
+from icgt.mechanism_report import experiment_of, mechanism_summary
 from icgt.report import summarize
 from icgt.run_folder import Run, load_run
 
@@ -118,15 +128,88 @@ def days(runs: list[Run]) -> str:
     return "\n".join(rows)
 
 
+def _with_interval(number: dict, format: str = ".3f") -> str:
+    if number["mean"] is None:
+        return "–"
+    low, high = number["ci95"]
+    return f"{number['mean']:{format}}" + (f" [{low:{format}}, {high:{format}}]" if low is not None else "")
+
+
+def seeds(aggregates: list[dict]) -> str:
+    """One row per group of seeds: accuracy at ACCURACY_AT, deep geometry, layers below the null, the lag."""
+    accuracy = " | ".join(f"acc. t={t}" for t in ACCURACY_AT)
+    rows = [f"| runs (seeds) | {accuracy} | renorm. t={ACCURACY_AT[-1]} | deep alignment | deep scale-inv. energy "
+            f"| blocks below null (p < {ALPHA}) | lag, full vocab. (doublings) | lag, renorm. |",
+            "|---|" + "---|" * (len(ACCURACY_AT) + 6)]
+    for record in aggregates:
+        numbers, lag = record["numbers"], record["lag"]
+        below = numbers["layers_below_null"]
+        rows.append(
+            f"| {record['name']} ({len(record['seeds'])}) | "
+            + " | ".join(_with_interval(numbers[f"accuracy_at_{t}"]) for t in ACCURACY_AT)
+            + f" | {_with_interval(numbers[f'accuracy_renormalized_at_{ACCURACY_AT[-1]}'])}"
+            f" | {_with_interval(numbers['deep_alignment'], '.2f')}"
+            f" | {_with_interval(numbers['deep_energy_scale_invariant'], '.2f')}"
+            f" | {_with_interval(below, '.1f')} of {numbers['layers_captured']['mean']:.0f}"
+            + "".join(f" | {_with_interval(lag[variant], '+.1f')} ({lag[variant]['defined']:.0%} defined)"
+                      for variant in ("full_vocabulary", "renormalized")) + " |")
+    return "\n".join(rows)
+
+
+def controls(runs: list[Run]) -> str:
+    """Each control run beside the run of the same model, graph and seed without the control."""
+    plain = {(run.model_name, run.info["config"]["preset"], run.info["config"]["seed"]): run for run in runs
+             if run.info.get("control", "none") == "none"}
+    keys = ("accuracy_at_400", f"accuracy_at_{ACCURACY_AT[-1]}", "deep_alignment", "deep_energy_scale_invariant",
+            "layers_below_null")
+    rows = ["| run | control | acc. t=400 | acc. t=1400 | deep alignment | deep scale-inv. energy | blocks below null |",
+            "|---|---|---|---|---|---|---|"]
+    for run in runs:
+        control = run.info.get("control", "none")
+        partner = plain.get((run.model_name, run.info["config"]["preset"], run.info["config"]["seed"]))
+        if control == "none" or partner is None:
+            continue
+        for shown, name in ((partner, "none (the experiment)"), (run, control)):
+            numbers = run_numbers(shown)
+            cells = [f"{numbers[key]:.3f}" if key.startswith("acc") else f"{numbers[key]:.2f}" for key in keys[:-1]]
+            rows.append(f"| {shown.name} | {name} | " + " | ".join(cells)
+                        + f" | {numbers['layers_below_null']:.0f} of {numbers['layers_captured']:.0f} |")
+    return "\n".join(rows)
+
+
+def days_ring_order() -> str:
+    """How far the days preset's ring is from every harmonic of the weekly circle (1: the same plane)."""
+    plane = np.asarray(icgt.Graph.ring(7).spectral_embedding(2).eigenvectors)  # z2, z3 of ring node i
+    week = np.array([DAY_NAMES.index(day) for day in DAYS_RING_ORDER])  # weekly position of ring node i
+    cells = []
+    for k in (1, 2, 3):
+        harmonic = np.stack([np.cos(2 * np.pi * k * week / 7), np.sin(2 * np.pi * k * week / 7)], 1)
+        basis = np.linalg.qr(harmonic - harmonic.mean(0))[0]
+        cells.append(f"{(np.linalg.svd(np.linalg.qr(plane)[0].T @ basis, compute_uv=False) ** 2).mean():.2f}")
+    return ("| ring order | weekly harmonic 1 | harmonic 2 | harmonic 3 |\n|---|---|---|---|\n"
+            f"| {', '.join(DAYS_RING_ORDER)} | " + " | ".join(cells) + " |")
+
+
+def mechanisms(runs: list[Run]) -> str:
+    return "\n\n".join(f"**{run.name}.** " + " ".join(mechanism_summary(run)["sentences"]) for run in runs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep", type=Path, help="the output folder of `icgt run` holding the run folders")
     args = parser.parse_args()
-    runs = [load_run(folder) for folder in sorted(args.sweep.iterdir()) if (folder / "run.json").is_file()]
-    if not runs:
+    folders = sorted(args.sweep.iterdir())
+    every = [load_run(folder) for folder in folders if (folder / "run.json").is_file()]
+    if not every:
         raise SystemExit(f"{args.sweep} holds no complete icgt run folder")
-    for title, table in (("Overview", overview(runs)), ("By depth (late context)", by_depth(runs)),
-                         ("Over context", over_context(runs)), ("Days of the week (last snapshot)", days(runs))):
+    runs = [run for run in every if experiment_of(run) == "graph"]
+    aggregates = [json.loads((folder / "aggregate.json").read_text()) for folder in folders
+                  if (folder / "aggregate.json").is_file()]
+    for title, table in (("Seeds (mean [95% interval])", seeds(aggregates)), ("Controls", controls(runs)),
+                         ("Overview", overview(runs)), ("By depth (late context)", by_depth(runs)),
+                         ("Over context", over_context(runs)), ("Days of the week (last snapshot)", days(runs)),
+                         ("The days ring against the week", days_ring_order()),
+                         ("Mechanisms", mechanisms([run for run in every if experiment_of(run) != "graph"]))):
         print(f"### {title}\n\n{table}\n")
 
 

@@ -39,3 +39,36 @@ def test_tables_of_a_grid_and_a_days_run(tmp_path):
 def test_a_folder_without_runs_is_an_error(tmp_path):
     result = tables(tmp_path)
     assert result.returncode != 0 and "holds no complete icgt run folder" in result.stderr
+
+
+def test_seeds_controls_days_ring_and_mechanism_tables(tmp_path):
+    import json
+
+    from synthetic_run import write_intervention_run
+    from test_study_design import harmonic_overlaps
+
+    from icgt.aggregate import aggregate_runs
+    from icgt.config import DAYS_RING_ORDER
+
+    sweep = tmp_path / "sweep"
+    seeded = [write_synthetic_run(sweep / f"grid-seed{seed}", "grid", seed=seed) for seed in range(3)]
+    aggregate = json.loads((aggregate_runs(seeded, sweep / "grid-seeds") / "aggregate.json").read_text())
+    control = write_synthetic_run(sweep / "grid-shuffled", "grid", effect=False)
+    info = json.loads((control / "run.json").read_text())
+    info.update(control="shuffled", name="synthetic-grid-shuffled")
+    info["config"]["control"] = "shuffled"
+    (control / "run.json").write_text(json.dumps(info))
+    write_intervention_run(sweep / "grid-intervention")
+    result = tables(sweep)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+
+    seeds_row = next(line for line in lines if line.startswith("| synthetic-grid-seeds (3) |"))
+    accuracy = aggregate["numbers"]["accuracy_at_400"]
+    assert f"{accuracy['mean']:.3f} [{accuracy['ci95'][0]:.3f}, {accuracy['ci95'][1]:.3f}]" in seeds_row
+    shuffled = [line for line in lines if "| shuffled |" in line]
+    assert len(shuffled) == 1 and shuffled[0].startswith("| synthetic-grid-shuffled |")
+    assert any("| none (the experiment) |" in line for line in lines)
+    ring_row = next(line for line in lines if line.startswith(f"| {', '.join(DAYS_RING_ORDER)} |"))
+    assert ring_row.endswith(" | ".join(f"{value:.2f}" for value in harmonic_overlaps(DAYS_RING_ORDER)) + " |")
+    assert any(line.startswith("**synthetic-grid.** Moving the last token") for line in lines)
