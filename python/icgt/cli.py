@@ -191,7 +191,7 @@ def _sweep_settings(args: argparse.Namespace):
     if settings.executor == "local":
         given = [f"--{key.replace('_', '-')}" for key in SWEEP_FLAGS[1:] if getattr(args, key) is not None]
         if given:
-            raise ValueError(f"{', '.join(given)} concern sweeps on Ray; add --executor ray")
+            raise ValueError(f"{', '.join(given)}: only for sweeps on Ray; add --executor ray")
     return settings
 
 

@@ -333,6 +333,9 @@ class ConfigError(ValueError):
         self.problems = list(problems)
         super().__init__("invalid experiment config: " + "; ".join(self.problems))
 
+    def __reduce__(self):  # pickled from its problems (a Ray worker's error reaches the driver so)
+        return type(self), (self.problems,)
+
 
 #: Seeds are unsigned 64-bit integers (icgt's generator, docs/architecture.md).
 MAX_SEED = 2**64 - 1

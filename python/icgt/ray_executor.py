@@ -56,8 +56,8 @@ POLL_S = 0.5
 class RayExecutor:
     """Runs a sweep's runs as Ray tasks (see the module's docstring); the fields are SweepSettings'.
 
-    ``attempts`` (after run): how many times each run's task started; above 1 where Ray retried it
-    after a lost worker.
+    While and after run: ``attempts``, how many times each run's task started (above 1 where Ray
+    retried it after a lost worker); ``running``, the runs whose task is running now.
     """
 
     address: str | None = None
@@ -66,6 +66,7 @@ class RayExecutor:
     max_retries: int = 3
     ship_bundles: bool = False
     attempts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    running: set[str] = field(default_factory=set, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: configs.SweepSettings) -> RayExecutor:
@@ -97,14 +98,29 @@ def as_ray_executor(executor: Any) -> RayExecutor:
 def import_ray(address: str | None = None):
     """The ray module, or MissingExtraError naming the extra that installs it.
 
-    A private instance (no address) listens on 127.0.0.1 only: Ray then takes the loopback address
-    as this node's, which it reads from the environment when first imported.
+    A private instance (no address) listens on 127.0.0.1 only, and a cluster at a loopback address
+    is joined as a node of 127.0.0.1: Ray takes the loopback address as this node's when
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is 0 as it is first imported (else it takes the machine's
+    outward address, and a driver of a cluster bound to 127.0.0.1 would wait for ever for its node).
     """
     from .extras import require
 
-    if "ray" not in sys.modules and not _cluster_address(address):
+    target = _cluster_address(address)
+    if "ray" not in sys.modules and (target in (None, "local") or _is_loopback(target)):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     return require("ray", "running a sweep on Ray (--executor ray)")
+
+
+def _host_port(address: str) -> tuple[str | None, int | None]:
+    parts = urlsplit(address if "://" in address else f"ray-gcs://{address}")
+    try:
+        return parts.hostname, parts.port
+    except ValueError:  # a port that is no number, or out of range
+        return parts.hostname, None
+
+
+def _is_loopback(address: str) -> bool:
+    return address != "auto" and _host_port(address)[0] in ("127.0.0.1", "localhost", "::1")
 
 
 def _cluster_address(address: str | None) -> str | None:
@@ -136,11 +152,7 @@ def connect(ray, address: str | None) -> bool:
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """ConnectionError unless something listens at address's host and port (Ray itself retries for minutes)."""
-    parts = urlsplit(address if "://" in address else f"ray-gcs://{address}")
-    try:
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        host = port = None
+    host, port = _host_port(address)
     if not host or port is None:
         raise ValueError(f"Ray address {address!r} is not 'auto', 'host:port' or 'ray://host:port'")
     try:
@@ -336,8 +348,9 @@ class _Sweep:
 
     def _show(self) -> None:
         counts = self.ray.get(self.tracker.counts.remote())
-        running = sum(1 for index in self.in_flight.values() if counts.get(index))
-        shown = f"running {running}, failed {len(self.failures)}"
+        self.executor.attempts = {self.names[index]: count for index, count in counts.items()}
+        self.executor.running = {self.names[index] for index in self.in_flight.values() if counts.get(index)}
+        shown = f"running {len(self.executor.running)}, failed {len(self.failures)}"
         if shown != self.shown:
             self.shown = shown
             self.bar.set_postfix_str(shown)
@@ -345,9 +358,10 @@ class _Sweep:
     def _count_attempts(self) -> None:
         try:
             counts = self.ray.get(self.tracker.counts.remote(), timeout=10)
-        except Exception:  # noqa: BLE001 - only the retry counts are lost
-            counts = {}
+        except Exception:  # noqa: BLE001 - only the counts of the last moments are lost
+            return
         self.executor.attempts = {self.names[index]: count for index, count in counts.items()}
+        self.executor.running = set()
 
     # What a run asks of the cluster ---------------------------------------------------------------
 
