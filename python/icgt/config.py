@@ -256,7 +256,7 @@ class SweepSettings:
     """How a sweep runs, as opposed to what each run measures (ExperimentConfig): where, and with what.
 
     Keys of a config file's ``[sweep]`` table and of ``icgt run``'s flags of the same names
-    (docs/usage.md, "Sweeps on a Ray cluster"). Every key but executor concerns the Ray executor.
+    (docs/usage.md, "Running a sweep on a Ray cluster"). Every key but executor concerns the Ray executor.
     """
 
     #: "local": one run after another in this process; "ray": each run a task on a Ray cluster.
@@ -308,9 +308,27 @@ def sweep_settings(values: dict[str, Any]) -> SweepSettings:
         problems.append(f"gpus_per_run must be positive, got {settings.gpus_per_run}")
     if settings.max_retries < 0:
         problems.append(f"max_retries must be 0 or more, got {settings.max_retries}")
+    if settings.address not in ("", "auto", "local") and None in ray_address_parts(settings.address):
+        problems.append(f"address {settings.address!r} is not 'auto', 'host:port' or 'ray://host:port'")
     if problems:
         raise ConfigError([f"[{SWEEP_TABLE}]: {problem}" for problem in problems])
     return settings
+
+
+def ray_address_parts(address: str) -> tuple[str | None, int | None]:
+    """The host and port of a Ray cluster's address ("host:port" or "ray://host:port"); None for a part
+    that is missing or not valid (a port that is no number, or out of range).
+
+    >>> icgt.config.ray_address_parts("ray://head.cluster:10001"), icgt.config.ray_address_parts("10.0.0.1:port")
+    (('head.cluster', 10001), ('10.0.0.1', None))
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"ray-gcs://{address}")
+    try:
+        return parts.hostname or None, parts.port
+    except ValueError:
+        return parts.hostname or None, None
 
 
 def load_sweep_settings(path: str | Path) -> SweepSettings:

@@ -112,7 +112,7 @@ def run_sweep(configs_to_run: list[configs.ExperimentConfig | dict[str, Any] | s
 
     executor: "local" runs them one after another in this process; "ray" (or an
     icgt.ray_executor.RayExecutor, for its settings) makes each run a task on a Ray cluster, with the
-    same results and the same guarantees on the output folder (docs/usage.md, "Sweeps on a Ray
+    same results and the same guarantees on the output folder (docs/usage.md, "Running a sweep on a Ray
     cluster"); there a failing run does not stop the others: a SweepError at the end names it.
     on_run(folder) is called as each run completes (or is found complete).
     Returns the run folders, in the order of the configs.
@@ -295,7 +295,11 @@ def sample_sequences(config: configs.ExperimentConfig, graph) -> tuple[np.ndarra
 
 def run_bundle(config: configs.ExperimentConfig, progress: bool = True) -> Path:
     """The bundle that ``config`` runs (exported on first use): the model's, or for the random_init
-    control a bundle of the same architecture with random weights."""
+    control a bundle of the same architecture with random weights.
+
+    >>> run_bundle(icgt.config.preset("grid", model=toy_bundle, words=[f"w{i}" for i in range(16)])).name
+    'toy.pt'
+    """
     if config.control == "random_init":
         return random_weights_bundle(config.model, config.dtype, config.seed, progress=progress)
     return bundle_for(config.model, config.dtype, progress=progress)

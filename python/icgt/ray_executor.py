@@ -37,13 +37,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from . import config as configs
 from ._version import __version__
 
-#: The requirement that ``pip install 'icgt[ray]'`` installs (pyproject.toml's ``ray`` extra).
-RAY_REQUIREMENT = "ray[client]>=2.40"
 #: A run's memory beyond its bundle and activations: the interpreter, torch and the compiled core.
 BASE_MEMORY = 512 * 2**20
 #: The probe keeps at most this many logits at once (docs/architecture.md, ActivationProbe), float32.
@@ -70,6 +67,11 @@ class RayExecutor:
 
     @classmethod
     def from_settings(cls, settings: configs.SweepSettings) -> RayExecutor:
+        """The executor of a sweep's settings (a config file's [sweep] table, icgt run's flags).
+
+        >>> RayExecutor.from_settings(icgt.config.sweep_settings({"executor": "ray", "cpus_per_run": 2}))
+        RayExecutor(address=None, cpus_per_run=2, gpus_per_run=1, max_retries=3, ship_bundles=False)
+        """
         return cls(address=settings.address or None, cpus_per_run=settings.cpus_per_run,
                    gpus_per_run=settings.gpus_per_run, max_retries=settings.max_retries,
                    ship_bundles=settings.ship_bundles)
@@ -87,7 +89,15 @@ class RayExecutor:
 
 
 def as_ray_executor(executor: Any) -> RayExecutor:
-    """``executor`` as a RayExecutor: "ray" (default settings) or a RayExecutor; ValueError otherwise."""
+    """``executor`` as a RayExecutor: "ray" (default settings) or a RayExecutor; ValueError otherwise.
+
+    >>> as_ray_executor("ray").max_retries
+    3
+    >>> as_ray_executor("dask")
+    Traceback (most recent call last):
+    ...
+    ValueError: executor 'dask' is unknown; expected 'local', 'ray' or an icgt.ray_executor.RayExecutor
+    """
     if isinstance(executor, RayExecutor):
         return executor
     if executor == "ray":
@@ -111,16 +121,8 @@ def import_ray(address: str | None = None):
     return require("ray", "running a sweep on Ray (--executor ray)")
 
 
-def _host_port(address: str) -> tuple[str | None, int | None]:
-    parts = urlsplit(address if "://" in address else f"ray-gcs://{address}")
-    try:
-        return parts.hostname, parts.port
-    except ValueError:  # a port that is no number, or out of range
-        return parts.hostname, None
-
-
 def _is_loopback(address: str) -> bool:
-    return address != "auto" and _host_port(address)[0] in ("127.0.0.1", "localhost", "::1")
+    return address != "auto" and configs.ray_address_parts(address)[0] in ("127.0.0.1", "localhost", "::1")
 
 
 def _cluster_address(address: str | None) -> str | None:
@@ -152,7 +154,7 @@ def connect(ray, address: str | None) -> bool:
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """ConnectionError unless something listens at address's host and port (Ray itself retries for minutes)."""
-    host, port = _host_port(address)
+    host, port = configs.ray_address_parts(address)
     if not host or port is None:
         raise ValueError(f"Ray address {address!r} is not 'auto', 'host:port' or 'ray://host:port'")
     try:
@@ -287,7 +289,7 @@ class _Sweep:
 
     def _submit(self, index: int) -> None:
         config, bundle = self.runs[index], self.submitted[index]
-        options = self._resources(config, bundle)
+        options = self._resources(index, bundle)
         ref = self.task.options(name=f"icgt-run:{self.names[index]}", max_retries=self.executor.max_retries,
                                 retry_exceptions=False, **options).remote(
             config, bundle, self._threads(), self.tracker, index, __version__)
@@ -368,8 +370,9 @@ class _Sweep:
     def _threads(self) -> int:
         return max(1, int(self.executor.cpus_per_run))
 
-    def _resources(self, config: configs.ExperimentConfig, bundle: _Bundle) -> dict[str, Any]:
+    def _resources(self, index: int, bundle: _Bundle) -> dict[str, Any]:
         """CPUs, a GPU when the run's device is one, and memory (run_memory); warns when no node has them."""
+        config = self.runs[index]
         gpu = config.device.startswith("cuda") or (config.device == "auto" and self.cluster.get("GPU", 0) > 0)
         options = {"num_cpus": self.executor.cpus_per_run, "num_gpus": self.executor.gpus_per_run if gpu else 0,
                    "memory": run_memory(config, bundle.path, on_gpu=gpu)}
@@ -380,17 +383,11 @@ class _Sweep:
         nodes = [node["Resources"] for node in self.ray.nodes() if node.get("Alive")]
         if not any(node.get("CPU", 0) >= options["num_cpus"] and node.get("GPU", 0) >= options["num_gpus"]
                    and node.get("memory", 0) >= options["memory"] for node in nodes):
-            self.bar.write(f"icgt: warning: run {run_name_of(config)} asks for {options['num_cpus']} CPUs, "
-                  f"{options['num_gpus']} GPUs and {options['memory'] / 2**30:.1f} GiB of memory, which no node of "
-                  "the cluster has now; it waits until one does (an autoscaler may add it)",
+            self.bar.write(f"icgt: warning: run {self.names[index]} asks for {options['num_cpus']} CPUs, "
+                           f"{options['num_gpus']} GPUs and {options['memory'] / 2**30:.1f} GiB of memory, which no "
+                           "node of the cluster has now; it waits until one does (an autoscaler may add it)",
                            file=sys.stderr)
         return options
-
-
-def run_name_of(config: configs.ExperimentConfig) -> str:
-    from .experiment import run_name
-
-    return run_name(config)
 
 
 def run_memory(config: configs.ExperimentConfig, bundle: str | Path, *, on_gpu: bool) -> int:
