@@ -96,7 +96,37 @@ def add_run_command(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", type=Path, default=Path("runs"), help="parent folder of the runs (default runs)")
     parser.add_argument("--force", action="store_true", help="redo runs that are already complete")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    cluster = parser.add_argument_group(
+        "sweeps on a Ray cluster",
+        "Each also a key of a config file's [sweep] table; a flag wins over $ICGT_EXECUTOR and $ICGT_RAY_ADDRESS, "
+        "which win over the file (docs/usage.md).")
+    cluster.add_argument("--executor", choices=["local", "ray"],
+                         help="local: the runs one after another in this process (default); ray: each run a task on "
+                              "a Ray cluster (pip install 'icgt[ray]')")
+    cluster.add_argument("--address", metavar="ADDRESS",
+                         help="the Ray cluster: auto (the one 'ray start' made here), HOST:PORT or ray://HOST:PORT "
+                              "(default: $RAY_ADDRESS, else a private Ray instance on this machine)")
+    cluster.add_argument("--cpus-per-run", type=_positive_number, metavar="N",
+                         help="CPUs each run asks Ray for, and its torch threads (default 1)")
+    cluster.add_argument("--gpus-per-run", type=_positive_number, metavar="N",
+                         help="GPUs each run on a GPU asks Ray for (default 1; 0.5: two runs share a GPU)")
+    cluster.add_argument("--max-retries", type=int, metavar="N",
+                         help="times Ray retries a run whose worker or node was lost (default 3)")
+    cluster.add_argument("--ship-bundles", action="store_const", const=True,
+                         help="send bundles to every node through Ray's object store (default: only to nodes that "
+                              "cannot read the driver's cache)")
     parser.set_defaults(run=_run_experiments)
+
+
+def _positive_number(text: str) -> int | float:
+    """A positive int or float from the command line."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value != value:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return int(value) if value.is_integer() else value
 
 
 def _preset_name(name: str) -> str:
@@ -136,20 +166,76 @@ def _run_configs(args: argparse.Namespace) -> list:
     return [configs.preset(name, **overrides, **variant) for name in (args.preset or ["grid"]) for variant in variants]
 
 
+#: The flags of ``icgt run`` that are keys of a config file's [sweep] table (icgt.config.SweepSettings).
+SWEEP_FLAGS = ("executor", "address", "cpus_per_run", "gpus_per_run", "max_retries", "ship_bundles")
+
+
+def _sweep_settings(args: argparse.Namespace):
+    """How ``icgt run`` runs its sweep: the flags, then $ICGT_EXECUTOR and $ICGT_RAY_ADDRESS, then the
+    config file's [sweep] table, then the defaults (icgt.config.SweepSettings).
+
+    >>> parser = argparse.ArgumentParser(prog="icgt")
+    >>> add_run_command(parser.add_subparsers())
+    >>> _sweep_settings(parser.parse_args(["run", "--executor", "ray", "--cpus-per-run", "2"])).cpus_per_run
+    2
+    """
+    import os
+
+    from . import config as configs
+
+    values = dict(configs.load_sweep_settings(args.config).__dict__) if args.config is not None else {}
+    environment = {"executor": os.environ.get("ICGT_EXECUTOR"), "address": os.environ.get("ICGT_RAY_ADDRESS")}
+    values.update({key: value for key, value in environment.items() if value})
+    values.update({key: getattr(args, key) for key in SWEEP_FLAGS if getattr(args, key) is not None})
+    settings = configs.sweep_settings(values)
+    if settings.executor == "local":
+        given = [f"--{key.replace('_', '-')}" for key in SWEEP_FLAGS[1:] if getattr(args, key) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only for sweeps on Ray; add --executor ray")
+    return settings
+
+
 def _run_experiments(args: argparse.Namespace) -> int:
-    from .aggregate import aggregate_runs
-    from .experiment import run_sweep, seed_groups
+    from .experiment import SweepError, run_sweep
     from .report import format_summary, summarize
 
     configs = _run_configs(args)
-    folders = run_sweep(configs, args.output, force=args.force, progress=not args.quiet)
-    for folder in folders:
-        print(format_summary(summarize(folder)))  # its first line names the run
-        print(f"  figures: {folder / 'report' / 'index.html'}")
-    for group in seed_groups(configs, folders):
-        aggregate = aggregate_runs(group)
-        print(f"{aggregate.name}: the {len(group)} seeds summed up in {aggregate / 'aggregate.json'}")
+    settings = _sweep_settings(args)
+    if settings.executor == "local":
+        folders = run_sweep(configs, args.output, force=args.force, progress=not args.quiet)
+        for folder in folders:
+            print(format_summary(summarize(folder)))  # its first line names the run
+            print(f"  figures: {folder / 'report' / 'index.html'}")
+        _aggregate(configs, folders)
+        return 0
+    from tqdm.auto import tqdm
+
+    from .ray_executor import RayExecutor
+
+    def print_summary(folder: Path) -> None:  # as each run completes, above the sweep's progress bar
+        tqdm.write(f"{format_summary(summarize(folder))}\n  figures: {folder / 'report' / 'index.html'}")
+
+    try:
+        folders = run_sweep(configs, args.output, force=args.force, progress=not args.quiet,
+                            executor=RayExecutor.from_settings(settings), on_run=print_summary)
+    except SweepError as error:  # each failure was printed as it happened; the complete groups still sum up
+        _aggregate(configs, error.folders)
+        print(f"icgt: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    _aggregate(configs, folders)
     return 0
+
+
+def _aggregate(configs: list, folders: list) -> None:
+    """Writes and announces the aggregate of each group of runs that differ only in their seed, when
+    every run of the group is complete (folders holds None for a run that failed)."""
+    from .aggregate import aggregate_runs
+    from .experiment import seed_groups
+
+    for group in seed_groups(configs, folders):
+        if None not in group:
+            aggregate = aggregate_runs(group)
+            print(f"{aggregate.name}: the {len(group)} seeds summed up in {aggregate / 'aggregate.json'}")
 
 
 def add_report_command(subcommands: argparse._SubParsersAction) -> None:

@@ -241,7 +241,107 @@ def load_toml(path: str | Path, **overrides: Any) -> ExperimentConfig:
                          "UTF-8") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"experiment config '{path}' is not valid TOML: {' '.join(str(error).split())}") from None
+    values.pop(SWEEP_TABLE, None)  # how to run the sweep, not what a run is: read by sweep_settings
     return from_dict({**values, **overrides})
+
+
+#: The TOML table of a config file that says how ``icgt run`` runs its sweep (SweepSettings); it is
+#: no part of any run's ExperimentConfig, so it never changes a run's identity.
+SWEEP_TABLE = "sweep"
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class SweepSettings:
+    """How a sweep runs, as opposed to what each run measures (ExperimentConfig): where, and with what.
+
+    Keys of a config file's ``[sweep]`` table and of ``icgt run``'s flags of the same names
+    (docs/usage.md, "Running a sweep on a Ray cluster"). Every key but executor concerns the Ray executor.
+    """
+
+    #: "local": one run after another in this process; "ray": each run a task on a Ray cluster.
+    executor: str = "local"
+    #: The Ray cluster: "auto", "host:port" or "ray://host:port"; empty means $RAY_ADDRESS if set,
+    #: else a private Ray instance on this machine.
+    address: str = ""
+    #: CPUs each run asks Ray for; its torch threads are as many (at least one).
+    cpus_per_run: int | float = 1
+    #: GPUs each run on a GPU asks Ray for (a fraction shares one GPU between runs).
+    gpus_per_run: int | float = 1
+    #: Times Ray runs a task again after its worker or node was lost (not after an error in the run).
+    max_retries: int = 3
+    #: Send each bundle to the workers through Ray's object store even when they could read the
+    #: driver's path (without it, it is sent only to nodes that cannot).
+    ship_bundles: bool = False
+
+
+def sweep_settings(values: dict[str, Any]) -> SweepSettings:
+    """Validated SweepSettings from plain data (a ``[sweep]`` table); ConfigError lists every problem.
+
+    >>> icgt.config.sweep_settings({"executor": "ray", "cpus_per_run": 2}).cpus_per_run
+    2
+    >>> icgt.config.sweep_settings({"executor": "dask", "retries": 1})
+    Traceback (most recent call last):
+    ...
+    icgt.config.ConfigError: invalid experiment config: [sweep]: unknown key 'retries' (did you mean 'max_retries'?); [sweep]: executor 'dask' is unknown; expected one of ['local', 'ray']
+    """
+    if not isinstance(values, dict):
+        raise ConfigError([f"[{SWEEP_TABLE}] must be a table of settings, got {type(values).__name__}"])
+    known = {f.name: f for f in dataclasses.fields(SweepSettings)}
+    types_of = typing.get_type_hints(SweepSettings)
+    problems, good = [], {}
+    for key, value in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; expected some of {sorted(known)}"
+            problems.append(f"unknown key {key!r}{hint}")
+        elif problem := _type_problem(key, value, types_of[key]):
+            problems.append(problem)
+        else:
+            good[key] = value
+    settings = SweepSettings(**good)
+    if settings.executor not in EXECUTORS:  # the values, of the keys whose type is right
+        problems.append(f"executor {settings.executor!r} is unknown; expected one of {list(EXECUTORS)}")
+    if not settings.cpus_per_run > 0:
+        problems.append(f"cpus_per_run must be positive, got {settings.cpus_per_run}")
+    if not settings.gpus_per_run > 0:
+        problems.append(f"gpus_per_run must be positive, got {settings.gpus_per_run}")
+    if settings.max_retries < 0:
+        problems.append(f"max_retries must be 0 or more, got {settings.max_retries}")
+    if settings.address not in ("", "auto", "local") and None in ray_address_parts(settings.address):
+        problems.append(f"address {settings.address!r} is not 'auto', 'host:port' or 'ray://host:port'")
+    if problems:
+        raise ConfigError([f"[{SWEEP_TABLE}]: {problem}" for problem in problems])
+    return settings
+
+
+def ray_address_parts(address: str) -> tuple[str | None, int | None]:
+    """The host and port of a Ray cluster's address ("host:port" or "ray://host:port"); None for a part
+    that is missing or not valid (a port that is no number, or out of range).
+
+    >>> icgt.config.ray_address_parts("ray://head.cluster:10001"), icgt.config.ray_address_parts("10.0.0.1:port")
+    (('head.cluster', 10001), ('10.0.0.1', None))
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"ray-gcs://{address}")
+    try:
+        return parts.hostname or None, parts.port
+    except ValueError:
+        return parts.hostname or None, None
+
+
+def load_sweep_settings(path: str | Path) -> SweepSettings:
+    """The ``[sweep]`` table of a config file (defaults where it has none).
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "sweep.toml"
+    >>> _ = path.write_text('preset = "ring"\\n[sweep]\\nexecutor = "ray"\\naddress = "auto"\\n')
+    >>> icgt.config.load_sweep_settings(path).address, icgt.config.load_toml(path).preset
+    ('auto', 'ring')
+    """
+    values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    return sweep_settings(values.get(SWEEP_TABLE, {}))
 
 
 class ConfigError(ValueError):
@@ -250,6 +350,9 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("invalid experiment config: " + "; ".join(self.problems))
+
+    def __reduce__(self):  # pickled from its problems (a Ray worker's error reaches the driver so)
+        return type(self), (self.problems,)
 
 
 #: Seeds are unsigned 64-bit integers (icgt's generator, docs/architecture.md).
@@ -280,7 +383,7 @@ def _type_problem(key: str, value: Any, annotation: Any) -> str | None:
         return None
     described = {int: "an integer", str: "a string", bool: "true or false", list[int]: "a list of integers",
                  list[str]: "a list of strings", list[list[int]]: "a list of [node, node] pairs",
-                 list[int] | str: '"all" or a list of integers'}.get(annotation, str(annotation))
+                 list[int] | str: '"all" or a list of integers', int | float: "a number"}.get(annotation, str(annotation))
     return f"{key} must be {described}, got {_type_name(value)}"
 
 

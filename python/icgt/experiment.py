@@ -21,6 +21,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -84,30 +85,68 @@ def run_experiment(config: configs.ExperimentConfig | dict[str, Any] | str, outp
         if folder.exists() and _reusable(folder, config, force):
             return folder
         with _partial_folder(folder) as partial:
-            record, arrays, activations = _compute(config, progress)
-            check_results(Run(folder=partial, info={**record, "name": folder.name}, arrays=arrays))
-            write_npz(partial / "results.npz", arrays)
-            if config.save_activations:
-                write_npz(partial / "activations.npz", activations, compress=False)
-            (partial / "run.json").write_text(json.dumps({**record, "name": folder.name}, indent=2))
-            if report:
-                from .report import write_report
-
-                write_report(partial)
+            _write_run(partial, folder.name, *_compute(config, progress), report=report)
     return folder
 
 
+def _write_run(target: Path, name: str, record: dict[str, Any], arrays: dict[str, np.ndarray],
+               activations: dict[str, np.ndarray], *, report: bool = True) -> None:
+    """Write a computed run (results.npz, activations.npz if any, run.json, the report) into ``target``,
+    an empty folder: the partial folder of the run ``name``, or a Ray worker's scratch copy of it; the
+    arrays are checked against the run format first (run_folder.check_results, what load_run checks)."""
+    check_results(Run(folder=target, info={**record, "name": name}, arrays=arrays))
+    write_npz(target / "results.npz", arrays)
+    if activations:
+        write_npz(target / "activations.npz", activations, compress=False)
+    (target / "run.json").write_text(json.dumps({**record, "name": name}, indent=2))
+    if report:
+        from .report import write_report
+
+        write_report(target)
+
+
 def run_sweep(configs_to_run: list[configs.ExperimentConfig | dict[str, Any] | str], output: str | Path = "runs", *,
-              force: bool = False, progress: bool = True) -> list[Path]:
-    """Runs several experiments, skipping those already complete, so an interrupted sweep resumes."""
+              force: bool = False, progress: bool = True, executor: Any = "local",
+              on_run: Callable[[Path], None] | None = None) -> list[Path]:
+    """Runs several experiments, skipping those already complete, so an interrupted sweep resumes.
+
+    executor: "local" runs them one after another in this process; "ray" (or an
+    icgt.ray_executor.RayExecutor, for its settings) makes each run a task on a Ray cluster, with the
+    same results and the same guarantees on the output folder (docs/usage.md, "Running a sweep on a Ray
+    cluster"); there a failing run does not stop the others: a SweepError at the end names it.
+    on_run(folder) is called as each run completes (or is found complete).
+    Returns the run folders, in the order of the configs.
+    """
     resolved = [_as_config(c) for c in configs_to_run]
     output = _writable_folder(output)
     for config in resolved:  # refuse up front, before any run writes anything
         folder = output / run_name(config)
         if folder.exists():
             _reusable(folder, config, force)
-    return [run_experiment(config, output, force=force, progress=progress) for config in
-            tqdm(resolved, desc="runs", disable=not progress or len(resolved) == 1)]
+    if executor != "local":
+        from .ray_executor import as_ray_executor
+
+        return as_ray_executor(executor).run(resolved, output, force=force, progress=progress, on_run=on_run)
+    folders = []
+    for config in tqdm(resolved, desc="runs", disable=not progress or len(resolved) == 1):
+        folders.append(run_experiment(config, output, force=force, progress=progress))
+        if on_run is not None:
+            on_run(folders[-1])
+    return folders
+
+
+class SweepError(RuntimeError):
+    """Some runs of a sweep failed and the others completed.
+
+    ``failures`` maps each failed run's name to its error; ``folders`` holds every run's folder in
+    the order of the configs, None for those that failed.
+    """
+
+    def __init__(self, failures: dict[str, str], folders: list[Path | None]) -> None:
+        self.failures, self.folders = dict(failures), list(folders)
+        listed = "; ".join(f"{name}: {error}" for name, error in self.failures.items())
+        super().__init__(f"{len(self.failures)} of {len(self.folders)} runs failed ({listed}); the others are "
+                         "complete: run the same command again to retry the failed ones")
 
 
 def seed_groups(configs_run: list[configs.ExperimentConfig], folders: list[Path]) -> list[list[Path]]:
@@ -176,18 +215,25 @@ def _reusable(folder: Path, config: configs.ExperimentConfig, force: bool) -> bo
 
 
 @contextmanager
-def _run_lock(folder: Path, progress: bool) -> Iterator[None]:
-    """Holds an exclusive lock on ``folder``'s run for the block (released by the OS if the process dies)."""
+def _run_lock(folder: Path, progress: bool, *, wait: bool = True) -> Iterator[bool]:
+    """Holds an exclusive lock on ``folder``'s run for the block (released by the OS if the process dies).
+
+    Yields True once held. With wait=False it yields False at once, holding nothing, when another
+    process holds the lock (the Ray executor then tries again later instead of blocking).
+    """
     lock_path = folder.with_name(f".{folder.name}.lock")
     with open(lock_path, "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                yield False
+                return
             if progress:
                 print(f"icgt: another process is running '{folder}'; waiting for it to finish", file=sys.stderr)
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -247,15 +293,30 @@ def sample_sequences(config: configs.ExperimentConfig, graph) -> tuple[np.ndarra
     return np.concatenate([bos, nodes], axis=1), np.concatenate([np.zeros_like(bos, dtype=bool), scored], axis=1)
 
 
-def _compute(config: configs.ExperimentConfig,
-             progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The run's record (run.json), its results, and its activations if the config keeps them."""
+def run_bundle(config: configs.ExperimentConfig, progress: bool = True) -> Path:
+    """The bundle that ``config`` runs (exported on first use): the model's, or for the random_init
+    control a bundle of the same architecture with random weights.
+
+    >>> run_bundle(icgt.config.preset("grid", model=toy_bundle, words=[f"w{i}" for i in range(16)])).name
+    'toy.pt'
+    """
+    if config.control == "random_init":
+        return random_weights_bundle(config.model, config.dtype, config.seed, progress=progress)
+    return bundle_for(config.model, config.dtype, progress=progress)
+
+
+def _compute(config: configs.ExperimentConfig, progress: bool, *, bundle: Path | None = None,
+             device: str | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The run's record (run.json), its results, and its activations if the config keeps them.
+
+    bundle and device, when given, replace run_bundle(config) and config.device (a Ray worker runs
+    the bundle the driver exported, on the device Ray gave it).
+    """
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    bundle = (random_weights_bundle(config.model, config.dtype, config.seed, progress=progress)
-              if config.control == "random_init" else bundle_for(config.model, config.dtype, progress=progress))
-    probe = ActivationProbe(bundle, device=config.device)
+    bundle = bundle if bundle is not None else run_bundle(config, progress)
+    probe = ActivationProbe(bundle, device=device or config.device)
     tokenizer = probe.tokenizer
     graph = config.build_graph()
     words = concept_words(config, graph.num_nodes)

@@ -2,7 +2,8 @@
 
 transformers is needed only to export from Hugging Face checkpoint folders (their configs) and to
 convert tokenizers (GGUF metadata or checkpoint folder to a fast tokenizer); running bundles, the
-analysis and the report never import it. ``pip install 'icgt[export]'`` brings it.
+analysis and the report never import it. ``pip install 'icgt[export]'`` brings it. ray is needed only
+to run a sweep on a Ray cluster (``icgt run --executor ray``); ``pip install 'icgt[ray]'`` brings it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import importlib
 from types import ModuleType
 
 #: Optional module -> (the extra of pyproject.toml that installs it, its requirement).
-EXTRAS = {"transformers": ("export", "transformers>=5.0")}
+EXTRAS = {"transformers": ("export", "transformers>=5.0"), "ray": ("ray", "ray[client]>=2.40")}
 
 
 class MissingExtraError(ModuleNotFoundError):
@@ -43,5 +44,6 @@ def require(module: str, purpose: str) -> ModuleType:
             raise  # the module is there but something it needs is not: not ours to explain
         extra, requirement = EXTRAS[module]
         raise MissingExtraError(f"{purpose} needs {module}, which is not installed: "
-                                f"pip install 'icgt[{extra}]' (or pip install '{requirement}')",
+                                f"pip install 'icgt[{extra}]' (from a checkout of icgt: pip install "
+                                f"--no-build-isolation '.[{extra}]'; or pip install '{requirement}')",
                                 name=module) from None

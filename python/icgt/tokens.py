@@ -32,6 +32,9 @@ class SplitWordsError(ValueError):
             "Substitute single-token words (icgt.tokens.substitute_split_words helps)."
         )
 
+    def __reduce__(self):  # pickled from its splits (a Ray worker's error reaches the driver so)
+        return type(self), (self.splits,)
+
 
 def concept_token_ids(tokenizer: Tokenizer, words: list[str] | tuple[str, ...]) -> list[int]:
     """The token id of " word" for each word; SplitWordsError names every word that is not one token.

@@ -1,0 +1,491 @@
+"""Sweeps on a Ray cluster: each run of a sweep is one Ray task; the driver alone writes the output folder.
+
+``icgt run --executor ray`` (or ``run_sweep(..., executor="ray")``) hands the runs that are not already
+complete to Ray, which schedules them over the cluster's nodes as their resources allow. The work is
+split so that a run's results and the output folder's guarantees are those of a local sweep:
+
+- the driver (the process that runs the sweep) resolves and checks the configs, exports each bundle
+  once, takes each run's lock and checks what its folder holds (icgt.experiment's ``_run_lock`` and
+  ``_reusable``), submits one task per run still to do, and writes each returned run into
+  ``<name>.partial``, renamed when whole (``_partial_folder``); it prints one progress bar over the
+  sweep and each run's summary as the run completes;
+- a task (on any worker of the cluster) finds the bundle (the driver's path when its node sees it,
+  else a copy sent once through Ray's object store into the node's cache), computes the run with as
+  many torch threads as CPUs it holds, writes the whole run folder (results.npz, run.json, the
+  report) into a scratch folder and returns its files as bytes.
+
+So the workers need no shared filesystem and never touch the output folder; a worker lost mid-run
+(its process or node gone) is retried by Ray (``max_retries``), and a run that raises is reported
+with its error while the others go on (SweepError at the end). Example, on a private Ray instance
+on this machine:
+
+    >>> from icgt.ray_executor import RayExecutor
+    >>> folders = icgt.run_sweep(["grid", "ring"], "runs", executor=RayExecutor(cpus_per_run=1))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import config as configs
+from ._version import __version__
+
+#: A run's memory beyond its bundle and activations: the interpreter, torch and the compiled core.
+BASE_MEMORY = 512 * 2**20
+#: The probe keeps at most this many logits at once (docs/architecture.md, ActivationProbe), float32.
+LOGIT_CHUNK = 2**26
+#: How long the driver waits for a result before it looks at locks and progress again.
+POLL_S = 0.5
+
+
+@dataclass
+class RayExecutor:
+    """Runs a sweep's runs as Ray tasks (see the module's docstring); the fields are SweepSettings'.
+
+    While and after run: ``attempts``, how many times each run's task started (above 1 where Ray
+    retried it after a lost worker); ``running``, the runs whose task is running now.
+    """
+
+    address: str | None = None
+    cpus_per_run: float = 1
+    gpus_per_run: float = 1
+    max_retries: int = 3
+    ship_bundles: bool = False
+    attempts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    running: set[str] = field(default_factory=set, init=False, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: configs.SweepSettings) -> RayExecutor:
+        """The executor of a sweep's settings (a config file's [sweep] table, icgt run's flags).
+
+        >>> RayExecutor.from_settings(icgt.config.sweep_settings({"executor": "ray", "cpus_per_run": 2}))
+        RayExecutor(address=None, cpus_per_run=2, gpus_per_run=1, max_retries=3, ship_bundles=False)
+        """
+        return cls(address=settings.address or None, cpus_per_run=settings.cpus_per_run,
+                   gpus_per_run=settings.gpus_per_run, max_retries=settings.max_retries,
+                   ship_bundles=settings.ship_bundles)
+
+    def run(self, runs: list[configs.ExperimentConfig], output: Path, *, force: bool, progress: bool,
+            on_run: Callable[[Path], None] | None) -> list[Path]:
+        """Runs every config (already validated and checked against output by run_sweep) on the cluster."""
+        ray = import_ray(self.address)
+        started_here = connect(ray, self.address)
+        try:
+            return _Sweep(ray, self, runs, output, force, progress, on_run).run()
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def as_ray_executor(executor: Any) -> RayExecutor:
+    """``executor`` as a RayExecutor: "ray" (default settings) or a RayExecutor; ValueError otherwise.
+
+    >>> as_ray_executor("ray").max_retries
+    3
+    >>> as_ray_executor("dask")
+    Traceback (most recent call last):
+    ...
+    ValueError: executor 'dask' is unknown; expected 'local', 'ray' or an icgt.ray_executor.RayExecutor
+    """
+    if isinstance(executor, RayExecutor):
+        return executor
+    if executor == "ray":
+        return RayExecutor()
+    raise ValueError(f"executor {executor!r} is unknown; expected 'local', 'ray' or an icgt.ray_executor.RayExecutor")
+
+
+def import_ray(address: str | None = None):
+    """The ray module, or MissingExtraError naming the extra that installs it.
+
+    A private instance (no address) listens on 127.0.0.1 only, and a cluster at a loopback address
+    is joined as a node of 127.0.0.1: Ray takes the loopback address as this node's when
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is 0 as it is first imported (else it takes the machine's
+    outward address, and a driver of a cluster bound to 127.0.0.1 would wait for ever for its node).
+    """
+    from .extras import require
+
+    target = _cluster_address(address)
+    if "ray" not in sys.modules and (target in (None, "local") or _is_loopback(target)):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    return require("ray", "running a sweep on Ray (--executor ray)")
+
+
+def _is_loopback(address: str) -> bool:
+    return address != "auto" and configs.ray_address_parts(address)[0] in ("127.0.0.1", "localhost", "::1")
+
+
+def _cluster_address(address: str | None) -> str | None:
+    """The cluster to join: ``address``, else $ICGT_RAY_ADDRESS, else $RAY_ADDRESS; None: a private instance."""
+    return address or os.environ.get("ICGT_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
+
+
+def connect(ray, address: str | None) -> bool:
+    """Connects this process to the cluster at ``address`` (see _cluster_address); returns whether it
+    started a private Ray instance (which the caller shuts down). Already connected: uses that
+    connection. An address that answers nothing is a ConnectionError of one line, at once."""
+    import logging
+
+    if ray.is_initialized():
+        return False
+    address = _cluster_address(address)
+    if address is None or address == "local":
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                 logging_level=logging.WARNING)
+        return True
+    if address != "auto":
+        _check_reachable(address)
+    try:
+        ray.init(address=address, logging_level=logging.WARNING)
+    except ConnectionError as error:
+        raise ConnectionError(f"cannot join the Ray cluster at {address!r}: {' '.join(str(error).split())}") from None
+    return False
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """ConnectionError unless something listens at address's host and port (Ray itself retries for minutes)."""
+    host, port = configs.ray_address_parts(address)
+    if not host or port is None:
+        raise ValueError(f"Ray address {address!r} is not 'auto', 'host:port' or 'ray://host:port'")
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConnectionError(f"no Ray cluster answers at {address} ({reason}); start one with 'ray start --head' "
+                              "or give another --address") from None
+
+
+@dataclass
+class _Bundle:
+    """A bundle as the driver sees it; ``data`` (an ObjectRef) once it is sent through the object store."""
+
+    path: str
+    size: int
+    sha256: str = ""
+    data: Any = None
+
+
+class _Progress:
+    """A Ray actor that tasks tell when they start, so that the driver can count runs running and retried."""
+
+    def __init__(self) -> None:
+        self.starts: dict[int, int] = {}
+
+    def started(self, index: int) -> None:
+        self.starts[index] = self.starts.get(index, 0) + 1
+
+    def counts(self) -> dict[int, int]:
+        return self.starts
+
+
+class _Sweep:
+    """One sweep on the cluster: the driver's loop (see the module's docstring)."""
+
+    def __init__(self, ray, executor: RayExecutor, runs: list[configs.ExperimentConfig], output: Path,
+                 force: bool, progress: bool, on_run: Callable[[Path], None] | None) -> None:
+        from .experiment import run_name
+
+        self.ray, self.executor, self.runs, self.output = ray, executor, runs, output
+        self.force, self.progress, self.on_run = force, progress, on_run
+        self.folders: list[Path | None] = [None] * len(runs)
+        self.names = [run_name(config) for config in runs]
+        self.failures: dict[str, str] = {}
+        self.locks: dict[int, ExitStack] = {}
+        self.in_flight: dict[Any, int] = {}
+        self.bundles: dict[tuple, _Bundle] = {}
+        self.submitted: dict[int, _Bundle] = {}
+        self.warned: set[tuple] = set()
+        self.shown = ""
+        self.cluster = ray.cluster_resources()
+
+    def run(self) -> list[Path]:
+        from tqdm.auto import tqdm
+
+        from .experiment import SweepError
+
+        _allow_open_files(len(self.runs) + 64)  # one lock file per run in flight
+        self.tracker = self.ray.remote(_Progress).options(num_cpus=0).remote()
+        self.task = self.ray.remote(_run_task)
+        waiting = list(range(len(self.runs)))  # runs whose lock this process does not hold yet
+        self.bar = tqdm(total=len(self.runs), desc="runs on Ray", unit="run", disable=not self.progress)
+        try:
+            while waiting or self.in_flight:
+                waiting = [index for index in waiting if not self._start(index)]
+                if self.in_flight:
+                    refs = list(self.in_flight)
+                    done, rest = self.ray.wait(refs, num_returns=1, timeout=POLL_S)
+                    if done and rest:
+                        done += self.ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+                    for ref in done:
+                        self._finish(self.in_flight.pop(ref), ref)
+                elif waiting:
+                    time.sleep(POLL_S)  # every remaining run is locked by another process
+                self._show()
+        except BaseException:
+            for ref in self.in_flight:
+                self.ray.cancel(ref, force=True)
+            raise
+        finally:
+            for stack in self.locks.values():
+                stack.close()
+            self.bar.close()
+            self._count_attempts()
+        if self.failures:
+            raise SweepError(self.failures, self.folders)
+        return self.folders
+
+    # The driver's steps -------------------------------------------------------------------------
+
+    def _bundle(self, index: int) -> _Bundle:
+        """The run's bundle, exported here on first use, once per model (and seed, for random_init)."""
+        from .experiment import run_bundle
+
+        config = self.runs[index]
+        key = (config.model, config.dtype, config.seed if config.control == "random_init" else None)
+        if key not in self.bundles:
+            path = run_bundle(config, self.progress)
+            self.bundles[key] = _Bundle(str(path), path.stat().st_size)
+            if self.executor.ship_bundles:
+                self._ship(self.bundles[key])
+        return self.bundles[key]
+
+    def _start(self, index: int) -> bool:
+        """Takes the run's lock and submits it, or finds it complete; False while another process holds it."""
+        from .experiment import _reusable, _run_lock
+
+        if self.folders[index] is not None or self.names[index] in self.failures:
+            return True
+        folder = self.output / self.names[index]
+        stack = ExitStack()
+        if not stack.enter_context(_run_lock(folder, False, wait=False)):
+            stack.close()
+            return False
+        self.locks[index] = stack
+        try:
+            reusable = folder.exists() and _reusable(folder, self.runs[index], self.force)
+        except ValueError as error:  # another process wrote another config's run there meanwhile
+            self._fail(index, str(error))
+            return True
+        if reusable:
+            self._complete(index, folder)
+            return True
+        try:
+            self.submitted[index] = self._bundle(index)
+        except (ValueError, OSError, ImportError) as error:  # its model cannot be exported
+            self._fail(index, f"exporting its bundle: {' '.join(str(error).split())}")
+            return True
+        self._submit(index)
+        return True
+
+    def _submit(self, index: int) -> None:
+        config, bundle = self.runs[index], self.submitted[index]
+        options = self._resources(index, bundle)
+        ref = self.task.options(name=f"icgt-run:{self.names[index]}", max_retries=self.executor.max_retries,
+                                retry_exceptions=False, **options).remote(
+            config, bundle, self._threads(), self.tracker, index, __version__)
+        self.in_flight[ref] = index
+
+    def _finish(self, index: int, ref) -> None:
+        """Writes a returned run into its folder (atomically, under its lock), or records its failure."""
+        from .experiment import _partial_folder
+
+        try:
+            result = self.ray.get(ref)
+        except Exception as error:  # noqa: BLE001 - any failure of one run is reported, the others go on
+            self._fail(index, _error_text(error))
+            return
+        if result["status"] == "bundle-missing":  # that node cannot read the driver's path: send the bundle
+            self._ship(self.submitted[index])
+            self._submit(index)
+            return
+        folder = self.output / self.names[index]
+        try:
+            with _partial_folder(folder) as partial:
+                for relative, data in result["files"].items():
+                    target = partial / relative
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(data)
+        except OSError as error:
+            self._fail(index, f"writing {folder}: {error}")
+            return
+        self._complete(index, folder)
+
+    def _complete(self, index: int, folder: Path) -> None:
+        self.folders[index] = folder
+        self._release(index)
+        self.bar.update(1)
+        if self.on_run is not None:
+            self.on_run(folder)
+
+    def _fail(self, index: int, error: str) -> None:
+        self.failures[self.names[index]] = error
+        self._release(index)
+        self.bar.update(1)
+        self.bar.write(f"icgt: run {self.names[index]} failed: {error}", file=sys.stderr)
+
+    def _release(self, index: int) -> None:
+        stack = self.locks.pop(index, None)
+        if stack is not None:
+            stack.close()
+
+    def _ship(self, bundle: _Bundle) -> None:
+        """Puts the bundle's bytes into Ray's object store once; tasks then copy it into their node's cache."""
+        import numpy as np
+
+        from .files import sha256_of
+
+        if bundle.data is None:
+            bundle.sha256 = sha256_of(bundle.path)
+            bundle.data = self.ray.put(np.memmap(bundle.path, dtype=np.uint8, mode="r").view(np.ndarray))
+
+    def _show(self) -> None:
+        counts = self.ray.get(self.tracker.counts.remote())
+        self.executor.attempts = {self.names[index]: count for index, count in counts.items()}
+        self.executor.running = {self.names[index] for index in self.in_flight.values() if counts.get(index)}
+        shown = f"running {len(self.executor.running)}, failed {len(self.failures)}"
+        if shown != self.shown:
+            self.shown = shown
+            self.bar.set_postfix_str(shown)
+
+    def _count_attempts(self) -> None:
+        try:
+            counts = self.ray.get(self.tracker.counts.remote(), timeout=10)
+        except Exception:  # noqa: BLE001 - only the counts of the last moments are lost
+            return
+        self.executor.attempts = {self.names[index]: count for index, count in counts.items()}
+        self.executor.running = set()
+
+    # What a run asks of the cluster ---------------------------------------------------------------
+
+    def _threads(self) -> int:
+        return max(1, int(self.executor.cpus_per_run))
+
+    def _resources(self, index: int, bundle: _Bundle) -> dict[str, Any]:
+        """CPUs, a GPU when the run's device is one, and memory (run_memory); warns when no node has them."""
+        config = self.runs[index]
+        gpu = config.device.startswith("cuda") or (config.device == "auto" and self.cluster.get("GPU", 0) > 0)
+        options = {"num_cpus": self.executor.cpus_per_run, "num_gpus": self.executor.gpus_per_run if gpu else 0,
+                   "memory": run_memory(config, bundle.path, on_gpu=gpu)}
+        asked = tuple(options.values())
+        if asked in self.warned:
+            return options
+        self.warned.add(asked)
+        nodes = [node["Resources"] for node in self.ray.nodes() if node.get("Alive")]
+        if not any(node.get("CPU", 0) >= options["num_cpus"] and node.get("GPU", 0) >= options["num_gpus"]
+                   and node.get("memory", 0) >= options["memory"] for node in nodes):
+            self.bar.write(f"icgt: warning: run {self.names[index]} asks for {options['num_cpus']} CPUs, "
+                           f"{options['num_gpus']} GPUs and {options['memory'] / 2**30:.1f} GiB of memory, which no "
+                           "node of the cluster has now; it waits until one does (an autoscaler may add it)",
+                           file=sys.stderr)
+        return options
+
+
+def run_memory(config: configs.ExperimentConfig, bundle: str | Path, *, on_gpu: bool) -> int:
+    """The memory (bytes, of the host) that a run of ``config`` needs, for Ray's scheduling.
+
+    The interpreter (BASE_MEMORY), the bundle's weights (its file's size), then on the CPU the
+    captured residuals (layers x sequences x positions x hidden size) three times over (the capture
+    and the analysis's working copies) and the probe's chunk of logits; on a GPU those live in the
+    GPU's memory. Activations kept (save_activations) add their float32 copy. Measured on SmolLM2-135M
+    (docs/performance.md): peaks of 0.96 GiB where it estimates 1.09, 1.57 where 1.72.
+
+    >>> config = icgt.config.preset("grid", num_sequences=4, sequence_length=600)
+    >>> round(run_memory(config, icgt.bundle_for("smollm2-135m"), on_gpu=False) / 2**30, 2)
+    1.72
+    """
+    from .bundles import read_bundle_config
+
+    model = read_bundle_config(bundle)
+    layers = model["num_layers"] if config.layers == "all" else len(config.layers)
+    positions = config.num_sequences * (config.sequence_length + 1)
+    itemsize = 2 if model["dtype"] == "bfloat16" else 4
+    capture = layers * positions * model["hidden_size"] * itemsize
+    needed = BASE_MEMORY + Path(bundle).stat().st_size
+    if not on_gpu:
+        needed += 3 * capture + 4 * min(positions * model["vocab_size"], LOGIT_CHUNK)
+    if config.save_activations:
+        needed += capture * 4 // itemsize
+    return int(needed)
+
+
+def _allow_open_files(count: int) -> None:
+    """Raises the soft limit on open files to ``count`` where the hard limit allows (locks of a large sweep)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count if hard == resource.RLIM_INFINITY else min(count, hard), hard))
+
+
+def _error_text(error: BaseException) -> str:
+    """One line for a failed task: the run's own exception where Ray carries it, else Ray's reason."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {' '.join(str(cause).split())}"
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
+# The task, run by a Ray worker ----------------------------------------------------------------------
+
+def _run_task(config: configs.ExperimentConfig, bundle: _Bundle, threads: int, tracker, index: int,
+              driver_version: str) -> dict[str, Any]:
+    """Computes one run and returns its folder's files: {"status": "done", "files": {relative path: bytes}};
+    or {"status": "bundle-missing"} when this node cannot read the bundle and none was sent."""
+    import torch
+
+    from .experiment import _compute, _write_run, run_name
+
+    if bundle.data is None and not _readable(bundle):
+        return {"status": "bundle-missing"}
+    tracker.started.remote(index)
+    if driver_version != __version__:
+        raise RuntimeError(f"this worker ({platform.node()}) has icgt {__version__}, the driver {driver_version}; "
+                           "install the same icgt on every node")
+    path = _local_bundle(bundle)
+    torch.set_num_threads(threads)
+    import ray
+
+    gpu = bool(ray.get_gpu_ids())
+    device = "cuda" if gpu else "cpu"  # Ray shows a task only its own GPUs, so cuda:N is the one it gave
+    record, arrays, activations = _compute(config, False, bundle=path, device=device)
+    record["model"]["bundle"] = bundle.path  # as the driver knows it, whichever copy ran
+    name = run_name(config)
+    with tempfile.TemporaryDirectory(prefix="icgt-run-") as scratch:
+        folder = Path(scratch) / name
+        folder.mkdir()
+        _write_run(folder, name, record, arrays, activations)
+        files = {str(file.relative_to(folder)): file.read_bytes() for file in sorted(folder.rglob("*"))
+                 if file.is_file()}
+    return {"status": "done", "files": files}
+
+
+def _readable(bundle: _Bundle) -> bool:
+    """Whether this node reads the driver's bundle at the driver's path (the same machine, a shared filesystem)."""
+    path = Path(bundle.path)
+    return path.is_file() and path.stat().st_size == bundle.size
+
+
+def _local_bundle(bundle: _Bundle) -> Path:
+    """This node's copy of the bundle: the driver's path when nothing was sent, else the copy sent
+    through the object store, kept in this node's cache (written once per node, atomically)."""
+    if bundle.data is None:
+        return Path(bundle.path)
+    from .bundles import cache_dir
+    from .files import write_atomically
+
+    copy = cache_dir() / "shipped" / f"{bundle.sha256[:16]}-{Path(bundle.path).name}"
+    if not (copy.is_file() and copy.stat().st_size == bundle.size):
+        import ray
+
+        data = ray.get(bundle.data)
+        write_atomically(copy, lambda temporary: temporary.write_bytes(memoryview(data)))
+    return copy
