@@ -151,9 +151,15 @@ def seeds(aggregates: list[dict]) -> str:
             f" | {_with_interval(numbers['deep_alignment'], '.2f')}"
             f" | {_with_interval(numbers['deep_energy_scale_invariant'], '.2f')}"
             f" | {_with_interval(below, '.1f')} of {numbers['layers_captured']['mean']:.0f}"
-            + "".join(f" | {_with_interval(lag[variant], '+.1f')} ({lag[variant]['defined']:.0%} defined)"
-                      for variant in ("full_vocabulary", "renormalized")) + " |")
+            + "".join(f" | {_lag_cell(lag[variant])}" for variant in ("full_vocabulary", "renormalized")) + " |")
     return "\n".join(rows)
+
+
+def _lag_cell(lag: dict) -> str:
+    """The lag with its interval, or a dash where most resamples have no change point to time."""
+    if lag["defined"] < 0.5:
+        return f"– (defined in {lag['defined']:.0%} of resamples)"
+    return f"{_with_interval(lag, '+.1f')} ({lag['defined']:.0%} defined)"
 
 
 def controls(runs: list[Run]) -> str:
