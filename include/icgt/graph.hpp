@@ -53,7 +53,8 @@ class Graph {
   const std::vector<Edge>& edges() const { return edges_; }
   /// The neighbours of a node, ascending.
   const std::vector<int>& neighbours(int node) const;
-  int degree(int node) const { return static_cast<int>(neighbours(node).size()); }
+  /// The number of neighbours of a node.
+  int degree(int node) const;
   bool is_connected() const;
   /// All-pairs shortest-path lengths in edges; -1 where no path exists.
   Eigen::MatrixXi shortest_path_lengths() const;
@@ -75,7 +76,8 @@ class Graph {
 
  private:
   Graph(int num_nodes, const std::vector<Edge>& edges, const char* builder);
-  void check_node(int node) const;
+  /// ValueError naming the method unless node is in 0..num_nodes()-1.
+  void check_node(int node, const char* method) const;
 
   std::vector<std::vector<int>> neighbours_;
   std::vector<Edge> edges_;
