@@ -387,6 +387,7 @@ True
 torch.Size([1, 3, 3])
 )doc");
   m.attr("EMBEDDING_LAYER") = kEmbeddingLayer;
+  m.attr("BUNDLE_FORMAT_VERSION") = kBundleFormatVersion;
 }
 
 }  // namespace icgt::python

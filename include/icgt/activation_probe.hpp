@@ -19,6 +19,10 @@ class ModelBackend;
 /// The layer index of the embedding output (Hugging Face hidden_states[0]).
 constexpr int kEmbeddingLayer = -1;
 
+/// The bundle format version this build reads (docs/bundle-format.md); the Python exporter writes
+/// the same number (icgt.models.FORMAT_VERSION), and a bundle of any other version is refused.
+constexpr std::int64_t kBundleFormatVersion = 4;
+
 /// What a bundle says about its model.
 struct ModelInfo {
   std::string architecture;  ///< "llama", "gemma2", "gemma3", ...
