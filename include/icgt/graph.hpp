@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "icgt/export.hpp"
+
 namespace icgt {
 
 /// The node label of a position that holds no node (BOS, a separator). Used in node sequences.
@@ -22,7 +24,7 @@ constexpr std::int64_t kNotANode = -1;
 ///   auto grid = icgt::Graph::square_grid(4, 4);     // 16 nodes, 24 edges, row-major
 ///   grid.set_labels({"apple", "bird", ...});          // 16 concept words
 ///   auto [values, vectors] = grid.spectral_embedding(2);  // z2, z3 and their eigenvalues
-class Graph {
+class ICGT_API Graph {
  public:
   using Edge = std::pair<int, int>;
 
