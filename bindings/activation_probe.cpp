@@ -10,15 +10,14 @@
 
 #include "bindings.hpp"
 #include "icgt/errors.hpp"
+#include "tensor_arguments.hpp"
 
 namespace icgt::python {
 namespace {
 
 using Probe = ActivationProbe;
 
-at::Tensor as_tensor(const py::handle& values) {
-  return py::module_::import("torch").attr("as_tensor")(values).cast<at::Tensor>();
-}
+constexpr const char* kRun = "ActivationProbe.run";
 
 // A Python callable that C++ may copy and destroy without the GIL: copies share one reference,
 // and the last one takes the GIL to release it (a run copies the hooks while the GIL is released).
@@ -29,45 +28,47 @@ std::shared_ptr<py::function> shared_callable(py::function fn) {
   });
 }
 
-// fn(layer, tensor) -> None (read, or edited in place) or a tensor that replaces it.
-Probe::Hook python_hook(const py::handle& fn, const HookSite& site) {
+// fn(layer, tensor) -> None (read, or edited in place) or a tensor that replaces it. `function`
+// names the method that takes the hook; a hook's result is checked while a run goes on.
+Probe::Hook python_hook(const py::handle& fn, const HookSite& site, const char* function) {
   if (!PyCallable_Check(fn.ptr())) {
-    throw py::type_error(py::str("the hook for {} is a {}; expected a callable fn(layer, tensor)")
-                             .format(site.name(), py::type::of(fn).attr("__name__")));
+    throw py::type_error(py::str("{}: the hook for {} is a {}; expected a callable fn(layer, tensor)")
+                             .format(function, site.name(), py::type::of(fn).attr("__name__")));
   }
   return [fn = shared_callable(py::reinterpret_borrow<py::function>(fn)), site](int layer, torch::Tensor& activation) {
     py::gil_scoped_acquire gil;
     py::object replacement = (*fn)(layer, activation);
     if (replacement.is_none()) return;
     if (!THPVariable_Check(replacement.ptr())) {
-      throw py::type_error(py::str("the hook at {} returned a {}; expected None (read or edited in place) or a "
-                                   "torch.Tensor that replaces it")
+      throw py::type_error(py::str("ActivationProbe.run: the hook at {} returned a {}; expected None (read or "
+                                   "edited in place) or a torch.Tensor that replaces it")
                                .format(site.name(), py::type::of(replacement).attr("__name__")));
     }
     activation = replacement.cast<at::Tensor>();
   };
 }
 
-// A hook point: "blocks.3.attn.hook_z", ("z", 3), (3, "z"), or a layer (its resid_post).
-HookSite site_argument(const py::handle& value) {
+// A hook point: "blocks.3.attn.hook_z", ("z", 3), (3, "z"), or a layer (its resid_post); `function`
+// names the method that takes it.
+HookSite site_argument(const py::handle& value, const char* function) {
   if (py::isinstance<py::str>(value)) return HookSite::parse(value.cast<std::string>());
   if (py::isinstance<py::tuple>(value) && py::len(value) == 2) {
     const auto pair = py::reinterpret_borrow<py::tuple>(value);
     if (py::isinstance<py::str>(pair[0])) {
-      return HookSite::at(integer_argument<int>(pair[1], "ActivationProbe", "the layer of a hook point"),
+      return HookSite::at(integer_argument<int>(pair[1], function, "the layer of a hook point"),
                           pair[0].cast<std::string>());
     }
     if (py::isinstance<py::str>(pair[1])) {
-      return HookSite::at(integer_argument<int>(pair[0], "ActivationProbe", "the layer of a hook point"),
+      return HookSite::at(integer_argument<int>(pair[0], function, "the layer of a hook point"),
                           pair[1].cast<std::string>());
     }
   }
   if (PyIndex_Check(value.ptr()) && !PyBool_Check(value.ptr())) {
-    return {integer_argument<int>(value, "ActivationProbe", "layer"), HookPoint::ResidPost};
+    return {integer_argument<int>(value, function, "layer"), HookPoint::ResidPost};
   }
-  throw py::type_error(py::str("ActivationProbe: a hook point is a name such as 'blocks.3.attn.hook_z', a pair "
-                               "such as ('z', 3), or a layer (its resid_post); got {!r}")
-                           .format(value));
+  throw py::type_error(py::str("{}: a hook point is a name such as 'blocks.3.attn.hook_z', a pair such as "
+                               "('z', 3), or a layer (its resid_post); got {!r}")
+                           .format(function, value));
 }
 
 Probe::HeadAblation::Kind ablation_kind(const std::string& kind) {
@@ -80,11 +81,68 @@ Probe::HeadAblation::Kind ablation_kind(const std::string& kind) {
 Probe::Normalization normalization_argument(const std::string& normalization) {
   if (normalization == "full_vocabulary") return Probe::Normalization::FullVocabulary;
   if (normalization == "over_targets") return Probe::Normalization::OverTargets;
-  throw ValueError("ActivationProbe.run: normalization must be 'full_vocabulary' or 'over_targets', got '" +
+  throw ValueError(std::string(kRun) + ": normalization must be 'full_vocabulary' or 'over_targets', got '" +
                    normalization + "'");
 }
 
 py::object optional_tensor(const torch::Tensor& tensor) { return tensor.defined() ? py::cast(tensor) : py::none(); }
+
+// --- ActivationProbe.run's arguments ------------------------------------------------------------
+
+// An array argument that may be None: an undefined tensor then.
+at::Tensor optional_tensor_argument(const py::object& value, const char* argument) {
+  return value.is_none() ? at::Tensor() : tensor_argument(value, kRun, argument);
+}
+
+// hooks: {point: fn} or None.
+std::vector<std::pair<HookSite, Probe::Hook>> hooks_argument(const py::object& hooks) {
+  std::vector<std::pair<HookSite, Probe::Hook>> converted;
+  if (hooks.is_none()) return converted;
+  for (const auto& [site, fn] : hooks.cast<py::dict>()) {
+    const HookSite where = site_argument(site, kRun);
+    converted.emplace_back(where, python_hook(fn, where, kRun));
+  }
+  return converted;
+}
+
+// logits: "last", a list of positions, or None.
+std::vector<std::int64_t> logit_positions_argument(const py::object& logits) {
+  if (py::isinstance<py::str>(logits) && logits.cast<std::string>() == "last") return {-1};
+  if (logits.is_none()) return {};
+  return logits.cast<std::vector<std::int64_t>>();
+}
+
+// Called between blocks: Ctrl-C (or any pending signal) stops the run, and progress (if given)
+// hears of the block.
+std::function<void(int)> after_block_callback(const py::object& progress) {
+  std::shared_ptr<py::function> report;
+  if (!progress.is_none()) report = shared_callable(progress.cast<py::function>());
+  return [report](int layer) {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    if (report) (*report)(layer);
+  };
+}
+
+// The bundle's config.json as a dict, or a ValueError that says to re-export.
+py::object config_dict(const Probe& probe) {
+  py::object config;
+  try {
+    // bytes: json finds the encoding, and bytes that are not text are its ValueError too
+    config = py::module_::import("json").attr("loads")(py::bytes(probe.info().config_json));
+  } catch (py::error_already_set& error) {
+    if (!error.matches(PyExc_ValueError) && !error.matches(PyExc_RecursionError)) throw;
+    throw py::value_error(
+        py::str("ActivationProbe.config: the bundle's config.json is not JSON ({}); re-export the model")
+            .format(error.value()));
+  }
+  if (!py::isinstance<py::dict>(config)) {
+    throw py::value_error(py::str("ActivationProbe.config: the bundle's config.json holds a {}, not an object; "
+                                  "re-export the model")
+                              .format(py::type::of(config).attr("__name__")));
+  }
+  return config;
+}
 
 }  // namespace
 
@@ -104,7 +162,7 @@ HeadAblation(layer=1, heads=[0, 2], kind='mean', values=None)
              ablation.layer = integer_argument<int>(layer, "HeadAblation", "layer");
              ablation.heads = std::move(heads);
              ablation.kind = ablation_kind(kind);
-             if (!values.is_none()) ablation.values = as_tensor(values);
+             if (!values.is_none()) ablation.values = tensor_argument(values, "HeadAblation", "values");
              return ablation;
            }),
            py::arg("layer"), py::arg("heads"), py::arg("kind") = "zero", py::arg("values") = py::none())
@@ -225,26 +283,7 @@ Example:
                              "The longest sequence the model was trained for (max_position_embeddings).")
       .def_property_readonly("dtype", [](const Probe& p) { return p.info().dtype; }, "torch.dtype of the weights.")
       .def_property_readonly("device", &Probe::device, "torch.device the model runs on.")
-      .def_property_readonly(
-          "config",
-          [](const Probe& p) {
-            py::object config;
-            try {
-              // bytes: json finds the encoding, and bytes that are not text are its ValueError too
-              config = py::module_::import("json").attr("loads")(py::bytes(p.info().config_json));
-            } catch (py::error_already_set& error) {
-              if (!error.matches(PyExc_ValueError) && !error.matches(PyExc_RecursionError)) throw;
-              throw py::value_error(py::str("ActivationProbe.config: the bundle's config.json is not JSON ({}); "
-                                            "re-export the model")
-                                        .format(error.value()));
-            }
-            if (!py::isinstance<py::dict>(config)) {
-              throw py::value_error(py::str("ActivationProbe.config: the bundle's config.json holds a {}, not an "
-                                            "object; re-export the model")
-                                        .format(py::type::of(config).attr("__name__")));
-            }
-            return config;
-          },
+      .def_property_readonly("config", &config_dict,
           "The bundle's record (config.json) as a dict.")
       .def("__repr__",
            [](const Probe& p) {
@@ -263,8 +302,9 @@ Example:
       .def(
           "add_hook",
           [](Probe& p, const py::handle& site, const py::handle& fn) {
-            const HookSite where = site_argument(site);
-            return p.add_hook(where, python_hook(fn, where));
+            const char* function = "ActivationProbe.add_hook";
+            const HookSite where = site_argument(site, function);
+            return p.add_hook(where, python_hook(fn, where, function));
           },
           py::arg("site"), py::arg("fn"),
           R"doc(Calls fn(layer, tensor) at a hook point in every run; returns a handle for remove_hook.
@@ -283,7 +323,7 @@ Hooks added or removed while a run goes on take effect from the next run.
       .def("remove_hook", &Probe::remove_hook, py::arg("handle"))
       .def("clear_hooks", &Probe::clear_hooks)
       .def(
-          "set_head_gates", [](Probe& p, int layer, const py::object& gates) { p.set_head_gates(layer, as_tensor(gates)); },
+          "set_head_gates", [](Probe& p, int layer, const py::object& gates) { p.set_head_gates(layer, tensor_argument(gates, "ActivationProbe.set_head_gates", "gates")); },
           py::arg("layer"), py::arg("gates"),
           "Multiplies each attention head's output in block `layer` by gates[head]; 0 ablates the head.\n\n"
           ">>> icgt.ActivationProbe(toy_bundle).set_head_gates(0, [1.0, 0.0, 1.0, 1.0])")
@@ -298,37 +338,21 @@ Hooks added or removed while a run goes on take effect from the next run.
              const py::handle& max_batch, const py::object& progress) {
             Probe::Request request;
             request.layers = std::move(layers);
-            for (const py::handle& site : capture) request.captures.push_back(site_argument(site));
-            if (!hooks.is_none()) {
-              for (const auto& [site, fn] : hooks.cast<py::dict>()) {
-                const HookSite where = site_argument(site);
-                request.hooks.emplace_back(where, python_hook(fn, where));
-              }
-            }
-            if (!target_ids.is_none()) request.target_ids = as_tensor(target_ids);
+            for (const py::handle& site : capture) request.captures.push_back(site_argument(site, kRun));
+            request.hooks = hooks_argument(hooks);
+            request.target_ids = optional_tensor_argument(target_ids, "target_ids");
             request.normalization = normalization_argument(normalization);
-            if (py::isinstance<py::str>(logits) && logits.cast<std::string>() == "last") {
-              request.logit_positions = {-1};
-            } else if (!logits.is_none()) {
-              request.logit_positions = logits.cast<std::vector<std::int64_t>>();
-            }
-            request.top_k = integer_argument<std::int64_t>(top_k, "ActivationProbe.run", "top_k", 0);
+            request.logit_positions = logit_positions_argument(logits);
+            request.top_k = integer_argument<std::int64_t>(top_k, kRun, "top_k", 0);
             request.log_probs = log_probs;
             request.attention_scores = std::move(attention_scores);
             request.head_ablations = std::move(ablations);
-            if (!patch_source.is_none()) request.patch_source = as_tensor(patch_source);
-            if (!start_residual.is_none()) request.start_residual = as_tensor(start_residual);
-            request.start_layer = integer_argument<int>(start_layer, "ActivationProbe.run", "start_layer");
-            request.max_batch = integer_argument<std::int64_t>(max_batch, "ActivationProbe.run", "max_batch");
-            // Between blocks: Ctrl-C (or any pending signal) stops the run, and progress hears of the block.
-            std::shared_ptr<py::function> report;
-            if (!progress.is_none()) report = shared_callable(progress.cast<py::function>());
-            request.after_block = [report](int layer) {
-              py::gil_scoped_acquire gil;
-              if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-              if (report) (*report)(layer);
-            };
-            const at::Tensor ids = as_tensor(token_ids);
+            request.patch_source = optional_tensor_argument(patch_source, "patch_source");
+            request.start_residual = optional_tensor_argument(start_residual, "start_residual");
+            request.start_layer = integer_argument<int>(start_layer, kRun, "start_layer");
+            request.max_batch = integer_argument<std::int64_t>(max_batch, kRun, "max_batch");
+            request.after_block = after_block_callback(progress);
+            const at::Tensor ids = tensor_argument(token_ids, kRun, "token_ids");
             py::gil_scoped_release release;
             return p.run(ids, request);
           },
@@ -363,6 +387,7 @@ True
 torch.Size([1, 3, 3])
 )doc");
   m.attr("EMBEDDING_LAYER") = kEmbeddingLayer;
+  m.attr("BUNDLE_FORMAT_VERSION") = kBundleFormatVersion;
 }
 
 }  // namespace icgt::python

@@ -534,8 +534,8 @@ torch::Tensor call_hooks(const std::vector<std::pair<int, std::shared_ptr<const 
     (*hook)(site.layer, activation);
     if (!activation.defined() || activation.sizes().vec() != sizes || activation.scalar_type() != dtype ||
         activation.device() != device) {
-      throw ValueError(fmt::format("ActivationProbe: hook {} at {} left a tensor that is not a {} tensor of shape [{}] "
-                                   "on {}",
+      throw ValueError(fmt::format("ActivationProbe.run: hook {} at {} left a tensor that is not a {} tensor of "
+                                   "shape [{}] on {}",
                                    handle, site.name(), c10::toString(dtype), fmt::join(sizes, ", "), device.str()));
     }
   }

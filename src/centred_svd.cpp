@@ -7,15 +7,13 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
-#include <limits>
 #include <vector>
 
+#include "nan.hpp"
 #include "vector_loops.hpp"
 
 namespace icgt::detail {
 namespace {
-
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // --- the fused CPU loops: one task per snapshot, its centred rows in a scratch buffer ----------
 

@@ -10,14 +10,17 @@
 #include "centred_svd.hpp"
 #include "edge_sums.hpp"
 #include "icgt/errors.hpp"
+#include "nan.hpp"
 #include "random.hpp"
-#include "sweep_input.hpp"
+#include "sweep_arguments.hpp"
+#include "sweep_results.hpp"
 #include "tensor_checks.hpp"
 
 namespace icgt {
-namespace {
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+using detail::kNaN;
+
+namespace {
 
 // Eigen stores column-major; the tensor is a row-major copy.
 torch::Tensor to_tensor(const Eigen::MatrixXd& matrix) {
@@ -139,13 +142,12 @@ EnergyMetrics::EnergyOverContext EnergyMetrics::energy_over_context(const torch:
   for (detail::WindowSweep& sweep : sweeps) {
     sweep.counts = detail::window_counts(input.node_ids, n, /*per_sequence=*/false, sweep.windows);
   }
-  bool finite = true;
-  const std::vector<torch::Tensor> results =
-      detail::sweep_windows(input.rows, input.node_ids, n, /*per_sequence=*/false, sweeps, finite);
-  if (!finite) detail::throw_non_finite(input, sweeps, function);
+  const detail::SweepResults results =
+      detail::sweep_windows(input.rows, input.node_ids, n, /*per_sequence=*/false, sweeps);
+  if (!results.finite) detail::throw_non_finite(input, sweeps, function);
 
-  // results[0]: [leading, 1, snapshots, sums]; ordered pairs count each undirected edge twice.
-  const torch::Tensor sums = results.front().squeeze(1);
+  // outputs[0]: [leading, 1, snapshots, sums]; ordered pairs count each undirected edge twice.
+  const torch::Tensor sums = results.outputs.front().squeeze(1);
   const torch::Tensor edge_squares = sums.select(-1, detail::kEdgeSquares);
   const torch::Tensor energies =
       2 * edge_squares *
@@ -158,7 +160,7 @@ EnergyMetrics::EnergyOverContext EnergyMetrics::energy_over_context(const torch:
                            sweeps.front().counts.squeeze(0), detail::int64_tensor(positions, input.rows.device()),
                            {}};
   for (std::size_t i = 0; i < class_means_at.size(); ++i) {
-    result.class_means.push_back(detail::class_means_result(input, sweeps[i + 1], results[i + 1],
+    result.class_means.push_back(detail::class_means_result(input, sweeps[i + 1], results.outputs[i + 1],
                                                             class_means_at[i].positions, /*per_sequence=*/false));
   }
   return result;

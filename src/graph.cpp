@@ -203,15 +203,21 @@ Graph Graph::from_adjacency(const Eigen::MatrixXd& adjacency) {
   return Graph(static_cast<int>(n), edges, "from_adjacency");
 }
 
-void Graph::check_node(int node) const {
+void Graph::check_node(int node, const char* method) const {
   if (node < 0 || node >= num_nodes()) {
-    throw ValueError(fmt::format("Graph: node {} does not exist; nodes are 0..{}", node, num_nodes() - 1));
+    throw ValueError(
+        fmt::format("Graph.{}: node {} does not exist; nodes are 0..{}", method, node, num_nodes() - 1));
   }
 }
 
 const std::vector<int>& Graph::neighbours(int node) const {
-  check_node(node);
+  check_node(node, "neighbours");
   return neighbours_[node];
+}
+
+int Graph::degree(int node) const {
+  check_node(node, "degree");
+  return static_cast<int>(neighbours_[node].size());
 }
 
 Eigen::MatrixXi Graph::shortest_path_lengths() const {

@@ -49,9 +49,6 @@ struct LoadedModel {
   std::vector<std::string> vocabulary;  ///< token id -> the bytes it contributes to text
 };
 
-/// The bundle format version this build reads.
-constexpr std::int64_t kBundleFormatVersion = 4;
-
 /// Loads a TorchScript bundle written by `icgt export` (docs/bundle-format.md) onto a device.
 LoadedModel load_torchscript_bundle(const std::string& path, const torch::Device& device);
 

@@ -3,19 +3,17 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <limits>
 
 #include "centred_svd.hpp"
 #include "icgt/errors.hpp"
-#include "sweep_input.hpp"
+#include "nan.hpp"
+#include "sweep_arguments.hpp"
+#include "sweep_results.hpp"
 #include "tensor_checks.hpp"
 
 namespace icgt {
-namespace {
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-}  // namespace
+using detail::kNaN;
 
 RepresentationStats::RepresentationStats(std::int64_t num_nodes) : num_nodes_(num_nodes) {
   if (num_nodes <= 0) {
@@ -58,11 +56,10 @@ RepresentationStats::ClassMeans RepresentationStats::sweep(const torch::Tensor& 
   detail::WindowSweep sweep{detail::trailing_windows(window, positions, input.rows.size(2), function), {},
                             detail::WindowSweep::Output::ClassMeans, {}};
   sweep.counts = detail::window_counts(input.node_ids, num_nodes_, per_sequence, sweep.windows);
-  bool finite = true;
-  const torch::Tensor means =
-      detail::sweep_windows(input.rows, input.node_ids, num_nodes_, per_sequence, {sweep}, finite).front();
-  if (!finite) detail::throw_non_finite(input, {sweep}, function);
-  return detail::class_means_result(input, sweep, means, positions, per_sequence);
+  const detail::SweepResults results =
+      detail::sweep_windows(input.rows, input.node_ids, num_nodes_, per_sequence, {sweep});
+  if (!results.finite) detail::throw_non_finite(input, {sweep}, function);
+  return detail::class_means_result(input, sweep, results.outputs.front(), positions, per_sequence);
 }
 
 RepresentationStats::PrincipalComponents RepresentationStats::principal_components(const torch::Tensor& class_means,

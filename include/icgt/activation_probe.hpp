@@ -12,12 +12,18 @@
 #include <utility>
 #include <vector>
 
+#include "icgt/export.hpp"
+
 namespace icgt {
 
 class ModelBackend;
 
 /// The layer index of the embedding output (Hugging Face hidden_states[0]).
 constexpr int kEmbeddingLayer = -1;
+
+/// The bundle format version this build reads (docs/bundle-format.md); the Python exporter writes
+/// the same number (icgt.models.FORMAT_VERSION), and a bundle of any other version is refused.
+constexpr std::int64_t kBundleFormatVersion = 4;
 
 /// What a bundle says about its model.
 struct ModelInfo {
@@ -47,7 +53,7 @@ enum class HookPoint {
 };
 
 /// A hook point of a layer. Ordered, so that it can key a map.
-struct HookSite {
+struct ICGT_API HookSite {
   int layer = 0;
   HookPoint point = HookPoint::ResidPost;
 
@@ -89,7 +95,7 @@ struct HookSite {
 ///   auto result = probe.run(token_ids, request);  // token_ids: int64, batch x length
 ///   // result.residuals: 2 x batch x length x hidden; result.target_probs: batch x length x 2;
 ///   // result.activations.at(HookSite::parse("blocks.3.attn.hook_pattern")): batch x heads x length x length
-class ActivationProbe {
+class ICGT_API ActivationProbe {
  public:
   /// Called with the layer and the tensor at a hook point; edit it in place or assign to it to
   /// replace it (same shape, dtype and device).

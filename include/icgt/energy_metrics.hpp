@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "icgt/export.hpp"
 #include "icgt/graph.hpp"
 #include "icgt/representation_stats.hpp"
 
@@ -27,7 +28,7 @@ namespace icgt {
 ///   torch::Tensor curve = metrics.dirichlet_energy(class_means.means);  // [layers, snapshots]
 ///   auto null = metrics.energy_null_baseline(class_means.means.select(1, -1),
 ///                                            icgt::EnergyMetrics::Energy::ScaleInvariant);
-class EnergyMetrics {
+class ICGT_API EnergyMetrics {
  public:
   /// Which Dirichlet energy. All sum over ordered node pairs (i, j) with A_ij the adjacency.
   enum class Energy {

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "icgt/export.hpp"
+
 namespace icgt {
 
 /// The node label of a position that holds no node (BOS, a separator). Used in node sequences.
@@ -22,7 +24,7 @@ constexpr std::int64_t kNotANode = -1;
 ///   auto grid = icgt::Graph::square_grid(4, 4);     // 16 nodes, 24 edges, row-major
 ///   grid.set_labels({"apple", "bird", ...});          // 16 concept words
 ///   auto [values, vectors] = grid.spectral_embedding(2);  // z2, z3 and their eigenvalues
-class Graph {
+class ICGT_API Graph {
  public:
   using Edge = std::pair<int, int>;
 
@@ -53,7 +55,8 @@ class Graph {
   const std::vector<Edge>& edges() const { return edges_; }
   /// The neighbours of a node, ascending.
   const std::vector<int>& neighbours(int node) const;
-  int degree(int node) const { return static_cast<int>(neighbours(node).size()); }
+  /// The number of neighbours of a node.
+  int degree(int node) const;
   bool is_connected() const;
   /// All-pairs shortest-path lengths in edges; -1 where no path exists.
   Eigen::MatrixXi shortest_path_lengths() const;
@@ -75,7 +78,8 @@ class Graph {
 
  private:
   Graph(int num_nodes, const std::vector<Edge>& edges, const char* builder);
-  void check_node(int node) const;
+  /// ValueError naming the method unless node is in 0..num_nodes()-1.
+  void check_node(int node, const char* method) const;
 
   std::vector<std::vector<int>> neighbours_;
   std::vector<Edge> edges_;

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "icgt/export.hpp"
+
 namespace icgt {
 
 /// Class means of a residual stream over trailing windows, for every snapshot position of a
@@ -26,7 +28,7 @@ namespace icgt {
 ///   // curve.means: [layers, 140, 16, hidden]; curve.counts: [140, 16]
 ///   auto pcs = stats.principal_components(curve.means, 2);  // PCA of every (layer, snapshot)
 ///   auto steady = icgt::RepresentationStats::align_snapshots(pcs, icgt::RepresentationStats::Alignment::Procrustes);
-class RepresentationStats {
+class ICGT_API RepresentationStats {
  public:
   /// Class means at a list of snapshot positions.
   struct ClassMeans {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "icgt/export.hpp"
 #include "icgt/graph.hpp"
 
 namespace icgt {
@@ -19,7 +20,7 @@ class RandomGenerator;
 /// Example:
 ///   icgt::WalkSampler sampler(icgt::Graph::square_grid(4, 4), /*seed=*/0);
 ///   torch::Tensor walks = sampler.random_walks(16, 1400, icgt::WalkSampler::Start::PerNode);  // 16 x 1400
-class WalkSampler {
+class ICGT_API WalkSampler {
  public:
   /// Where the walks of a batch start.
   enum class Start {

@@ -29,8 +29,8 @@ from ._version import __version__
 
 #: Public names, each loaded from its module on first use.
 _LAZY = {
-    **dict.fromkeys(["EMBEDDING_LAYER", "NOT_A_NODE", "AttentionScore", "EnergyMetrics", "Graph", "HeadAblation",
-                     "ProbeResult", "RepresentationStats", "WalkSampler"], "_icgt"),
+    **dict.fromkeys(["BUNDLE_FORMAT_VERSION", "EMBEDDING_LAYER", "NOT_A_NODE", "AttentionScore", "EnergyMetrics",
+                     "Graph", "HeadAblation", "ProbeResult", "RepresentationStats", "WalkSampler"], "_icgt"),
     "BUILTIN_MODELS": "catalog",
     **dict.fromkeys(["bundle_for", "cache_dir", "load_tokenizer", "read_bundle_config"], "bundles"),
     **dict.fromkeys(["run_experiment", "run_sweep"], "experiment"),

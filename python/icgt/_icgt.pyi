@@ -66,6 +66,8 @@ class WalkSampler:
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]: ...
 
 EMBEDDING_LAYER: int
+#: The bundle format version the C++ loader reads: the exporter's icgt.models.FORMAT_VERSION.
+BUNDLE_FORMAT_VERSION: int
 
 #: A hook point: "blocks.3.attn.hook_z", ("z", 3), (3, "z"), or a layer (the residual after it).
 HookPoint = Union[str, tuple[str, int], tuple[int, str], int]

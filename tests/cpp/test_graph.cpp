@@ -93,6 +93,7 @@ TEST_CASE("bad input is a ValueError that says what was wrong") {
   CHECK_THROWS_WITH(Graph::from_adjacency(asymmetric), Contains("not symmetric"));
   CHECK_THROWS_WITH(Graph::from_adjacency(Eigen::MatrixXd::Constant(2, 2, 0.5)), Contains("expected 0 or 1"));
   CHECK_THROWS_WITH(Graph::from_adjacency(Eigen::MatrixXd::Identity(2, 2)), Contains("self-loop"));
-  CHECK_THROWS_WITH(Graph::ring(4).neighbours(4), Contains("node 4 does not exist"));
+  CHECK_THROWS_WITH(Graph::ring(4).neighbours(4), Contains("Graph.neighbours: node 4 does not exist"));
+  CHECK_THROWS_WITH(Graph::ring(4).degree(-1), Contains("Graph.degree: node -1 does not exist"));
   CHECK_THROWS_AS(Graph::ring(4).spectral_embedding(0), icgt::ValueError);
 }

@@ -3,7 +3,7 @@
 #include "icgt/graph.hpp"
 #include "icgt/representation_stats.hpp"
 #include "centred_svd.hpp"
-#include "window_means.hpp"
+#include "window_sweep.hpp"
 
 #include <cmath>
 #include <limits>
@@ -127,13 +127,11 @@ TEST_CASE("the fused CPU sweep and the tensor-operation sweep agree") {
     std::vector<icgt::detail::WindowSweep> sweeps{
         {wide, {}, Output::ClassMeans, {}}, {narrow, {}, Output::ClassMeans, {}}, {wide, {}, Output::EnergySums, edges}};
     for (auto& sweep : sweeps) sweep.counts = icgt::detail::window_counts(nodes, num_nodes, per_sequence, sweep.windows);
-    bool fused_finite = false;
-    const auto fused = icgt::detail::sweep_windows(source, nodes, num_nodes, per_sequence, sweeps, fused_finite);
-    CHECK(fused_finite);
-    bool ops_finite = false;
-    const auto by_ops = icgt::detail::sweep_windows_by_tensor_ops(source, nodes, num_nodes, per_sequence, sweeps,
-                                                                   ops_finite);
-    CHECK(ops_finite);
+    const auto fused_sweep = icgt::detail::sweep_windows_on_cpu(source, nodes, num_nodes, per_sequence, sweeps);
+    CHECK(fused_sweep.finite);
+    const auto ops_sweep = icgt::detail::sweep_windows_by_tensor_ops(source, nodes, num_nodes, per_sequence, sweeps);
+    CHECK(ops_sweep.finite);
+    const std::vector<torch::Tensor>&fused = fused_sweep.outputs, &by_ops = ops_sweep.outputs;
     for (int r = 0; r < 3; ++r) {
       const double scale = std::max(1.0, by_ops[r].nan_to_num(0).abs().max().item<double>());
       CHECK(max_difference(fused[r], by_ops[r]) < 1e-5 * scale);
@@ -377,10 +375,8 @@ TEST_CASE("the fused sweep re-sums segments that have left its cache, and still 
   }
   std::vector<icgt::detail::WindowSweep> sweeps{{windows, icgt::detail::window_counts(nodes, num_nodes, true, windows),
                                                  icgt::detail::WindowSweep::Output::ClassMeans, {}}};
-  bool fused_finite = false, ops_finite = false;
-  const torch::Tensor fused = icgt::detail::sweep_windows(source, nodes, num_nodes, true, sweeps, fused_finite).front();
-  const torch::Tensor by_ops = icgt::detail::window_means_by_tensor_ops(source, nodes, num_nodes, true, windows,
-                                                                        sweeps.front().counts, ops_finite);
-  CHECK(fused_finite);
-  CHECK(max_difference(fused, by_ops) < 1e-5);
+  const auto fused = icgt::detail::sweep_windows_on_cpu(source, nodes, num_nodes, true, sweeps);
+  const auto by_ops = icgt::detail::sweep_windows_by_tensor_ops(source, nodes, num_nodes, true, sweeps);
+  CHECK(fused.finite);
+  CHECK(max_difference(fused.outputs.front(), by_ops.outputs.front()) < 1e-5);
 }

@@ -212,10 +212,11 @@ HOOKS = [
     Case("a hook returning another shape", """
         probe.add_hook(0, lambda layer, residual: residual[:, :1])
         probe.run([[0, 1, 2]], layers=[0])""", "ValueError",
-         r"hook 0 at blocks.0.hook_resid_post left a tensor that is not a Float tensor of shape \[1, 3, 16\]"),
+         r"ActivationProbe.run: hook 0 at blocks.0.hook_resid_post left a tensor that is not a Float tensor of shape \[1, 3, 16\]"),
     Case("a hook returning a number", """
         probe.add_hook(1, lambda layer, residual: 3)
-        probe.run([[0, 1, 2]], layers=[1])""", "TypeError", r"the hook at blocks.1.hook_resid_post returned a int; expected None"),
+        probe.run([[0, 1, 2]], layers=[1])""", "TypeError",
+         r"ActivationProbe.run: the hook at blocks.1.hook_resid_post returned a int; expected None"),
     Case("an exception inside a hook reaches the caller", """
         def failing(layer, residual):
             raise KeyError("from the hook")

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+import icgt
 from icgt.models import FORMAT_VERSION, CausalLM, ModelConfig, rope_inverse_frequencies
 from icgt.models.layers import attention_mask
 
@@ -118,6 +119,12 @@ def test_scripted_model_exposes_the_bundle_contract():
         assert torch.equal(manual, scripted(ids))
         assert torch.equal(scripted.hidden_states(ids)[-1], hidden)
         assert torch.equal(scripted(ids), model(ids))
+
+
+def test_the_cpp_loader_reads_the_format_version_the_exporter_writes():
+    # One number on each side of the boundary: the C++ constant (icgt::kBundleFormatVersion) and the
+    # version that export writes into every bundle.
+    assert icgt.BUNDLE_FORMAT_VERSION == FORMAT_VERSION
 
 
 def test_qwen2_biases_only_its_query_key_and_value_projections():

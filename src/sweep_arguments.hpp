@@ -1,6 +1,7 @@
 #pragma once
-// The argument checks of every sweep over a residual stream (RepresentationStats::class_means,
-// EnergyMetrics::energy_over_context): one message for one mistake wherever it is made.
+// The arguments of every sweep over a residual stream (RepresentationStats::class_means,
+// EnergyMetrics::energy_over_context), checked, and the error for activations that are not
+// finite: one message for one mistake wherever it is made.
 
 #include <torch/types.h>
 
@@ -8,8 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "icgt/representation_stats.hpp"
-#include "window_means.hpp"
+#include "window_sweep.hpp"
 
 namespace icgt::detail {
 
@@ -35,11 +35,5 @@ TrailingWindows trailing_windows(std::int64_t window, const std::vector<std::int
 /// any window of the sweeps, whose activations are not finite (or says the sums overflowed).
 [[noreturn]] void throw_non_finite(const SweepInput& input, const std::vector<WindowSweep>& sweeps,
                                    const std::string& function);
-
-/// A ClassMeans sweep's result as the public type: means [..., (batch,) snapshots, nodes, hidden],
-/// counts [(batch,) snapshots, nodes], positions [snapshots], on the residuals' device.
-RepresentationStats::ClassMeans class_means_result(const SweepInput& input, const WindowSweep& sweep,
-                                                   const torch::Tensor& means, const std::vector<std::int64_t>& positions,
-                                                   bool per_sequence);
 
 }  // namespace icgt::detail
