@@ -196,6 +196,50 @@ def days_ring_order() -> str:
             f"| {', '.join(DAYS_RING_ORDER)} | " + " | ".join(cells) + " |")
 
 
+#: Gemma 3's attention: blocks 5, 11, 17, ... attend to the whole context, the others to the last 512 tokens.
+SLIDING_WINDOW = {"gemma3": (512, 6)}
+EDGE_SPAN = 90
+
+
+def edge_change(positions: np.ndarray, curve: np.ndarray, edge: int) -> float:
+    """The mean of a curve over [edge, edge + EDGE_SPAN) minus its mean over [edge - EDGE_SPAN, edge)."""
+    after = (positions >= edge) & (positions < edge + EDGE_SPAN)
+    before = (positions >= edge - EDGE_SPAN) & (positions < edge)
+    return float(np.nanmean(curve[after]) - np.nanmean(curve[before]))
+
+
+def window_edge(run: Run, edge: int, global_every: int) -> list[tuple[str, float, float]]:
+    """For the deep third's sliding-window blocks, its full-attention blocks and accuracy: the change
+    across the window's edge, and the share of other edges (every 10 tokens, at least EDGE_SPAN from
+    this one) whose change is at least as large: the edge's effect against the curve's own drift and noise."""
+    energy_at = run.arrays["energy_positions"]
+    relative = run.arrays["energy"] / run.arrays["energy_null_mean"]  # 1: as graph-like as relabelled nodes
+    deep = run.layer_groups()["deep"]
+    full = [i for i in deep if (run.layers[i] + 1) % global_every == 0]
+    sliding = [i for i in deep if i not in full]
+    accuracy_at, accuracy, _ = run.accuracy_curve()
+    curves = [("deep sliding-window blocks: energy / null", energy_at, relative[sliding].mean(0)),
+              ("deep full-attention blocks: energy / null", energy_at, relative[full].mean(0)),
+              ("accuracy", accuracy_at, accuracy)]
+    rows = []
+    for name, positions, curve in curves:
+        at = edge_change(positions, curve, edge)
+        others = [edge_change(positions, curve, other)
+                  for other in range(2 * EDGE_SPAN, int(positions.max()) - EDGE_SPAN, 10) if abs(other - edge) > EDGE_SPAN]
+        rows.append((name, at, float(np.mean(np.abs(others) >= abs(at)))))
+    return rows
+
+
+def window_edges(runs: list[Run]) -> str:
+    rows = ["| run | curve | change across the window's edge | other edges changing as much |", "|---|---|---|---|"]
+    for run in runs:
+        if run.info["model"]["architecture"] not in SLIDING_WINDOW or run.arrays["energy_positions"].max() < 1000:
+            continue
+        edge, every = SLIDING_WINDOW[run.info["model"]["architecture"]]
+        rows += [f"| {run.name} | {name} | {change:+.3f} | {share:.0%} |" for name, change, share in window_edge(run, edge, every)]
+    return "\n".join(rows)
+
+
 def mechanisms(runs: list[Run]) -> str:
     return "\n\n".join(f"**{run.name}.** " + " ".join(mechanism_summary(run)["sentences"]) for run in runs)
 
@@ -215,6 +259,7 @@ def main() -> None:
                          ("Overview", overview(runs)), ("By depth (late context)", by_depth(runs)),
                          ("Over context", over_context(runs)), ("Days of the week (last snapshot)", days(runs)),
                          ("The days ring against the week", days_ring_order()),
+                         ("Around t = 512, Gemma 3's sliding window", window_edges(runs)),
                          ("Mechanisms", mechanisms([run for run in every if experiment_of(run) != "graph"]))):
         print(f"### {title}\n\n{table}\n")
 

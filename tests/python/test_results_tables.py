@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from synthetic_run import write_synthetic_run
 
@@ -72,3 +73,25 @@ def test_seeds_controls_days_ring_and_mechanism_tables(tmp_path):
     ring_row = next(line for line in lines if line.startswith(f"| {', '.join(DAYS_RING_ORDER)} |"))
     assert ring_row.endswith(" | ".join(f"{value:.2f}" for value in harmonic_overlaps(DAYS_RING_ORDER)) + " |")
     assert any(line.startswith("**synthetic-grid.** Moving the last token") for line in lines)
+
+
+def test_the_change_across_a_window_edge_equals_numpy(tmp_path):
+    import importlib.util
+
+    from icgt.run_folder import load_run
+
+    spec = importlib.util.spec_from_file_location("results_tables", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = load_run(write_synthetic_run(tmp_path / "grid", "grid"))
+    rows = module.window_edge(run, edge=200, global_every=4)
+
+    at = run.arrays["energy_positions"]
+    relative = run.arrays["energy"] / run.arrays["energy_null_mean"]
+    deep = [i for i, layer in enumerate(run.layers) if layer * 3 // 8 == 2]  # blocks 6, 7 of 8
+    full = [i for i in deep if (run.layers[i] + 1) % 4 == 0]  # block 7
+    curve = relative[full].mean(0)
+    expected = curve[(at >= 200) & (at < 290)].mean() - curve[(at >= 110) & (at < 200)].mean()
+    name, change, share = rows[1]
+    assert name.startswith("deep full-attention") and change == pytest.approx(expected)
+    assert 0 <= share <= 1 and rows[2][0] == "accuracy"
