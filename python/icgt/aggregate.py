@@ -58,6 +58,25 @@ def interval(values: list[float]) -> dict[str, Any]:
     return {"per_seed": per_seed, "mean": round(mean, 6), "ci95": [round(mean - half, 6), round(mean + half, 6)]}
 
 
+def t_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over the first axis (seeds) and the half-width of its 95% t interval, per column; NaN where
+    fewer than two seeds are finite.
+
+    >>> mean, half = t_band(np.array([[0.68, 1.0], [0.67, np.nan], [0.69, 1.0]]))
+    >>> mean.round(3).tolist(), round(float(half[0]), 4), float(half[1])
+    ([0.68, 1.0], 0.0248, 0.0)
+    """
+    finite = np.isfinite(values)
+    count = finite.sum(axis=0)
+    filled = np.where(finite, values, 0.0)
+    mean = np.where(count > 0, filled.sum(axis=0) / np.maximum(count, 1), np.nan)
+    squares = np.where(finite, (values - mean) ** 2, 0.0).sum(axis=0)
+    sd = np.sqrt(squares / np.maximum(count - 1, 1))
+    t = np.array([_T975[min(n, len(_T975) + 1) - 2] if 2 <= n <= len(_T975) + 1 else 1.96 for n in count.ravel()])
+    half = np.where(count >= 2, t.reshape(count.shape) * sd / np.sqrt(np.maximum(count, 1)), np.nan)
+    return mean, half
+
+
 def run_numbers(run: Run) -> dict[str, float]:
     """The table numbers of one run (NaN where undefined): accuracy at ACCURACY_AT (both variants),
     the deep third's alignment and scale-invariant energy at the last snapshot, and how many

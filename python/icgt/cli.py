@@ -231,11 +231,14 @@ def _aggregate(configs: list, folders: list) -> None:
     every run of the group is complete (folders holds None for a run that failed)."""
     from .aggregate import aggregate_runs
     from .experiment import seed_groups
+    from .report import write_seeds_figure
 
     for group in seed_groups(configs, folders):
         if None not in group:
             aggregate = aggregate_runs(group)
-            print(f"{aggregate.name}: the {len(group)} seeds summed up in {aggregate / 'aggregate.json'}")
+            write_seeds_figure(group, aggregate / "seeds.png")
+            print(f"{aggregate.name}: the {len(group)} seeds summed up in {aggregate / 'aggregate.json'} and "
+                  f"{aggregate / 'seeds.png'}")
 
 
 def add_report_command(subcommands: argparse._SubParsersAction) -> None:

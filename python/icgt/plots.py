@@ -268,6 +268,52 @@ def energy_accuracy_figure(run: Run) -> Figure:
     return figure
 
 
+def seeds_figure(runs: list[Run]) -> Figure:
+    """Runs that differ only in their seed, as curves with bands: accuracy (full vocabulary and
+    renormalised, in the bins of :meth:`Run.binned_accuracy`) and the deep third's spectral alignment
+    and scale-invariant energy, each the mean over seeds with its 95% t interval
+    (:func:`icgt.aggregate.t_band`); faint lines give every seed.
+
+    >>> from icgt.plots import seeds_figure
+    >>> from icgt.run_folder import load_run
+    >>> [axes.get_ylabel() for axes in seeds_figure([load_run(grid_run), load_run(grid_run_seed1)]).axes]
+    ['probability on valid next nodes', 'deep third, last snapshots']
+    """
+    from .aggregate import t_band
+
+    figure = _new_figure(9, 7)
+    accuracy_ax, geometry_ax = figure.subplots(2, 1, sharex=True)
+    curves = []
+    for renormalized, colour, name in [(False, "black", "accuracy, full vocabulary"),
+                                       (True, "tab:gray", "accuracy, renormalised over nodes")]:
+        binned = [run.binned_accuracy(renormalized) for run in runs]
+        length = min(positions.size for positions, _, _ in binned)
+        curves.append((accuracy_ax, binned[0][0][:length], np.stack([b[1][:length] for b in binned]), colour, name))
+    accuracy_ax.axhline(runs[0].chance_accuracy_renormalized(), color="tab:gray", linestyle=":", linewidth=1,
+                        label="uniform guessing (renormalised)")
+    for array, positions_key, colour, name in [("spectral_alignment", "alignment_positions", "tab:blue",
+                                                "alignment of the drawn PCs with z2, z3"),
+                                               ("energy_scale_invariant", "energy_positions", "tab:red",
+                                                "scale-invariant energy (1: relabelled nodes)")]:
+        per_seed = np.stack([run.layer_group_means(array)["deep"] for run in runs])
+        curves.append((geometry_ax, runs[0].arrays[positions_key], per_seed, colour, name))
+    for ax, positions, per_seed, colour, name in curves:
+        mean, half = t_band(per_seed)
+        for seed_curve in per_seed:
+            ax.plot(positions, seed_curve, color=colour, linewidth=0.5, alpha=0.35)
+        ax.plot(positions, mean, color=colour, linewidth=1.6, label=name)
+        ax.fill_between(positions, mean - half, mean + half, color=colour, alpha=0.2, linewidth=0)
+    accuracy_ax.set_ylim(0, 1)
+    accuracy_ax.set_ylabel("probability on valid next nodes")
+    geometry_ax.set_ylabel("deep third, last snapshots")
+    for ax in (accuracy_ax, geometry_ax):
+        ax.legend(fontsize=8, loc="best")
+    _context_length_axis(geometry_ax)
+    seeds = ", ".join(str(run.info["config"]["seed"]) for run in runs)
+    figure.suptitle(f"{runs[0].title}: seeds {seeds} (mean, 95% interval over seeds; faint: each seed)")
+    return figure
+
+
 def alignment_figure(run: Run) -> Figure:
     """Spectral alignment and distance correlation against log context length, per layer group.
 

@@ -187,6 +187,21 @@ def report_figures(run: Run | str | os.PathLike, layer: int | None = None) -> di
     return figures
 
 
+def write_seeds_figure(run_folders: list[str | os.PathLike], path: str | os.PathLike) -> Path:
+    """Write :func:`icgt.plots.seeds_figure` of runs that differ only in their seed to ``path`` (PNG,
+    atomically); ``icgt run --seeds N`` puts it beside aggregate.json as seeds.png.
+
+    >>> from icgt.report import write_seeds_figure
+    >>> write_seeds_figure([grid_run, grid_run_seed1, grid_run_seed2], "seeds.png").name
+    'seeds.png'
+    """
+    from .plots import seeds_figure
+
+    figure = seeds_figure([load_run(folder) for folder in run_folders])
+    write_atomically(Path(path), partial(figure.savefig, format="png"))
+    return Path(path)
+
+
 def write_report(run_folder: str | os.PathLike, layer: int | None = None,
                  output_folder: str | os.PathLike | None = None) -> Path:
     """Write the figures (PNG), summary.json and index.html; return the path of index.html.

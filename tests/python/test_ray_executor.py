@@ -200,6 +200,7 @@ def test_the_command_line_runs_seeds_on_the_cluster_and_sums_them_up(cluster, lo
         assert f"  figures: {tmp_path / name / 'report' / 'index.html'}" in result.stdout
     assert json.loads((tmp_path / "toy-grid-seeds" / "aggregate.json").read_text())["seeds"] == [0, 1]
     assert "toy-grid-seeds: the 2 seeds summed up in" in result.stdout
+    assert (tmp_path / "toy-grid-seeds" / "seeds.png").is_file()
 
 
 def _import_path() -> str:

@@ -129,3 +129,24 @@ def test_controls_run_end_to_end(control, smollm2_bundle, real_cache, tmp_path, 
             assert record["model"]["bundle_sha256"] != json.loads((plain / "run.json").read_text())["model"]["bundle_sha256"]
             # an untrained model follows no graph: its full-vocabulary mass on the node words is tiny
             assert np.nanmean(arrays["accuracy"]) < 0.05
+
+
+def test_the_seed_bands_equal_scipy_and_the_figure_draws_them(seeded_runs, tmp_path):
+    from icgt.plots import seeds_figure
+    from icgt.report import write_seeds_figure
+    from icgt.run_folder import load_run
+
+    values = np.array([[0.2, 0.5, np.nan], [0.3, 0.7, 1.0], [0.4, 0.6, np.nan]])
+    mean, half = aggregate.t_band(values)
+    assert mean[:2] == pytest.approx(values[:, :2].mean(0))
+    # The t quantiles are tabulated to 3 decimals.
+    assert half[:2] == pytest.approx(stats.t.ppf(0.975, df=2) * stats.sem(values[:, :2], axis=0), rel=1e-3)
+    assert mean[2] == 1.0 and math.isnan(half[2])  # one finite seed: no interval
+
+    runs = [load_run(folder) for folder in seeded_runs]
+    figure = seeds_figure(runs)
+    deep = np.stack([run.layer_group_means("spectral_alignment")["deep"] for run in runs])
+    drawn = next(line for line in figure.axes[1].lines if line.get_label().startswith("alignment"))
+    assert np.allclose(drawn.get_ydata(), deep.mean(0), equal_nan=True)
+    path = write_seeds_figure(seeded_runs, tmp_path / "seeds.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
