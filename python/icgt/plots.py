@@ -277,7 +277,7 @@ def seeds_figure(runs: list[Run]) -> Figure:
     >>> from icgt.plots import seeds_figure
     >>> from icgt.run_folder import load_run
     >>> [axes.get_ylabel() for axes in seeds_figure([load_run(grid_run), load_run(grid_run_seed1)]).axes]
-    ['probability on valid next nodes', 'deep third, last snapshots']
+    ['probability on valid next nodes', 'deep third of the blocks']
     """
     from .aggregate import t_band
 
@@ -305,12 +305,12 @@ def seeds_figure(runs: list[Run]) -> Figure:
         ax.fill_between(positions, mean - half, mean + half, color=colour, alpha=0.2, linewidth=0)
     accuracy_ax.set_ylim(0, 1)
     accuracy_ax.set_ylabel("probability on valid next nodes")
-    geometry_ax.set_ylabel("deep third, last snapshots")
+    geometry_ax.set_ylabel("deep third of the blocks")
     for ax in (accuracy_ax, geometry_ax):
         ax.legend(fontsize=8, loc="best")
     _context_length_axis(geometry_ax)
     seeds = ", ".join(str(run.info["config"]["seed"]) for run in runs)
-    figure.suptitle(f"{runs[0].title}: seeds {seeds} (mean, 95% interval over seeds; faint: each seed)")
+    figure.suptitle(f"{runs[0].title}\nseeds {seeds}: mean and 95% interval over seeds; faint: each seed")
     return figure
 
 
