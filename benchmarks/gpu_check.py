@@ -109,8 +109,8 @@ def main() -> None:
     timings = record["timings"]
     load = timings["total_s"] - timings["probe_s"] - timings["analysis_s"] - timings["sample_s"]
     tokens = record["config"]["num_sequences"] * (record["config"]["sequence_length"] + 1)
-    flops = block_flops(icgt.read_bundle_config(bundle), record["config"]["num_sequences"],
-                        record["config"]["sequence_length"] + 1)
+    flops = sum(block_flops(icgt.read_bundle_config(bundle), record["config"]["num_sequences"],
+                            record["config"]["sequence_length"] + 1))
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
     rate = flops / timings["probe_s"] / 1e12
     ceiling = matmul_tflops(dtype, device, 256 if args.dry_run else 8192)

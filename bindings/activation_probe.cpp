@@ -373,8 +373,9 @@ ids whose next-token probabilities are wanted at every position, normalised over
 end) whose full next-token logits are wanted; top_k: the k largest at every position, with
 their ids; log_probs: log-softmax values instead of logits for both. attention_scores: a list
 of AttentionScore. ablations: a list of HeadAblation; patch_source: token ids whose head
-outputs patch ablations without values take. max_batch: sequences per pass (0: all, halved on
-out-of-memory errors). start_residual, start_layer: resume from the residual entering block
+outputs patch ablations without values take. max_batch: sequences per pass (0: automatic, on a CPU
+about 2048 tokens per pass, on a GPU the whole batch, halved on out-of-memory errors).
+start_residual, start_layer: resume from the residual entering block
 start_layer ([batch, length, hidden], say captured by an earlier run of the same tokens): the
 blocks before it are skipped. progress: called as progress(layer) after the embedding (-1) and
 each block. Ctrl-C stops a run between two blocks.

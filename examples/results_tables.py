@@ -4,7 +4,8 @@
     python -m icgt run --preset grid --model smollm2-135m gemma3-270m --control shuffled random_init --output runs
     python examples/results_tables.py runs
 
-Tables: seeds (every `<run>-seeds/aggregate.json`: mean and 95% interval over seeds), controls (each
+Tables: seeds (every `<run>-seeds/aggregate.json`: mean and 95% interval over seeds), the models side
+by side per graph (the same aggregates, smallest model first, with each control's geometry), controls (each
 control run beside the seed-0 run of the same model and graph), the per-run overview, by depth and
 over context, the days of the week, and the mechanism experiments' sentences.
 
@@ -26,6 +27,7 @@ import numpy as np
 
 import icgt
 from icgt.aggregate import ACCURACY_AT, ALPHA, run_numbers
+from icgt.catalog import BUILTIN_MODELS
 from icgt.config import DAY_NAMES, DAYS_RING_ORDER
 from icgt.mechanism_report import experiment_of, mechanism_summary
 from icgt.report import summarize
@@ -155,6 +157,34 @@ def seeds(aggregates: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def scaling(aggregates: list[dict], runs: list[Run]) -> str:
+    """The models side by side, smallest first, per graph: accuracy over context and the deep geometry
+    over seeds, the same geometry under each control (seed 0), and the lag."""
+    controls: dict[tuple[str, str], list[str]] = {}
+    for run in runs:
+        control = run.info.get("control", "none")
+        if control != "none":
+            numbers = run_numbers(run)
+            controls.setdefault((run.model_name, run.info["config"]["preset"]), []).append(
+                f"{control} {numbers['deep_alignment']:.2f} / {numbers['deep_energy_scale_invariant']:.2f}")
+    accuracy = " | ".join(f"acc. t={t}" for t in ACCURACY_AT)
+    rows = [f"| graph | model (seeds) | {accuracy} | deep alignment | deep scale-inv. energy "
+            "| controls: deep alignment / energy | lag, full vocab. (doublings) |",
+            "|---|---|" + "---|" * (len(ACCURACY_AT) + 4)]
+    size_order = {name: i for i, name in enumerate(BUILTIN_MODELS)}
+    for record in sorted(aggregates, key=lambda r: (r["config"]["preset"], size_order.get(r["model"]["name"], 99),
+                                                     r["model"]["name"])):
+        numbers, model, preset = record["numbers"], record["model"]["name"], record["config"]["preset"]
+        rows.append(
+            f"| {preset} | {model} ({len(record['seeds'])}) | "
+            + " | ".join(_with_interval(numbers[f"accuracy_at_{t}"]) for t in ACCURACY_AT)
+            + f" | {_with_interval(numbers['deep_alignment'], '.2f')}"
+            f" | {_with_interval(numbers['deep_energy_scale_invariant'], '.2f')}"
+            f" | {'; '.join(controls.get((model, preset), [])) or '–'}"
+            f" | {_lag_cell(record['lag']['full_vocabulary'])} |")
+    return "\n".join(rows)
+
+
 def _lag_cell(lag: dict) -> str:
     """The lag with its interval, or a dash where most resamples have no change point to time."""
     if lag["defined"] < 0.5:
@@ -255,7 +285,8 @@ def main() -> None:
     runs = [run for run in every if experiment_of(run) == "graph"]
     aggregates = [json.loads((folder / "aggregate.json").read_text()) for folder in folders
                   if (folder / "aggregate.json").is_file()]
-    for title, table in (("Seeds (mean [95% interval])", seeds(aggregates)), ("Controls", controls(runs)),
+    for title, table in (("Seeds (mean [95% interval])", seeds(aggregates)),
+                         ("Three models side by side", scaling(aggregates, runs)), ("Controls", controls(runs)),
                          ("Overview", overview(runs)), ("By depth (late context)", by_depth(runs)),
                          ("Over context", over_context(runs)), ("Days of the week (last snapshot)", days(runs)),
                          ("The days ring against the week", days_ring_order()),

@@ -158,7 +158,8 @@ class ICGT_API ActivationProbe {
     /// Undefined (the default): start from the embedding.
     torch::Tensor start_residual;
     int start_layer = 0;
-    /// Sequences per forward pass; 0 runs the whole batch at once and halves it on out-of-memory errors.
+    /// Sequences per forward pass; 0 is automatic: on a CPU as many as make about 2048 tokens (at
+    /// least one), on a GPU the whole batch, halved on out-of-memory errors.
     std::int64_t max_batch = 0;
     /// Called after the embedding (-1) and after each block with that layer, once its hooks have run;
     /// for progress, or to stop a run by throwing (the Python binding checks for Ctrl-C here).

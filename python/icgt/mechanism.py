@@ -132,31 +132,35 @@ def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> di
     directions = torch.from_numpy(generator.normal(size=(len(blocks), cases.size, probe.hidden_size))).float()
     directions /= directions.norm(dim=-1, keepdim=True)
 
-    def displacement(block: int, last: torch.Tensor, to_nodes: np.ndarray) -> torch.Tensor:
+    def displacement(block: int, last: torch.Tensor, rows: np.ndarray, to_nodes: np.ndarray) -> torch.Tensor:
         components, _, means = planes[block]
-        goal = means[torch.from_numpy(cases), torch.from_numpy(to_nodes)]  # [C, d]
-        return move_in_plane(last, goal, components[torch.from_numpy(cases)])
+        goal = means[torch.from_numpy(rows), torch.from_numpy(to_nodes)]  # [C, d]
+        return move_in_plane(last, goal, components[torch.from_numpy(rows)])
 
-    def hooks(kind: str) -> dict:
+    def hooks(kind: str, part: slice) -> dict:
+        rows = cases[part]
+
         def move(block: int, residual: torch.Tensor) -> None:
             last = residual[:, -1].float()
             if kind == "self":
-                change = displacement(block, last, current[cases])
+                change = displacement(block, last, rows, current[rows])
             else:
-                change = displacement(block, last, targets.reshape(-1))
+                change = displacement(block, last, rows, targets.reshape(-1)[part])
                 if kind == "random":
-                    change = directions[blocks.index(block)] * change.norm(dim=-1, keepdim=True)
+                    change = directions[blocks.index(block), part] * change.norm(dim=-1, keepdim=True)
             residual[:, -1] += change.to(residual.dtype)
-        return {("resid_post", block): move for block in blocks}
+        return {} if kind == "clean" else {("resid_post", block): move for block in blocks}
 
     start = _residuals(clean, blocks[0] - 1)[torch.from_numpy(cases)]
     ids = torch.from_numpy(token_ids[cases])
-    results = {"clean": None}
-    for kind in ("moved", "random", "self"):
-        results[kind] = probe.run(ids, start_residual=start, start_layer=blocks[0], hooks=hooks(kind),
-                                  logits="last", max_batch=config.max_batch).logits
-    results["clean"] = probe.run(ids, start_residual=start, start_layer=blocks[0], logits="last",
-                                 max_batch=config.max_batch).logits
+    # The hooks move case i by its own target, so each pass must hold known cases: the probe's own
+    # split of a batch (automatic on a CPU) would hand a hook rows it cannot place.
+    rows_per_pass = config.max_batch or cases.size
+    parts = [slice(first, min(first + rows_per_pass, cases.size)) for first in range(0, cases.size, rows_per_pass)]
+    results = {kind: torch.cat([probe.run(ids[part], start_residual=start[part], start_layer=blocks[0],
+                                          hooks=hooks(kind, part), logits="last",
+                                          max_batch=part.stop - part.start).logits for part in parts])
+               for kind in ("moved", "random", "self", "clean")}
     neighbours = np.zeros((graph.num_nodes, graph.num_nodes), dtype=bool)
     for a, b in graph.edges:
         neighbours[a, b] = neighbours[b, a] = True

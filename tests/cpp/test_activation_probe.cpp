@@ -101,6 +101,22 @@ TEST_CASE("splitting the batch changes nothing") {
   CHECK(torch::equal(whole.target_probs, split.target_probs));
 }
 
+TEST_CASE("on a CPU the automatic batch runs about 2048 tokens per pass, with the same results") {
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  ActivationProbe::Request request;
+  request.layers = {1};
+  int passes = 0;
+  request.after_block = [&](int layer) { passes += layer == icgt::kEmbeddingLayer ? 1 : 0; };
+  const auto ids = torch::randint(0, 16, {40, 64}, torch::kLong);
+  const auto automatic = probe.run(ids, request);
+  CHECK(passes == 2);  // 32 walks of 64 tokens, then 8
+  passes = 0;
+  request.max_batch = 40;
+  const auto whole = probe.run(ids, request);
+  CHECK(passes == 1);
+  CHECK(torch::allclose(automatic.residuals, whole.residuals, 1e-5, 1e-6));
+}
+
 TEST_CASE("a hook that replaces the residual changes what follows exactly like the same change by hand") {
   ActivationProbe probe(bundle("toy.pt"), "cpu");
   std::vector<int> seen_layers;

@@ -67,6 +67,14 @@ def test_seeds_controls_days_ring_and_mechanism_tables(tmp_path):
     seeds_row = next(line for line in lines if line.startswith("| synthetic-grid-seeds (3) |"))
     accuracy = aggregate["numbers"]["accuracy_at_400"]
     assert f"{accuracy['mean']:.3f} [{accuracy['ci95'][0]:.3f}, {accuracy['ci95'][1]:.3f}]" in seeds_row
+    from icgt.aggregate import run_numbers
+    from icgt.run_folder import load_run
+
+    side_by_side = next(line for line in lines if line.startswith("| grid | toy-8-layers (3) |"))
+    control_numbers = run_numbers(load_run(control))
+    assert f"{accuracy['mean']:.3f} [{accuracy['ci95'][0]:.3f}, {accuracy['ci95'][1]:.3f}]" in side_by_side
+    assert (f"| shuffled {control_numbers['deep_alignment']:.2f} / "
+            f"{control_numbers['deep_energy_scale_invariant']:.2f} |") in side_by_side
     shuffled = [line for line in lines if "| shuffled |" in line]
     assert len(shuffled) == 1 and shuffled[0].startswith("| synthetic-grid-shuffled |")
     assert any("| none (the experiment) |" in line for line in lines)
