@@ -1,13 +1,15 @@
 """The forward pass: ActivationProbe against Hugging Face transformers on the same GGUF weights.
 
     python benchmarks/bench_probe.py [--model smollm2-135m] [--batch 16] [--length 1400]
-                                     [--dtype float32|bfloat16] [--repeats 2]
+                                     [--dtype float32|bfloat16] [--repeats 2] [--variants icgt ...]
+    python benchmarks/bench_probe.py --profile [--model ...] [--batch 2] [--dtype ...]
 
 Every variant keeps the residual stream after every block, in the same dtype, on random walks over
 the 4x4 grid's concept words. Each runs in its own process, so that its peak memory (VmHWM, reset
 after loading) is its own, after a short warm-up call; the variants take turns, --repeats times, and
 the fastest run of each counts:
-- icgt: probe.run(ids, layers=all);
+- icgt: probe.run(ids, layers=all), its batch split automatically (on a CPU one 1400-token walk per pass);
+- icgt, whole batch: the same in one pass (max_batch = the batch), what the split gains;
 - icgt + probabilities: the same, plus the 16 node tokens' next-token probabilities (softmax over
   the whole vocabulary: the head runs too), as the experiment asks;
 - transformers: the causal LM with output_hidden_states=True (it also computes the logits);
@@ -17,6 +19,7 @@ the fastest run of each counts:
 Also the forward pass's GFLOP/s (blocks only) against torch.matmul's rate in the same dtype, measured
 in the same run, and the time the blocks' matrix products alone would take at that rate: no
 implementation of the same blocks runs faster, so transformers' time over it bounds any speed-up.
+--profile: where icgt's forward pass spends its time instead (LibTorch's operators, by their own time).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import time
 import numpy as np
 import torch
 
-VARIANTS = ("icgt", "icgt+probabilities", "transformers", "transformers-decoder", "transformers-per-walk")
+VARIANTS = ("icgt", "icgt-whole-batch", "icgt+probabilities", "transformers", "transformers-decoder",
+            "transformers-per-walk")
 
 
 def token_batch(word_ids: list[int], bos: int, batch: int, length: int) -> torch.Tensor:
@@ -70,7 +74,8 @@ def run_variant(variant: str, model: str, batch: int, length: int, dtype: str) -
         probe.run(warm_up, layers=layers, target_ids=targets)
         reset_peak_rss()
         start = time.perf_counter()
-        result = probe.run(ids, layers=layers, target_ids=targets)
+        result = probe.run(ids, layers=layers, target_ids=targets,
+                           max_batch=batch if variant == "icgt-whole-batch" else 0)
         seconds = time.perf_counter() - start
         last = result.residuals[-2]  # the last block's input: transformers normalises its last state
     else:
@@ -91,6 +96,24 @@ def run_variant(variant: str, model: str, batch: int, length: int, dtype: str) -
         last = torch.cat(lasts)
     return {"variant": variant, "seconds": seconds, "tokens_per_second": batch * length / seconds,
             "peak_rss_mib": peak_rss_mib(), "checksum": float(last.double().abs().sum())}
+
+
+def profile(model: str, batch: int, length: int, dtype: str) -> None:
+    """Prints the operators of one icgt forward pass (every block kept) by their own CPU time."""
+    import icgt
+
+    probe = icgt.ActivationProbe(icgt.bundle_for(model, dtype, progress=False), device="cpu")
+    word_ids = icgt.concept_token_ids(probe.tokenizer, list(icgt.PROTOCOL_WORDS[:16]))
+    ids = token_batch(word_ids, probe.bos_token_id, batch, length)
+    layers = list(range(probe.num_layers))
+    probe.run(ids[:1, :64], layers=layers)
+    with torch.autograd.profiler.profile() as recorded:
+        probe.run(ids, layers=layers)
+    events = sorted(recorded.key_averages(), key=lambda event: -event.self_cpu_time_total)
+    total = sum(event.self_cpu_time_total for event in events)
+    print(f"{model}, {dtype}, {batch} x {length} tokens: {total / 1e6:.2f} s of operators")
+    for event in events[:8]:
+        print(f"{event.key:>52} {event.self_cpu_time_total / 1e6:7.2f} s {event.self_cpu_time_total / total:6.1%}")
 
 
 def block_flops(config: dict, batch: int, length: int) -> tuple[float, float]:
@@ -123,8 +146,16 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=1400)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=2, help="runs of each variant; the fastest counts")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=VARIANTS,
+                        help="the variants to run (default: all); the bounds below need icgt and both transformers")
+    parser.add_argument("--profile", action="store_true", help="profile icgt's forward pass instead")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.profile:
+        profile(args.model, args.batch, args.length, args.dtype)
+        return
+    if "icgt" not in args.variants:
+        parser.error("--variants: the table is relative to icgt, so it must be among them")
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.model, args.batch, args.length, args.dtype)))
         return
@@ -133,7 +164,7 @@ def main() -> None:
 
     results: dict[str, dict] = {}
     for _ in range(args.repeats):  # interleaved, so that every side sees the same spells of load
-        for variant in VARIANTS:
+        for variant in args.variants:
             output = subprocess.run([sys.executable, __file__, "--variant", variant, "--model", args.model,
                                      "--batch", str(args.batch), "--length", str(args.length), "--dtype", args.dtype],
                                     check=True, capture_output=True, text=True).stdout
@@ -157,9 +188,10 @@ def main() -> None:
     print(f"blocks: {(products + attention) / 1e12:.2f} TFLOP; icgt achieves {achieved:.1f} GFLOP/s, {args.dtype} "
           f"torch.matmul 2048^2 reaches {ceiling:.1f} GFLOP/s ({achieved / ceiling:.0%} of it)")
     floor = products / ceiling / 1e9
-    print(f"the blocks' matrix products alone at that rate: {floor:.1f} s; transformers over it: "
-          f"{results['transformers']['seconds'] / floor:.2f}x, the decoder over it: "
-          f"{results['transformers-decoder']['seconds'] / floor:.2f}x (no faster blocks can gain more)")
+    if {"transformers", "transformers-decoder"} <= results.keys():
+        print(f"the blocks' matrix products alone at that rate: {floor:.1f} s; transformers over it: "
+              f"{results['transformers']['seconds'] / floor:.2f}x, the decoder over it: "
+              f"{results['transformers-decoder']['seconds'] / floor:.2f}x (no faster blocks can gain more)")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ constexpr std::int64_t kLogitElementsPerChunk = std::int64_t{1} << 26;
 // Query rows per block of attention weights formed at once: 64 MiB of float32, whatever the length.
 constexpr std::int64_t kPatternElementsPerChunk = std::int64_t{1} << 24;
 // Tokens per forward pass on a CPU when max_batch is automatic: one 1400-token walk at a time keeps
-// a block's activations in cache and runs the forward pass 1.1x faster than 16 walks at once, and
-// shorter walks are grouped up to the same size (docs/performance.md, "The forward pass").
+// a block's activations in cache and runs SmolLM2-135M's forward pass 1.13x to 1.17x faster than 16
+// walks in one pass; shorter walks are grouped up to the same size (docs/performance.md).
 constexpr std::int64_t kCpuTokensPerPass = 2048;
 
 torch::Device resolve_device(const std::string& name) {
