@@ -160,12 +160,12 @@ def seeds(aggregates: list[dict]) -> str:
 def scaling(aggregates: list[dict], runs: list[Run]) -> str:
     """The models side by side, smallest first, per graph: accuracy over context and the deep geometry
     over seeds, the same geometry under each control (seed 0), and the lag."""
-    controls: dict[tuple[str, str], list[str]] = {}
+    control_cells: dict[tuple[str, str], list[str]] = {}
     for run in runs:
         control = run.info.get("control", "none")
         if control != "none":
             numbers = run_numbers(run)
-            controls.setdefault((run.model_name, run.info["config"]["preset"]), []).append(
+            control_cells.setdefault((run.model_name, run.info["config"]["preset"]), []).append(
                 f"{control} {numbers['deep_alignment']:.2f} / {numbers['deep_energy_scale_invariant']:.2f}")
     accuracy = " | ".join(f"acc. t={t}" for t in ACCURACY_AT)
     rows = [f"| graph | model (seeds) | {accuracy} | deep alignment | deep scale-inv. energy "
@@ -180,7 +180,7 @@ def scaling(aggregates: list[dict], runs: list[Run]) -> str:
             + " | ".join(_with_interval(numbers[f"accuracy_at_{t}"]) for t in ACCURACY_AT)
             + f" | {_with_interval(numbers['deep_alignment'], '.2f')}"
             f" | {_with_interval(numbers['deep_energy_scale_invariant'], '.2f')}"
-            f" | {'; '.join(controls.get((model, preset), [])) or '–'}"
+            f" | {'; '.join(control_cells.get((model, preset), [])) or '–'}"
             f" | {_lag_cell(record['lag']['full_vocabulary'])} |")
     return "\n".join(rows)
 
@@ -286,7 +286,7 @@ def main() -> None:
     aggregates = [json.loads((folder / "aggregate.json").read_text()) for folder in folders
                   if (folder / "aggregate.json").is_file()]
     for title, table in (("Seeds (mean [95% interval])", seeds(aggregates)),
-                         ("Three models side by side", scaling(aggregates, runs)), ("Controls", controls(runs)),
+                         ("Models side by side", scaling(aggregates, runs)), ("Controls", controls(runs)),
                          ("Overview", overview(runs)), ("By depth (late context)", by_depth(runs)),
                          ("Over context", over_context(runs)), ("Days of the week (last snapshot)", days(runs)),
                          ("The days ring against the week", days_ring_order()),
