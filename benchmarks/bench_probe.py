@@ -59,14 +59,19 @@ def reset_peak_rss() -> None:
         refs.write("5")
 
 
-def run_variant(variant: str, model: str, batch: int, length: int, dtype: str) -> dict:
+def probe_and_walks(model: str, dtype: str, batch: int, length: int):
+    """The model's probe on the CPU, the grid's 16 node token ids and a batch of walks over them."""
     import icgt
+
+    probe = icgt.ActivationProbe(icgt.bundle_for(model, dtype, progress=False), device="cpu")
+    word_ids = icgt.concept_token_ids(probe.tokenizer, list(icgt.PROTOCOL_WORDS[:16]))
+    return probe, word_ids, token_batch(word_ids, probe.bos_token_id, batch, length)
+
+
+def run_variant(variant: str, model: str, batch: int, length: int, dtype: str) -> dict:
     from icgt.bundles import resolve
 
-    bundle = icgt.bundle_for(model, dtype, progress=False)
-    probe = icgt.ActivationProbe(bundle, device="cpu")
-    word_ids = icgt.concept_token_ids(probe.tokenizer, list(icgt.PROTOCOL_WORDS[:16]))
-    ids = token_batch(word_ids, probe.bos_token_id, batch, length)
+    probe, word_ids, ids = probe_and_walks(model, dtype, batch, length)
     warm_up = ids[:1, :64]  # first calls pay one-off costs (TorchScript profiling, allocator) on both sides
     if variant.startswith("icgt"):
         layers = list(range(probe.num_layers))
@@ -100,11 +105,7 @@ def run_variant(variant: str, model: str, batch: int, length: int, dtype: str) -
 
 def profile(model: str, batch: int, length: int, dtype: str) -> None:
     """Prints the operators of one icgt forward pass (every block kept) by their own CPU time."""
-    import icgt
-
-    probe = icgt.ActivationProbe(icgt.bundle_for(model, dtype, progress=False), device="cpu")
-    word_ids = icgt.concept_token_ids(probe.tokenizer, list(icgt.PROTOCOL_WORDS[:16]))
-    ids = token_batch(word_ids, probe.bos_token_id, batch, length)
+    probe, _, ids = probe_and_walks(model, dtype, batch, length)
     layers = list(range(probe.num_layers))
     probe.run(ids[:1, :64], layers=layers)
     with torch.autograd.profiler.profile() as recorded:

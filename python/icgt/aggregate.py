@@ -46,15 +46,12 @@ def interval(values: list[float]) -> dict[str, Any]:
     >>> interval([0.68, 0.67, 0.69])["ci95"]
     [0.655157, 0.704843]
     """
-    finite = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     per_seed = [None if v is None or not math.isfinite(v) else round(float(v), 6) for v in values]
-    if finite.size == 0:
+    mean, half = (float(x[0]) for x in t_band(np.array([[math.nan if v is None else v] for v in values], dtype=float)))
+    if math.isnan(mean):
         return {"per_seed": per_seed, "mean": None, "ci95": [None, None]}
-    mean = float(finite.mean())
-    if finite.size == 1:
+    if math.isnan(half):
         return {"per_seed": per_seed, "mean": round(mean, 6), "ci95": [None, None]}
-    t = _T975[finite.size - 2] if finite.size - 1 <= len(_T975) else 1.96
-    half = t * float(finite.std(ddof=1)) / math.sqrt(finite.size)
     return {"per_seed": per_seed, "mean": round(mean, 6), "ci95": [round(mean - half, 6), round(mean + half, 6)]}
 
 
@@ -72,8 +69,10 @@ def t_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = np.where(count > 0, filled.sum(axis=0) / np.maximum(count, 1), np.nan)
     squares = np.where(finite, (values - mean) ** 2, 0.0).sum(axis=0)
     sd = np.sqrt(squares / np.maximum(count - 1, 1))
-    t = np.array([_T975[min(n, len(_T975) + 1) - 2] if 2 <= n <= len(_T975) + 1 else 1.96 for n in count.ravel()])
-    half = np.where(count >= 2, t.reshape(count.shape) * sd / np.sqrt(np.maximum(count, 1)), np.nan)
+    degrees = count - 1
+    t = np.where((degrees >= 1) & (degrees <= len(_T975)),
+                 np.asarray(_T975)[np.clip(degrees - 1, 0, len(_T975) - 1)], 1.96)
+    half = np.where(count >= 2, t * sd / np.sqrt(np.maximum(count, 1)), np.nan)
     return mean, half
 
 
