@@ -5,9 +5,9 @@
     python benchmarks/bench_probe.py --profile [--model ...] [--batch 2] [--dtype ...]
 
 Every variant keeps the residual stream after every block, in the same dtype, on random walks over
-the 4x4 grid's concept words. Each runs in its own process, so that its peak memory (VmHWM, reset
-after loading) is its own, after a short warm-up call; the variants take turns, --repeats times, and
-the fastest run of each counts:
+the 4x4 grid's concept words. The bundle is exported first if need be; then each variant runs in its
+own process, so that its peak memory (VmHWM, reset after loading) is its own, after a short warm-up
+call; the variants take turns, --repeats times, and the fastest run of each counts:
 - icgt: probe.run(ids, layers=all), its batch split automatically (on a CPU one 1400-token walk per pass);
 - icgt, whole batch: the same in one pass (max_batch = the batch), what the split gains;
 - icgt + probabilities: the same, plus the 16 node tokens' next-token probabilities (softmax over
@@ -163,6 +163,7 @@ def main() -> None:
 
     import icgt
 
+    bundle = icgt.bundle_for(args.model, args.dtype)  # exported here, so that no variant's process exports it
     results: dict[str, dict] = {}
     for _ in range(args.repeats):  # interleaved, so that every side sees the same spells of load
         for variant in args.variants:
@@ -182,7 +183,7 @@ def main() -> None:
               f"{results['icgt']['peak_rss_mib'] / r['peak_rss_mib']:>10.2f}x")
     sums = [r["checksum"] for r in results.values()]
     print(f"the last block's input agrees to {(max(sums) - min(sums)) / max(sums):.1e} (relative, sum of |x|)")
-    products, attention = block_flops(icgt.read_bundle_config(icgt.bundle_for(args.model, args.dtype, progress=False)),
+    products, attention = block_flops(icgt.read_bundle_config(bundle),
                                       args.batch, args.length)
     ceiling = matmul_gflops(getattr(torch, args.dtype))
     achieved = (products + attention) / results["icgt"]["seconds"] / 1e9

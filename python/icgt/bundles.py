@@ -25,7 +25,7 @@ import torch
 from tokenizers import Tokenizer
 
 from .catalog import BUILTIN_MODELS, GEMMA3, QWEN25_CODER, SMOLLM2
-from .export import DTYPES, export_bundle
+from .export import DTYPES, export_bundle, release_freed_memory
 from .files import sha256_of, sha256_of_parts, write_atomically
 from .models import FORMAT_VERSION
 
@@ -219,6 +219,8 @@ def random_weights_bundle(model: str | Path, dtype: str = "float32", seed: int =
              **{name: read_bundle_file(trained, name).decode("utf-8") for name in ("vocabulary.hex", "tokenizer.json")}}
     scripted = torch.jit.script(network)
     write_atomically(path, lambda temporary: torch.jit.save(scripted, str(temporary), _extra_files=extra))
+    del network, scripted
+    release_freed_memory()
     return path
 
 
