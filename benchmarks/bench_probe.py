@@ -183,14 +183,13 @@ def main() -> None:
               f"{results['icgt']['peak_rss_mib'] / r['peak_rss_mib']:>10.2f}x")
     sums = [r["checksum"] for r in results.values()]
     print(f"the last block's input agrees to {(max(sums) - min(sums)) / max(sums):.1e} (relative, sum of |x|)")
-    products, attention = block_flops(icgt.read_bundle_config(bundle),
-                                      args.batch, args.length)
+    products, attention = block_flops(icgt.read_bundle_config(bundle), args.batch, args.length)
     ceiling = matmul_gflops(getattr(torch, args.dtype))
     achieved = (products + attention) / results["icgt"]["seconds"] / 1e9
     print(f"blocks: {(products + attention) / 1e12:.2f} TFLOP; icgt achieves {achieved:.1f} GFLOP/s, {args.dtype} "
           f"torch.matmul 2048^2 reaches {ceiling:.1f} GFLOP/s ({achieved / ceiling:.0%} of it)")
-    floor = products / ceiling / 1e9
     if {"transformers", "transformers-decoder"} <= results.keys():
+        floor = products / ceiling / 1e9
         print(f"the blocks' matrix products alone at that rate: {floor:.1f} s; transformers over it: "
               f"{results['transformers']['seconds'] / floor:.2f}x, the decoder over it: "
               f"{results['transformers-decoder']['seconds'] / floor:.2f}x (no faster blocks can gain more)")

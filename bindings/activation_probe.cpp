@@ -328,6 +328,16 @@ Hooks added or removed while a run goes on take effect from the next run.
           "Multiplies each attention head's output in block `layer` by gates[head]; 0 ablates the head.\n\n"
           ">>> icgt.ActivationProbe(toy_bundle).set_head_gates(0, [1.0, 0.0, 1.0, 1.0])")
       .def("clear_head_gates", &Probe::clear_head_gates)
+      .def("automatic_batch", &Probe::automatic_batch, py::arg("batch"), py::arg("length"),
+           R"doc(Sequences per pass that run starts with for batch sequences of length tokens when
+max_batch is 0: on a CPU as many as make about 2048 tokens (at least one), on a GPU the whole
+batch (run halves it on out-of-memory errors). A caller whose hooks must know which sequences a
+pass holds splits its batch the same way and runs each part with its size as max_batch.
+
+>>> probe = icgt.ActivationProbe(toy_bundle, device="cpu")
+>>> probe.automatic_batch(40, 64), probe.automatic_batch(4, 1401)
+(32, 1)
+)doc")
       .def(
           "run",
           [](Probe& p, const py::object& token_ids, std::vector<int> layers, const py::list& capture,

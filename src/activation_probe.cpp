@@ -508,12 +508,7 @@ ActivationProbe::Result ActivationProbe::run(const torch::Tensor& token_ids, con
     result.attention_scores.push_back(torch::empty({layers, batch, info_.num_heads}, floats));
   }
 
-  std::int64_t sub_batch = batch;
-  if (request.max_batch > 0) {
-    sub_batch = std::min(request.max_batch, batch);
-  } else if (device_.is_cpu()) {
-    sub_batch = std::clamp<std::int64_t>(kCpuTokensPerPass / length, 1, batch);
-  }
+  std::int64_t sub_batch = request.max_batch > 0 ? std::min(request.max_batch, batch) : automatic_batch(batch, length);
   for (std::int64_t offset = 0; offset < batch;) {
     const std::int64_t size = std::min(sub_batch, batch - offset);
     try {
@@ -528,6 +523,14 @@ ActivationProbe::Result ActivationProbe::run(const torch::Tensor& token_ids, con
     }
   }
   return result;
+}
+
+std::int64_t ActivationProbe::automatic_batch(std::int64_t batch, std::int64_t length) const {
+  if (batch < 1 || length < 1) {
+    throw ValueError(fmt::format("ActivationProbe.automatic_batch: batch and length must be at least 1; got {} and {}",
+                                 batch, length));
+  }
+  return device_.is_cpu() ? std::clamp<std::int64_t>(kCpuTokensPerPass / length, 1, batch) : batch;
 }
 
 namespace {

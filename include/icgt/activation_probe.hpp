@@ -223,6 +223,11 @@ class ICGT_API ActivationProbe {
   /// Runs token ids [batch, length] (any integer dtype, any device; length at most info().max_positions)
   /// through the model under inference mode.
   Result run(const torch::Tensor& token_ids, const Request& request);
+  /// The sequences per pass run() starts with for `batch` sequences of `length` tokens when max_batch
+  /// is 0: on a CPU as many as make about 2048 tokens (at least one), on a GPU the whole batch (run
+  /// halves it on out-of-memory errors). For callers whose hooks must know which sequences a pass
+  /// holds: they split a batch the same way and run each part with its size as max_batch.
+  std::int64_t automatic_batch(std::int64_t batch, std::int64_t length) const;
 
  private:
   struct Plan;

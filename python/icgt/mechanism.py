@@ -154,8 +154,8 @@ def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> di
     start = _residuals(clean, blocks[0] - 1)[torch.from_numpy(cases)]
     ids = torch.from_numpy(token_ids[cases])
     # The hooks move case i by its own target, so each pass must hold known cases: the probe's own
-    # split of a batch (automatic on a CPU) would hand a hook rows it cannot place.
-    rows_per_pass = config.max_batch or cases.size
+    # split of a batch would hand a hook rows it cannot place. The parts are the probe's passes.
+    rows_per_pass = config.max_batch or probe.automatic_batch(cases.size, length)
     parts = [slice(first, min(first + rows_per_pass, cases.size)) for first in range(0, cases.size, rows_per_pass)]
     results = {kind: torch.cat([probe.run(ids[part], start_residual=start[part], start_layer=blocks[0],
                                           hooks=hooks(kind, part), logits="last",

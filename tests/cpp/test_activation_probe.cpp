@@ -110,6 +110,10 @@ TEST_CASE("on a CPU the automatic batch runs about 2048 tokens per pass, with th
   const auto ids = torch::randint(0, 16, {40, 64}, torch::kLong);
   const auto automatic = probe.run(ids, request);
   CHECK(passes == 2);  // 32 walks of 64 tokens, then 8
+  CHECK(probe.automatic_batch(40, 64) == 32);
+  CHECK(probe.automatic_batch(4, 1401) == 1);
+  CHECK(probe.automatic_batch(3, 8) == 3);
+  CHECK_THROWS_WITH(probe.automatic_batch(0, 64), Contains("batch and length must be at least 1; got 0 and 64"));
   passes = 0;
   request.max_batch = 40;
   const auto whole = probe.run(ids, request);

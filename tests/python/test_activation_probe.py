@@ -72,6 +72,16 @@ def test_renormalised_probabilities_sum_to_one_over_targets(bundles, reference):
     torch.testing.assert_close(result.target_probs, chosen / chosen.sum(-1, keepdim=True), rtol=1e-5, atol=1e-7)
 
 
+def test_the_automatic_batch_is_the_passes_a_run_makes(bundles):
+    probe = icgt.ActivationProbe(bundles / "toy.pt", device="cpu")
+    for batch, length in [(40, 64), (40, 48), (70, 32)]:
+        layers = []
+        probe.run(torch.randint(0, 16, (batch, length)), progress=layers.append)
+        passes = layers.count(icgt.EMBEDDING_LAYER)
+        assert passes == -(-batch // probe.automatic_batch(batch, length))
+    assert probe.automatic_batch(40, 64) == 2048 // 64
+
+
 def test_python_hook_intervention_equals_the_same_change_by_hand(bundles, reference):
     probe = icgt.ActivationProbe(bundles / "toy.pt")
     direction = torch.linspace(-1, 1, 16)
@@ -150,6 +160,7 @@ def test_devices(bundles):
     (lambda p: p.run(IDS, target_ids=[]), ValueError, "target_ids is empty"),
     (lambda p: p.run(IDS, target_ids=[99]), ValueError, "target_ids holds token id 99"),
     (lambda p: p.run(IDS, max_batch=-2), ValueError, "max_batch must be 0"),
+    (lambda p: p.automatic_batch(4, 0), ValueError, "batch and length must be at least 1; got 4 and 0"),
     (lambda p: p.add_hook(7, print), ValueError, "layer 7 is out of range"),
     (lambda p: p.remove_hook(12), ValueError, "no hook has handle 12"),
     (lambda p: p.set_head_gates(0, [1.0, 1.0]), ValueError, "expected 4 gates"),

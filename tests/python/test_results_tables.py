@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from icgt.aggregate import run_numbers
+from icgt.run_folder import load_run
 
 from synthetic_run import write_synthetic_run
 
@@ -67,9 +70,6 @@ def test_seeds_controls_days_ring_and_mechanism_tables(tmp_path):
     seeds_row = next(line for line in lines if line.startswith("| synthetic-grid-seeds (3) |"))
     accuracy = aggregate["numbers"]["accuracy_at_400"]
     assert f"{accuracy['mean']:.3f} [{accuracy['ci95'][0]:.3f}, {accuracy['ci95'][1]:.3f}]" in seeds_row
-    from icgt.aggregate import run_numbers
-    from icgt.run_folder import load_run
-
     side_by_side = next(line for line in lines if line.startswith("| grid | toy-8-layers (3) |"))
     control_numbers = run_numbers(load_run(control))
     assert f"{accuracy['mean']:.3f} [{accuracy['ci95'][0]:.3f}, {accuracy['ci95'][1]:.3f}]" in side_by_side
@@ -84,10 +84,6 @@ def test_seeds_controls_days_ring_and_mechanism_tables(tmp_path):
 
 
 def test_the_change_across_a_window_edge_equals_numpy(tmp_path):
-    import importlib.util
-
-    from icgt.run_folder import load_run
-
     spec = importlib.util.spec_from_file_location("results_tables", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
