@@ -34,7 +34,7 @@ VARIANTS = ("icgt", "transformers-hooks", "transformers-output-attentions")
 
 def run_variant(variant: str, model: str, batch: int, length: int) -> dict:
     import icgt
-    from icgt.bundles import resolve
+    from icgt.models.bundles import resolve
 
     bundle = icgt.bundle_for(model)
     probe = icgt.ActivationProbe(bundle, device="cpu")

@@ -69,7 +69,7 @@ def probe_and_walks(model: str, dtype: str, batch: int, length: int):
 
 
 def run_variant(variant: str, model: str, batch: int, length: int, dtype: str) -> dict:
-    from icgt.bundles import resolve
+    from icgt.models.bundles import resolve
 
     probe, word_ids, ids = probe_and_walks(model, dtype, batch, length)
     warm_up = ids[:1, :64]  # first calls pay one-off costs (TorchScript profiling, allocator) on both sides

@@ -34,9 +34,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import icgt  # noqa: E402
-from icgt import config as configs  # noqa: E402
-from icgt.experiment import run_sweep  # noqa: E402
-from icgt.ray_executor import RayExecutor  # noqa: E402
+from icgt.study import config as configs  # noqa: E402
+from icgt.study.sweep import run_sweep  # noqa: E402
+from icgt.study.ray_executor import RayExecutor  # noqa: E402
 
 SHORT = {"num_sequences": 4, "sequence_length": 300, "layers": [2, 15, 29], "energy_window": 30,
          "pca_window": 100, "null_permutations": 100, "bootstrap": 50}

@@ -40,8 +40,8 @@ TINY = dict(LLAMA_31_8B, vocab_size=512, hidden_size=64, intermediate_size=128, 
 def random_bundle(values: dict, dtype: torch.dtype, device: str, path: Path) -> Path:
     """An icgt bundle of a randomly initialised model with these hyper-parameters."""
     import icgt
-    from icgt.models import FORMAT_VERSION, CausalLM, ModelConfig
-    from icgt.tokens import PROTOCOL_WORDS
+    from icgt.models.scriptable import FORMAT_VERSION, CausalLM, ModelConfig
+    from icgt.models.tokens import PROTOCOL_WORDS
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     config = ModelConfig(**values)

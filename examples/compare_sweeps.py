@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from icgt.aggregate import run_numbers
-from icgt.run_folder import load_run
+from icgt.study.aggregate import run_numbers
+from icgt.study.run_folder import load_run
 
 KEYS = ("accuracy_at_50", "accuracy_at_400", "accuracy_at_1400", "accuracy_renormalized_at_1400", "deep_alignment",
         "deep_energy_scale_invariant")

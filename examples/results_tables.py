@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 
 import icgt
-from icgt.aggregate import ACCURACY_AT, ALPHA, run_numbers
-from icgt.catalog import BUILTIN_MODELS
-from icgt.config import DAY_NAMES, DAYS_RING_ORDER
-from icgt.mechanism_report import experiment_of, mechanism_summary
+from icgt.study.aggregate import ACCURACY_AT, ALPHA, run_numbers
+from icgt.models.catalog import BUILTIN_MODELS
+from icgt.study.config import DAY_NAMES, DAYS_RING_ORDER
+from icgt.report.mechanism import experiment_of, mechanism_summary
 from icgt.report import summarize
-from icgt.run_folder import Run, load_run
+from icgt.study.run_folder import Run, load_run
 
 CONTEXT_LENGTHS = (10, 50, 100, 200, 400, 1000, 1400)
 GROUPS = ("shallow", "middle", "deep")

@@ -8,7 +8,7 @@ Example:
     (16, 1400)
 
 ``import icgt`` is light: the names below are loaded on first use (PEP 562), so that the report
-(``icgt.report``, ``icgt.plots``, ``icgt.run_folder``) and ``icgt --help`` run without torch or the
+(``icgt.report``, ``icgt.report.plots``, ``icgt.study.run_folder``) and ``icgt --help`` run without torch or the
 compiled core. However the compiled core ``icgt._icgt`` is reached (``icgt.Graph``, ``from
 icgt._icgt import Graph``, a module that imports it), torch is imported first, since libicgt needs
 LibTorch's Python side, and ``Graph`` gains ``from_networkx`` and ``to_networkx``.
@@ -31,13 +31,25 @@ from ._version import __version__
 _LAZY = {
     **dict.fromkeys(["BUNDLE_FORMAT_VERSION", "EMBEDDING_LAYER", "NOT_A_NODE", "AttentionScore", "EnergyMetrics",
                      "Graph", "HeadAblation", "ProbeResult", "RepresentationStats", "WalkSampler"], "_icgt"),
-    "BUILTIN_MODELS": "catalog",
-    **dict.fromkeys(["bundle_for", "cache_dir", "load_tokenizer", "read_bundle_config"], "bundles"),
-    **dict.fromkeys(["run_experiment", "run_sweep"], "experiment"),
+    "BUILTIN_MODELS": "models.catalog",
+    **dict.fromkeys(["bundle_for", "cache_dir", "load_tokenizer", "read_bundle_config"], "models.bundles"),
+    **dict.fromkeys(["run_experiment", "run_sweep"], "study.sweep"),
+    "load_run": "study.run_folder",
     **dict.fromkeys(["from_networkx", "to_networkx"], "graphs"),
     "ActivationProbe": "probe",
-    **dict.fromkeys(["DEFAULT_WORDS", "PROTOCOL_WORDS"], "words"),
-    **dict.fromkeys(["SplitWordsError", "concept_token_ids"], "tokens"),
+    **dict.fromkeys(["DEFAULT_WORDS", "PROTOCOL_WORDS"], "models.words"),
+    **dict.fromkeys(["SplitWordsError", "concept_token_ids"], "models.tokens"),
+}
+
+#: Where the modules of icgt 0.2 live now, so that code written against it (``icgt.config.preset``,
+#: ``from icgt.run_folder import load_run``) keeps working: each old name is the new module itself.
+MOVED_MODULES = {
+    "aggregate": "study.aggregate", "analysis": "study.analysis", "bundles": "models.bundles",
+    "catalog": "models.catalog", "change_points": "study.curves", "config": "study.config",
+    "experiment": "study.sweep", "export": "models.export", "gguf_checkpoint": "models.gguf_checkpoint",
+    "hf_checkpoint": "models.hf_checkpoint", "mechanism": "study.mechanism", "mechanism_report": "report.mechanism",
+    "plots": "report.plots", "ray_executor": "study.executors.ray_executor", "run_folder": "study.run_folder",
+    "tokens": "models.tokens", "verdict": "report.verdict", "words": "models.words",
 }
 
 __all__ = sorted([*_LAZY, "__version__", "cmake_prefix_path"])
@@ -48,10 +60,12 @@ def __getattr__(name: str) -> Any:
         # Install prefix of libicgt for C++ users: cmake -DCMAKE_PREFIX_PATH=<this> finds icgt. It is
         # the compiled core's folder (in an editable install not this file's), found without loading it.
         value: Any = str(Path(importlib.util.find_spec(f"{__name__}._icgt").origin).resolve().parent)
+    elif name in MOVED_MODULES:
+        value = importlib.import_module(f"{__name__}.{name}")  # through _MovedModuleFinder
     elif name in _LAZY:
         value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f"{__name__}.{name}")  # a submodule: icgt.bundles, icgt.report, ...
+        value = importlib.import_module(f"{__name__}.{name}")  # a subpackage or module: icgt.study, icgt.report, ...
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
@@ -96,5 +110,22 @@ class _CoreLoader(importlib.abc.Loader):
         module.Graph.to_networkx = to_networkx
 
 
-if not any(isinstance(finder, _CoreFinder) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _CoreFinder())
+class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports an old module name (MOVED_MODULES) as the module that holds its code now."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        package, _, name = fullname.partition(".")
+        if package != __name__ or name not in MOVED_MODULES:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        return importlib.import_module(f"{__name__}.{MOVED_MODULES[spec.name.partition('.')[2]]}")
+
+    def exec_module(self, module: ModuleType) -> None:
+        pass  # the module ran when it was imported under its own name
+
+
+for _finder in (_CoreFinder, _MovedModuleFinder):
+    if not any(isinstance(finder, _finder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _finder())

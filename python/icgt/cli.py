@@ -8,7 +8,7 @@
     icgt report runs/smollm2-135m-grid     # figures and index.html again, the verdict and key numbers
     icgt --version
 
-Building the parser imports nothing heavy (its names come from icgt.catalog), so ``icgt --help`` is
+Building the parser imports nothing heavy (its names come from icgt.models.catalog), so ``icgt --help`` is
 quick; torch, the compiled core and matplotlib are imported by the command that needs them.
 """
 
@@ -20,13 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ._version import __version__
-from .catalog import BUILTIN_MODELS, DTYPE_NAMES
 from .extras import MissingExtraError
-
-#: The presets of icgt.config.PRESETS, named here for the help text without importing icgt.config
-#: (which loads the compiled core); tests/python/test_cli.py keeps the two equal.
-PRESET_NAMES = ("grid", "ring", "hexagon", "pairs", "days",
-                "grid-intervention", "grid-heads", "grid-subspace", "grid-toy-mixing")
+from .models.catalog import BUILTIN_MODELS, DTYPE_NAMES
+from .study.presets import PRESET_NAMES
 
 
 def add_export_command(subcommands: argparse._SubParsersAction) -> None:
@@ -50,8 +46,8 @@ def add_export_command(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from .bundles import bundle_for, resolve
-    from .export import export_bundle
+    from .models.bundles import bundle_for, resolve
+    from .models.export import export_bundle
 
     if args.output is None:
         path = bundle_for(args.model, args.dtype)
@@ -130,17 +126,15 @@ def _positive_number(text: str) -> int | float:
 
 
 def _preset_name(name: str) -> str:
-    """A --preset value, checked against icgt.config.PRESETS (imported only when --preset is given)."""
-    from .config import PRESETS
-
-    if name not in PRESETS:
-        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(sorted(PRESETS))})")
+    """A --preset value, checked against icgt.study.presets.PRESET_NAMES."""
+    if name not in PRESET_NAMES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(sorted(PRESET_NAMES))})")
     return name
 
 
 def _run_configs(args: argparse.Namespace) -> list:
     """The validated configs that ``icgt run`` arguments describe, one per (preset or file) x model."""
-    from . import config as configs
+    from .study import config as configs
 
     overrides = {}
     for assignment in args.set:
@@ -166,58 +160,51 @@ def _run_configs(args: argparse.Namespace) -> list:
     return [configs.preset(name, **overrides, **variant) for name in (args.preset or ["grid"]) for variant in variants]
 
 
-#: The flags of ``icgt run`` that are keys of a config file's [sweep] table (icgt.config.SweepSettings).
+#: The flags of ``icgt run`` that are keys of a config file's [sweep] table (icgt.study.executors).
 SWEEP_FLAGS = ("executor", "address", "cpus_per_run", "gpus_per_run", "max_retries", "ship_bundles")
 
 
-def _sweep_settings(args: argparse.Namespace):
-    """How ``icgt run`` runs its sweep: the flags, then $ICGT_EXECUTOR and $ICGT_RAY_ADDRESS, then the
-    config file's [sweep] table, then the defaults (icgt.config.SweepSettings).
+def _executor(args: argparse.Namespace):
+    """The executor of ``icgt run``'s sweep: the flags, then $ICGT_EXECUTOR and $ICGT_RAY_ADDRESS, then the
+    config file's [sweep] table, then the defaults (icgt.study.executors.executor_from_settings).
 
     >>> parser = argparse.ArgumentParser(prog="icgt")
     >>> add_run_command(parser.add_subparsers())
-    >>> _sweep_settings(parser.parse_args(["run", "--executor", "ray", "--cpus-per-run", "2"])).cpus_per_run
+    >>> _executor(parser.parse_args(["run", "--executor", "ray", "--cpus-per-run", "2"])).cpus_per_run
     2
     """
     import os
 
-    from . import config as configs
+    from .study.executors import executor_from_settings, sweep_table
 
-    values = dict(configs.load_sweep_settings(args.config).__dict__) if args.config is not None else {}
+    values = sweep_table(args.config) if args.config is not None else {}
     environment = {"executor": os.environ.get("ICGT_EXECUTOR"), "address": os.environ.get("ICGT_RAY_ADDRESS")}
     values.update({key: value for key, value in environment.items() if value})
     values.update({key: getattr(args, key) for key in SWEEP_FLAGS if getattr(args, key) is not None})
-    settings = configs.sweep_settings(values)
-    if settings.executor == "local":
+    executor = executor_from_settings(values)
+    if values.get("executor", "local") == "local":
         given = [f"--{key.replace('_', '-')}" for key in SWEEP_FLAGS[1:] if getattr(args, key) is not None]
         if given:
             raise ValueError(f"{', '.join(given)}: only for sweeps on Ray; add --executor ray")
-    return settings
+    return executor
 
 
 def _run_experiments(args: argparse.Namespace) -> int:
-    from .experiment import SweepError, run_sweep
-    from .report import format_summary, summarize
-
-    configs = _run_configs(args)
-    settings = _sweep_settings(args)
-    if settings.executor == "local":
-        folders = run_sweep(configs, args.output, force=args.force, progress=not args.quiet)
-        for folder in folders:
-            print(format_summary(summarize(folder)))  # its first line names the run
-            print(f"  figures: {folder / 'report' / 'index.html'}")
-        _aggregate(configs, folders)
-        return 0
     from tqdm.auto import tqdm
 
-    from .ray_executor import RayExecutor
+    from .report.html import format_summary, summarize
+    from .study.executors import SweepError
+    from .study.sweep import run_sweep
 
-    def print_summary(folder: Path) -> None:  # as each run completes, above the sweep's progress bar
+    configs = _run_configs(args)
+    executor = _executor(args)
+
+    def print_summary(folder: Path) -> None:  # as each run completes, above the sweep's progress bar if any
         tqdm.write(f"{format_summary(summarize(folder))}\n  figures: {folder / 'report' / 'index.html'}")
 
     try:
-        folders = run_sweep(configs, args.output, force=args.force, progress=not args.quiet,
-                            executor=RayExecutor.from_settings(settings), on_run=print_summary)
+        folders = run_sweep(configs, args.output, force=args.force, progress=not args.quiet, executor=executor,
+                            on_run=print_summary)
     except SweepError as error:  # each failure was printed as it happened; the complete groups still sum up
         _aggregate(configs, error.folders)
         print(f"icgt: error: {' '.join(str(error).split())}", file=sys.stderr)
@@ -229,9 +216,9 @@ def _run_experiments(args: argparse.Namespace) -> int:
 def _aggregate(configs: list, folders: list) -> None:
     """Writes and announces the aggregate of each group of runs that differ only in their seed, when
     every run of the group is complete (folders holds None for a run that failed)."""
-    from .aggregate import aggregate_runs
-    from .experiment import seed_groups
-    from .report import write_seeds_figure
+    from .report.html import write_seeds_figure
+    from .study.aggregate import aggregate_runs
+    from .study.sweep import seed_groups
 
     for group in seed_groups(configs, folders):
         if None not in group:
@@ -265,7 +252,7 @@ def add_report_command(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from .report import format_summary, summarize, write_report
+    from .report.html import format_summary, summarize, write_report
 
     page = write_report(args.folder, layer=args.layer)
     print(format_summary(summarize(args.folder, layer=args.layer)))

@@ -26,7 +26,7 @@ import torch
 from tokenizers import Tokenizer
 
 from . import _icgt
-from .bundles import read_bundle_file
+from .models.bundles import read_bundle_file
 
 #: What run, to_tokens and to_str_tokens accept as input.
 Tokens = str | Sequence[str] | torch.Tensor | Sequence[int] | Sequence[Sequence[int]]

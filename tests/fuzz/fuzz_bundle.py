@@ -53,7 +53,7 @@ def test_one_input(data: bytes) -> None:
     remember(data)
     import torch
 
-    from icgt.bundles import bundle_for, read_bundle_config, read_bundle_file
+    from icgt.models.bundles import bundle_for, read_bundle_config, read_bundle_file
 
     config, _, vocabulary = data.partition(SEPARATOR)
     path = scratch_file("input.pt", b"")
@@ -65,7 +65,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def _load() -> None:
-    import icgt.bundles  # noqa: F401
+    import icgt.models.bundles  # noqa: F401
 
     _scripted_toy()
 

@@ -32,7 +32,7 @@ def _limit_address_space() -> None:
 
 def test_one_input(data: bytes) -> None:
     remember(data)
-    from icgt.bundles import bundle_for, read_bundle_config, read_bundle_file, resolve
+    from icgt.models.bundles import bundle_for, read_bundle_config, read_bundle_file, resolve
 
     path = scratch_file("input.pt", data)
     expect(lambda: resolve(path), PYTHON_ALLOWED)
@@ -48,7 +48,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def _load() -> None:
-    import icgt.bundles  # noqa: F401
+    import icgt.models.bundles  # noqa: F401
 
 
 if __name__ == "__main__":

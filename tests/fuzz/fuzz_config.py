@@ -1,4 +1,4 @@
-"""Fuzz experiment configs: a TOML file read by icgt.config.load_toml (which ends in from_dict).
+"""Fuzz experiment configs: a TOML file read by icgt.study.config.load_toml (which ends in from_dict).
 
 Input: the bytes of a TOML file. A config that loads is also built into its graph.
 Documented refusals: ValueError (ConfigError is one), TypeError, FileNotFoundError, OSError.
@@ -14,9 +14,9 @@ ALLOWED = (ValueError, TypeError, FileNotFoundError, OSError)
 
 
 def _load_config(path) -> None:
-    import icgt.config
+    import icgt.study.config
 
-    config = icgt.config.load_toml(path)
+    config = icgt.study.config.load_toml(path)
     config.build_graph()
 
 
@@ -27,7 +27,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def _load() -> None:
-    import icgt.config  # noqa: F401
+    import icgt.study.config  # noqa: F401
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def _graph(count, edges) -> None:
 
 
 def _config(count, edges) -> None:
-    import icgt.config
+    import icgt.study.config
 
     nodes = [node for edge in edges for node in edge if isinstance(node, int)]
     if nodes and _too_large(1 + max(nodes)):
@@ -74,7 +74,7 @@ def _config(count, edges) -> None:
               "energy_window": 5, "pca_window": 20}
     if isinstance(count, int) and 0 < count <= QUERY_NODES:
         values["words"] = [f"w{node}" for node in range(count)]
-    icgt.config.from_dict(values)
+    icgt.study.config.from_dict(values)
 
 
 def test_one_input(data: bytes) -> None:
@@ -85,7 +85,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def _load() -> None:
-    import icgt.config  # noqa: F401
+    import icgt.study.config  # noqa: F401
     import icgt.graphs  # noqa: F401
 
 

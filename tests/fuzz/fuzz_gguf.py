@@ -25,8 +25,8 @@ def _parameters(config) -> int:
 
 
 def _read(path) -> None:
-    from icgt.export import load_model
-    from icgt.gguf_checkpoint import GGUFFile
+    from icgt.models.export import load_model
+    from icgt.models.gguf_checkpoint import GGUFFile
 
     gguf_file = GGUFFile(path)
     config = gguf_file.config
@@ -48,8 +48,8 @@ def test_one_input(data: bytes) -> None:
 def _load() -> None:
     import gguf  # noqa: F401
 
-    import icgt.export  # noqa: F401
-    import icgt.gguf_checkpoint  # noqa: F401
+    import icgt.models.export  # noqa: F401
+    import icgt.models.gguf_checkpoint  # noqa: F401
 
 
 if __name__ == "__main__":

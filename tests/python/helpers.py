@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from icgt.tokens import PROTOCOL_WORDS
+from icgt.models.tokens import PROTOCOL_WORDS
 
 #: Packages each built-in model needs (tests using a missing one are skipped, with the reason).
 REAL_MODEL_PACKAGES = {

@@ -203,7 +203,7 @@ def write_synthetic_run(folder, graph="grid", seed=0, effect=True):
 
 
 def write_intervention_run(folder, used=True):
-    """A synthetic intervention run (icgt.mechanism.intervention's arrays) on the grid, 20 walks x 3 targets:
+    """A synthetic intervention run (icgt.study.mechanism.intervention's arrays) on the grid, 20 walks x 3 targets:
     with ``used``, moving the token puts 0.6 of the mass on the target's neighbours (random direction
     0.1, clean 0.1, own place 0.1); without, the move does no better than a random one."""
     rng = np.random.default_rng(3)

@@ -150,33 +150,33 @@ BUNDLES = [
 ]
 
 GGUF = [
-    Case("a text file as GGUF", "icgt.export.load_model(os.environ['GGUF'] + '/noise.gguf')", "ValueError",
+    Case("a text file as GGUF", "icgt.models.export.load_model(os.environ['GGUF'] + '/noise.gguf')", "ValueError",
          r"is not a readable GGUF file"),
-    Case("truncated GGUF", "icgt.export.load_model(os.environ['GGUF'] + '/truncated.gguf')", "ValueError",
+    Case("truncated GGUF", "icgt.models.export.load_model(os.environ['GGUF'] + '/truncated.gguf')", "ValueError",
          r"is not a readable GGUF file"),
-    Case("unsupported GGUF architecture", "icgt.export.load_model(os.environ['GGUF'] + '/mamba.gguf')", "ValueError",
+    Case("unsupported GGUF architecture", "icgt.models.export.load_model(os.environ['GGUF'] + '/mamba.gguf')", "ValueError",
          r"GGUF architecture 'mamba' is not supported"),
-    Case("GGUF without a required key", "icgt.export.load_model(os.environ['GGUF'] + '/no-blocks.gguf')", "ValueError",
+    Case("GGUF without a required key", "icgt.models.export.load_model(os.environ['GGUF'] + '/no-blocks.gguf')", "ValueError",
          r"lacks the required key 'llama.block_count'"),
     Case("a model path under an unknown user's home", "icgt.bundle_for('~no-such-user-icgt/model.gguf')",
          "FileNotFoundError", r"model path not found: ~no-such-user-icgt/model.gguf \(no user's home folder"),
     Case("unknown export dtype", "icgt.bundle_for(os.environ['GGUF'] + '/tiny.gguf', dtype='float16')", "ValueError",
          r"dtype 'float16' is not supported"),
     # Found by tests/fuzz/fuzz_gguf.py.
-    Case("GGUF with zero attention heads", "icgt.export.load_model(os.environ['GGUF'] + '/zero-heads.gguf')",
+    Case("GGUF with zero attention heads", "icgt.models.export.load_model(os.environ['GGUF'] + '/zero-heads.gguf')",
          "ValueError", r"GGUF metadata llama.attention.head_count must be an integer >= 1, got 0"),
-    Case("GGUF with a text for a size", "icgt.export.load_model(os.environ['GGUF'] + '/text-hidden.gguf')",
+    Case("GGUF with a text for a size", "icgt.models.export.load_model(os.environ['GGUF'] + '/text-hidden.gguf')",
          "ValueError", r"GGUF metadata llama.embedding_length must be an integer >= 1, got 'sixty-four'"),
-    Case("GGUF architecture that is not UTF-8", "icgt.export.load_model(os.environ['GGUF'] + '/latin1-arch.gguf')",
+    Case("GGUF architecture that is not UTF-8", "icgt.models.export.load_model(os.environ['GGUF'] + '/latin1-arch.gguf')",
          "ValueError", r"GGUF metadata 'general.architecture' is not UTF-8 text"),
-    Case("GGUF array running past the end of the file", "icgt.export.load_model(os.environ['GGUF'] + '/endless.gguf')",
+    Case("GGUF array running past the end of the file", "icgt.models.export.load_model(os.environ['GGUF'] + '/endless.gguf')",
          "ValueError", r"is not a readable GGUF file: truncated or damaged: a read of 1 value\(s\) at byte 63 runs "
                        r"past the end of the file \(63 bytes\)"),
-    Case("GGUF block count of 2**31", "icgt.export.load_model(os.environ['GGUF'] + '/many-blocks.gguf')",
+    Case("GGUF block count of 2**31", "icgt.models.export.load_model(os.environ['GGUF'] + '/many-blocks.gguf')",
          "ValueError", r"GGUF metadata llama.block_count is 2147483648, but the file holds the tensors of 2 blocks"),
-    Case("GGUF tensor of int64", "icgt.export.load_model(os.environ['GGUF'] + '/int64-tensor.gguf')", "ValueError",
+    Case("GGUF tensor of int64", "icgt.models.export.load_model(os.environ['GGUF'] + '/int64-tensor.gguf')", "ValueError",
          r"tensor 'blk.0.ffn_up.weight' \(I64, shape \(96, 64\)\) cannot be read as numbers"),
-    Case("GGUF query projection of the wrong shape", "icgt.export.load_model(os.environ['GGUF'] + '/short-q.gguf')",
+    Case("GGUF query projection of the wrong shape", "icgt.models.export.load_model(os.environ['GGUF'] + '/short-q.gguf')",
          "ValueError", r"tensor 'blk.0.attn_q.weight' has shape \(6, 64\), expected \(64, 64\) from the config"),
 ]
 
@@ -347,46 +347,46 @@ STATISTICS = [
 ]
 
 CONFIGS = [
-    Case("an unknown key has a suggestion", "icgt.config.from_dict({'preset': 'grid', 'seqence_length': 300})",
+    Case("an unknown key has a suggestion", "icgt.study.config.from_dict({'preset': 'grid', 'seqence_length': 300})",
          "ConfigError", r"unknown key 'seqence_length' \(did you mean 'sequence_length'\?\)"),
-    Case("true is not a count", "icgt.config.preset('grid', num_sequences=True)", "ConfigError",
+    Case("true is not a count", "icgt.study.config.preset('grid', num_sequences=True)", "ConfigError",
          r"num_sequences must be an integer, got True \(bool\)"),
-    Case("4.7 is not a grid side", "icgt.config.preset('grid', graph_size=[4.7, 4])", "ConfigError",
+    Case("4.7 is not a grid side", "icgt.study.config.preset('grid', graph_size=[4.7, 4])", "ConfigError",
          r"graph_size must be a list of integers, got \[4.7, 4\]"),
-    Case("a word is not a length", "icgt.config.preset('grid', sequence_length='abc')", "ConfigError",
+    Case("a word is not a length", "icgt.study.config.preset('grid', sequence_length='abc')", "ConfigError",
          r"sequence_length must be an integer, got 'abc' \(str\)"),
-    Case("every problem at once", "icgt.config.from_dict({'preset': 'grid', 'seed': 1.5, 'mode': 3, 'colour': 1})",
+    Case("every problem at once", "icgt.study.config.from_dict({'preset': 'grid', 'seed': 1.5, 'mode': 3, 'colour': 1})",
          "ConfigError", r"unknown key 'colour'.*seed must be an integer, got 1.5.*mode must be a string"),
-    Case("a negative seed", "icgt.config.preset('grid', seed=-1)", "ConfigError",
+    Case("a negative seed", "icgt.study.config.preset('grid', seed=-1)", "ConfigError",
          r"seed must be an integer from 0 to 2\*\*64 - 1, got -1"),
-    Case("a window longer than the sequence", "icgt.config.preset('grid', energy_window=5000)", "ConfigError",
+    Case("a window longer than the sequence", "icgt.study.config.preset('grid', energy_window=5000)", "ConfigError",
          r"energy_window 5000 is not shorter than sequence_length 1400"),
     Case("a disconnected custom graph",
-         "icgt.config.from_dict({'graph': 'custom', 'edges': [[0, 1], [2, 3]], 'words': list('abcd')})",
+         "icgt.study.config.from_dict({'graph': 'custom', 'edges': [[0, 1], [2, 3]], 'words': list('abcd')})",
          "ConfigError", r"graph is not connected"),
-    Case("an unknown preset", "icgt.config.preset('spiral')", "ValueError", r"unknown preset 'spiral'"),
-    Case("an unknown model", "icgt.config.preset('grid', model='gpt-9')", "ConfigError",
+    Case("an unknown preset", "icgt.study.config.preset('spiral')", "ValueError", r"unknown preset 'spiral'"),
+    Case("an unknown model", "icgt.study.config.preset('grid', model='gpt-9')", "ConfigError",
          r"model 'gpt-9' is neither a built-in model"),
-    Case("too many tokens", "icgt.config.preset('grid', num_sequences=100000)", "ConfigError",
+    Case("too many tokens", "icgt.study.config.preset('grid', num_sequences=100000)", "ConfigError",
          r"num_sequences x sequence_length = 140000000 tokens; expected at most"),
     Case("invalid TOML", """
         import pathlib, tempfile
         path = pathlib.Path(tempfile.mkdtemp()) / "bad.toml"; path.write_text("preset = grid = 3")
-        icgt.config.load_toml(path)""", "ValueError", r"is not valid TOML"),
-    Case("a TOML file that is not there", "icgt.config.load_toml('/no/such/config.toml')", "FileNotFoundError",
+        icgt.study.config.load_toml(path)""", "ValueError", r"is not valid TOML"),
+    Case("a TOML file that is not there", "icgt.study.config.load_toml('/no/such/config.toml')", "FileNotFoundError",
          r"experiment config '/no/such/config.toml' does not exist"),
-    Case("a config that is not a table", "icgt.config.from_dict([1, 2])", "ConfigError",
+    Case("a config that is not a table", "icgt.study.config.from_dict([1, 2])", "ConfigError",
          r"expected a table of settings, got list"),
     Case("a TOML file that is not UTF-8", """
         import pathlib, tempfile
         path = pathlib.Path(tempfile.mkdtemp()) / "latin1.toml"; path.write_bytes(b'preset = "grid"\\nseq\\xf4 = 1\\n')
-        icgt.config.load_toml(path)""", "ValueError", r"is not UTF-8 text \(byte \d+\); TOML files are UTF-8"),
-    Case("a preset name with a line break", "icgt.config.from_dict({'preset': 'd\\nays'})", "ConfigError",
+        icgt.study.config.load_toml(path)""", "ValueError", r"is not UTF-8 text \(byte \d+\); TOML files are UTF-8"),
+    Case("a preset name with a line break", "icgt.study.config.from_dict({'preset': 'd\\nays'})", "ConfigError",
          r"unknown preset 'd\\nays'"),
-    Case("a model under a user that does not exist", "icgt.config.preset('grid', model='~nosuchuser/model.gguf')",
+    Case("a model under a user that does not exist", "icgt.study.config.preset('grid', model='~nosuchuser/model.gguf')",
          "ConfigError", r"model '~nosuchuser/model.gguf' is neither a built-in model"),
     Case("a custom graph with a node id far beyond its words",
-         "icgt.config.from_dict({'graph': 'custom', 'edges': [[0, 99999991]]})", "ConfigError",
+         "icgt.study.config.from_dict({'graph': 'custom', 'edges': [[0, 99999991]]})", "ConfigError",
          r"edge list 'edges' of \[node, node\] pairs with nodes 0 to 9999"),
 ]
 
@@ -419,7 +419,7 @@ COMMAND_LINE = [
          r"output '.*' is a file; expected a folder"),
     Case("a read-only output folder", """
         import tempfile
-        import icgt.aggregate, icgt.cli, icgt.config, icgt.experiment, icgt.report  # imported before giving up root, which could not read them
+        import icgt.study.aggregate, icgt.cli, icgt.study.config, icgt.study.sweep, icgt.report  # imported before giving up root, which could not read them
         output = tempfile.mkdtemp() + "/runs"; os.makedirs(output, mode=0o555)
         os.chmod(os.path.dirname(output), 0o755)
         if os.geteuid() == 0:
@@ -431,7 +431,7 @@ COMMAND_LINE = [
         output = tempfile.mkdtemp()
         shutil.copytree(os.environ['RUN'], output + '/smollm2-135m-grid')
         record = json.load(open(output + '/smollm2-135m-grid/run.json'))
-        record['config'] = icgt.config.preset('grid', sequence_length=300).to_dict()
+        record['config'] = icgt.study.config.preset('grid', sequence_length=300).to_dict()
         json.dump(record, open(output + '/smollm2-135m-grid/run.json', 'w'))
     """ + cli("run", "--preset", "grid", "--set", "sequence_length=250", "--set", "null_permutations=7", "--output",
               "__OUTPUT__").replace("'__OUTPUT__'", "output"), "ValueError",

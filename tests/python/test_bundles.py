@@ -13,10 +13,10 @@ import torch
 from helpers import real_model_missing, save_checkpoint, tiny_llama, tiny_qwen2, tiny_tokenizer
 
 import icgt
-from icgt import bundles
-from icgt.bundles import builtin_source, bundle_for, read_bundle_config, read_bundle_file, resolve
+from icgt.models import bundles
+from icgt.models.bundles import builtin_source, bundle_for, read_bundle_config, read_bundle_file, resolve
 from icgt.files import sha256_of, sha256_of_parts
-from icgt.hf_checkpoint import HFCheckpoint, config_from_transformers
+from icgt.models.hf_checkpoint import HFCheckpoint, config_from_transformers
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_extra_files_read_without_loading_equal_what_torch_jit_load_gives(checkp
 
 
 def test_a_sharded_checkpoint_gives_the_same_model(checkpoint, tmp_path):
-    from icgt.export import load_model
+    from icgt.models.export import load_model
 
     sharded = tmp_path / "sharded"
     tiny_llama().save_pretrained(sharded, max_shard_size="40KB")
@@ -119,7 +119,7 @@ def test_the_gemma3_parts_are_reassembled_once(tmp_path):
 
 EXPORT_MEMORY = """
 import sys
-from icgt import bundles
+from icgt.models import bundles
 
 def rss_mib():
     with open("/proc/self/status") as status:

@@ -8,7 +8,7 @@ import sys
 import pytest
 from helpers import randomise, save_checkpoint, tiny_tokenizer
 
-from icgt.bundles import read_bundle_config
+from icgt.models.bundles import read_bundle_config
 from icgt.cli import main
 
 
@@ -69,10 +69,19 @@ def test_python_dash_m_icgt_runs_the_command_line():
 
 
 def test_the_help_names_the_real_presets_and_dtypes():
-    from icgt import catalog, cli, config, export
+    from icgt.models import catalog, export
+    from icgt.study import presets
 
-    assert sorted(cli.PRESET_NAMES) == sorted(config.PRESETS)
+    result = subprocess.run([sys.executable, "-m", "icgt", "run", "--help"], capture_output=True, text=True)
+    assert all(name in " ".join(result.stdout.split()) for name in presets.PRESETS), result.stdout
     assert sorted(catalog.DTYPE_NAMES) == sorted(export.DTYPES)
+
+
+def test_the_presets_are_plain_data_that_load_neither_torch_nor_the_core():
+    code = ("import sys, icgt.study.presets, icgt.cli; "
+            "print(sorted(name for name in ('torch', 'icgt._icgt') if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
 
 
 def test_an_unknown_preset_is_an_argparse_error(capsys):

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from synthetic_run import write_synthetic_run
 
-from icgt.aggregate import aggregate_runs, run_numbers
-from icgt.run_folder import load_run
+from icgt.study.aggregate import aggregate_runs, run_numbers
+from icgt.study.run_folder import load_run
 
 SCRIPT = Path(__file__).parents[2] / "examples" / "compare_sweeps.py"
 

@@ -3,7 +3,7 @@
 import pytest
 
 import icgt
-from icgt import config
+from icgt.study import config
 
 
 def test_presets_follow_the_protocol():

@@ -75,13 +75,13 @@ def example_globals(tmp_path_factory):
 @pytest.fixture(scope="module")
 def smollm2_gguf(smollm2_bundle):
     """The path of SmolLM2's GGUF file."""
-    return str(icgt.bundles.builtin_source("smollm2-135m").path)
+    return str(icgt.models.bundles.builtin_source("smollm2-135m").path)
 
 
 @pytest.fixture(scope="module")
 def gguf_file(smollm2_gguf):
     """SmolLM2's GGUF file, open (as in GGUFFile's example), for the examples of its methods."""
-    from icgt.gguf_checkpoint import GGUFFile
+    from icgt.models.gguf_checkpoint import GGUFFile
 
     return GGUFFile(smollm2_gguf)
 

@@ -12,7 +12,8 @@ import scipy.linalg
 from sklearn.decomposition import PCA
 
 import icgt
-from icgt import experiment
+from icgt.study import compute, run_store
+from icgt.study.executors import local
 
 SHORT = {"preset": "grid", "model": "smollm2-135m", "num_sequences": 4, "sequence_length": 200,
          "layers": [2, 15, 29], "energy_window": 20, "pca_window": 100, "null_permutations": 200,
@@ -146,7 +147,7 @@ def test_every_other_preset_runs_and_reports(preset, smollm2_bundle, real_cache,
     summary = json.loads((folder / "report" / "summary.json").read_text())
     figures = {"pca", "energy_accuracy", "alignment"} | ({"days"} if preset == "days" else set())
     assert {image.stem for image in (folder / "report").glob("*.png")} == figures
-    assert summary["graph"] == ("days" if preset == "days" else icgt.config.preset(preset).graph)
+    assert summary["graph"] == ("days" if preset == "days" else icgt.study.config.preset(preset).graph)
     if preset == "days":
         assert summary["weekly_circle_pcs"] in ("PC1-2", "PC3-4")
         assert len(summary["final_ring_alignment_by_pc_pair"]) == 2
@@ -161,7 +162,7 @@ def test_complete_runs_are_kept_and_interrupted_ones_leave_nothing(run, monkeypa
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment, "analyse", interrupted)
+    monkeypatch.setattr(compute, "analyse", interrupted)
     with pytest.raises(KeyboardInterrupt):
         icgt.run_experiment({**SHORT, "seed": 5}, output=tmp_path, progress=False)
     assert visible(tmp_path) == []
@@ -185,7 +186,7 @@ def test_bad_configs_end_with_one_message_and_no_output(change, error, message, 
 def test_an_output_folder_that_is_not_a_run_is_refused(tmp_path):
     (tmp_path / "smollm2-135m-grid").mkdir()
     (tmp_path / "smollm2-135m-grid" / "notes.txt").write_text("mine")
-    with pytest.raises(experiment.NotAnIcgtRunError, match="exists and is not an icgt run"):
+    with pytest.raises(run_store.NotAnIcgtRunError, match="exists and is not an icgt run"):
         icgt.run_experiment(SHORT, output=tmp_path, progress=False)
     assert visible(tmp_path) == ["smollm2-135m-grid"]
 
@@ -201,6 +202,6 @@ def test_command_line_errors_and_interrupts(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment, "run_experiment", interrupted)
+    monkeypatch.setattr(local, "compute_run", interrupted)
     assert cli.main(["run", "--preset", "ring", "--output", "unused"]) == 130
     assert "run the same command again to resume" in capsys.readouterr().err

@@ -15,8 +15,8 @@ import pytest
 import torch
 from helpers import max_relative_error, randomise, reference_outputs
 
-from icgt.export import load_model
-from icgt.gguf_checkpoint import GGUFFile
+from icgt.models.export import load_model
+from icgt.models.gguf_checkpoint import GGUFFile
 
 HIDDEN, HEADS, KV_HEADS, LAYERS, VOCAB = 64, 4, 2, 2, 96
 HEAD_DIM = HIDDEN // HEADS

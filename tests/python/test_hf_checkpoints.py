@@ -13,7 +13,7 @@ import torch
 from helpers import max_relative_error, randomise, reference_outputs, save_checkpoint, tiny_tokenizer
 
 import icgt
-from icgt.export import export_bundle
+from icgt.models.export import export_bundle
 
 # Per position, ||icgt - transformers|| / ||transformers|| (float32). Measured: 0 (bit-identical)
 # against transformers' default attention (SDPA; eager for Gemma 2), also in bfloat16.

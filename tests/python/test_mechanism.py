@@ -15,8 +15,8 @@ import torch
 from toy_bundle import save_bundle
 
 import icgt
-from icgt import mechanism
-from icgt.models import CausalLM, ModelConfig
+from icgt.study import mechanism
+from icgt.models.scriptable import CausalLM, ModelConfig
 
 VOCAB = 12
 HIDDEN = 2 * VOCAB + 2  # current token, previous token (written by block 0), a constant, an output slot
@@ -72,7 +72,7 @@ def circuit(tmp_path_factory):
 
 
 def test_the_hand_set_heads_are_ranked_first(circuit):
-    config = icgt.config.from_dict({"graph": "ring", "graph_size": [4], "words": list("abcd"), "score_length": 8,
+    config = icgt.study.config.from_dict({"graph": "ring", "graph_size": [4], "words": list("abcd"), "score_length": 8,
                                     "score_sequences": 6})
     previous, induction = mechanism.head_scores(circuit, config)
     assert np.unravel_index(previous.argmax(), previous.shape) == (0, 0) and previous[0, 0] > 0.9

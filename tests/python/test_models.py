@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import icgt
-from icgt.models import FORMAT_VERSION, CausalLM, ModelConfig, rope_inverse_frequencies
-from icgt.models.layers import attention_mask
+from icgt.models.scriptable import FORMAT_VERSION, CausalLM, ModelConfig, rope_inverse_frequencies
+from icgt.models.scriptable.layers import attention_mask
 
 
 def random_model(architecture: str, **overrides) -> CausalLM:
@@ -167,7 +167,7 @@ def test_fused_projections_compute_what_the_separate_ones_do(architecture):
 
 
 def test_float32_norms_are_the_explicit_formula_bit_for_bit():
-    from icgt.models.layers import GemmaRMSNorm, RMSNorm
+    from icgt.models.scriptable.layers import GemmaRMSNorm, RMSNorm
 
     x = torch.randn(4, 7, 64, generator=torch.Generator().manual_seed(5)) * 3
     for norm in (RMSNorm(64, 1e-6, torch.float32), GemmaRMSNorm(64, 1e-6, torch.float32)):

@@ -38,7 +38,7 @@ def loaded_after(code: str) -> dict[str, bool]:
 
 
 def test_the_report_imports_without_torch_or_the_compiled_core():
-    loaded = loaded_after("import icgt.report, icgt.plots, icgt.run_folder")
+    loaded = loaded_after("import icgt.report, icgt.report.plots, icgt.study.run_folder")
     assert loaded == {"torch": False, "icgt._icgt": False, "transformers": False, "matplotlib": True}
 
 
@@ -54,7 +54,7 @@ def test_import_icgt_is_light_and_its_names_load_on_first_use():
         grid = icgt.Graph.square_grid(4, 4)
         assert icgt.Graph.from_networkx(grid.to_networkx()).num_edges == 24
         from icgt import ActivationProbe, WalkSampler, bundle_for, load_tokenizer, PROTOCOL_WORDS
-        assert icgt.bundles.BUILTIN_MODELS == icgt.BUILTIN_MODELS
+        assert icgt.models.bundles.BUILTIN_MODELS == icgt.BUILTIN_MODELS
         assert {"Graph", "bundles", "run_experiment"} <= set(dir(icgt))
     """)
     assert loaded["torch"] and loaded["icgt._icgt"] and not loaded["transformers"]
@@ -63,7 +63,7 @@ def test_import_icgt_is_light_and_its_names_load_on_first_use():
 @pytest.mark.parametrize("first_import", [
     "from icgt._icgt import Graph",        # the core itself, not through the package root
     "import icgt._icgt as core; Graph = core.Graph",
-    "from icgt.config import Graph",       # a module that imports the core
+    "from icgt.study.config import Graph",       # a module that imports the core
 ])
 def test_the_core_gets_torch_first_and_graph_its_networkx_conversions_however_it_is_imported(first_import):
     # Without torch imported first the core would crash (LibTorch's Python types missing).
@@ -120,7 +120,7 @@ def test_without_transformers_bundles_run(tmp_path):
 
     bundle = write_toy_bundles(tmp_path)
     loaded = loaded_after(BLOCK_TRANSFORMERS + f"""
-import icgt, icgt.experiment, icgt.export, icgt.bundles
+import icgt, icgt.study.sweep, icgt.models.export, icgt.models.bundles
 probe = icgt.ActivationProbe({str(bundle)!r}, device="cpu")
 assert probe.run(probe.to_tokens(" w1 w2"), layers=[0]).residuals.shape[:3] == (1, 1, 3)
 """)
@@ -135,7 +135,7 @@ def test_without_transformers_export_says_which_extra_to_install(tmp_path):
     result = fresh(BLOCK_TRANSFORMERS + f"""
 from icgt.cli import main
 from icgt.extras import MissingExtraError
-from icgt.tokens import tokenizer_json_of_source
+from icgt.models.tokens import tokenizer_json_of_source
 try:
     tokenizer_json_of_source({str(tmp_path / 'model.gguf')!r})
     raise AssertionError("no error")

@@ -12,7 +12,7 @@ from test_hf_checkpoints import CONFIGURATIONS
 from toy_bundle import write_toy_bundles
 
 import icgt
-from icgt.export import export_bundle
+from icgt.models.export import export_bundle
 
 TOLERANCE = 1e-5
 LENGTH = 40

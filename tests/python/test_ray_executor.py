@@ -21,14 +21,15 @@ import numpy as np
 import pytest
 
 # Before ray is first imported: Ray then takes 127.0.0.1 as this node's address, so that the cluster
-# listens on the loopback interface only (icgt.ray_executor.import_ray does the same).
+# listens on the loopback interface only (icgt.study.ray_executor.import_ray does the same).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (scripts/setup installs it)")
 
 import icgt  # noqa: E402
-from icgt import config as configs  # noqa: E402
-from icgt.experiment import OtherConfigRunError, SweepError, run_sweep  # noqa: E402
-from icgt.ray_executor import RayExecutor, as_ray_executor  # noqa: E402
+from icgt.study import config as configs  # noqa: E402
+from icgt.study.executors import LocalExecutor, RayExecutor, SweepError, as_executor, executor_from_settings  # noqa: E402
+from icgt.study.run_store import OtherConfigRunError  # noqa: E402
+from icgt.study.sweep import run_sweep  # noqa: E402
 from toy_bundle import save_bundle, toy_model  # noqa: E402
 
 #: The toy model's single-token words " w0" ... " w15": the grid's 16 nodes, the ring's 10.
@@ -235,11 +236,12 @@ def test_an_address_where_no_cluster_answers_is_one_line_at_once(toy, tmp_path):
 
 def test_a_malformed_address_or_executor_is_refused_before_anything_runs(toy, tmp_path):
     with pytest.raises(configs.ConfigError, match=r"address '10.0.0.1:port' is not 'auto', 'host:port' or 'ray://"):
-        configs.sweep_settings({"executor": "ray", "address": "10.0.0.1:port"})
-    with pytest.raises(ValueError, match="executor 'dask' is unknown; expected 'local', 'ray' or an icgt.ray_executor"):
+        executor_from_settings({"executor": "ray", "address": "10.0.0.1:port"})
+    with pytest.raises(ValueError, match=r"executor 'dask' is unknown; expected one of \['local', 'ray'\] or an executor"):
         run_sweep(sweep_configs(toy, presets=("grid",), seeds=(0,)), tmp_path, progress=False, executor="dask")
     assert visible(tmp_path) == []
-    assert as_ray_executor("ray") == RayExecutor() and as_ray_executor(RayExecutor(cpus_per_run=2)).cpus_per_run == 2
+    assert as_executor("ray") == RayExecutor() and as_executor(RayExecutor(cpus_per_run=2)).cpus_per_run == 2
+    assert as_executor("local") == LocalExecutor()
 
 
 def test_without_ray_the_error_names_the_extra(toy, tmp_path):
@@ -253,10 +255,10 @@ def test_without_ray_the_error_names_the_extra(toy, tmp_path):
     assert result.stderr.count("\n") == 1
 
 
-def test_sweep_settings_come_from_flags_then_the_environment_then_the_config_file(tmp_path, monkeypatch):
+def test_the_executor_comes_from_flags_then_the_environment_then_the_config_file(tmp_path, monkeypatch):
     import argparse
 
-    from icgt.cli import _sweep_settings, add_run_command
+    from icgt.cli import _executor, add_run_command
 
     parser = argparse.ArgumentParser(prog="icgt")
     add_run_command(parser.add_subparsers())
@@ -264,16 +266,16 @@ def test_sweep_settings_come_from_flags_then_the_environment_then_the_config_fil
     toml.write_text('preset = "ring"\n[sweep]\nexecutor = "ray"\naddress = "10.0.0.1:6379"\ncpus_per_run = 2\n')
     monkeypatch.delenv("ICGT_EXECUTOR", raising=False)
     monkeypatch.delenv("ICGT_RAY_ADDRESS", raising=False)
-    from_file = _sweep_settings(parser.parse_args(["run", "--config", str(toml)]))
-    assert (from_file.executor, from_file.address, from_file.cpus_per_run) == ("ray", "10.0.0.1:6379", 2)
+    from_file = _executor(parser.parse_args(["run", "--config", str(toml)]))
+    assert (type(from_file), from_file.address, from_file.cpus_per_run) == (RayExecutor, "10.0.0.1:6379", 2)
     assert configs.load_toml(toml).preset == "ring"  # the [sweep] table is no part of the experiment
     monkeypatch.setenv("ICGT_RAY_ADDRESS", "auto")
-    assert _sweep_settings(parser.parse_args(["run", "--config", str(toml)])).address == "auto"
-    flagged = _sweep_settings(parser.parse_args(["run", "--config", str(toml), "--address", "ray://head:10001",
+    assert _executor(parser.parse_args(["run", "--config", str(toml)])).address == "auto"
+    flagged = _executor(parser.parse_args(["run", "--config", str(toml), "--address", "ray://head:10001",
                                                  "--cpus-per-run", "0.5"]))
-    assert (flagged.executor, flagged.address, flagged.cpus_per_run) == ("ray", "ray://head:10001", 0.5)
-    assert _sweep_settings(parser.parse_args(["run", "--config", str(toml), "--executor", "local"])).executor == "local"
-    assert _sweep_settings(parser.parse_args(["run"])).executor == "local"
+    assert (type(flagged), flagged.address, flagged.cpus_per_run) == (RayExecutor, "ray://head:10001", 0.5)
+    assert _executor(parser.parse_args(["run", "--config", str(toml), "--executor", "local"])) == LocalExecutor()
+    assert _executor(parser.parse_args(["run"])) == LocalExecutor()
 
 
 def test_sweep_setting_errors_say_what_is_wrong(capsys, tmp_path):
@@ -293,7 +295,7 @@ def test_the_errors_of_a_run_reach_the_driver_whole():
     """A worker's exception is pickled to the driver: icgt's own keep what they carry."""
     import pickle
 
-    from icgt.tokens import SplitWordsError
+    from icgt.models.tokens import SplitWordsError
 
     error = pickle.loads(pickle.dumps(configs.ConfigError(["layers [50] do not exist", "seed is bad"])))
     assert error.problems == ["layers [50] do not exist", "seed is bad"]

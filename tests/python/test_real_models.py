@@ -18,7 +18,7 @@ import torch
 from helpers import BUNDLE_FIXTURES, max_relative_error, reference_outputs
 
 import icgt
-from icgt.tokens import DEFAULT_WORDS
+from icgt.models.tokens import DEFAULT_WORDS
 
 # Per position, ||icgt - transformers|| / ||transformers||, float32, every hidden state and the
 # logits. Measured: 0 (bit-identical) for all three models with torch 2.13 / transformers 5.24.

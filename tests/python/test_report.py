@@ -1,4 +1,4 @@
-"""icgt.run_folder, icgt.plots and icgt.report on synthetic run folders with planted answers."""
+"""icgt.study.run_folder, icgt.report.plots and icgt.report on synthetic run folders with planted answers."""
 
 import json
 import re
@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from icgt import plots, report
-from icgt.run_folder import Run, energy_minimum, load_run, steepest_rise
-from icgt.verdict import judge
+from icgt import report
+from icgt.report import plots
+from icgt.study.curves import energy_minimum, steepest_rise
+from icgt.study.run_folder import Run, load_run
+from icgt.report.verdict import judge
 from synthetic_run import (ACCURACY_RISE_AT, ENERGY_MINIMUM_AT, FINAL_ACCURACY, NUM_LAYERS, run_info, results,
                            write_run, write_synthetic_run)
 

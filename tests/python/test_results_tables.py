@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from icgt.aggregate import run_numbers
-from icgt.run_folder import load_run
+from icgt.study.aggregate import run_numbers
+from icgt.study.run_folder import load_run
 
 from synthetic_run import write_synthetic_run
 
@@ -51,8 +51,8 @@ def test_seeds_controls_days_ring_and_mechanism_tables(tmp_path):
     from synthetic_run import write_intervention_run
     from test_study_design import harmonic_overlaps
 
-    from icgt.aggregate import aggregate_runs
-    from icgt.config import DAYS_RING_ORDER
+    from icgt.study.aggregate import aggregate_runs
+    from icgt.study.config import DAYS_RING_ORDER
 
     sweep = tmp_path / "sweep"
     seeded = [write_synthetic_run(sweep / f"grid-seed{seed}", "grid", seed=seed) for seed in range(3)]

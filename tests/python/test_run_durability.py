@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from icgt.run_folder import load_run
+from icgt.study.run_folder import load_run
 
 SETTINGS = ["--preset", "grid", "--set", "num_sequences=3", "--set", "sequence_length=150", "--set", "layers=[2,20]",
             "--set", "pca_window=60", "--set", "bootstrap=20", "--quiet"]

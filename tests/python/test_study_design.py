@@ -13,8 +13,9 @@ from scipy import stats
 from synthetic_run import ACCURACY_RISE_AT, EARLY_ENERGY_CHANGE, write_synthetic_run
 
 import icgt
-from icgt import aggregate, change_points
-from icgt.config import DAY_NAMES, DAYS_RING_ORDER
+from icgt.study import aggregate
+from icgt.study import curves as change_points
+from icgt.study.config import DAY_NAMES, DAYS_RING_ORDER
 
 
 def harmonic_overlaps(ring_order):
@@ -132,9 +133,9 @@ def test_controls_run_end_to_end(control, smollm2_bundle, real_cache, tmp_path, 
 
 
 def test_the_seed_bands_equal_scipy_and_the_figure_draws_them(seeded_runs, tmp_path):
-    from icgt.plots import seeds_figure
+    from icgt.report.plots import seeds_figure
     from icgt.report import write_seeds_figure
-    from icgt.run_folder import load_run
+    from icgt.study.run_folder import load_run
 
     values = np.array([[0.2, 0.5, np.nan], [0.3, 0.7, 1.0], [0.4, 0.6, np.nan]])
     mean, half = aggregate.t_band(values)

@@ -7,8 +7,8 @@ from helpers import BUNDLE_FIXTURES, tiny_tokenizer
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 import icgt
-from icgt.bundles import read_bundle_file
-from icgt.tokens import (DAY_NAMES, DEFAULT_WORDS, PROTOCOL_WORDS, SPARE_NOUNS, SplitWordsError,
+from icgt.models.bundles import read_bundle_file
+from icgt.models.tokens import (DAY_NAMES, DEFAULT_WORDS, PROTOCOL_WORDS, SPARE_NOUNS, SplitWordsError,
                          concept_token_ids, substitute_split_words, surface_bytes, vocabulary_hex)
 
 REAL_MODELS = ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-1.5b"]

@@ -22,7 +22,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from icgt.models import FORMAT_VERSION, CausalLM, ModelConfig
+from icgt.models.scriptable import FORMAT_VERSION, CausalLM, ModelConfig
 
 VOCAB = [f" w{i}".encode() for i in range(44)] + ["é".encode(), b"\n", b" twin", b" twin", b"\\", b""]
 HIDDEN, HEADS, KV_HEADS, LAYERS = 16, 4, 2, 3

@@ -1,6 +1,7 @@
-"""icgt's own scriptable Llama, Qwen2, Gemma 2 and Gemma 3 definitions (see docs/architecture.md)."""
+"""Models: GGUF files and checkpoint folders read into icgt's own scriptable definitions
+(``scriptable``, one module per architecture in ``architectures``), exported as bundles (``export``,
+``bundles``); the built-in models (``catalog``) and their concept words (``words``, ``tokens``).
 
-from .config import ModelConfig, rope_inverse_frequencies
-from .model import FORMAT_VERSION, CausalLM
-
-__all__ = ["FORMAT_VERSION", "CausalLM", "ModelConfig", "rope_inverse_frequencies"]
+Importing this package loads nothing heavy: the catalog and the word lists serve the command line and
+the report without torch.
+"""

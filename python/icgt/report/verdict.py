@@ -5,8 +5,8 @@ Like the rest of the report it uses numpy only. The thresholds are module consta
 reason for its value; docs/report.md lists them. "Late" is the last tenth of the context, as in the
 key numbers.
 
->>> from icgt.run_folder import load_run
->>> from icgt.verdict import judge
+>>> from icgt.study.run_folder import load_run
+>>> from icgt.report.verdict import judge
 >>> print(judge(load_run(grid_run)).sentences[0])   # doctest: +ELLIPSIS
 toy-8-layers follows the graph: at the end of the context it puts 93% of its probability over the node words on valid next nodes (uniform guessing: 20%) and 88% of all its probability; ...
 """
@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .run_folder import Run, log_bins
+from ..study.curves import log_binned, nanmean, onset, spans
+from ..study.run_folder import Run
 
 #: Following the graph is judged on the renormalised accuracy as a skill score, (accuracy - chance) /
 #: (1 - chance), where chance is uniform guessing over the node words (degree / n): 0 is guessing, 1 is
@@ -71,8 +72,8 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (block numbers as string keys, as JSON writes them).
 
-        >>> from icgt.run_folder import load_run
-        >>> from icgt.verdict import judge
+        >>> from icgt.study.run_folder import load_run
+        >>> from icgt.report.verdict import judge
         >>> values = judge(load_run(grid_run)).to_dict()
         >>> values["follows"], values["late_alignment_by_block"]["7"] > 0.7
         ('yes', True)
@@ -87,8 +88,8 @@ def judge(run: Run, layer: int | None = None) -> Verdict:
     """The verdict of ``run``; ``layer`` (default: :meth:`Run.default_layer`) is the block whose energy
     minimum and days-of-week numbers the sentences quote.
 
-    >>> from icgt.run_folder import load_run
-    >>> from icgt.verdict import judge
+    >>> from icgt.study.run_folder import load_run
+    >>> from icgt.report.verdict import judge
     >>> verdict = judge(load_run(grid_run))
     >>> verdict.follows, verdict.shape, verdict.shaped_blocks
     ('yes', 'yes', [7])
@@ -120,7 +121,7 @@ def _following(run: Run) -> tuple[str, float | None, int | None, str]:
     chance = run.chance_accuracy_renormalized()
     skill = (renormalized_late - chance) / (1 - chance) if chance < 1 else 0.0
     bin_positions, binned, _ = run.binned_accuracy(renormalized=True, bins_per_doubling=ONSET_BINS_PER_DOUBLING)
-    onset = _onset(bin_positions, (binned - chance) / (1 - chance) if chance < 1 else binned, FOLLOWS_SKILL)
+    onset = onset(bin_positions, (binned - chance) / (1 - chance) if chance < 1 else binned, FOLLOWS_SKILL)
     numbers = (f"at the end of the context it puts {_percent(renormalized_late)} of its probability over the node "
                f"words on valid next nodes (uniform guessing: {_percent(chance)}) and {_percent(full)} of all its "
                "probability")
@@ -174,12 +175,12 @@ def _shape(run: Run, verdict: Verdict) -> str:
     if shaped.size:
         verdict.shape = "yes"
         verdict.shaped_blocks = [int(blocks[index]) for index in shaped]
-        bin_positions, mean_curve = _binned(positions, _nanmean_rows(alignment[shaped]))
-        verdict.shape_onset = _onset(bin_positions, mean_curve, SHAPED_ALIGNMENT)
+        bin_positions, _, mean_curve = log_binned(positions, nanmean(alignment[shaped]), ONSET_BINS_PER_DOUBLING)
+        verdict.shape_onset = onset(bin_positions, mean_curve, SHAPED_ALIGNMENT)
         when = (f", from about {verdict.shape_onset} tokens on" if verdict.shape_onset
                 else " late in the context")
         earlier = [f"{start}–{end}" if start != end else f"{start}"
-                   for start, end in _spans(bin_positions, mean_curve, SHAPED_ALIGNMENT)
+                   for start, end in spans(bin_positions, mean_curve, SHAPED_ALIGNMENT)
                    if verdict.shape_onset is None or end < verdict.shape_onset]
         if earlier:
             when += f" (and earlier, at {' and '.join(earlier)} tokens)"
@@ -233,7 +234,7 @@ def _peak(run: Run, positions: np.ndarray, alignment: np.ndarray) -> tuple[int, 
     the first bin of each curve left out (an edge: windows that hold a handful of tokens); None if none."""
     found = None
     for block, row in zip(run.layers, alignment):
-        bin_positions, values = _binned(positions, row)
+        bin_positions, _, values = log_binned(positions, row, ONSET_BINS_PER_DOUBLING)
         if values.size < 2:
             continue
         index = int(np.argmax(values[1:])) + 1
@@ -244,7 +245,7 @@ def _peak(run: Run, positions: np.ndarray, alignment: np.ndarray) -> tuple[int, 
 
 def _timing(run: Run, verdict: Verdict, layer: int | None) -> str | None:
     """The paper's ordering, tested on change points: does the energy of the cumulative class means
-    change before accuracy rises (icgt.change_points; the run's own estimate and a 95% interval over
+    change before accuracy rises (icgt.study.curves; the run's own estimate and a 95% interval over
     resamples of its sequences)?"""
     if verdict.follows == "no" or verdict.shape not in ("yes", "transient"):
         return None
@@ -270,7 +271,7 @@ def lag_summary(run: Run) -> dict:
     """The change points of the run (entry 0 of its bootstrap arrays), the lag log2(accuracy / energy)
     in doublings, and its 95% percentile interval over the resampled sequences (None where undefined).
 
-    >>> from icgt.run_folder import load_run
+    >>> from icgt.study.run_folder import load_run
     >>> timing = lag_summary(load_run(grid_run))
     >>> timing["block"], round(timing["lag_doublings"]), timing["lag_ci95"][0] < 2 < timing["lag_ci95"][1]
     (6, 2, True)
@@ -321,42 +322,6 @@ def _energy_z(run: Run) -> np.ndarray:
         return np.where(sd > 0, (run.arrays["energy"] - run.arrays["energy_null_mean"]) / sd, np.nan)
 
 
-def _binned(positions: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A curve averaged in log bins of context (finite values only): (first position of each bin, mean)."""
-    usable = np.isfinite(values) & (positions > 0)
-    if not usable.any():
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    kept_positions, kept = positions[usable], values[usable]
-    bin_of, num_bins = log_bins(kept_positions, ONSET_BINS_PER_DOUBLING)
-    occupied = np.flatnonzero(np.bincount(bin_of, minlength=num_bins))
-    firsts = np.array([kept_positions[bin_of == index][0] for index in occupied])
-    means = np.array([kept[bin_of == index].mean() for index in occupied])
-    return firsts, means
-
-
-def _onset(positions: np.ndarray, values: np.ndarray, threshold: float) -> int | None:
-    """The first position from which ``values`` stay at or above ``threshold`` to the end; None if the last
-    value is below it."""
-    finite = np.isfinite(values)
-    positions, values = positions[finite], values[finite]
-    if values.size == 0 or values[-1] < threshold:
-        return None
-    below = np.flatnonzero(values < threshold)
-    return int(positions[below[-1] + 1] if below.size else positions[0])
-
-
-def _spans(positions: np.ndarray, values: np.ndarray, threshold: float) -> list[tuple[int, int]]:
-    """(first, last) positions of each run of consecutive values at or above ``threshold``."""
-    spans: list[tuple[int, int]] = []
-    for position, value, previous in zip(positions, values, np.r_[-np.inf, values[:-1]]):
-        if value >= threshold:
-            if previous >= threshold and spans:
-                spans[-1] = (spans[-1][0], int(position))
-            else:
-                spans.append((int(position), int(position)))
-    return spans
-
-
 def _describe_blocks(run: Run, blocks: list[int]) -> str:
     """ "blocks 12-17 of 18, in the deep third" (icgt's 0-based numbering; ranges of consecutive blocks)."""
     ranges, start = [], None
@@ -377,13 +342,7 @@ def _describe_blocks(run: Run, blocks: list[int]) -> str:
 
 def _late_means(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """The mean of each row of [layers, snapshots] over the late snapshots (finite values; NaN if none)."""
-    return _nanmean_rows(values[:, _late(positions)].T)
-
-
-def _nanmean_rows(values: np.ndarray) -> np.ndarray:
-    """The mean over the first axis, of finite values only; NaN where there are none."""
-    counts = np.isfinite(values).sum(axis=0)
-    return np.where(counts > 0, np.nansum(values, axis=0) / np.maximum(counts, 1), np.nan)
+    return nanmean(values[:, _late(positions)].T)
 
 
 def _finite_mean(values: np.ndarray) -> float | None:

@@ -1,7 +1,7 @@
-"""The report of an icgt run: its verdict in words (icgt.verdict), its key numbers, and PNG figures with an
+"""The report of an icgt run: its verdict in words (icgt.report.verdict), its key numbers, and PNG figures with an
 index.html that shows them.
 
-Like ``icgt.plots`` and ``icgt.run_folder`` it uses only numpy and matplotlib, never the compiled
+Like ``icgt.report.plots`` and ``icgt.study.run_folder`` it uses only numpy and matplotlib, never the compiled
 core, so a report can be made wherever a run folder is copied.
 """
 
@@ -19,10 +19,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from . import plots
-from .files import write_atomically
-from .mechanism_report import FIGURE_CAPTIONS as MECHANISM_CAPTIONS
-from .mechanism_report import experiment_of, mechanism_figures, mechanism_summary
-from .run_folder import Run, energy_minimum, load_run, steepest_rise
+from ..files import write_atomically
+from .mechanism import FIGURE_CAPTIONS as MECHANISM_CAPTIONS
+from .mechanism import experiment_of, mechanism_figures, mechanism_summary
+from ..study.curves import energy_minimum, steepest_rise
+from ..study.run_folder import Run, load_run
 from .verdict import FOLLOWS_SKILL, SHAPED_ALIGNMENT, judge, lag_summary
 
 #: The report's figures, file stem → caption; "days" only for days-of-week runs.
@@ -53,7 +54,7 @@ def _as_run(run: Run | str | os.PathLike) -> Run:
 def summarize(run: Run | str | os.PathLike, layer: int | None = None) -> dict[str, Any]:
     """The verdict and key numbers of a run, JSON-ready (None where a number is undefined).
 
-    ``verdict`` holds the verdict's sentences (icgt.verdict.judge), ``follows_graph`` and
+    ``verdict`` holds the verdict's sentences (icgt.report.verdict.judge), ``follows_graph`` and
     ``graph_shape`` its levels. Energy, alignment and days numbers are for block ``layer`` (default:
     :meth:`Run.default_layer`); the energy minimum is also given for each third of the depth. Final
     accuracy is the mean over sequences and over the scored positions in the last tenth of the context.
@@ -188,7 +189,7 @@ def report_figures(run: Run | str | os.PathLike, layer: int | None = None) -> di
 
 
 def write_seeds_figure(run_folders: list[str | os.PathLike], path: str | os.PathLike) -> Path:
-    """Write :func:`icgt.plots.seeds_figure` of runs that differ only in their seed to ``path`` (PNG,
+    """Write :func:`icgt.report.plots.seeds_figure` of runs that differ only in their seed to ``path`` (PNG,
     atomically); ``icgt run --seeds N`` puts it beside aggregate.json as seeds.png.
 
     >>> from icgt.report import write_seeds_figure

@@ -1,9 +1,9 @@
-"""The report of a mechanism run (icgt.mechanism): a sentence that states the result, its numbers with
+"""The report of a mechanism run (icgt.study.mechanism): a sentence that states the result, its numbers with
 95% intervals, and figures. Like icgt.report it needs only numpy and matplotlib.
 
 Example:
-    >>> from icgt.mechanism_report import mechanism_summary
-    >>> from icgt.run_folder import load_run
+    >>> from icgt.report.mechanism import mechanism_summary
+    >>> from icgt.study.run_folder import load_run
     >>> summary = mechanism_summary(load_run(intervention_run))
     >>> summary["experiment"], len(summary["sentences"]) > 0
     ('intervention', True)
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from .plots import _context_length_axis, _new_figure
-from .run_folder import Run
+from .plots import context_length_axis, new_figure
+from ..study.run_folder import Run
 
 CONDITIONS = {"intervention": ("clean", "moved to the target", "random direction, same norm", "moved to its own place"),
               "subspace": ("plain", "class means' PC1-2 plane removed", "random plane removed")}
@@ -162,7 +162,7 @@ FIGURE_CAPTIONS = {
 
 
 def _intervention_figure(run: Run) -> Figure:
-    figure = _new_figure(10, 3.4)
+    figure = new_figure(10, 3.4)
     axes = figure.subplots(1, 3)
     for ax, name, title in zip(axes, ("mass", "top1", "top3"),
                                ("mass on the target's neighbours", "top node word is a neighbour", "one of top three is")):
@@ -176,7 +176,7 @@ def _intervention_figure(run: Run) -> Figure:
 
 
 def _head_scores_figure(run: Run) -> Figure:
-    figure = _new_figure(10, 3.6)
+    figure = new_figure(10, 3.6)
     axes = figure.subplots(1, 2)
     for ax, kind in zip(axes, ("previous_token", "induction")):
         image = ax.imshow(run.arrays[f"head_{kind}"].T, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis")
@@ -188,7 +188,7 @@ def _head_scores_figure(run: Run) -> Figure:
 
 
 def _head_ablations_figure(run: Run) -> Figure:
-    figure = _new_figure(6.5, 4)
+    figure = new_figure(6.5, 4)
     ax = figure.subplots()
     counts = run.arrays["head_counts"]
     late = np.array([[_late_accuracy(curve) for curve in row] for row in run.arrays["head_accuracy"]])
@@ -206,7 +206,7 @@ def _head_ablations_figure(run: Run) -> Figure:
 
 
 def _curves_figure(run: Run, name: str, labels: tuple[str, ...]) -> Figure:
-    figure = _new_figure(6.5, 4)
+    figure = new_figure(6.5, 4)
     ax = figure.subplots()
     positions = np.arange(1, run.arrays[name].shape[-1])
     bins = np.unique(np.round(np.geomspace(1, positions.max(), 30)).astype(int))
@@ -214,17 +214,17 @@ def _curves_figure(run: Run, name: str, labels: tuple[str, ...]) -> Figure:
         means = [np.nanmean(curve[low:high]) if np.isfinite(curve[low:high]).any() else np.nan
                  for low, high in zip(bins[:-1], bins[1:])]
         ax.plot(np.sqrt(bins[:-1] * bins[1:]), means, label=label)
-    _context_length_axis(ax)
+    context_length_axis(ax)
     ax.set_ylabel("accuracy (full vocabulary)")
     ax.legend(fontsize=8)
     return figure
 
 
 def _toy_figure(run: Run) -> Figure:
-    figure = _new_figure(6.5, 4)
+    figure = new_figure(6.5, 4)
     ax = figure.subplots()
     ax.plot(run.arrays["toy_alignment_positions"], run.arrays["toy_spectral_alignment"][0], color="tab:green")
-    _context_length_axis(ax)
+    context_length_axis(ax)
     ax.set_ylim(0, 1)
     ax.set_ylabel("alignment of the drawn PCs with z2, z3")
     return figure

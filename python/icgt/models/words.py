@@ -2,7 +2,7 @@
 
 Plain tuples with no dependencies, so that configs, tokens and reports can share them.
 
->>> from icgt.words import PROTOCOL_WORDS
+>>> from icgt.models.words import PROTOCOL_WORDS
 >>> PROTOCOL_WORDS[:4], len(PROTOCOL_WORDS)
 (('apple', 'bird', 'car', 'egg'), 30)
 """

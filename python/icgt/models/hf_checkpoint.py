@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from .extras import require
-from .models import ModelConfig
+from ..extras import require
+from .scriptable import ModelConfig
 
 SUPPORTED_MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "gemma2": "gemma2", "gemma3_text": "gemma3",
                          "gemma3": "gemma3"}

@@ -1,6 +1,6 @@
 """Every measurement of a run, from its residuals and the node tokens' probabilities (docs/run-format.md).
 
-The experiment driver (icgt.experiment) samples, runs the model and saves; this module measures.
+The experiment driver (icgt.study.sweep) samples, runs the model and saves; this module measures.
 Per captured layer the activations are read twice: once by ``EnergyMetrics.energy_over_context``,
 which gives the energy curve and, in the same pass, the class means of every other window setting
 (the energy snapshots' means for the null baseline, the PCA snapshots, the alignment snapshots and
@@ -10,7 +10,7 @@ the energy over sequences.
 The order of the changes (energy before accuracy?) is measured on cumulative class means (every
 token so far: a window that fits from the first tokens on) at positions spread geometrically from
 the first token, with the scale-invariant energy (whose mean under relabelling is exactly 1, so
-collapse cannot lower it), and change points from sigmoid fits in log context (icgt.change_points)
+collapse cannot lower it), and change points from sigmoid fits in log context (icgt.study.curves)
 for both accuracy variants; a bootstrap over sequences gives their spread.
 """
 
@@ -21,8 +21,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import config as configs
-from ._icgt import EnergyMetrics, Graph, RepresentationStats
-from .change_points import binned, change_point
+from .._icgt import EnergyMetrics, Graph, RepresentationStats
+from .curves import binned, change_point
 
 #: Snapshots of the cumulative (early-context) energy: this many positions, geometrically from 1.
 EARLY_SNAPSHOTS = 80

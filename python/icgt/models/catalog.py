@@ -3,7 +3,7 @@
 No dependencies beyond the standard library: the command line builds its help from these names and
 the report names models with them, neither of which should have to load torch.
 
->>> from icgt.catalog import describe_model
+>>> from icgt.models.catalog import describe_model
 >>> describe_model("gemma3-270m", dtype="torch.float32")
 'Gemma 3 270M, Q4_K_M GGUF, run in float32'
 """
@@ -26,7 +26,7 @@ BUILTIN_DESCRIPTIONS = {
 #: Short names for sentences ("SmolLM2-135M does not follow the graph").
 BUILTIN_SHORT_NAMES = {SMOLLM2: "SmolLM2-135M", GEMMA3: "Gemma 3 270M", QWEN25_CODER: "Qwen2.5-Coder-1.5B"}
 
-#: Weight dtypes a bundle can be exported in (icgt.export.DTYPES maps them to torch dtypes).
+#: Weight dtypes a bundle can be exported in (icgt.models.export.DTYPES maps them to torch dtypes).
 DTYPE_NAMES = ("bfloat16", "float32")
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import config as configs
-from ._icgt import AttentionScore, EnergyMetrics, Graph, HeadAblation, RepresentationStats
+from .._icgt import AttentionScore, EnergyMetrics, Graph, HeadAblation, RepresentationStats
 from .analysis import analyse
 
 #: The blocks an intervention or subspace ablation acts on: the last eighth of the model (the

@@ -13,15 +13,15 @@ import torch
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
-from ._version import __version__
+from .._version import __version__
 from .catalog import DTYPE_NAMES
-from .files import sha256_of, write_atomically
+from ..files import sha256_of, write_atomically
 from .gguf_checkpoint import GGUFFile
 from .hf_checkpoint import HFCheckpoint
-from .models import FORMAT_VERSION, CausalLM
+from .scriptable import FORMAT_VERSION, CausalLM
 from .tokens import tokenizer_json_of_source, vocabulary_hex
 
-#: The dtypes a bundle can hold, by name (the names are icgt.catalog.DTYPE_NAMES).
+#: The dtypes a bundle can hold, by name (the names are icgt.models.catalog.DTYPE_NAMES).
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 

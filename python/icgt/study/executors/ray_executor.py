@@ -5,9 +5,9 @@ complete to Ray, which schedules them over the cluster's nodes as their resource
 split so that a run's results and the output folder's guarantees are those of a local sweep:
 
 - the driver (the process that runs the sweep) resolves and checks the configs, exports each bundle
-  once, takes each run's lock and checks what its folder holds (icgt.experiment's ``_run_lock`` and
-  ``_reusable``), submits one task per run still to do, and writes each returned run into
-  ``<name>.partial``, renamed when whole (``_partial_folder``); it prints one progress bar over the
+  once, takes each run's lock and checks what its folder holds (icgt.study.run_store's ``run_lock`` and
+  ``check_reusable``), submits one task per run still to do, and writes each returned run into
+  ``<name>.partial``, renamed when whole (``partial_folder``); it prints one progress bar over the
   sweep and each run's summary as the run completes;
 - a task (on any worker of the cluster) finds the bundle (the driver's path when its node sees it,
   else a copy sent once through Ray's object store into the node's cache), computes the run with as
@@ -19,7 +19,7 @@ So the workers need no shared filesystem and never touch the output folder; a wo
 with its error while the others go on (SweepError at the end). Example, on a private Ray instance
 on this machine:
 
-    >>> from icgt.ray_executor import RayExecutor
+    >>> from icgt.study.executors import RayExecutor
     >>> folders = icgt.run_sweep(["grid", "ring"], "runs", executor=RayExecutor(cpus_per_run=1))  # doctest: +SKIP
 """
 
@@ -36,10 +36,13 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from . import config as configs
-from ._version import __version__
+from ..._version import __version__
+from .. import config as configs
+from ..compute import compute_run, run_bundle
+from ..run_store import check_reusable, partial_folder, run_lock, run_name, write_run
+from .base import SweepError
 
 #: A run's memory beyond its bundle and activations: the interpreter, torch and the compiled core.
 BASE_MEMORY = 512 * 2**20
@@ -51,30 +54,53 @@ POLL_S = 0.5
 
 @dataclass
 class RayExecutor:
-    """Runs a sweep's runs as Ray tasks (see the module's docstring); the fields are SweepSettings'.
+    """Runs a sweep's runs as Ray tasks (see the module's docstring). Its settings are its first five
+    fields, also the keys of a config file's ``[sweep]`` table and ``icgt run``'s flags.
 
     While and after run: ``attempts``, how many times each run's task started (above 1 where Ray
     retried it after a lost worker); ``running``, the runs whose task is running now.
     """
 
+    #: The Ray cluster: "auto", "host:port" or "ray://host:port"; None or empty means $ICGT_RAY_ADDRESS,
+    #: else $RAY_ADDRESS if set, else a private Ray instance on this machine.
     address: str | None = None
-    cpus_per_run: float = 1
-    gpus_per_run: float = 1
+    #: CPUs each run asks Ray for; its torch threads are as many (at least one).
+    cpus_per_run: int | float = 1
+    #: GPUs each run on a GPU asks Ray for (a fraction shares one GPU between runs).
+    gpus_per_run: int | float = 1
+    #: Times Ray runs a task again after its worker or node was lost (not after an error in the run).
     max_retries: int = 3
+    #: Send each bundle to the workers through Ray's object store even when they could read the
+    #: driver's path (without it, it is sent only to nodes that cannot).
     ship_bundles: bool = False
     attempts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     running: set[str] = field(default_factory=set, init=False, repr=False)
 
-    @classmethod
-    def from_settings(cls, settings: configs.SweepSettings) -> RayExecutor:
-        """The executor of a sweep's settings (a config file's [sweep] table, icgt run's flags).
+    #: The settings and their types, as a ``[sweep]`` table gives them.
+    SETTINGS: ClassVar[dict[str, Any]] = {"address": str, "cpus_per_run": int | float, "gpus_per_run": int | float,
+                                          "max_retries": int, "ship_bundles": bool}
 
-        >>> RayExecutor.from_settings(icgt.config.sweep_settings({"executor": "ray", "cpus_per_run": 2}))
-        RayExecutor(address=None, cpus_per_run=2, gpus_per_run=1, max_retries=3, ship_bundles=False)
+    @classmethod
+    def settings_problems(cls, values: dict[str, Any]) -> list[str]:
+        """What is wrong with settings given as plain data (their types, then their values); empty when
+        nothing is.
+
+        >>> RayExecutor.settings_problems({"cpus_per_run": 0, "address": "10.0.0.1:port"})
+        ['cpus_per_run must be positive, got 0', "address '10.0.0.1:port' is not 'auto', 'host:port' or 'ray://host:port'"]
         """
-        return cls(address=settings.address or None, cpus_per_run=settings.cpus_per_run,
-                   gpus_per_run=settings.gpus_per_run, max_retries=settings.max_retries,
-                   ship_bundles=settings.ship_bundles)
+        problems = [problem for key, value in values.items()
+                    if (problem := configs.type_problem(key, value, cls.SETTINGS[key]))]
+        if problems:
+            return problems
+        for key in ("cpus_per_run", "gpus_per_run"):
+            if key in values and not values[key] > 0:
+                problems.append(f"{key} must be positive, got {values[key]}")
+        if values.get("max_retries", 0) < 0:
+            problems.append(f"max_retries must be 0 or more, got {values['max_retries']}")
+        address = values.get("address", "")
+        if address not in ("", "auto", "local") and None in ray_address_parts(address):
+            problems.append(f"address {address!r} is not 'auto', 'host:port' or 'ray://host:port'")
+        return problems
 
     def run(self, runs: list[configs.ExperimentConfig], output: Path, *, force: bool, progress: bool,
             on_run: Callable[[Path], None] | None) -> list[Path]:
@@ -88,21 +114,20 @@ class RayExecutor:
                 ray.shutdown()
 
 
-def as_ray_executor(executor: Any) -> RayExecutor:
-    """``executor`` as a RayExecutor: "ray" (default settings) or a RayExecutor; ValueError otherwise.
+def ray_address_parts(address: str) -> tuple[str | None, int | None]:
+    """The host and port of a Ray cluster's address ("host:port" or "ray://host:port"); None for a part
+    that is missing or not valid (a port that is no number, or out of range).
 
-    >>> as_ray_executor("ray").max_retries
-    3
-    >>> as_ray_executor("dask")
-    Traceback (most recent call last):
-    ...
-    ValueError: executor 'dask' is unknown; expected 'local', 'ray' or an icgt.ray_executor.RayExecutor
+    >>> ray_address_parts("ray://head.cluster:10001"), ray_address_parts("10.0.0.1:port")
+    (('head.cluster', 10001), ('10.0.0.1', None))
     """
-    if isinstance(executor, RayExecutor):
-        return executor
-    if executor == "ray":
-        return RayExecutor()
-    raise ValueError(f"executor {executor!r} is unknown; expected 'local', 'ray' or an icgt.ray_executor.RayExecutor")
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"ray-gcs://{address}")
+    try:
+        return parts.hostname or None, parts.port
+    except ValueError:
+        return parts.hostname or None, None
 
 
 def import_ray(address: str | None = None):
@@ -113,7 +138,7 @@ def import_ray(address: str | None = None):
     RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is 0 as it is first imported (else it takes the machine's
     outward address, and a driver of a cluster bound to 127.0.0.1 would wait for ever for its node).
     """
-    from .extras import require
+    from ...extras import require
 
     target = _cluster_address(address)
     if "ray" not in sys.modules and (target in (None, "local") or _is_loopback(target)):
@@ -122,7 +147,7 @@ def import_ray(address: str | None = None):
 
 
 def _is_loopback(address: str) -> bool:
-    return address != "auto" and configs.ray_address_parts(address)[0] in ("127.0.0.1", "localhost", "::1")
+    return address != "auto" and ray_address_parts(address)[0] in ("127.0.0.1", "localhost", "::1")
 
 
 def _cluster_address(address: str | None) -> str | None:
@@ -154,7 +179,7 @@ def connect(ray, address: str | None) -> bool:
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """ConnectionError unless something listens at address's host and port (Ray itself retries for minutes)."""
-    host, port = configs.ray_address_parts(address)
+    host, port = ray_address_parts(address)
     if not host or port is None:
         raise ValueError(f"Ray address {address!r} is not 'auto', 'host:port' or 'ray://host:port'")
     try:
@@ -193,8 +218,6 @@ class _Sweep:
 
     def __init__(self, ray, executor: RayExecutor, runs: list[configs.ExperimentConfig], output: Path,
                  force: bool, progress: bool, on_run: Callable[[Path], None] | None) -> None:
-        from .experiment import run_name
-
         self.ray, self.executor, self.runs, self.output = ray, executor, runs, output
         self.force, self.progress, self.on_run = force, progress, on_run
         self.folders: list[Path | None] = [None] * len(runs)
@@ -210,8 +233,6 @@ class _Sweep:
 
     def run(self) -> list[Path]:
         from tqdm.auto import tqdm
-
-        from .experiment import SweepError
 
         _allow_open_files(len(self.runs) + 64)  # one lock file per run in flight
         self.tracker = self.ray.remote(_Progress).options(num_cpus=0).remote()
@@ -248,8 +269,6 @@ class _Sweep:
 
     def _bundle(self, index: int) -> _Bundle:
         """The run's bundle, exported here on first use, once per model (and seed, for random_init)."""
-        from .experiment import run_bundle
-
         config = self.runs[index]
         key = (config.model, config.dtype, config.seed if config.control == "random_init" else None)
         if key not in self.bundles:
@@ -261,18 +280,16 @@ class _Sweep:
 
     def _start(self, index: int) -> bool:
         """Takes the run's lock and submits it, or finds it complete; False while another process holds it."""
-        from .experiment import _reusable, _run_lock
-
         if self.folders[index] is not None or self.names[index] in self.failures:
             return True
         folder = self.output / self.names[index]
         stack = ExitStack()
-        if not stack.enter_context(_run_lock(folder, False, wait=False)):
+        if not stack.enter_context(run_lock(folder, False, wait=False)):
             stack.close()
             return False
         self.locks[index] = stack
         try:
-            reusable = folder.exists() and _reusable(folder, self.runs[index], self.force)
+            reusable = folder.exists() and check_reusable(folder, self.runs[index], self.force)
         except ValueError as error:  # another process wrote another config's run there meanwhile
             self._fail(index, str(error))
             return True
@@ -297,8 +314,6 @@ class _Sweep:
 
     def _finish(self, index: int, ref) -> None:
         """Writes a returned run into its folder (atomically, under its lock), or records its failure."""
-        from .experiment import _partial_folder
-
         try:
             result = self.ray.get(ref)
         except Exception as error:  # noqa: BLE001 - any failure of one run is reported, the others go on
@@ -310,7 +325,7 @@ class _Sweep:
             return
         folder = self.output / self.names[index]
         try:
-            with _partial_folder(folder) as partial:
+            with partial_folder(folder) as partial:
                 for relative, data in result["files"].items():
                     target = partial / relative
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -342,7 +357,7 @@ class _Sweep:
         """Puts the bundle's bytes into Ray's object store once; tasks then copy it into their node's cache."""
         import numpy as np
 
-        from .files import sha256_of
+        from ...files import sha256_of
 
         if bundle.data is None:
             bundle.sha256 = sha256_of(bundle.path)
@@ -399,11 +414,11 @@ def run_memory(config: configs.ExperimentConfig, bundle: str | Path, *, on_gpu: 
     GPU's memory. Activations kept (save_activations) add their float32 copy. Measured on SmolLM2-135M
     (docs/performance.md): peaks of 0.96 GiB where it estimates 1.09, 1.57 where 1.72.
 
-    >>> config = icgt.config.preset("grid", num_sequences=4, sequence_length=600)
+    >>> config = icgt.study.config.preset("grid", num_sequences=4, sequence_length=600)
     >>> round(run_memory(config, icgt.bundle_for("smollm2-135m"), on_gpu=False) / 2**30, 2)
     1.72
     """
-    from .bundles import read_bundle_config
+    from ...models.bundles import read_bundle_config
 
     model = read_bundle_config(bundle)
     layers = model["num_layers"] if config.layers == "all" else len(config.layers)
@@ -442,8 +457,6 @@ def _run_task(config: configs.ExperimentConfig, bundle: _Bundle, threads: int, t
     or {"status": "bundle-missing"} when this node cannot read the bundle and none was sent."""
     import torch
 
-    from .experiment import _compute, _write_run, run_name
-
     if bundle.data is None and not _readable(bundle):
         return {"status": "bundle-missing"}
     tracker.started.remote(index)
@@ -456,13 +469,13 @@ def _run_task(config: configs.ExperimentConfig, bundle: _Bundle, threads: int, t
 
     gpu = bool(ray.get_gpu_ids())
     device = "cuda" if gpu else "cpu"  # Ray shows a task only its own GPUs, so cuda:N is the one it gave
-    record, arrays, activations = _compute(config, False, bundle=path, device=device)
-    record["model"]["bundle"] = bundle.path  # as the driver knows it, whichever copy ran
+    computed = compute_run(config, False, bundle=path, device=device)
+    computed.record["model"]["bundle"] = bundle.path  # as the driver knows it, whichever copy ran
     name = run_name(config)
     with tempfile.TemporaryDirectory(prefix="icgt-run-") as scratch:
         folder = Path(scratch) / name
         folder.mkdir()
-        _write_run(folder, name, record, arrays, activations)
+        write_run(folder, name, computed)
         files = {str(file.relative_to(folder)): file.read_bytes() for file in sorted(folder.rglob("*"))
                  if file.is_file()}
     return {"status": "done", "files": files}
@@ -479,8 +492,8 @@ def _local_bundle(bundle: _Bundle) -> Path:
     through the object store, kept in this node's cache (written once per node, atomically)."""
     if bundle.data is None:
         return Path(bundle.path)
-    from .bundles import cache_dir
-    from .files import write_atomically
+    from ...files import write_atomically
+    from ...models.bundles import cache_dir
 
     copy = cache_dir() / "shipped" / f"{bundle.sha256[:16]}-{Path(bundle.path).name}"
     if not (copy.is_file() and copy.stat().st_size == bundle.size):

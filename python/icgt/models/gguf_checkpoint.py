@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .models import ModelConfig
+from .scriptable import ModelConfig
 
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "gemma3")
 
@@ -49,7 +49,7 @@ _TOP_TENSORS = {"token_embd": "embed", "output_norm": "final_norm", "output": "h
 class GGUFFile:
     """An open GGUF file: its metadata, its icgt ModelConfig and its weights under icgt's names.
 
-    >>> gguf_file = GGUFFile(icgt.bundles.builtin_source("smollm2-135m").path)
+    >>> gguf_file = GGUFFile(icgt.models.bundles.builtin_source("smollm2-135m").path)
     >>> gguf_file.config.num_layers, gguf_file.config.tie_word_embeddings
     (30, True)
     """
@@ -220,7 +220,7 @@ class GGUFFile:
     def weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(icgt name, float32 tensor) for every weight, dequantised, in file order.
 
-        >>> name, tensor = next(GGUFFile(icgt.bundles.builtin_source("smollm2-135m").path).weights())
+        >>> name, tensor = next(GGUFFile(icgt.models.bundles.builtin_source("smollm2-135m").path).weights())
         >>> name, tuple(tensor.shape), tensor.dtype
         ('embed.weight', (49152, 576), torch.float32)
         """

@@ -3,10 +3,10 @@
 ``icgt run --seeds 3`` writes one run per seed and then, beside them, ``<name>-seeds/`` holding
 aggregate.json (each number per seed, its mean and a t interval over seeds; the energy-accuracy lag
 with a bootstrap interval over seeds and sequences) and aggregate.npz (the curves per seed, for
-figures with bands). Like icgt.run_folder it needs only numpy and json.
+figures with bands). Like icgt.study.run_folder it needs only numpy and json.
 
 Example:
-    >>> from icgt.aggregate import aggregate_runs
+    >>> from icgt.study.aggregate import aggregate_runs
     >>> folder = aggregate_runs([grid_run, grid_run_seed1, grid_run_seed2])
     >>> numbers = json.loads((folder / "aggregate.json").read_text())["numbers"]
     >>> sorted(numbers["accuracy_at_400"])
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import write_atomically, write_npz
+from ..files import write_atomically, write_npz
 from .run_folder import Run, load_run
 
 #: Context lengths of the accuracy numbers in the tables: early, middle, late (the paper's figure).

@@ -1,6 +1,6 @@
 """Figures of an icgt run: PCA of class means, energy and accuracy, spectral alignment, days of week.
 
-Each function takes an :class:`icgt.run_folder.Run` (from :func:`icgt.run_folder.load_run`) and returns a
+Each function takes an :class:`icgt.study.run_folder.Run` (from :func:`icgt.study.run_folder.load_run`) and returns a
 matplotlib Figure on the Agg canvas, made without pyplot so that no global figure state is touched:
 the same code serves scripts, servers and notebooks, where a Figure displays inline.
 """
@@ -19,7 +19,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from .run_folder import Run, energy_minimum, steepest_rise
+from ..study.curves import energy_minimum, steepest_rise
+from ..study.run_folder import Run
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -46,7 +47,7 @@ LABEL_OFFSETS = [((4, 2), "left", "bottom"), ((4, -2), "left", "top"), ((-4, 2),
 def pc_pair_name(pair: int) -> str:
     """The name of the pair-th consecutive pair of principal components, 0-based.
 
-    >>> from icgt.plots import pc_pair_name
+    >>> from icgt.report.plots import pc_pair_name
     >>> pc_pair_name(0), pc_pair_name(1)
     ('PC1-2', 'PC3-4')
     """
@@ -56,7 +57,7 @@ def pc_pair_name(pair: int) -> str:
 def colour_map_2d(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """RGB colours [len(u), 3] of points (u, v) in [0, 1]^2: bilinear mixing of CORNER_COLOURS.
 
-    >>> from icgt.plots import colour_map_2d
+    >>> from icgt.report.plots import colour_map_2d
     >>> colour_map_2d(np.array([0.0, 1.0]), np.array([0.0, 1.0])).round(2).tolist()
     [[0.12, 0.35, 0.85], [0.95, 0.68, 0.05]]
     """
@@ -73,8 +74,8 @@ def node_colours(run: Run) -> np.ndarray:
     coordinates (z2, z3), so that nodes close in the graph get close colours. The spectral-layout
     panel of the PCA figure shows the mapping.
 
-    >>> from icgt.plots import node_colours
-    >>> from icgt.run_folder import load_run
+    >>> from icgt.report.plots import node_colours
+    >>> from icgt.study.run_folder import load_run
     >>> colours = node_colours(load_run(grid_run))
     >>> colours.shape, len({tuple(colour) for colour in colours.round(3)})   # 16 nodes, 16 colours
     ((16, 3), 16)
@@ -97,7 +98,7 @@ def node_colours(run: Run) -> np.ndarray:
 def grid_shape(edges: np.ndarray, num_nodes: int) -> tuple[int, int] | None:
     """(rows, columns) of a row-major 4-neighbourhood grid with these edges, or None if it is not one.
 
-    >>> from icgt.plots import grid_shape
+    >>> from icgt.report.plots import grid_shape
     >>> grid_shape(np.array([[0, 1], [0, 2], [1, 3], [2, 3]]), 4)
     (2, 2)
     """
@@ -115,7 +116,7 @@ def grid_shape(edges: np.ndarray, num_nodes: int) -> tuple[int, int] | None:
 def cycle_order(edges: np.ndarray, num_nodes: int) -> np.ndarray | None:
     """The nodes in the order of a cycle through all of them, from node 0, or None if the graph is not one cycle.
 
-    >>> from icgt.plots import cycle_order
+    >>> from icgt.report.plots import cycle_order
     >>> cycle_order(np.array([[0, 2], [2, 1], [1, 3], [3, 0]]), 4).tolist()
     [0, 2, 1, 3]
     """
@@ -144,8 +145,8 @@ def pca_figure(run: Run, layer: int | None = None, positions: list[int] | None =
     layout does not mirror between panels; a last panel shows the graph's spectral layout (z2, z3)
     with its signs matched to the last snapshot.
 
-    >>> from icgt.plots import pca_figure
-    >>> from icgt.run_folder import load_run
+    >>> from icgt.report.plots import pca_figure
+    >>> from icgt.study.run_folder import load_run
     >>> figure = pca_figure(load_run(grid_run), layer=7, positions=[50, 400])
     >>> len([axes for axes in figure.axes if axes.get_visible()])   # two snapshots and the spectral layout
     3
@@ -167,7 +168,7 @@ def pca_figure(run: Run, layer: int | None = None, positions: list[int] | None =
 
     columns = min(len(panels), PCA_COLUMNS)
     rows = -(-len(panels) // columns)
-    figure = _new_figure(PCA_PANEL_INCHES * columns, PCA_PANEL_INCHES * rows + 0.7)
+    figure = new_figure(PCA_PANEL_INCHES * columns, PCA_PANEL_INCHES * rows + 0.7)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     colours = node_colours(run)
     labelled = []
@@ -202,15 +203,15 @@ def energy_accuracy_figure(run: Run) -> Figure:
     and renormalised over the node tokens, is averaged in bins of half a doubling of context
     (:meth:`Run.binned_accuracy`), with a band of one sd over sequences; a faint line gives every
     position. Markers: each group's energy minimum (vertical lines in its colour; none where a curve is
-    lowest at its first snapshot, see :func:`icgt.run_folder.energy_minimum`) and the context length
+    lowest at its first snapshot, see :func:`icgt.study.curves.energy_minimum`) and the context length
     where accuracy rises fastest (black dashed line).
 
-    >>> from icgt.plots import energy_accuracy_figure
-    >>> from icgt.run_folder import load_run
+    >>> from icgt.report.plots import energy_accuracy_figure
+    >>> from icgt.study.run_folder import load_run
     >>> [axes.get_ylabel() for axes in energy_accuracy_figure(load_run(grid_run)).axes]
     ['normalised Dirichlet energy', 'centred energy / total variance', 'probability on valid next nodes']
     """
-    figure = _new_figure(9, 10.5)
+    figure = new_figure(9, 10.5)
     energy_ax, invariant_ax, accuracy_ax = figure.subplots(3, 1, sharex=True)
     positions = run.arrays["energy_positions"]
     energy = run.layer_group_means("energy")
@@ -263,7 +264,7 @@ def energy_accuracy_figure(run: Run) -> Figure:
     accuracy_ax.set_title("rule-following accuracy in bins of half a doubling of context (mean ± sd over "
                           "sequences; faint: every position)", fontsize=10)
     accuracy_ax.legend(fontsize=8, loc="upper left")
-    _context_length_axis(accuracy_ax)
+    context_length_axis(accuracy_ax)
     figure.suptitle(run.title)
     return figure
 
@@ -272,16 +273,16 @@ def seeds_figure(runs: list[Run]) -> Figure:
     """Runs that differ only in their seed, as curves with bands: accuracy (full vocabulary and
     renormalised, in the bins of :meth:`Run.binned_accuracy`) and the deep third's spectral alignment
     and scale-invariant energy, each the mean over seeds with its 95% t interval
-    (:func:`icgt.aggregate.t_band`); faint lines give every seed.
+    (:func:`icgt.study.aggregate.t_band`); faint lines give every seed.
 
-    >>> from icgt.plots import seeds_figure
-    >>> from icgt.run_folder import load_run
+    >>> from icgt.report.plots import seeds_figure
+    >>> from icgt.study.run_folder import load_run
     >>> [axes.get_ylabel() for axes in seeds_figure([load_run(grid_run), load_run(grid_run_seed1)]).axes]
     ['probability on valid next nodes', 'deep third of the blocks']
     """
-    from .aggregate import t_band
+    from ..study.aggregate import t_band
 
-    figure = _new_figure(9, 7)
+    figure = new_figure(9, 7)
     accuracy_ax, geometry_ax = figure.subplots(2, 1, sharex=True)
     curves = []
     for renormalized, colour, name in [(False, "black", "accuracy, full vocabulary"),
@@ -308,7 +309,7 @@ def seeds_figure(runs: list[Run]) -> Figure:
     geometry_ax.set_ylabel("deep third of the blocks")
     for ax in (accuracy_ax, geometry_ax):
         ax.legend(fontsize=8, loc="best")
-    _context_length_axis(geometry_ax)
+    context_length_axis(geometry_ax)
     seeds = ", ".join(str(run.info["config"]["seed"]) for run in runs)
     figure.suptitle(f"{runs[0].title}\nseeds {seeds}: mean and 95% interval over seeds; faint: each seed")
     return figure
@@ -319,12 +320,12 @@ def alignment_figure(run: Run) -> Figure:
 
     Thick lines are the group means; thin lines the group's individual layers.
 
-    >>> from icgt.plots import alignment_figure
-    >>> from icgt.run_folder import load_run
+    >>> from icgt.report.plots import alignment_figure
+    >>> from icgt.study.run_folder import load_run
     >>> [axes.get_ylabel() for axes in alignment_figure(load_run(grid_run)).axes]
     ['alignment of PCs 1-2 with z2, z3', 'correlation with graph distance']
     """
-    figure = _new_figure(11, 4.2)
+    figure = new_figure(11, 4.2)
     axes = figure.subplots(1, 2, sharex=True)
     positions = run.arrays["alignment_positions"]
     for ax, array_name, ylabel, title in [
@@ -340,7 +341,7 @@ def alignment_figure(run: Run) -> Figure:
             for layer_index in indices:
                 ax.plot(positions, values[layer_index], color=colour, linewidth=0.5, alpha=0.35)
             ax.plot(positions, means[group], color=colour, linewidth=2, label=_group_label(run, group, indices))
-        _context_length_axis(ax)
+        context_length_axis(ax)
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
@@ -357,8 +358,8 @@ def days_figure(run: Run, layer: int | None = None) -> Figure:
     the weekly circle's edges solid and the in-context ring's dashed. ValueError for a run that is
     not a days-of-week run.
 
-    >>> from icgt.plots import days_figure
-    >>> from icgt.run_folder import load_run
+    >>> from icgt.report.plots import days_figure
+    >>> from icgt.study.run_folder import load_run
     >>> [axes.get_xlabel() for axes in days_figure(load_run(days_run)).axes][2:]
     ['PC1 (40% of variance)', 'PC3 (15% of variance)']
     """
@@ -371,7 +372,7 @@ def days_figure(run: Run, layer: int | None = None) -> Figure:
     pair_names = [pc_pair_name(pair) for pair in range(weekly.shape[-1])]
     positions = run.arrays["pca_positions"]
 
-    figure = _new_figure(11, 9.5)
+    figure = new_figure(11, 9.5)
     (bars_ax, curves_ax), (first_pair_ax, second_pair_ax) = figure.subplots(2, 2)
     x = np.arange(len(pair_names))
     bars_ax.bar(x - 0.2, weekly[-1], width=0.4, color=WEEKLY_STYLE["color"], label="weekly circle")
@@ -385,7 +386,7 @@ def days_figure(run: Run, layer: int | None = None) -> Figure:
     for pair, (name, colour) in enumerate(zip(pair_names, pair_colours)):
         curves_ax.plot(positions, weekly[:, pair], color=colour, linestyle="-", label=f"{name}: weekly circle")
         curves_ax.plot(positions, ring[:, pair], color=colour, linestyle="--", label=f"{name}: in-context ring")
-    _context_length_axis(curves_ax)
+    context_length_axis(curves_ax)
     curves_ax.set_ylim(0, 1)
     curves_ax.set_ylabel("alignment (mean squared cosine)")
     curves_ax.set_title("alignment against context length", fontsize=10)
@@ -412,14 +413,27 @@ def days_figure(run: Run, layer: int | None = None) -> Figure:
     return figure
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of every report's style (size in inches, DPI, constrained layout), drawn without a screen.
+
+    >>> from icgt.report.plots import new_figure
+    >>> new_figure(6.5, 4).get_size_inches().tolist()
+    [6.5, 4.0]
+    """
     figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
 
-def _context_length_axis(ax: Axes) -> None:
-    """Log-scaled context length with plain numbers at 1, 2, 5, 10, 20, ... (readable over any span)."""
+def context_length_axis(ax: Axes) -> None:
+    """Log-scaled context length with plain numbers at 1, 2, 5, 10, 20, ... (readable over any span).
+
+    >>> from icgt.report.plots import context_length_axis, new_figure
+    >>> ax = new_figure(4, 3).add_subplot()
+    >>> context_length_axis(ax)
+    >>> ax.get_xscale(), ax.get_xlabel()
+    ('log', 'context length (tokens, log scale)')
+    """
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
     ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))

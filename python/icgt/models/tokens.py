@@ -2,8 +2,8 @@
 
 Every tokenizer here is a ``tokenizers.Tokenizer`` (the Hugging Face fast-tokenizer backend):
 converted by transformers from a GGUF file's metadata or a checkpoint folder at export, and read
-back from a bundle's tokenizer.json afterwards (``icgt.bundles.load_tokenizer``), so that using a
-bundle needs no transformers. The word lists are in ``icgt.words``.
+back from a bundle's tokenizer.json afterwards (``icgt.models.bundles.load_tokenizer``), so that using a
+bundle needs no transformers. The word lists are in ``icgt.models.words``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from .extras import require
-# The word lists live in icgt.words; config, experiment and tests import them from here too.
+from ..extras import require
+# The word lists live in icgt.models.words; config, experiment and tests import them from here too.
 from .words import DAY_NAMES, DEFAULT_WORDS, PROTOCOL_WORDS, SPARE_NOUNS  # noqa: F401
 
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
@@ -29,7 +29,7 @@ class SplitWordsError(ValueError):
         described = "; ".join(f"{word!r} -> {pieces!r}" for word, pieces in splits.items())
         super().__init__(
             f"{len(splits)} concept word(s) are not exactly one token with a leading space: {described}. "
-            "Substitute single-token words (icgt.tokens.substitute_split_words helps)."
+            "Substitute single-token words (icgt.models.tokens.substitute_split_words helps)."
         )
 
     def __reduce__(self):  # pickled from its splits (a Ray worker's error reaches the driver so)

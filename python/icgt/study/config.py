@@ -4,10 +4,10 @@ An experiment is fully described by an ExperimentConfig; `icgt run` builds one f
 file and command-line overrides, in that order.
 
 Example:
-    >>> config = icgt.config.preset("grid", model="smollm2-135m")
+    >>> config = icgt.study.config.preset("grid", model="smollm2-135m")
     >>> config.graph, config.num_sequences, config.sequence_length, config.energy_window
     ('grid', 16, 1400, 20)
-    >>> icgt.config.from_dict({"preset": "ring", "sequence_length": 300}).graph_size
+    >>> icgt.study.config.from_dict({"preset": "ring", "sequence_length": 300}).graph_size
     [10]
 """
 
@@ -19,27 +19,20 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._icgt import Graph
-from .catalog import DTYPE_NAMES
-from .tokens import DAY_NAMES
+from ..models.catalog import DTYPE_NAMES
+from .presets import PRESETS
+
+if TYPE_CHECKING:
+    from .._icgt import Graph
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
-
-#: The in-context ring for the semantic-conflict experiment (the paper does not publish its permutation;
-#: this one is icgt's, recorded in every run). No ring edge joins two consecutive weekdays, and the ring
-#: is no affine map of the week (one that is, such as days three apart, is circulant in weekly order: its
-#: z2, z3 are then exactly a harmonic of the weekly circle, which a pretrained weekly circle shows without
-#: any context). Of the 46 orders with no weekday edge, this one's z2, z3 plane is farthest from every
-#: weekly harmonic: mean squared principal-angle cosines 0.08, 0.55, 0.38 with harmonics 1, 2, 3 (1 is
-#: the same plane, 1/3 the expectation for random planes; days three apart give 0, 1, 0).
-DAYS_RING_ORDER = ("Monday", "Friday", "Tuesday", "Thursday", "Sunday", "Wednesday", "Saturday")
 
 GRAPHS = ("grid", "ring", "hexagon", "triangular", "custom")
 #: Settings without the effect under test, run beside the model: "shuffled" (each walk's words in a
@@ -64,7 +57,7 @@ def kept_components(num_nodes: int) -> int:
     """Principal components kept per PCA snapshot: 4 (the days-of-week figure draws PCs 1-4), fewer
     on graphs of fewer than five nodes, whose centred class means span at most num_nodes - 1.
 
-    >>> icgt.config.kept_components(16), icgt.config.kept_components(3)
+    >>> icgt.study.config.kept_components(16), icgt.study.config.kept_components(3)
     (4, 2)
     """
     return min(4, num_nodes - 1)
@@ -102,7 +95,7 @@ class ExperimentConfig:
     seed: int = 0
     control: str = "none"
     #: What the run measures: "graph" (the paper's experiment) or a mechanism experiment
-    #: (icgt.mechanism): "intervention", "heads", "subspace", "toy_mixing".
+    #: (icgt.study.mechanism): "intervention", "heads", "subspace", "toy_mixing".
     experiment: str = "graph"
     #: intervention: the trailing window of the class means whose PC1-2 plane the token moves in.
     intervention_window: int = 1000
@@ -126,9 +119,11 @@ class ExperimentConfig:
     def build_graph(self) -> Graph:
         """The graph of this config, labelled with `words` when given.
 
-        >>> icgt.config.preset("hexagon").build_graph().num_nodes
+        >>> icgt.study.config.preset("hexagon").build_graph().num_nodes
         30
         """
+        from .._icgt import Graph  # the compiled core, only when a graph is built
+
         size = [int(v) for v in self.graph_size]
         builders = {
             "grid": lambda: Graph.square_grid(*size),
@@ -144,34 +139,10 @@ class ExperimentConfig:
         return graph
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # The headline experiment: 4x4 grid, one walk per node, 1400 words each.
-    "grid": dict(graph="grid", graph_size=[4, 4], num_sequences=16, start="per_node"),
-    # Ring of 10; the ring figures show PCs 2-3.
-    "ring": dict(graph="ring", graph_size=[10], num_sequences=10, start="per_node", pca_components=[1, 2]),
-    # Hexagonal lattice of 30 nodes; the authors use a 200-token window for its energy too.
-    "hexagon": dict(graph="hexagon", graph_size=[3, 3], num_sequences=16, start="uniform", energy_window=200),
-    # Neighbour pairs on the grid, each pair followed by "/": only the second word of a pair is scored.
-    "pairs": dict(graph="grid", graph_size=[4, 4], mode="pairs", separator="/", num_sequences=16),
-    # The mechanism experiments (icgt.mechanism), on the grid: cases at the last position of each walk.
-    "grid-intervention": dict(graph="grid", graph_size=[4, 4], num_sequences=48, sequence_length=1000,
-                              start="uniform", experiment="intervention"),
-    "grid-heads": dict(graph="grid", graph_size=[4, 4], num_sequences=8, sequence_length=1000, start="per_node",
-                       experiment="heads"),
-    "grid-subspace": dict(graph="grid", graph_size=[4, 4], num_sequences=16, sequence_length=1000,
-                          start="per_node", experiment="subspace"),
-    "grid-toy-mixing": dict(graph="grid", graph_size=[4, 4], num_sequences=16, start="per_node",
-                            experiment="toy_mixing"),
-    # Semantic conflict: days of the week on a ring whose order contradicts the week.
-    "days": dict(graph="ring", graph_size=[7], words=list(DAYS_RING_ORDER), natural_order=list(DAY_NAMES),
-                 num_sequences=14, start="per_node"),
-}
-
-
 def preset(name: str, **overrides: Any) -> ExperimentConfig:
     """The config of a named preset (see PRESETS), with fields overridden by keyword.
 
-    >>> icgt.config.preset("days").words[:3]
+    >>> icgt.study.config.preset("days").words[:3]
     ['Monday', 'Friday', 'Tuesday']
     """
     if name not in PRESETS:
@@ -186,12 +157,12 @@ def from_dict(values: dict[str, Any]) -> ExperimentConfig:
     keys (with the closest known key), values of the wrong type (never coerced: ``true`` is not a
     number, ``4.7`` not an integer), then values that cannot work together.
 
-    >>> icgt.config.from_dict({"graph": "ring", "graph_size": [6], "num_sequences": 6}).build_graph().num_nodes
+    >>> icgt.study.config.from_dict({"graph": "ring", "graph_size": [6], "num_sequences": 6}).build_graph().num_nodes
     6
-    >>> icgt.config.from_dict({"seqence_length": 300, "seed": 1.5})
+    >>> icgt.study.config.from_dict({"seqence_length": 300, "seed": 1.5})
     Traceback (most recent call last):
     ...
-    icgt.config.ConfigError: invalid experiment config: unknown key 'seqence_length' (did you mean 'sequence_length'?); seed must be an integer, got 1.5 (float)
+    icgt.study.config.ConfigError: invalid experiment config: unknown key 'seqence_length' (did you mean 'sequence_length'?); seed must be an integer, got 1.5 (float)
     """
     if not isinstance(values, dict):
         raise ConfigError([f"expected a table of settings, got {type(values).__name__}"])
@@ -209,7 +180,7 @@ def from_dict(values: dict[str, Any]) -> ExperimentConfig:
     types = typing.get_type_hints(ExperimentConfig)
     for key, value in merged.items():
         if key in known:
-            problem = _type_problem(key, value, types[key])
+            problem = type_problem(key, value, types[key])
             if problem:
                 problems.append(problem)
     if problems:
@@ -228,7 +199,7 @@ def load_toml(path: str | Path, **overrides: Any) -> ExperimentConfig:
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ring.toml"
     >>> _ = path.write_text('preset = "ring"\\nsequence_length = 300\\n')
-    >>> icgt.config.load_toml(path).sequence_length
+    >>> icgt.study.config.load_toml(path).sequence_length
     300
     """
     path = Path(path)
@@ -241,107 +212,13 @@ def load_toml(path: str | Path, **overrides: Any) -> ExperimentConfig:
                          "UTF-8") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"experiment config '{path}' is not valid TOML: {' '.join(str(error).split())}") from None
-    values.pop(SWEEP_TABLE, None)  # how to run the sweep, not what a run is: read by sweep_settings
+    values.pop(SWEEP_TABLE, None)  # how to run the sweep, not what a run is: read by icgt.study.executors.load_executor
     return from_dict({**values, **overrides})
 
 
-#: The TOML table of a config file that says how ``icgt run`` runs its sweep (SweepSettings); it is
-#: no part of any run's ExperimentConfig, so it never changes a run's identity.
+#: The TOML table of a config file that says how ``icgt run`` runs its sweep (icgt.study.executors); it
+#: is no part of any run's ExperimentConfig, so it never changes a run's identity.
 SWEEP_TABLE = "sweep"
-EXECUTORS = ("local", "ray")
-
-
-@dataclass
-class SweepSettings:
-    """How a sweep runs, as opposed to what each run measures (ExperimentConfig): where, and with what.
-
-    Keys of a config file's ``[sweep]`` table and of ``icgt run``'s flags of the same names
-    (docs/usage.md, "Running a sweep on a Ray cluster"). Every key but executor concerns the Ray executor.
-    """
-
-    #: "local": one run after another in this process; "ray": each run a task on a Ray cluster.
-    executor: str = "local"
-    #: The Ray cluster: "auto", "host:port" or "ray://host:port"; empty means $RAY_ADDRESS if set,
-    #: else a private Ray instance on this machine.
-    address: str = ""
-    #: CPUs each run asks Ray for; its torch threads are as many (at least one).
-    cpus_per_run: int | float = 1
-    #: GPUs each run on a GPU asks Ray for (a fraction shares one GPU between runs).
-    gpus_per_run: int | float = 1
-    #: Times Ray runs a task again after its worker or node was lost (not after an error in the run).
-    max_retries: int = 3
-    #: Send each bundle to the workers through Ray's object store even when they could read the
-    #: driver's path (without it, it is sent only to nodes that cannot).
-    ship_bundles: bool = False
-
-
-def sweep_settings(values: dict[str, Any]) -> SweepSettings:
-    """Validated SweepSettings from plain data (a ``[sweep]`` table); ConfigError lists every problem.
-
-    >>> icgt.config.sweep_settings({"executor": "ray", "cpus_per_run": 2}).cpus_per_run
-    2
-    >>> icgt.config.sweep_settings({"executor": "dask", "retries": 1})
-    Traceback (most recent call last):
-    ...
-    icgt.config.ConfigError: invalid experiment config: [sweep]: unknown key 'retries' (did you mean 'max_retries'?); [sweep]: executor 'dask' is unknown; expected one of ['local', 'ray']
-    """
-    if not isinstance(values, dict):
-        raise ConfigError([f"[{SWEEP_TABLE}] must be a table of settings, got {type(values).__name__}"])
-    known = {f.name: f for f in dataclasses.fields(SweepSettings)}
-    types_of = typing.get_type_hints(SweepSettings)
-    problems, good = [], {}
-    for key, value in values.items():
-        if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; expected some of {sorted(known)}"
-            problems.append(f"unknown key {key!r}{hint}")
-        elif problem := _type_problem(key, value, types_of[key]):
-            problems.append(problem)
-        else:
-            good[key] = value
-    settings = SweepSettings(**good)
-    if settings.executor not in EXECUTORS:  # the values, of the keys whose type is right
-        problems.append(f"executor {settings.executor!r} is unknown; expected one of {list(EXECUTORS)}")
-    if not settings.cpus_per_run > 0:
-        problems.append(f"cpus_per_run must be positive, got {settings.cpus_per_run}")
-    if not settings.gpus_per_run > 0:
-        problems.append(f"gpus_per_run must be positive, got {settings.gpus_per_run}")
-    if settings.max_retries < 0:
-        problems.append(f"max_retries must be 0 or more, got {settings.max_retries}")
-    if settings.address not in ("", "auto", "local") and None in ray_address_parts(settings.address):
-        problems.append(f"address {settings.address!r} is not 'auto', 'host:port' or 'ray://host:port'")
-    if problems:
-        raise ConfigError([f"[{SWEEP_TABLE}]: {problem}" for problem in problems])
-    return settings
-
-
-def ray_address_parts(address: str) -> tuple[str | None, int | None]:
-    """The host and port of a Ray cluster's address ("host:port" or "ray://host:port"); None for a part
-    that is missing or not valid (a port that is no number, or out of range).
-
-    >>> icgt.config.ray_address_parts("ray://head.cluster:10001"), icgt.config.ray_address_parts("10.0.0.1:port")
-    (('head.cluster', 10001), ('10.0.0.1', None))
-    """
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(address if "://" in address else f"ray-gcs://{address}")
-    try:
-        return parts.hostname or None, parts.port
-    except ValueError:
-        return parts.hostname or None, None
-
-
-def load_sweep_settings(path: str | Path) -> SweepSettings:
-    """The ``[sweep]`` table of a config file (defaults where it has none).
-
-    >>> import tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "sweep.toml"
-    >>> _ = path.write_text('preset = "ring"\\n[sweep]\\nexecutor = "ray"\\naddress = "auto"\\n')
-    >>> icgt.config.load_sweep_settings(path).address, icgt.config.load_toml(path).preset
-    ('auto', 'ring')
-    """
-    values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    return sweep_settings(values.get(SWEEP_TABLE, {}))
 
 
 class ConfigError(ValueError):
@@ -363,8 +240,12 @@ def _type_name(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def _type_problem(key: str, value: Any, annotation: Any) -> str | None:
-    """Why ``value`` does not have the declared type of ``key`` (None when it does); nothing is coerced."""
+def type_problem(key: str, value: Any, annotation: Any) -> str | None:
+    """Why ``value`` does not have the declared type of ``key`` (None when it does); nothing is coerced.
+
+    >>> icgt.study.config.type_problem("seed", 1.5, int)
+    'seed must be an integer, got 1.5 (float)'
+    """
 
     def matches(value: Any, annotation: Any) -> bool:
         origin = typing.get_origin(annotation)
@@ -401,16 +282,16 @@ def validate(config: ExperimentConfig) -> None:
     sizes, windows and positions against the sequence length, the graph (built, connected, one word
     per node), the model (a built-in name or an existing path), the seed's range.
 
-    >>> config = icgt.config.preset("grid")
+    >>> config = icgt.study.config.preset("grid")
     >>> config.energy_window = 5000
-    >>> icgt.config.validate(config)
+    >>> icgt.study.config.validate(config)
     Traceback (most recent call last):
     ...
-    icgt.config.ConfigError: invalid experiment config: energy_window 5000 is not shorter than sequence_length 1400
+    icgt.study.config.ConfigError: invalid experiment config: energy_window 5000 is not shorter than sequence_length 1400
     """
     types_of = typing.get_type_hints(ExperimentConfig)
     problems = [problem for f in dataclasses.fields(ExperimentConfig)
-                if (problem := _type_problem(f.name, getattr(config, f.name), types_of[f.name]))]
+                if (problem := type_problem(f.name, getattr(config, f.name), types_of[f.name]))]
     if problems:
         raise ConfigError(problems)
 
@@ -418,7 +299,7 @@ def validate(config: ExperimentConfig) -> None:
         if not condition:
             problems.append(message)
 
-    from .bundles import BUILTIN_MODELS
+    from ..models.bundles import BUILTIN_MODELS
 
     require(config.model in BUILTIN_MODELS or _is_existing_path(config.model),
             f"model {config.model!r} is neither a built-in model {list(BUILTIN_MODELS)} nor an existing path "
@@ -467,8 +348,10 @@ def validate(config: ExperimentConfig) -> None:
     bad = [p for p in config.pca_positions if not 1 <= p <= config.sequence_length]
     require(bool(config.pca_positions) and not bad,
             f"pca_positions {bad or '[]'} outside 1..sequence_length ({config.sequence_length})")
-    require(config.layers == "all" or (isinstance(config.layers, list) and bool(config.layers)),
-            f"layers must be \"all\" or a non-empty list of block indices, got {config.layers!r}")
+    require(config.layers == "all" or (isinstance(config.layers, list) and bool(config.layers)
+                                       and min(config.layers) >= 0),
+            f"layers must be \"all\" or a non-empty list of block indices from 0 (the first block's output; the "
+            f"embedding output is not analysed), got {config.layers!r}")
     require(config.dtype in DTYPE_NAMES, f"dtype {config.dtype!r} is unknown; expected one of {list(DTYPE_NAMES)}")
     graph = None
     if not problems:

@@ -8,7 +8,6 @@ compiled core, so runs can be read wherever their folders are copied.
 from __future__ import annotations
 
 import json
-import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import describe_model, short_model_name
+from ..models.catalog import describe_model, short_model_name
+from .curves import ACCURACY_BINS_PER_DOUBLING, log_bins, nanmean, nanstd
 
 RUN_FORMAT_VERSION = 2
 
@@ -48,7 +48,7 @@ RESULT_ARRAYS = {
     "distance_correlation": ("L", "S2"),
     "spectral_embedding": ("n", "k"),
 }
-#: The arrays of the mechanism experiments (icgt.mechanism), by experiment; every run also has
+#: The arrays of the mechanism experiments (icgt.study.mechanism), by experiment; every run also has
 #: nodes, scored and token_ids. C conditions, K counts, Bl blocks, NL blocks of the model, H heads.
 TOY_ARRAYS = {f"toy_{name}": dims for name, dims in RESULT_ARRAYS.items()
               if name not in ("layers", "nodes", "scored", "accuracy", "accuracy_renormalized", "energy_change_points",
@@ -85,9 +85,6 @@ RUN_JSON_KEYS = [
 ]
 #: The paper's headline layer is block 26 of 32 in Llama-3.1-8B, about 80% of the depth.
 DEFAULT_LAYER_DEPTH = 0.8
-#: Bins of context for accuracy curves and the fastest rise: half a doubling wide, so that the few
-#: early positions weigh as much as the many late ones and a bin still averages enough positions.
-ACCURACY_BINS_PER_DOUBLING = 2
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,7 @@ class Run:
 
     Make one with :func:`load_run`; it checks the folder against docs/run-format.md.
 
-    >>> from icgt.run_folder import load_run
+    >>> from icgt.study.run_folder import load_run
     >>> run = load_run(grid_run)
     >>> run.graph_kind, run.layers.tolist(), run.arrays["pca_projections"].shape
     ('grid', [0, 1, 2, 3, 4, 5, 6, 7], (8, 4, 16, 4))
@@ -119,7 +116,7 @@ class Run:
         """The model as a reader should know it: variant, quantisation and dtype of a built-in model
         (e.g. "SmolLM2-135M-Instruct, Q4_1 GGUF, run in float32"), else its source's file or folder name.
 
-        >>> from icgt.run_folder import load_run
+        >>> from icgt.study.run_folder import load_run
         >>> load_run(grid_run).model_description
         'toy-8-layers'
         """
@@ -128,9 +125,9 @@ class Run:
 
     @property
     def model_short_name(self) -> str:
-        """The model's name for sentences, e.g. "SmolLM2-135M" (see icgt.catalog.short_model_name).
+        """The model's name for sentences, e.g. "SmolLM2-135M" (see icgt.models.catalog.short_model_name).
 
-        >>> from icgt.run_folder import load_run
+        >>> from icgt.study.run_folder import load_run
         >>> load_run(grid_run).model_short_name
         'toy-8-layers'
         """
@@ -173,7 +170,7 @@ class Run:
     def drawn_pcs(self) -> str:
         """The two principal components the PCA figure draws and spectral_alignment measures, 1-based.
 
-        >>> from icgt.run_folder import load_run
+        >>> from icgt.study.run_folder import load_run
         >>> load_run(grid_run).drawn_pcs
         'PCs 1-2'
         """
@@ -183,7 +180,7 @@ class Run:
     def block_name(self, block: int) -> str:
         """A decoder block in icgt's one numbering, 0-based, with the model's depth: "block 24 of 30".
 
-        >>> from icgt.run_folder import load_run
+        >>> from icgt.study.run_folder import load_run
         >>> load_run(grid_run).block_name(6)
         'block 6 of 8'
         """
@@ -192,7 +189,7 @@ class Run:
     def default_layer(self) -> int:
         """The captured block closest to 80% of the model's depth (the paper's block 26 of 32).
 
-        >>> from icgt.run_folder import load_run
+        >>> from icgt.study.run_folder import load_run
         >>> load_run(grid_run).default_layer()   # 8 blocks: 0.8 * 8 = 6.4
         6
         """
@@ -202,7 +199,7 @@ class Run:
     def layer_index(self, layer: int | None = None) -> int:
         """Position of a captured block on the arrays' layer axis; None means the default layer.
 
-        >>> from icgt.run_folder import load_run
+        >>> from icgt.study.run_folder import load_run
         >>> load_run(grid_run).layer_index(3)
         3
         """
@@ -219,7 +216,7 @@ class Run:
         Thirds of the model's depth, so that runs capturing different blocks stay comparable;
         a third with no captured block is left out.
 
-        >>> from icgt.run_folder import load_run
+        >>> from icgt.study.run_folder import load_run
         >>> {group: indices.tolist() for group, indices in load_run(grid_run).layer_groups().items()}
         {'shallow': [0, 1, 2], 'middle': [3, 4, 5], 'deep': [6, 7]}
         """
@@ -236,26 +233,26 @@ class Run:
 
         NaN where every layer of the group is NaN (for example a node absent from the window).
 
-        >>> from icgt.run_folder import load_run
+        >>> from icgt.study.run_folder import load_run
         >>> means = load_run(grid_run).layer_group_means("energy")
         >>> list(means), means["deep"].shape
         (['shallow', 'middle', 'deep'], (40,))
         """
         values = self.arrays[array_name]
-        return {group: _nanmean(values[indices]) for group, indices in self.layer_groups().items()}
+        return {group: nanmean(values[indices]) for group, indices in self.layer_groups().items()}
 
     def energy_sd_over_sequences(self) -> dict[str, np.ndarray]:
         """For each layer group, the standard deviation over sequences of the per-sequence energy.
 
         Each sequence's energy is first averaged over the group's layers, as the pooled curve is.
 
-        >>> from icgt.run_folder import load_run
+        >>> from icgt.study.run_folder import load_run
         >>> sd = load_run(grid_run).energy_sd_over_sequences()["deep"]
         >>> bool(np.isnan(sd[0])), bool(0 < sd[-1] < 0.1)   # no energy at the first snapshot
         (True, True)
         """
         per_sequence = self.layer_group_means("energy_per_sequence")
-        return {group: _nanstd(energies) for group, energies in per_sequence.items()}
+        return {group: nanstd(energies) for group, energies in per_sequence.items()}
 
     def accuracy_curve(self, renormalized: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(positions, mean, sd) of accuracy over sequences, at the positions that some sequence scores.
@@ -263,7 +260,7 @@ class Run:
         ``renormalized`` picks the accuracy renormalised over the node tokens instead of the
         full-vocabulary one.
 
-        >>> from icgt.run_folder import load_run
+        >>> from icgt.study.run_folder import load_run
         >>> positions, mean, sd = load_run(grid_run).accuracy_curve()
         >>> int(positions[0]), bool(mean[-1] > 0.8)
         (1, True)
@@ -273,7 +270,7 @@ class Run:
         values = np.where(scored, accuracy, np.nan)
         positions = np.flatnonzero(scored.any(axis=0))
         values = values[:, positions]
-        return positions, _nanmean(values), _nanstd(values)
+        return positions, nanmean(values), nanstd(values)
 
     def binned_accuracy(self, renormalized: bool = False, bins_per_doubling: int = ACCURACY_BINS_PER_DOUBLING
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -284,7 +281,7 @@ class Run:
         (``bins_per_doubling`` per doubling of context); mean and sd are then taken over sequences.
         A bin's position is the geometric mean of the positions it holds.
 
-        >>> from icgt.run_folder import load_run
+        >>> from icgt.study.run_folder import load_run
         >>> positions, mean, sd = load_run(grid_run).binned_accuracy()
         >>> positions[:4].tolist(), bool(np.all(np.diff(mean) > -0.05)), bool(sd.max() < 0.05)
         ([1, 2, 3, 4], True, True)
@@ -307,12 +304,12 @@ class Run:
             total, count = values[:, in_bin].sum(axis=1), counts[:, in_bin].sum(axis=1)
             per_sequence[:, column] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
             centres[column] = int(round(2 ** np.log2(positions[in_bin]).mean()))
-        return centres, _nanmean(per_sequence), _nanstd(per_sequence)
+        return centres, nanmean(per_sequence), nanstd(per_sequence)
 
     def chance_accuracy_renormalized(self) -> float:
         """Renormalised accuracy of uniform guessing: the mean of degree/n over the scored positions.
 
-        >>> from icgt.run_folder import load_run
+        >>> from icgt.study.run_folder import load_run
         >>> round(load_run(grid_run).chance_accuracy_renormalized(), 2)
         0.2
         """
@@ -328,7 +325,7 @@ def load_run(run_folder: str | os.PathLike) -> Run:
     format version, missing entries or arrays, or arrays whose shapes disagree; the message says what
     was expected.
 
-    >>> from icgt.run_folder import load_run
+    >>> from icgt.study.run_folder import load_run
     >>> run = load_run(grid_run)
     >>> run.name, run.model_name
     ('synthetic-grid', 'toy-8-layers')
@@ -449,84 +446,3 @@ def _check_consistency(run: Run, run_json: Path) -> None:
                          f"as graph.labels {run.labels}")
 
 
-def energy_minimum(positions: np.ndarray, energy: np.ndarray) -> tuple[int, float] | None:
-    """(position, value) of a curve's minimum, or None when it has none to mark.
-
-    The first finite snapshot is an edge, not a minimum: a curve that is lowest there has not come
-    down to anything (it only rises, or its first value is all there is). So the minimum is the lowest
-    finite snapshot after the first, and counts only when it is below that first value.
-
-    >>> from icgt.run_folder import energy_minimum
-    >>> energy_minimum(np.array([10, 20, 30, 40]), np.array([np.nan, 0.3, 0.2, 0.25]))
-    (30, 0.2)
-    >>> energy_minimum(np.array([10, 20, 30]), np.array([0.1, 0.2, 0.3])) is None   # lowest at the start
-    True
-    """
-    finite = np.flatnonzero(np.isfinite(energy))
-    if finite.size < 2:
-        return None
-    rest = finite[1:]
-    best = rest[np.argmin(energy[rest])]
-    if not energy[best] < energy[finite[0]]:
-        return None
-    return int(positions[best]), float(energy[best])
-
-
-def log_bins(positions: np.ndarray, bins_per_doubling: int) -> tuple[np.ndarray, int]:
-    """(bin of each position, number of bins): bins of equal width in log2(position), from the first position.
-
-    Positions must be positive.
-
-    >>> from icgt.run_folder import log_bins
-    >>> bins, count = log_bins(np.array([1, 2, 3, 4, 8]), 1)
-    >>> bins.tolist(), count
-    ([0, 1, 1, 2, 2], 3)
-    """
-    log_positions = np.log2(positions)
-    if log_positions.size == 0:
-        return np.zeros(0, dtype=np.int64), 1
-    num_bins = max(1, math.ceil((log_positions.max() - log_positions.min()) * bins_per_doubling))
-    bin_of = np.minimum(((log_positions - log_positions.min()) * bins_per_doubling).astype(int), num_bins - 1)
-    return bin_of, num_bins
-
-
-def steepest_rise(positions: np.ndarray, values: np.ndarray, bins_per_doubling: int = ACCURACY_BINS_PER_DOUBLING
-                  ) -> tuple[int, float] | None:
-    """(position, slope per doubling of context) where a curve rises fastest against log context length.
-
-    The curve is averaged in bins of equal width in log2(position), so that the many late positions
-    do not drown the few early ones, and differentiated by central differences over neighbouring bins.
-    None when fewer than three bins hold a finite value.
-
-    >>> from icgt.run_folder import steepest_rise
-    >>> t = np.arange(1, 1001)
-    >>> position, slope = steepest_rise(t, 1 / (1 + (100 / t) ** 2))
-    >>> 80 < position < 125, round(slope, 2)
-    (True, 0.33)
-    """
-    usable = np.isfinite(values) & (positions > 0)
-    log_positions = np.log2(positions[usable])
-    usable_values = values[usable]
-    if log_positions.size == 0:
-        return None
-    bin_of, num_bins = log_bins(positions[usable], bins_per_doubling)
-    counts = np.bincount(bin_of, minlength=num_bins)
-    occupied = counts > 0
-    if occupied.sum() < 3:
-        return None
-    centres = np.bincount(bin_of, log_positions, num_bins)[occupied] / counts[occupied]
-    means = np.bincount(bin_of, usable_values, num_bins)[occupied] / counts[occupied]
-    slopes = (means[2:] - means[:-2]) / (centres[2:] - centres[:-2])
-    best = int(np.argmax(slopes)) + 1
-    return int(round(2 ** centres[best])), float(slopes[best - 1])
-
-
-def _nanmean(values: np.ndarray) -> np.ndarray:
-    """Mean over the first axis, NaN (without a warning) where every value is NaN."""
-    counts = np.isfinite(values).sum(axis=0)
-    return np.where(counts > 0, np.nansum(values, axis=0) / np.maximum(counts, 1), np.nan)
-
-
-def _nanstd(values: np.ndarray) -> np.ndarray:
-    """Population standard deviation over the first axis, NaN (without a warning) where every value is NaN."""
-    return np.sqrt(_nanmean((values - _nanmean(values)) ** 2))

@@ -1,0 +1,202 @@
+"""Computing one run: its sequences (walks, or a control's), the forward pass with every layer captured,
+the analysis (or a mechanism experiment), and the record that run.json keeps. Nothing here touches an
+output folder (icgt.study.run_store does), so any executor can compute a run wherever it likes.
+
+Example (SmolLM2-135M, a short ring run, one layer captured):
+    >>> config = icgt.study.config.from_dict({"preset": "ring", "num_sequences": 2, "sequence_length": 100,
+    ...     "energy_window": 10, "pca_window": 50, "null_permutations": 10, "layers": [20]})
+    >>> computed = compute_run(config, progress=False)
+    >>> computed.arrays["energy"].shape[0], computed.record["model"]["architecture"]
+    (1, 'llama')
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .._icgt import NOT_A_NODE, WalkSampler
+from ..files import sha256_of
+from ..models.bundles import bundle_for, random_weights_bundle
+from ..models.tokens import DEFAULT_WORDS, PROTOCOL_WORDS, concept_token_ids
+from ..probe import ActivationProbe
+from . import config as configs
+from .analysis import analyse
+from .run_folder import RUN_FORMAT_VERSION
+from .run_store import run_name
+
+
+class ComputedRun(NamedTuple):
+    """A run before it is written: run.json's record, results.npz's arrays, activations.npz's (often none)."""
+
+    record: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    activations: dict[str, np.ndarray]
+
+
+def concept_words(config: configs.ExperimentConfig, num_nodes: int) -> list[str]:
+    """The config's words, else the model's default single-token words for the graph size.
+
+    >>> concept_words(icgt.study.config.preset("ring", graph_size=[3]), 3)
+    ['apple', 'bird', 'car']
+    """
+    if config.words:
+        return list(config.words)
+    defaults = DEFAULT_WORDS.get(config.model, PROTOCOL_WORDS)
+    if num_nodes > len(defaults):
+        raise ValueError(f"the graph has {num_nodes} nodes but there are only {len(defaults)} default words; "
+                         "give one word per node in 'words'")
+    return list(defaults[:num_nodes])
+
+
+def sample_sequences(config: configs.ExperimentConfig, graph) -> tuple[np.ndarray, np.ndarray]:
+    """Node sequences [batch, 1 + length] with NOT_A_NODE at the BOS (position 0) and at separators,
+    and the scored mask: positions whose next-token prediction counts for accuracy.
+
+    Controls without a graph in the context: "shuffled" puts each walk's words in a random order
+    (the same words, as often), "uniform" draws every word uniformly and independently.
+
+    >>> config = icgt.study.config.preset("ring", num_sequences=2, sequence_length=5)
+    >>> nodes, scored = sample_sequences(config, config.build_graph())
+    >>> nodes.shape, nodes[0, 0] == icgt.NOT_A_NODE, bool(scored[0, 1:].all())
+    ((2, 6), True, True)
+    """
+    sampler = WalkSampler(graph, seed=config.seed)
+    if config.mode == "walk":
+        nodes = sampler.random_walks(config.num_sequences, config.sequence_length, start=config.start)
+        scored = np.ones_like(nodes, dtype=bool)
+        shuffler = np.random.default_rng(config.seed)
+        if config.control == "shuffled":
+            nodes = np.stack([shuffler.permutation(walk) for walk in nodes])
+        elif config.control == "uniform":
+            nodes = shuffler.integers(0, graph.num_nodes, size=nodes.shape, dtype=np.int64)
+    else:
+        stride = 3 if config.separator else 2
+        nodes, scored = sampler.neighbour_pairs(config.num_sequences, config.sequence_length // stride,
+                                                with_separator=bool(config.separator))
+    bos = np.full((nodes.shape[0], 1), NOT_A_NODE, dtype=np.int64)
+    return np.concatenate([bos, nodes], axis=1), np.concatenate([np.zeros_like(bos, dtype=bool), scored], axis=1)
+
+
+def run_bundle(config: configs.ExperimentConfig, progress: bool = True) -> Path:
+    """The bundle that ``config`` runs (exported on first use): the model's, or for the random_init
+    control a bundle of the same architecture with random weights.
+
+    >>> run_bundle(icgt.study.config.preset("grid", model=toy_bundle, words=[f"w{i}" for i in range(16)])).name
+    'toy.pt'
+    """
+    if config.control == "random_init":
+        return random_weights_bundle(config.model, config.dtype, config.seed, progress=progress)
+    return bundle_for(config.model, config.dtype, progress=progress)
+
+
+def compute_run(config: configs.ExperimentConfig, progress: bool = True, *, bundle: Path | None = None,
+                device: str | None = None) -> ComputedRun:
+    """The run's record (run.json), its results, and its activations if the config keeps them.
+
+    bundle and device, when given, replace run_bundle(config) and config.device (a Ray worker runs
+    the bundle the driver exported, on the device Ray gave it). The example is the module's.
+    """
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    bundle = bundle if bundle is not None else run_bundle(config, progress)
+    probe = ActivationProbe(bundle, device=device or config.device)
+    tokenizer = probe.tokenizer
+    graph = config.build_graph()
+    words = concept_words(config, graph.num_nodes)
+    graph.labels = words
+    word_ids = np.array(concept_token_ids(tokenizer, words), dtype=np.int64)
+    separator_id = concept_token_ids(tokenizer, [config.separator])[0] if config.separator else -1
+
+    clock = time.perf_counter()
+    nodes, scored = sample_sequences(config, graph)
+    token_ids = np.where(nodes >= 0, word_ids[np.maximum(nodes, 0)], separator_id)
+    token_ids[:, 0] = probe.bos_token_id
+    timings["sample_s"] = time.perf_counter() - clock
+
+    layers = list(range(probe.num_layers)) if config.layers == "all" else list(config.layers)
+    # A mechanism experiment captures the embedding output and every block.
+    _check_fits(config, probe, layers, token_ids.shape,
+                captured=len(layers) if config.experiment == "graph" else probe.num_layers + 1)
+    result = None
+    if config.experiment == "graph":
+        clock = time.perf_counter()
+        with tqdm(total=probe.num_layers + 1, desc=f"{run_name(config)}: forward", unit="block",
+                  disable=not progress) as bar:
+            result = probe.run(torch.from_numpy(token_ids), layers=layers, target_ids=torch.from_numpy(word_ids),
+                               max_batch=config.max_batch, progress=lambda _layer: bar.update(1))
+        timings["probe_s"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        arrays = analyse(config, graph, result.residuals, result.target_probs, nodes, scored, layers,
+                         probe.num_layers, progress)
+        arrays["layers"] = np.array(layers)
+        timings["analysis_s"] = time.perf_counter() - clock
+    else:
+        from .mechanism import run_mechanism
+
+        clock = time.perf_counter()
+        arrays = run_mechanism(config, probe, graph, nodes, scored, token_ids, word_ids)
+        timings["experiment_s"] = time.perf_counter() - clock
+    arrays.update(nodes=nodes, scored=scored, token_ids=token_ids)
+    timings["total_s"] = time.perf_counter() - started
+
+    record = {
+        "icgt_run_format": RUN_FORMAT_VERSION,
+        "config": config.to_dict(),
+        "model": {"name": config.model, "bundle": str(bundle), "architecture": probe.architecture,
+                  "num_layers": probe.num_layers, "hidden_size": probe.hidden_size,
+                  "bundle_sha256": sha256_of(bundle), "source": probe.config.get("source", ""),
+                  "source_sha256": probe.config.get("source_sha256", ""),
+                  "device": str(probe.device), "dtype": str(probe.dtype)},
+        # A ring with a natural order that it contradicts is the days-of-week experiment, which the
+        # report recognises by this kind.
+        "graph": {"kind": "days" if config.natural_order else config.graph, "num_nodes": graph.num_nodes,
+                  "edges": [list(e) for e in graph.edges], "labels": list(graph.labels)},
+        "token_ids": {"words": word_ids.tolist(), "separator": separator_id, "bos": probe.bos_token_id},
+        "versions": {"icgt": _icgt_version(), "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+        "seed": config.seed,
+        "control": config.control,
+        "experiment": config.experiment,
+        "timings": timings,
+    }
+    if config.natural_order:
+        record["weekly_order"] = list(config.natural_order)
+    activations = {}
+    if config.save_activations and result is not None:
+        activations = {"residuals": result.residuals.float().cpu().numpy(),
+                       "target_probs": result.target_probs.cpu().numpy()}
+    return ComputedRun(record, arrays, activations)
+
+
+def _check_fits(config: configs.ExperimentConfig, probe: ActivationProbe, layers: list[int],
+                shape: tuple[int, int], captured: int) -> None:
+    """Refuses, before the forward pass, layers the model lacks, sequences longer than it was trained
+    for, and captures larger than this machine's memory."""
+    bad = [layer for layer in layers if not 0 <= layer < probe.num_layers]
+    if bad:
+        raise configs.ConfigError([f"layers {bad} do not exist in {config.model}, which has blocks 0.."
+                                   f"{probe.num_layers - 1}"])
+    if shape[1] > probe.max_positions:
+        raise configs.ConfigError([f"sequence_length {config.sequence_length} (+ BOS) exceeds the {probe.max_positions} "
+                                   f"positions {config.model} was trained for"])
+    needed = captured * shape[0] * shape[1] * probe.hidden_size * probe.dtype.itemsize
+    available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if needed > available:
+        raise configs.ConfigError([f"capturing {captured} layers of {shape[0]} x {shape[1]} tokens needs "
+                                   f"{needed / 2**30:.1f} GiB, more than this machine's {available / 2**30:.1f} GiB; "
+                                   "capture fewer layers or sequences"])
+
+
+def _icgt_version() -> str:
+    from .. import __version__
+
+    return __version__
