@@ -365,6 +365,8 @@ CONFIGS = [
          "icgt.study.config.from_dict({'graph': 'custom', 'edges': [[0, 1], [2, 3]], 'words': list('abcd')})",
          "ConfigError", r"graph is not connected"),
     Case("an unknown preset", "icgt.study.config.preset('spiral')", "ValueError", r"unknown preset 'spiral'"),
+    Case("the embedding output as a layer to analyse", "icgt.study.config.preset('grid', layers=[-1, 5])",
+         "ConfigError", r"layers must be \"all\" or a non-empty list of block indices from 0 .*got \[-1, 5\]"),
     Case("an unknown model", "icgt.study.config.preset('grid', model='gpt-9')", "ConfigError",
          r"model 'gpt-9' is neither a built-in model"),
     Case("too many tokens", "icgt.study.config.preset('grid', num_sequences=100000)", "ConfigError",

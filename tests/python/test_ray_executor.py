@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 # Before ray is first imported: Ray then takes 127.0.0.1 as this node's address, so that the cluster
-# listens on the loopback interface only (icgt.study.ray_executor.import_ray does the same).
+# listens on the loopback interface only (icgt.study.executors.ray_cluster.import_ray does the same).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (scripts/setup installs it)")
 
@@ -94,8 +94,8 @@ def assert_same_run(folder: Path, reference: Path) -> None:
 
 
 def visible(output: Path) -> list[str]:
-    """The folders of an output folder, without the hidden lock files beside the runs."""
-    return sorted(path.name for path in output.iterdir() if not path.name.startswith("."))
+    """Every name in an output folder, hidden ones too: a run leaves no lock file behind, failed or not."""
+    return sorted(path.name for path in output.iterdir())
 
 
 def test_a_sweep_on_ray_equals_the_same_sweep_run_locally(cluster, local, toy, tmp_path):
