@@ -233,10 +233,6 @@ class ICGT_API ActivationProbe {
   struct Plan;
   using HookList = std::map<HookSite, std::vector<std::pair<int, std::shared_ptr<const Hook>>>>;
 
-  void check_site(const HookSite& site, const char* method) const;
-  void check_layer(int layer, const char* method) const;
-  void check_request(const torch::Tensor& token_ids, const Request& request) const;
-  std::vector<HeadAblation> resolve_ablations(const torch::Tensor& ids, const Request& request);
   void run_sub_batch(const torch::Tensor& ids, const Plan& plan, std::int64_t offset, Result& result) const;
   /// Block `layer` step by step, with the hooks, captures, scores and ablations inside it.
   torch::Tensor run_block_steps(int layer, const torch::Tensor& hidden, const Plan& plan, std::int64_t offset,

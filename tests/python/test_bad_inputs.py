@@ -315,6 +315,12 @@ STATISTICS = [
         a = stats.class_means(x, nodes, 10, [15, 39]).means
         b = stats.class_means(x.contiguous(), nodes, 10, [15, 39]).means
         result = torch.equal(a.nan_to_num(), b.nan_to_num())""", None),
+    Case("aligning principal components of no snapshot", """
+        pcs = icgt.RepresentationStats(4).principal_components(torch.randn(3, 4, 6), 2)
+        none = icgt.RepresentationStats.PrincipalComponents(pcs.components[:0], pcs.explained_variance_ratio[:0],
+                                                           pcs.projections[:0], pcs.mean[:0])
+        icgt.RepresentationStats.align_snapshots(none)""", "ValueError",
+         r"RepresentationStats.align_snapshots: projections \[0, 4, 2\] holds no snapshot; expected at least one"),
     Case("energy of hidden size 0", "icgt.EnergyMetrics(icgt.Graph.ring(4)).dirichlet_energy(torch.zeros(4, 0))",
          "ValueError", r"dirichlet_energy: representations has shape \[4, 0\], 0 dimensions per node"),
     Case("energy of the wrong number of nodes",
