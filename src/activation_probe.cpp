@@ -3,15 +3,14 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <torch/cuda.h>
 
 #include <algorithm>
 #include <map>
-#include <optional>
 
 #include "head_ablations.hpp"
 #include "icgt/errors.hpp"
 #include "model_backend.hpp"
+#include "probe_device.hpp"
 #include "probe_plan.hpp"
 #include "request_checks.hpp"
 #include "tensor_checks.hpp"
@@ -26,43 +25,13 @@ constexpr std::int64_t kAmbiguousText = -1;
 // walks in one pass; shorter walks are grouped up to the same size (docs/performance.md).
 constexpr std::int64_t kCpuTokensPerPass = 2048;
 
-torch::Device resolve_device(const std::string& name) {
-  if (name == "auto") {
-    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
-  }
-  std::optional<torch::Device> device;
-  try {
-    device.emplace(name);
-  } catch (const c10::Error&) {
-  }
-  if (!device || !(device->is_cpu() || device->is_cuda())) {
-    throw ValueError(fmt::format("ActivationProbe: device '{}' is not understood; expected 'auto', 'cpu', 'cuda' or "
-                                 "'cuda:N'",
-                                 name));
-  }
-  if (device->is_cuda()) {
-    if (!torch::cuda::is_available()) {
-      throw RuntimeError(fmt::format("ActivationProbe: device '{}' was asked for, but this torch sees no CUDA GPU; "
-                                     "use 'cpu' or 'auto'",
-                                     name));
-    }
-    const auto count = static_cast<int>(torch::cuda::device_count());
-    if (device->has_index() && device->index() >= count) {
-      throw ValueError(fmt::format("ActivationProbe: device '{}' does not exist; this machine has cuda:0..cuda:{}",
-                                   name, count - 1));
-    }
-    if (!device->has_index()) device.emplace(torch::kCUDA, 0);
-  }
-  return *device;
-}
-
 // The points inside a block, which make the probe drive the block's steps when read or changed there.
 bool is_inside_a_block(HookPoint point) { return point != HookPoint::ResidPre && point != HookPoint::ResidPost; }
 
 }  // namespace
 
 ActivationProbe::ActivationProbe(const std::string& bundle_path, const std::string& device)
-    : device_(resolve_device(device)) {
+    : device_(detail::resolve_device(device, "ActivationProbe")) {
   LoadedModel loaded = load_torchscript_bundle(bundle_path, device_);
   model_ = std::move(loaded.model);
   info_ = std::move(loaded.info);
@@ -76,6 +45,18 @@ ActivationProbe::ActivationProbe(const std::string& bundle_path, const std::stri
 ActivationProbe::~ActivationProbe() = default;
 ActivationProbe::ActivationProbe(ActivationProbe&&) noexcept = default;
 ActivationProbe& ActivationProbe::operator=(ActivationProbe&&) noexcept = default;
+
+bool ActivationProbe::native_bfloat16(const std::string& device) {
+  const char* function = "ActivationProbe.native_bfloat16";
+  return detail::bfloat16_support(detail::resolve_device(device, function), function).native;
+}
+
+ActivationProbe::AutomaticDtype ActivationProbe::automatic_dtype(const std::string& device) {
+  const char* function = "ActivationProbe.automatic_dtype";
+  const detail::BFloat16Support support = detail::bfloat16_support(detail::resolve_device(device, function), function);
+  const std::string dtype = support.native ? "bfloat16" : "float32";
+  return {dtype, fmt::format("{}: {}", support.why, dtype)};
+}
 
 std::int64_t ActivationProbe::token_id(const std::string& text) const {
   const auto found = ids_by_text_.find(text);

@@ -119,6 +119,13 @@ BUNDLES = [
          r"is damaged: tensor '[a-z_.0-9]+' of shape \[\d+, \d+\] has 0 bytes of data where it needs \d+"),
     Case("unknown device", "icgt.ActivationProbe(os.environ['TOY'] + '/toy.pt', device='tpu')", "ValueError",
          r"device 'tpu' is not understood"),
+    Case("an unknown device for the dtype decision", "icgt.ActivationProbe.native_bfloat16('gpu')", "ValueError",
+         r"ActivationProbe.native_bfloat16: device 'gpu' is not understood; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    Case("an ICGT_NATIVE_BFLOAT16 that is neither 0 nor 1", """
+        os.environ["ICGT_NATIVE_BFLOAT16"] = "yes"
+        icgt.ActivationProbe.automatic_dtype("cpu")""", "ValueError",
+         r"ActivationProbe.automatic_dtype: ICGT_NATIVE_BFLOAT16 is 'yes'; expected 1 \(the device computes bfloat16 "
+         r"natively\), 0 \(it does not\) or unset"),
     Case("bundle config of a non-bundle", "icgt.read_bundle_config(os.environ['TOY'] + '/garbage.pt')", "ValueError",
          r"is not an icgt bundle"),
     # Found by tests/fuzz/fuzz_bundle.py (the extra files of a valid bundle rewritten).
