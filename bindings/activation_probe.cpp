@@ -338,6 +338,8 @@ Hooks added or removed while a run goes on take effect from the next run.
           "set_head_gates", [](Probe& p, int layer, const py::object& gates) { p.set_head_gates(layer, tensor_argument(gates, "ActivationProbe.set_head_gates", "gates")); },
           py::arg("layer"), py::arg("gates"),
           "Multiplies each attention head's output in block `layer` by gates[head]; 0 ablates the head.\n\n"
+          "The gates stay until clear_head_gates; the probe keeps a copy. Gates set or cleared while a run\n"
+          "goes on (by a hook) take effect from the next run, as hooks do.\n\n"
           ">>> icgt.ActivationProbe(toy_bundle).set_head_gates(0, [1.0, 0.0, 1.0, 1.0])")
       .def("clear_head_gates", &Probe::clear_head_gates)
       .def_static("native_bfloat16", &Probe::native_bfloat16, py::arg("device") = "auto",

@@ -150,21 +150,25 @@ void ActivationProbe::set_head_gates(int layer, const torch::Tensor& gates) {
                                  ">= 0 (0 ablates the head, 1 leaves it)",
                                  head, head, gates[head].item<double>()));
   }
-  head_gates_[layer] = gates.detach().to(device_, info_.dtype);
+  // A copy even where no conversion is needed: a caller who changes its tensor later changes nothing.
+  head_gates_[layer] = gates.detach().to(device_, info_.dtype, /*non_blocking=*/false, /*copy=*/true);
 }
 
 void ActivationProbe::clear_head_gates() { head_gates_.clear(); }
 
 ActivationProbe::Result ActivationProbe::run(const torch::Tensor& token_ids, const Request& request) {
   detail::check_request(info_, token_ids, request);
-  // The hooks of this run: a copy of the list (of shared callables), so that hooks may change the
-  // probe's hooks while they run; the changes apply to the next run.
+  // The hooks and head gates of this run: copies (of shared callables, and of gate tensors that the
+  // probe never changes in place), so that hooks may change the probe's hooks and gates while they
+  // run; the changes apply to the next run.
   HookList hooks = hooks_;
+  std::map<int, torch::Tensor> head_gates = head_gates_;
   c10::InferenceMode inference;
   const torch::Tensor ids = token_ids.to(device_, torch::kLong);
   const std::int64_t batch = ids.size(0), length = ids.size(1);
 
-  Plan plan{request, std::move(hooks), {}, {}, detail::resolve_head_ablations(*this, ids, request), {}, {}, kEmbeddingLayer, false};
+  Plan plan{request, std::move(hooks), std::move(head_gates), {}, {},
+            detail::resolve_head_ablations(*this, ids, request), {}, {}, kEmbeddingLayer, false};
   int run_hook = -1;  // the run's own hooks are named -1, -2, ... in messages
   for (const auto& [site, hook] : request.hooks) plan.hooks[site].emplace_back(run_hook--, std::make_shared<const Hook>(hook));
   if (request.target_ids.defined()) plan.targets = request.target_ids.to(device_, torch::kLong);

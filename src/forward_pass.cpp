@@ -88,9 +88,9 @@ void ActivationProbe::run_sub_batch(const torch::Tensor& ids, const Plan& plan, 
     if (plan.inside.count(layer)) {
       hidden = run_block_steps(layer, hidden, plan, offset, result);
     } else {
-      const auto gate = head_gates_.find(layer);
+      const auto gate = plan.head_gates.find(layer);
       hidden = model_->block(layer, hidden,
-                             gate == head_gates_.end() ? std::nullopt : std::optional<torch::Tensor>(gate->second));
+                             gate == plan.head_gates.end() ? std::nullopt : std::optional<torch::Tensor>(gate->second));
     }
     hidden = at_site(plan, {layer, HookPoint::ResidPost}, std::move(hidden), offset, result);
     if (request.after_block) request.after_block(layer);
@@ -152,7 +152,7 @@ torch::Tensor ActivationProbe::run_block_steps(int layer, const torch::Tensor& h
     result.attention_scores[scores[i].first][scores[i].second].narrow(0, offset, batch).copy_(sums[i] / count);
   }
 
-  if (const auto gate = head_gates_.find(layer); gate != head_gates_.end()) {
+  if (const auto gate = plan.head_gates.find(layer); gate != plan.head_gates.end()) {
     z = z * gate->second.view({1, 1, info_.num_heads, 1});
   }
   detail::apply_head_ablations(plan.ablations, layer, offset, z);

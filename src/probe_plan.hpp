@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <vector>
 
@@ -15,6 +16,7 @@ namespace icgt {
 struct ActivationProbe::Plan {
   const Request& request;
   HookList hooks;  // the persistent hooks when the run started, then the run's own
+  std::map<int, torch::Tensor> head_gates;  // the head gates when the run started
   torch::Tensor targets;
   std::vector<std::int64_t> logit_positions;  // counted from the start
   std::vector<HeadAblation> ablations;        // with their values

@@ -234,7 +234,9 @@ class ICGT_API ActivationProbe {
   void clear_hooks();
 
   /// Multiplies each attention head's output in a block by gates[head] (length num_heads, finite and
-  /// non-negative): 0 ablates a head. Stays in force until cleared.
+  /// non-negative): 0 ablates a head. Stays in force until cleared; the probe keeps a copy of gates.
+  /// A run uses the gates set when it starts, as with hooks: gates set or cleared while it runs (by
+  /// a hook, say) take effect from the next run.
   void set_head_gates(int layer, const torch::Tensor& gates);
   void clear_head_gates();
 
