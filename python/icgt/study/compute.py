@@ -60,7 +60,7 @@ def sample_sequences(config: configs.ExperimentConfig, graph) -> tuple[np.ndarra
 
     >>> config = icgt.study.config.preset("ring", num_sequences=2, sequence_length=5, energy_window=2, pca_window=4)
     >>> nodes, scored = sample_sequences(config, config.build_graph())
-    >>> nodes.shape, nodes[0, 0] == icgt.NOT_A_NODE, bool(scored[0, 1:].all())
+    >>> nodes.shape, bool(nodes[0, 0] == icgt.NOT_A_NODE), bool(scored[0, 1:].all())
     ((2, 6), True, True)
     """
     sampler = WalkSampler(graph, seed=config.seed)
