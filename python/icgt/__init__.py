@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ._lazy import lazy_attributes
 from ._version import __version__
 
 #: Public names, each loaded from its module on first use.
@@ -50,24 +51,23 @@ MOVED_MODULES = {
     "hf_checkpoint": "models.hf_checkpoint", "mechanism": "study.mechanism", "mechanism_report": "report.mechanism",
     "plots": "report.plots", "ray_executor": "study.executors.ray_executor", "run_folder": "study.run_folder",
     "tokens": "models.tokens", "verdict": "report.verdict", "words": "models.words",
+    # icgt.models was the scriptable definitions alone
+    "models.config": "models.scriptable.config", "models.layers": "models.scriptable.layers",
+    "models.model": "models.scriptable.model",
 }
 
 __all__ = sorted([*_LAZY, "__version__", "cmake_prefix_path"])
 
 
+_lazy_getattr = lazy_attributes(__name__, _LAZY)
+
+
 def __getattr__(name: str) -> Any:
-    if name == "cmake_prefix_path":
-        # Install prefix of libicgt for C++ users: cmake -DCMAKE_PREFIX_PATH=<this> finds icgt. It is
-        # the compiled core's folder (in an editable install not this file's), found without loading it.
-        value: Any = str(Path(importlib.util.find_spec(f"{__name__}._icgt").origin).resolve().parent)
-    elif name in MOVED_MODULES:
-        value = importlib.import_module(f"{__name__}.{name}")  # through _MovedModuleFinder
-    elif name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f"{__name__}.{name}")  # a subpackage or module: icgt.study, icgt.report, ...
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name != "cmake_prefix_path":
+        return _lazy_getattr(name)  # a public name, a subpackage (icgt.study) or a moved module (icgt.config)
+    # Install prefix of libicgt for C++ users: cmake -DCMAKE_PREFIX_PATH=<this> finds icgt. It is the
+    # compiled core's folder (in an editable install not this file's), found without loading it.
+    value = str(Path(importlib.util.find_spec(f"{__name__}._icgt").origin).resolve().parent)
     globals()[name] = value
     return value
 

@@ -5,3 +5,9 @@
 Importing this package loads nothing heavy: the catalog and the word lists serve the command line and
 the report without torch.
 """
+
+from .._lazy import lazy_attributes
+
+# The submodules on first use, and the scriptable definitions under the names icgt 0.2 gave them here.
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(["FORMAT_VERSION", "CausalLM", "ModelConfig",
+                                                       "rope_inverse_frequencies"], "scriptable"))
