@@ -33,6 +33,8 @@ import time
 import numpy as np
 import torch
 
+from icgt.hardware import describe_line
+
 VARIANTS = ("icgt", "icgt-whole-batch", "icgt+probabilities", "transformers", "transformers-decoder",
             "transformers-per-walk")
 
@@ -112,7 +114,7 @@ def profile(model: str, batch: int, length: int, dtype: str) -> None:
         probe.run(ids, layers=layers)
     events = sorted(recorded.key_averages(), key=lambda event: -event.self_cpu_time_total)
     total = sum(event.self_cpu_time_total for event in events)
-    print(f"{model}, {dtype}, {batch} x {length} tokens: {total / 1e6:.2f} s of operators")
+    print(f"{model}, {dtype}, {batch} x {length} tokens on {describe_line()}: {total / 1e6:.2f} s of operators")
     for event in events[:8]:
         print(f"{event.key:>52} {event.self_cpu_time_total / 1e6:7.2f} s {event.self_cpu_time_total / total:6.1%}")
 
@@ -174,7 +176,7 @@ def main() -> None:
             if variant not in results or result["seconds"] < results[variant]["seconds"]:
                 results[variant] = result
     print(f"{args.model}, {args.dtype}, batch {args.batch} x {args.length} tokens, every block's residual kept, "
-          f"CPU ({torch.get_num_threads()} threads)")
+          f"on {describe_line()}")
     print(f"{'variant':>21} {'seconds':>8} {'tokens/s':>9} {'peak MiB':>9} "
           f"{'icgt speed':>10} {'icgt memory':>11}")
     for name, r in results.items():

@@ -248,7 +248,7 @@ AttentionScore(offset=1, first_query=1, layers=None)
         return text + ")";
       });
 
-  py::class_<Probe>(m, "ActivationProbe", R"doc(Runs an exported model block by block, with hooks.
+  py::class_<Probe> probe(m, "ActivationProbe", R"doc(Runs an exported model block by block, with hooks.
 
 Loads a bundle written by `icgt export` (or icgt.bundle_for) onto device "auto" (CUDA when
 available), "cpu", "cuda" or "cuda:N". Layer l is the residual stream after decoder block l
@@ -265,7 +265,19 @@ Example:
     (torch.Size([2, 1, 5, 16]), torch.Size([1, 5, 2]))
     >>> result.activations["blocks.1.attn.hook_pattern"].shape
     torch.Size([1, 4, 5, 5])
-)doc")
+)doc");
+
+  py::class_<Probe::AutomaticDtype>(probe, "AutomaticDtype",
+                                    "What ActivationProbe.automatic_dtype chooses for a device, and why.")
+      .def_readonly("dtype", &Probe::AutomaticDtype::dtype,
+                    "'bfloat16' where the device computes it natively, else 'float32'.")
+      .def_readonly("reason", &Probe::AutomaticDtype::reason,
+                    "The device and the evidence, then the dtype, in words.")
+      .def("__repr__", [](const Probe::AutomaticDtype& choice) {
+        return py::str("ActivationProbe.AutomaticDtype(dtype={!r}, reason={!r})").format(choice.dtype, choice.reason);
+      });
+
+  probe
       .def(py::init([](const std::filesystem::path& bundle, const std::string& device) {
              return Probe(bundle.string(), device);
            }),
@@ -326,8 +338,35 @@ Hooks added or removed while a run goes on take effect from the next run.
           "set_head_gates", [](Probe& p, int layer, const py::object& gates) { p.set_head_gates(layer, tensor_argument(gates, "ActivationProbe.set_head_gates", "gates")); },
           py::arg("layer"), py::arg("gates"),
           "Multiplies each attention head's output in block `layer` by gates[head]; 0 ablates the head.\n\n"
+          "The gates stay until clear_head_gates; the probe keeps a copy. Gates set or cleared while a run\n"
+          "goes on (by a hook) take effect from the next run, as hooks do.\n\n"
           ">>> icgt.ActivationProbe(toy_bundle).set_head_gates(0, [1.0, 0.0, 1.0, 1.0])")
       .def("clear_head_gates", &Probe::clear_head_gates)
+      .def_static("native_bfloat16", &Probe::native_bfloat16, py::arg("device") = "auto",
+                  R"doc(Whether device ("auto", "cpu", "cuda" or "cuda:N") computes bfloat16 natively.
+
+A CUDA GPU does from compute capability 8.0 (Ampere); a CPU when it has bfloat16 instructions
+(AVX512-BF16, AMX-BF16, AVX-NE-CONVERT, ARM's BF16) and torch's oneDNN uses them. The
+environment variable ICGT_NATIVE_BFLOAT16, read at every call, overrides the hardware: "1" yes,
+"0" no. A device that does not exist, or another value of the variable, is a ValueError; CUDA
+where torch sees no GPU a RuntimeError.
+
+>>> native = icgt.ActivationProbe.native_bfloat16("cpu")
+>>> icgt.ActivationProbe.automatic_dtype("cpu").dtype == ("bfloat16" if native else "float32")
+True
+)doc")
+      .def_static("automatic_dtype", &Probe::automatic_dtype, py::arg("device") = "auto",
+                  R"doc(The dtype to run a model in on device: an ActivationProbe.AutomaticDtype.
+
+.dtype is "bfloat16" where native_bfloat16(device), else "float32"; .reason says why in words.
+The same override (ICGT_NATIVE_BFLOAT16) and errors as native_bfloat16.
+
+>>> import os
+>>> os.environ["ICGT_NATIVE_BFLOAT16"] = "0"  # overrides the hardware's answer
+>>> icgt.ActivationProbe.automatic_dtype("cpu")
+ActivationProbe.AutomaticDtype(dtype='float32', reason='CPU (torch CPU capability ...) taken to lack native bfloat16 (ICGT_NATIVE_BFLOAT16=0): float32')
+>>> del os.environ["ICGT_NATIVE_BFLOAT16"]
+)doc")
       .def("automatic_batch", &Probe::automatic_batch, py::arg("batch"), py::arg("length"),
            R"doc(Sequences per pass that run starts with for batch sequences of length tokens when
 max_batch is 0: on a CPU as many as make about 2048 tokens (at least one), on a GPU the whole

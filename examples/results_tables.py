@@ -28,7 +28,8 @@ import numpy as np
 import icgt
 from icgt.study.aggregate import ACCURACY_AT, ALPHA, run_numbers
 from icgt.models.catalog import BUILTIN_MODELS
-from icgt.study.config import DAY_NAMES, DAYS_RING_ORDER
+from icgt.models.words import DAY_NAMES
+from icgt.study.presets import DAYS_RING_ORDER
 from icgt.report.mechanism import experiment_of, mechanism_summary
 from icgt.report import summarize
 from icgt.study.run_folder import Run, load_run

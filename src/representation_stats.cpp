@@ -100,6 +100,11 @@ RepresentationStats::PrincipalComponents RepresentationStats::align_snapshots(co
   const torch::Tensor& projections = components.projections;
   detail::check_floating(projections, 3, function, "projections", "[..., snapshots, nodes, k]");
   const std::int64_t num_snapshots = projections.size(-3), k = projections.size(-1);
+  if (num_snapshots == 0) {
+    throw ValueError(fmt::format("{}: projections {} holds no snapshot; expected at least one in [..., snapshots, "
+                                 "nodes, k]",
+                                 function, detail::shape_of(projections)));
+  }
   detail::check_floating(components.components, 3, function, "components", "[..., snapshots, k, hidden]");
   detail::check_floating(components.explained_variance_ratio, 2, function, "explained_variance_ratio",
                          "[..., snapshots, k]");

@@ -190,12 +190,30 @@ class ICGT_API ActivationProbe {
     std::vector<int> handles_;
   };
 
+  /// The dtype to run a model in on a device, and why.
+  struct AutomaticDtype {
+    std::string dtype;   ///< "bfloat16" where the device computes it natively, else "float32"
+    std::string reason;  ///< the device and the evidence, then the dtype, e.g. "CPU (torch CPU capability
+                         ///< AVX2) without native bfloat16, as oneDNN reports: float32"
+  };
+
   /// Loads a bundle. device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
   /// Throws FileNotFoundError, or RuntimeError for a file that is not a bundle of a known format.
   explicit ActivationProbe(const std::string& bundle_path, const std::string& device = "auto");
   ~ActivationProbe();
   ActivationProbe(ActivationProbe&&) noexcept;
   ActivationProbe& operator=(ActivationProbe&&) noexcept;
+
+  /// Whether `device` ("auto", "cpu", "cuda" or "cuda:N", as for the constructor) computes bfloat16
+  /// natively: a CUDA GPU of compute capability 8.0 or later, a CPU with bfloat16 instructions
+  /// (AVX512-BF16, AMX-BF16, AVX-NE-CONVERT, ARM's BF16) that torch's oneDNN uses. The environment
+  /// variable ICGT_NATIVE_BFLOAT16, read at every call, overrides the hardware: "1" yes, "0" no.
+  /// Throws ValueError for a device name of no device of this machine or another value of the
+  /// variable, RuntimeError for CUDA where torch sees no GPU.
+  static bool native_bfloat16(const std::string& device = "auto");
+  /// "bfloat16" where native_bfloat16(device), else "float32" (docs/performance.md's recommendation),
+  /// with the reason in words; the same override and errors as native_bfloat16.
+  static AutomaticDtype automatic_dtype(const std::string& device = "auto");
 
   const ModelInfo& info() const { return info_; }
   torch::Device device() const { return device_; }
@@ -216,7 +234,9 @@ class ICGT_API ActivationProbe {
   void clear_hooks();
 
   /// Multiplies each attention head's output in a block by gates[head] (length num_heads, finite and
-  /// non-negative): 0 ablates a head. Stays in force until cleared.
+  /// non-negative): 0 ablates a head. Stays in force until cleared; the probe keeps a copy of gates.
+  /// A run uses the gates set when it starts, as with hooks: gates set or cleared while it runs (by
+  /// a hook, say) take effect from the next run.
   void set_head_gates(int layer, const torch::Tensor& gates);
   void clear_head_gates();
 
@@ -233,10 +253,6 @@ class ICGT_API ActivationProbe {
   struct Plan;
   using HookList = std::map<HookSite, std::vector<std::pair<int, std::shared_ptr<const Hook>>>>;
 
-  void check_site(const HookSite& site, const char* method) const;
-  void check_layer(int layer, const char* method) const;
-  void check_request(const torch::Tensor& token_ids, const Request& request) const;
-  std::vector<HeadAblation> resolve_ablations(const torch::Tensor& ids, const Request& request);
   void run_sub_batch(const torch::Tensor& ids, const Plan& plan, std::int64_t offset, Result& result) const;
   /// Block `layer` step by step, with the hooks, captures, scores and ablations inside it.
   torch::Tensor run_block_steps(int layer, const torch::Tensor& hidden, const Plan& plan, std::int64_t offset,

@@ -192,7 +192,7 @@ def _executor(args: argparse.Namespace):
 def _run_experiments(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from .report.html import format_summary, summarize
+    from .report.html import format_summary, summarize, timing_line
     from .study.executors import SweepError
     from .study.sweep import run_sweep
 
@@ -200,7 +200,8 @@ def _run_experiments(args: argparse.Namespace) -> int:
     executor = _executor(args)
 
     def print_summary(folder: Path) -> None:  # as each run completes, above the sweep's progress bar if any
-        tqdm.write(f"{format_summary(summarize(folder))}\n  figures: {folder / 'report' / 'index.html'}")
+        tqdm.write(f"{format_summary(summarize(folder))}\n  {timing_line(folder)}\n"
+                   f"  figures: {folder / 'report' / 'index.html'}")
 
     try:
         folders = run_sweep(configs, args.output, force=args.force, progress=not args.quiet, executor=executor,

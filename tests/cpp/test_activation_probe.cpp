@@ -250,6 +250,38 @@ TEST_CASE("hooks that change the hooks while a run goes on take effect from the 
   CHECK(seen == std::vector<std::string>{"once", "adds", "adds", "added"});
 }
 
+TEST_CASE("head gates set or cleared while a run goes on take effect from the next run, as hooks do") {
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  ActivationProbe::Request request;
+  request.layers = {2};
+  const auto gates = torch::tensor({1.0, 0.0, 0.5, 1.0});
+  const auto plain = probe.run(kIds, request).residuals;
+  probe.set_head_gates(1, gates);
+  const auto gated = probe.run(kIds, request).residuals;
+  REQUIRE_FALSE(torch::equal(plain, gated));
+  probe.clear_head_gates();
+
+  // A hook after block 0 gates block 1: this run is as without the gate, the next as with it.
+  const int setter = probe.add_hook(0, [&](int, torch::Tensor&) { probe.set_head_gates(1, gates); });
+  CHECK(torch::equal(probe.run(kIds, request).residuals, plain));
+  probe.remove_hook(setter);
+  CHECK(torch::equal(probe.run(kIds, request).residuals, gated));
+
+  // Clearing them likewise, also where the probe drives block 1's steps and in passes of one sequence.
+  const int clearer = probe.add_hook(0, [&](int, torch::Tensor&) { probe.clear_head_gates(); });
+  request.captures = {icgt::HookSite::parse("blocks.1.attn.hook_z")};
+  request.max_batch = 1;
+  CHECK(torch::equal(probe.run(kIds, request).residuals, gated));
+  probe.remove_hook(clearer);
+  CHECK(torch::equal(probe.run(kIds, request).residuals, plain));
+
+  // The probe keeps its own copy: the caller's tensor changed afterwards changes nothing.
+  auto mine = gates.clone();
+  probe.set_head_gates(1, mine);
+  mine.fill_(1.0);
+  CHECK(torch::equal(probe.run(kIds, request).residuals, gated));
+}
+
 TEST_CASE("after_block hears of every block and can stop the run") {
   ActivationProbe probe(bundle("toy.pt"), "cpu");
   ActivationProbe::Request request;

@@ -325,6 +325,12 @@ TEST_CASE("align_snapshots: bad input is an error") {
   batched.explained_variance_ratio = batched.explained_variance_ratio.narrow(0, 0, 2);
   CHECK_THROWS_WITH(RepresentationStats::align_snapshots(batched, RepresentationStats::Alignment::Procrustes),
                     Contains("do not match projections [3, 4, 2]"));
+  const auto three = stats.principal_components(torch::randn({3, 4, 6}), 2);
+  const RepresentationStats::PrincipalComponents none{three.components.narrow(0, 0, 0),
+                                                     three.explained_variance_ratio.narrow(0, 0, 0),
+                                                     three.projections.narrow(0, 0, 0), three.mean.narrow(0, 0, 0)};
+  CHECK_THROWS_WITH(RepresentationStats::align_snapshots(none, RepresentationStats::Alignment::Procrustes),
+                    Contains("align_snapshots: projections [0, 4, 2] holds no snapshot; expected at least one"));
 }
 
 TEST_CASE("the fused CPU centred Gram matrix and the tensor-operation one agree, absent rows included") {

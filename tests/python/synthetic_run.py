@@ -72,6 +72,8 @@ def run_info(graph="grid", effect=True):
                   "labels": labels},
         "versions": {"icgt": "0.1.0", "torch": "2.4.0", "python": "3.11"},
         "timings": {"sample_s": 0.1, "probe_s": 2.0, "analysis_s": 0.5, "total_s": 2.6},
+        "hardware": {"cpu": "Synthetic CPU", "capability": "AVX2", "threads": 2, "cores": 2},
+        "dtype_choice": {"asked": "auto", "chosen": "float32", "reason": "auto: CPU without native bfloat16 (AVX2)"},
     }
     if graph == "days":
         info["weekly_order"] = WEEKLY_ORDER

@@ -127,6 +127,25 @@ def test_head_gates(bundles, reference):
     assert not torch.equal(probe.run(IDS, layers=[2]).residuals[0], states[3])
 
 
+def test_head_gates_set_inside_a_hook_act_from_the_next_run(bundles, reference):
+    probe = icgt.ActivationProbe(bundles / "toy.pt", device="cpu")
+    gates = torch.tensor([1.0, 0.0, 0.5, 1.0])
+    plain, _ = manual_run(reference, IDS)
+    gated, _ = manual_run(reference, IDS, gates={1: gates})
+    with probe.hooks({0: lambda layer, residual: probe.set_head_gates(1, gates)}):
+        assert torch.equal(probe.run(IDS, layers=[2]).residuals[0], plain[3])
+    assert torch.equal(probe.run(IDS, layers=[2]).residuals[0], gated[3])
+    # Cleared inside a run hook (and with block 1 driven step by step, one sequence per pass): the same.
+    hook = {0: lambda layer, residual: probe.clear_head_gates()}
+    result = probe.run(IDS, layers=[2], hooks=hook, capture=[("z", 1)], max_batch=1)
+    assert torch.equal(result.residuals[0], gated[3])
+    assert torch.equal(probe.run(IDS, layers=[2]).residuals[0], plain[3])
+    # The probe copies the gates: the caller's tensor changed in place afterwards changes nothing.
+    probe.set_head_gates(1, gates)
+    gates.fill_(1.0)
+    assert torch.equal(probe.run(IDS, layers=[2]).residuals[0], gated[3])
+
+
 @pytest.mark.parametrize("name,error,message", [
     ("missing.pt", FileNotFoundError, "does not exist"),
     ("garbage.pt", RuntimeError, "could not be read as a TorchScript bundle"),

@@ -119,6 +119,13 @@ BUNDLES = [
          r"is damaged: tensor '[a-z_.0-9]+' of shape \[\d+, \d+\] has 0 bytes of data where it needs \d+"),
     Case("unknown device", "icgt.ActivationProbe(os.environ['TOY'] + '/toy.pt', device='tpu')", "ValueError",
          r"device 'tpu' is not understood"),
+    Case("an unknown device for the dtype decision", "icgt.ActivationProbe.native_bfloat16('gpu')", "ValueError",
+         r"ActivationProbe.native_bfloat16: device 'gpu' is not understood; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    Case("an ICGT_NATIVE_BFLOAT16 that is neither 0 nor 1", """
+        os.environ["ICGT_NATIVE_BFLOAT16"] = "yes"
+        icgt.ActivationProbe.automatic_dtype("cpu")""", "ValueError",
+         r"ActivationProbe.automatic_dtype: ICGT_NATIVE_BFLOAT16 is 'yes'; expected 1 \(the device computes bfloat16 "
+         r"natively\), 0 \(it does not\) or unset"),
     Case("bundle config of a non-bundle", "icgt.read_bundle_config(os.environ['TOY'] + '/garbage.pt')", "ValueError",
          r"is not an icgt bundle"),
     # Found by tests/fuzz/fuzz_bundle.py (the extra files of a valid bundle rewritten).
@@ -315,6 +322,12 @@ STATISTICS = [
         a = stats.class_means(x, nodes, 10, [15, 39]).means
         b = stats.class_means(x.contiguous(), nodes, 10, [15, 39]).means
         result = torch.equal(a.nan_to_num(), b.nan_to_num())""", None),
+    Case("aligning principal components of no snapshot", """
+        pcs = icgt.RepresentationStats(4).principal_components(torch.randn(3, 4, 6), 2)
+        none = icgt.RepresentationStats.PrincipalComponents(pcs.components[:0], pcs.explained_variance_ratio[:0],
+                                                           pcs.projections[:0], pcs.mean[:0])
+        icgt.RepresentationStats.align_snapshots(none)""", "ValueError",
+         r"RepresentationStats.align_snapshots: projections \[0, 4, 2\] holds no snapshot; expected at least one"),
     Case("energy of hidden size 0", "icgt.EnergyMetrics(icgt.Graph.ring(4)).dirichlet_energy(torch.zeros(4, 0))",
          "ValueError", r"dirichlet_energy: representations has shape \[4, 0\], 0 dimensions per node"),
     Case("energy of the wrong number of nodes",
@@ -365,6 +378,8 @@ CONFIGS = [
          "icgt.study.config.from_dict({'graph': 'custom', 'edges': [[0, 1], [2, 3]], 'words': list('abcd')})",
          "ConfigError", r"graph is not connected"),
     Case("an unknown preset", "icgt.study.config.preset('spiral')", "ValueError", r"unknown preset 'spiral'"),
+    Case("the embedding output as a layer to analyse", "icgt.study.config.preset('grid', layers=[-1, 5])",
+         "ConfigError", r"layers must be \"all\" or a non-empty list of block indices from 0 .*got \[-1, 5\]"),
     Case("an unknown model", "icgt.study.config.preset('grid', model='gpt-9')", "ConfigError",
          r"model 'gpt-9' is neither a built-in model"),
     Case("too many tokens", "icgt.study.config.preset('grid', num_sequences=100000)", "ConfigError",

@@ -3,6 +3,7 @@
 import pytest
 
 import icgt
+from icgt.models.words import DAY_NAMES
 from icgt.study import config
 
 
@@ -23,8 +24,8 @@ def test_presets_follow_the_protocol():
 def test_days_ring_contradicts_the_week():
     days = config.preset("days")
     ring = days.build_graph()
-    assert sorted(days.words) == sorted(config.DAY_NAMES) and days.natural_order == list(config.DAY_NAMES)
-    week_position = {day: i for i, day in enumerate(config.DAY_NAMES)}
+    assert sorted(days.words) == sorted(DAY_NAMES) and days.natural_order == list(DAY_NAMES)
+    week_position = {day: i for i, day in enumerate(DAY_NAMES)}
     for a, b in ring.edges:
         gap = abs(week_position[ring.labels[a]] - week_position[ring.labels[b]])
         assert min(gap, 7 - gap) != 1, (ring.labels[a], ring.labels[b])

@@ -32,8 +32,8 @@ def run(smollm2_bundle, real_cache, tmp_path_factory):
 
 
 def visible(folder):
-    """The names in a folder, without the hidden lock files that runs leave beside their folders."""
-    return sorted(path.name for path in folder.iterdir() if not path.name.startswith("."))
+    """Every name in a folder, hidden ones too: a run leaves no lock file behind, failed or not."""
+    return sorted(path.name for path in folder.iterdir())
 
 
 def class_means_brute_force(residuals, nodes, window, position, num_nodes):

@@ -12,7 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from icgt import report
-from icgt.report import plots
+from icgt.report import html, plots
 from icgt.study.curves import energy_minimum, steepest_rise
 from icgt.study.run_folder import Run, load_run
 from icgt.report.verdict import judge
@@ -112,7 +112,7 @@ def test_format_summary_prints_the_verdict_then_every_number_with_its_label(days
     assert " ".join(" ".join(text[1:text.index("  key numbers:")]).split()) == " ".join(summary["verdict"])
     assert "  context length of the minimum energy: 40" in numbers
     assert "  PC pair that best carries the in-context ring: PC3-4" in numbers
-    assert len(numbers) == len(report.SUMMARY_LABELS)
+    assert len(numbers) == len(html.SUMMARY_LABELS)
     assert all(len(line) <= 100 for line in text[1:text.index("  key numbers:")])
 
 
@@ -273,7 +273,7 @@ def test_a_failed_write_leaves_the_previous_report_and_no_temporary_files(tmp_pa
             raise OSError("disk full")
 
     figures = report.report_figures(run_folder)
-    monkeypatch.setattr(report, "report_figures", lambda run, layer=None: {**figures, "alignment": FailingFigure()})
+    monkeypatch.setattr(html, "report_figures", lambda run, layer=None: {**figures, "alignment": FailingFigure()})
     with pytest.raises(OSError, match="disk full"):
         report.write_report(run_folder)
     after = {path.name: path.read_bytes() for path in index.parent.iterdir()}

@@ -52,7 +52,7 @@ def test_seeds_controls_days_ring_and_mechanism_tables(tmp_path):
     from test_study_design import harmonic_overlaps
 
     from icgt.study.aggregate import aggregate_runs
-    from icgt.study.config import DAYS_RING_ORDER
+    from icgt.study.presets import DAYS_RING_ORDER
 
     sweep = tmp_path / "sweep"
     seeded = [write_synthetic_run(sweep / f"grid-seed{seed}", "grid", seed=seed) for seed in range(3)]

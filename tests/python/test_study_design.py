@@ -15,7 +15,8 @@ from synthetic_run import ACCURACY_RISE_AT, EARLY_ENERGY_CHANGE, write_synthetic
 import icgt
 from icgt.study import aggregate
 from icgt.study import curves as change_points
-from icgt.study.config import DAY_NAMES, DAYS_RING_ORDER
+from icgt.models.words import DAY_NAMES
+from icgt.study.presets import DAYS_RING_ORDER
 
 
 def harmonic_overlaps(ring_order):

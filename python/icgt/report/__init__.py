@@ -3,11 +3,10 @@ mechanism experiments) and the HTML page with its summary (``html``). numpy and 
 runs wherever run folders are copied.
 
 Example:
-    >>> summary = icgt.report.summarize(synthetic_run)
-    >>> sorted(summary)[:3]
-    ['accuracy_renormalized_final', 'alignment_deep', 'blocks_below_null']
+    >>> icgt.report.summarize(grid_run)["follows_graph"]
+    'yes'
 """
 
-from .html import format_summary, report_figures, summarize, write_report, write_seeds_figure
+from .html import format_summary, report_figures, summarize, timing_line, write_report, write_seeds_figure
 
-__all__ = ["format_summary", "report_figures", "summarize", "write_report", "write_seeds_figure"]
+__all__ = ["format_summary", "report_figures", "summarize", "timing_line", "write_report", "write_seeds_figure"]

@@ -229,6 +229,33 @@ def write_report(run_folder: str | os.PathLike, layer: int | None = None,
     return folder / "index.html"
 
 
+def timing_line(run: Run | str | os.PathLike) -> str:
+    """How long a run took, on what, in which dtype and why: one line for the terminal and the report.
+
+    >>> timing_line(grid_run)
+    'timing: forward pass 2.0 s, analysis 0.5 s, in all 2.6 s on Synthetic CPU (AVX2), 2 threads; float32 (auto: CPU without native bfloat16 (AVX2))'
+    """
+    run = _as_run(run)
+    timings = run.info.get("timings", {})
+    parts = [f"{label} {_duration(timings[key])}" for key, label in
+             (("probe_s", "forward pass"), ("experiment_s", "experiment"), ("analysis_s", "analysis"),
+              ("total_s", "in all")) if key in timings]
+    line = "timing: " + ", ".join(parts)
+    machine = run.info.get("hardware")
+    if machine:
+        line += (f" on {machine['cpu']} ({machine['capability']}), {machine['threads']} "
+                 f"thread{'s' * (machine['threads'] != 1)}")
+    choice = run.info.get("dtype_choice")
+    if choice:
+        line += f"; {choice['chosen']} ({choice['reason']})"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{seconds:.1f} s" if minutes < 1 else f"{minutes:.0f} min {rest:.0f} s"
+
+
 SUMMARY_LABELS = {
     "follows_graph": "follows the graph",
     "accuracy_skill": "renormalised accuracy as a skill: (accuracy - chance) / (1 - chance), last tenth",
@@ -320,6 +347,11 @@ def _index_html(run: Run, summary: dict[str, Any], figure_names: list[str]) -> s
     provenance = [(f"{name} version", value) for name, value in run.info.get("versions", {}).items()]
     provenance += [(f"{name.removesuffix('_s')} time (s)", seconds)
                    for name, seconds in run.info.get("timings", {}).items()]
+    if "hardware" in run.info:
+        provenance.append(("machine", ", ".join(f"{key} {value}" for key, value in run.info["hardware"].items())))
+    if "dtype_choice" in run.info:
+        choice = run.info["dtype_choice"]
+        provenance.append(("dtype", f"{choice['chosen']} ({choice['reason']}; asked: {choice['asked']})"))
     if "bundle_sha256" in model:
         provenance.append(("model bundle sha256", model["bundle_sha256"]))
     numbers = [(label, summary[key]) for key, label in SUMMARY_LABELS.items() if key in summary]

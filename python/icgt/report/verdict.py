@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..study.curves import log_binned, nanmean, onset, spans
+from ..study import curves
+from ..study.curves import log_binned, nanmean, spans
 from ..study.run_folder import Run
 
 #: Following the graph is judged on the renormalised accuracy as a skill score, (accuracy - chance) /
@@ -121,7 +122,7 @@ def _following(run: Run) -> tuple[str, float | None, int | None, str]:
     chance = run.chance_accuracy_renormalized()
     skill = (renormalized_late - chance) / (1 - chance) if chance < 1 else 0.0
     bin_positions, binned, _ = run.binned_accuracy(renormalized=True, bins_per_doubling=ONSET_BINS_PER_DOUBLING)
-    onset = onset(bin_positions, (binned - chance) / (1 - chance) if chance < 1 else binned, FOLLOWS_SKILL)
+    onset = curves.onset(bin_positions, (binned - chance) / (1 - chance) if chance < 1 else binned, FOLLOWS_SKILL)
     numbers = (f"at the end of the context it puts {_percent(renormalized_late)} of its probability over the node "
                f"words on valid next nodes (uniform guessing: {_percent(chance)}) and {_percent(full)} of all its "
                "probability")
@@ -176,7 +177,7 @@ def _shape(run: Run, verdict: Verdict) -> str:
         verdict.shape = "yes"
         verdict.shaped_blocks = [int(blocks[index]) for index in shaped]
         bin_positions, _, mean_curve = log_binned(positions, nanmean(alignment[shaped]), ONSET_BINS_PER_DOUBLING)
-        verdict.shape_onset = onset(bin_positions, mean_curve, SHAPED_ALIGNMENT)
+        verdict.shape_onset = curves.onset(bin_positions, mean_curve, SHAPED_ALIGNMENT)
         when = (f", from about {verdict.shape_onset} tokens on" if verdict.shape_onset
                 else " late in the context")
         earlier = [f"{start}–{end}" if start != end else f"{start}"

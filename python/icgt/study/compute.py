@@ -15,36 +15,31 @@ from __future__ import annotations
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import hardware
 from .._icgt import NOT_A_NODE, WalkSampler
 from ..files import sha256_of
-from ..models.bundles import bundle_for, random_weights_bundle
+from ..models.bundles import bundle_for, random_weights_bundle, read_bundle_config, resolve
+from ..models.catalog import BUILTIN_MODELS
 from ..models.tokens import DEFAULT_WORDS, PROTOCOL_WORDS, concept_token_ids
 from ..probe import ActivationProbe
 from . import config as configs
 from .analysis import analyse
 from .run_folder import RUN_FORMAT_VERSION
-from .run_store import run_name
-
-
-class ComputedRun(NamedTuple):
-    """A run before it is written: run.json's record, results.npz's arrays, activations.npz's (often none)."""
-
-    record: dict[str, Any]
-    arrays: dict[str, np.ndarray]
-    activations: dict[str, np.ndarray]
+from .run_store import ComputedRun, run_name
 
 
 def concept_words(config: configs.ExperimentConfig, num_nodes: int) -> list[str]:
     """The config's words, else the model's default single-token words for the graph size.
 
-    >>> concept_words(icgt.study.config.preset("ring", graph_size=[3]), 3)
+    >>> concept_words(icgt.study.config.preset("ring"), 3)
     ['apple', 'bird', 'car']
     """
     if config.words:
@@ -63,9 +58,9 @@ def sample_sequences(config: configs.ExperimentConfig, graph) -> tuple[np.ndarra
     Controls without a graph in the context: "shuffled" puts each walk's words in a random order
     (the same words, as often), "uniform" draws every word uniformly and independently.
 
-    >>> config = icgt.study.config.preset("ring", num_sequences=2, sequence_length=5)
+    >>> config = icgt.study.config.preset("ring", num_sequences=2, sequence_length=5, energy_window=2, pca_window=4)
     >>> nodes, scored = sample_sequences(config, config.build_graph())
-    >>> nodes.shape, nodes[0, 0] == icgt.NOT_A_NODE, bool(scored[0, 1:].all())
+    >>> nodes.shape, bool(nodes[0, 0] == icgt.NOT_A_NODE), bool(scored[0, 1:].all())
     ((2, 6), True, True)
     """
     sampler = WalkSampler(graph, seed=config.seed)
@@ -85,16 +80,48 @@ def sample_sequences(config: configs.ExperimentConfig, graph) -> tuple[np.ndarra
     return np.concatenate([bos, nodes], axis=1), np.concatenate([np.zeros_like(bos, dtype=bool), scored], axis=1)
 
 
-def run_bundle(config: configs.ExperimentConfig, progress: bool = True) -> Path:
-    """The bundle that ``config`` runs (exported on first use): the model's, or for the random_init
-    control a bundle of the same architecture with random weights.
+class SlowBfloat16Warning(UserWarning):
+    """bfloat16 was asked for on a CPU that does not compute it natively: it is obeyed, and slow."""
+
+
+def chosen_dtype(config: configs.ExperimentConfig, device: str | None = None) -> tuple[str, str]:
+    """(dtype, why) that ``config`` runs in on ``device`` (default: config.device). "auto" is the bundle's
+    own dtype when the model is a bundle already, else bfloat16 where the device computes it natively
+    and float32 elsewhere (ActivationProbe.automatic_dtype decides). An explicit dtype is always
+    obeyed; bfloat16 on a CPU without native support warns (SlowBfloat16Warning) of the cost.
+
+    >>> chosen_dtype(icgt.study.config.preset("grid", model=toy_bundle, words=[f"w{i}" for i in range(16)]))
+    ('float32', 'auto: the bundle holds float32 weights')
+    """
+    from ..probe import ActivationProbe
+
+    device = device or config.device
+    if config.dtype != "auto":
+        if config.dtype == "bfloat16" and not ActivationProbe.native_bfloat16(device):
+            warnings.warn(f"bfloat16 asked for on {device} without native bfloat16 ({hardware.cpu_capability()}): "
+                          "obeyed, but its matrix products run far slower than float32 (the forward pass about 6x "
+                          "slower, docs/performance.md); dtype 'auto' or 'float32' is faster here",
+                          SlowBfloat16Warning, stacklevel=2)
+        return config.dtype, "asked for"
+    source = None if config.model in BUILTIN_MODELS else resolve(config.model)
+    if source is not None and source.kind == "bundle":
+        stored = read_bundle_config(source.path)["dtype"]
+        return stored, f"auto: the bundle holds {stored} weights"
+    choice = ActivationProbe.automatic_dtype(device)
+    return choice.dtype, f"auto: {choice.reason}"
+
+
+def run_bundle(config: configs.ExperimentConfig, progress: bool = True, dtype: str | None = None) -> Path:
+    """The bundle that ``config`` runs (exported on first use) in ``dtype`` (default: chosen_dtype's):
+    the model's, or for the random_init control a bundle of the same architecture with random weights.
 
     >>> run_bundle(icgt.study.config.preset("grid", model=toy_bundle, words=[f"w{i}" for i in range(16)])).name
     'toy.pt'
     """
+    dtype = dtype or chosen_dtype(config)[0]
     if config.control == "random_init":
-        return random_weights_bundle(config.model, config.dtype, config.seed, progress=progress)
-    return bundle_for(config.model, config.dtype, progress=progress)
+        return random_weights_bundle(config.model, dtype, config.seed, progress=progress)
+    return bundle_for(config.model, dtype, progress=progress)
 
 
 def compute_run(config: configs.ExperimentConfig, progress: bool = True, *, bundle: Path | None = None,
@@ -107,7 +134,8 @@ def compute_run(config: configs.ExperimentConfig, progress: bool = True, *, bund
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    bundle = bundle if bundle is not None else run_bundle(config, progress)
+    dtype, why = chosen_dtype(config, device)
+    bundle = bundle if bundle is not None else run_bundle(config, progress, dtype)
     probe = ActivationProbe(bundle, device=device or config.device)
     tokenizer = probe.tokenizer
     graph = config.build_graph()
@@ -129,7 +157,11 @@ def compute_run(config: configs.ExperimentConfig, progress: bool = True, *, bund
     result = None
     if config.experiment == "graph":
         clock = time.perf_counter()
-        with tqdm(total=probe.num_layers + 1, desc=f"{run_name(config)}: forward", unit="block",
+        # progress is called after the embedding and every block of every pass (the probe splits the
+        # batch into passes of max_batch sequences, or of automatic_batch's on its own).
+        batch, length = token_ids.shape
+        passes = -(-batch // (config.max_batch or probe.automatic_batch(batch, length)))
+        with tqdm(total=passes * (probe.num_layers + 1), desc=f"{run_name(config)}: forward", unit="block",
                   disable=not progress) as bar:
             result = probe.run(torch.from_numpy(token_ids), layers=layers, target_ids=torch.from_numpy(word_ids),
                                max_batch=config.max_batch, progress=lambda _layer: bar.update(1))
@@ -163,6 +195,8 @@ def compute_run(config: configs.ExperimentConfig, progress: bool = True, *, bund
         "token_ids": {"words": word_ids.tolist(), "separator": separator_id, "bos": probe.bos_token_id},
         "versions": {"icgt": _icgt_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
+        "dtype_choice": {"asked": config.dtype, "chosen": str(probe.dtype).removeprefix("torch."), "reason": why},
+        "hardware": hardware.describe(),
         "seed": config.seed,
         "control": config.control,
         "experiment": config.experiment,

@@ -44,6 +44,8 @@ EXPERIMENTS = ("graph", "intervention", "heads", "subspace", "toy_mixing")
 #: (the paper's headline block is 26 of 32).
 LAG_LAYER_DEPTH = 0.8
 MODES = ("walk", "pairs")
+#: "auto", then the dtypes a bundle can hold.
+DTYPE_CHOICES = ("auto", *DTYPE_NAMES)
 STARTS = ("per_node", "uniform")
 #: Bounds that catch a typo before it becomes an allocation the machine cannot make.
 MAX_GRAPH_SIDE = 1000
@@ -106,7 +108,9 @@ class ExperimentConfig:
     head_counts: list[int] = field(default_factory=list)
     #: heads: draws of k random heads per k.
     random_draws: int = 2
-    dtype: str = "float32"
+    #: The weights' dtype: "auto" (bfloat16 where the device computes it natively, else float32:
+    #: icgt.study.compute.chosen_dtype), or one of the bundle dtypes, always obeyed.
+    dtype: str = "auto"
     device: str = "auto"
     max_batch: int = 0
     #: Also write activations.npz: the captured residuals and the node tokens' probabilities (large).
@@ -352,7 +356,7 @@ def validate(config: ExperimentConfig) -> None:
                                        and min(config.layers) >= 0),
             f"layers must be \"all\" or a non-empty list of block indices from 0 (the first block's output; the "
             f"embedding output is not analysed), got {config.layers!r}")
-    require(config.dtype in DTYPE_NAMES, f"dtype {config.dtype!r} is unknown; expected one of {list(DTYPE_NAMES)}")
+    require(config.dtype in DTYPE_CHOICES, f"dtype {config.dtype!r} is unknown; expected one of {list(DTYPE_CHOICES)}")
     graph = None
     if not problems:
         try:

@@ -25,15 +25,22 @@ import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator, NamedTuple
+
+import numpy as np
 
 from ..files import write_npz
 from ..models.catalog import BUILTIN_MODELS
 from . import config as configs
 from .run_folder import Run, check_results
 
-if TYPE_CHECKING:
-    from .compute import ComputedRun
+
+class ComputedRun(NamedTuple):
+    """A run before it is written: run.json's record, results.npz's arrays, activations.npz's (often none)."""
+
+    record: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    activations: dict[str, np.ndarray]
 
 
 class NotAnIcgtRunError(ValueError):
