@@ -298,7 +298,8 @@ def test_an_unexpected_tensor_is_refused(checkpoint):
     from safetensors.torch import save_file
 
     save_file({"model.layers.0.self_attn.q_proj.bias": torch.zeros(32)}, str(checkpoint / "extra.safetensors"))
-    with pytest.raises(ValueError, match="unexpected tensor 'model.layers.0.self_attn.q_proj.bias'"):
+    with pytest.raises(ValueError, match=r"unexpected tensor 'model.layers.0.self_attn.q_proj.bias' "
+                                         r"\(Llama has no biases\)"):
         dict(HFCheckpoint(checkpoint).weights())
 
 
@@ -313,7 +314,7 @@ def test_qwen2_loads_its_query_key_and_value_biases_and_refuses_others(tmp_path)
         assert torch.equal(weights[f"blocks.1.attn.{projection}.bias"], expected)
     save_file({"model.layers.0.self_attn.o_proj.bias": torch.zeros(32)}, str(folder / "extra.safetensors"))
     with pytest.raises(ValueError, match="unexpected tensor 'model.layers.0.self_attn.o_proj.bias' "
-                                         r"\(the only biases supported are Qwen2's"):
+                                         r"\(Qwen2 has biases only on the query, key and value projections\)"):
         dict(HFCheckpoint(folder).weights())
 
 

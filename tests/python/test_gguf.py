@@ -67,53 +67,67 @@ def llama3_rope_factors(rope: dict) -> np.ndarray:
     return np.array(factors, dtype=np.float32)
 
 
-def write_gguf(path, hf_model, *, architecture="llama", metadata=None, drop=(), extra_tensors=None,
-               rope_freqs=None, skip_keys=()):
-    """A float32 GGUF of a transformers Llama or Qwen2, tensors renamed as the converter does.
+#: llama.cpp's architecture of each transformers model_type the converter writes here.
+GGUF_ARCHITECTURES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3_text": "gemma3"}
 
-    The converter permutes the query and key rows of Llama (LlamaModel.permute) but not of Qwen2
-    (Qwen2Model, a plain TextModel), and writes Qwen2's q/k/v biases as blk.N.attn_q.bias etc.
+
+def write_gguf(path, hf_model, *, architecture=None, metadata=None, drop=(), extra_tensors=None,
+               rope_freqs=None, skip_keys=()):
+    """A float32 GGUF of a transformers model (GGUF_ARCHITECTURES), written as llama.cpp's converter writes it.
+
+    Tensors are renamed by gguf-py's map (the converter's); the converter permutes the query and key
+    rows of Llama (LlamaModel.permute) but not of Qwen2 or Qwen3 (plain TextModels, which also write
+    Qwen2's q/k/v biases as blk.N.attn_q.bias etc.), and stores every Gemma 3 norm weight plus 1
+    (Gemma3Model). The metadata is the model config's, under ``architecture`` (default: the model's
+    own; another name makes a file that claims a different architecture).
     """
-    names = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q",
-             "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    config = hf_model.config
+    own_architecture = GGUF_ARCHITECTURES[config.model_type]
+    architecture = architecture or own_architecture
+    gguf_arch = next(arch for arch, name in gguf.MODEL_ARCH_NAMES.items() if name == own_architecture)
+    converter = gguf.get_tensor_name_map(gguf_arch, config.num_hidden_layers)
     tensors = {}
     for key, value in hf_model.state_dict().items():
         value = value.numpy().astype(np.float32)
-        if key == "model.embed_tokens.weight":
-            tensors["token_embd.weight"] = value
-        elif key == "model.norm.weight":
-            tensors["output_norm.weight"] = value
-        elif key == "lm_head.weight":
-            if not hf_model.config.tie_word_embeddings:
-                tensors["output.weight"] = value
-        else:
-            _, _, layer, *part, suffix = key.split(".")
-            part = ".".join(part)
-            if architecture == "llama" and part == "self_attn.q_proj":
-                value = converter_permute(value, HEADS)
-            elif architecture == "llama" and part == "self_attn.k_proj":
-                value = converter_permute(value, KV_HEADS)
-            tensors[f"blk.{layer}.{names[part]}.{suffix}"] = value
+        if key == "lm_head.weight" and config.tie_word_embeddings:
+            continue
+        stem, suffix = key.rsplit(".", 1)
+        if own_architecture == "llama" and stem.endswith("self_attn.q_proj"):
+            value = converter_permute(value, config.num_attention_heads)
+        elif own_architecture == "llama" and stem.endswith("self_attn.k_proj"):
+            value = converter_permute(value, config.num_key_value_heads)
+        elif own_architecture == "gemma3" and stem.endswith("norm"):
+            value = value + 1.0
+        tensors[f"{converter.get_name(stem)}.{suffix}"] = value
     if rope_freqs is not None:
         tensors["rope_freqs.weight"] = rope_freqs
     tensors.update(extra_tensors or {})
-    fields = {"block_count": LAYERS, "context_length": 256, "embedding_length": HIDDEN, "feed_forward_length": 96,
-              "attention.head_count": HEADS, "attention.head_count_kv": KV_HEADS, "rope.freq_base": 500000.0,
-              "attention.layer_norm_rms_epsilon": float(hf_model.config.rms_norm_eps), "rope.dimension_count": HEAD_DIM}
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    # Gemma 3 gives each layer type its own rope parameters; the file's rope.freq_base is the global layers'.
+    rope = config.rope_parameters.get("full_attention", config.rope_parameters)
+    fields = {"block_count": config.num_hidden_layers, "context_length": config.max_position_embeddings,
+              "embedding_length": config.hidden_size, "feed_forward_length": config.intermediate_size,
+              "attention.head_count": config.num_attention_heads,
+              "attention.head_count_kv": config.num_key_value_heads, "rope.freq_base": float(rope["rope_theta"]),
+              "attention.layer_norm_rms_epsilon": float(config.rms_norm_eps), "rope.dimension_count": head_dim}
+    if own_architecture == "gemma3":
+        fields.update({"attention.key_length": head_dim, "attention.value_length": head_dim,
+                       "attention.sliding_window": config.sliding_window})
     fields.update(metadata or {})
     writer = gguf.GGUFWriter(str(path), architecture)
     for key, value in fields.items():
         if key in skip_keys:
             continue
         full_key = f"{architecture}.{key}"
-        if isinstance(value, str):
+        if isinstance(value, list):
+            writer.add_array(full_key, value)
+        elif isinstance(value, str):
             writer.add_string(full_key, value)
         elif isinstance(value, float):
             writer.add_float32(full_key, value)
         else:
             writer.add_uint32(full_key, value)
-    writer.add_bos_token_id(1)
+    writer.add_bos_token_id(config.bos_token_id)
     for name, value in tensors.items():
         if name not in drop:
             writer.add_tensor(name, value)
@@ -157,8 +171,7 @@ def test_linear_rope_scaling_and_a_tied_head_match_transformers(tmp_path):
 def test_qwen2_biases_unpermuted_rows_and_an_untied_head_match_transformers(tmp_path):
     hf_model = tiny_qwen2()
     # As the real Qwen2.5 files: no rope.dimension_count (it defaults to head_dim).
-    path = write_gguf(tmp_path / "qwen2.gguf", hf_model, architecture="qwen2", skip_keys=("rope.dimension_count",),
-                      metadata={"rope.freq_base": 1_000_000.0})
+    path = write_gguf(tmp_path / "qwen2.gguf", hf_model, skip_keys=("rope.dimension_count",))
     assert "blk.1.attn_v.bias" in GGUFFile(path).tensors
     model = load_model(path)
     config = model.config

@@ -1,10 +1,9 @@
 """Reading a GGUF file (llama.cpp's format) into icgt's ModelConfig and weight names.
 
-Supported architectures: ``llama`` (Llama 2/3, SmolLM2, ...), ``qwen2`` (Qwen2, Qwen2.5) and
-``gemma3``. Two things the llama.cpp converter did to the weights are undone here: it permuted the
-rows of Llama's query and key projections (for its interleaved rotary layout; it leaves Qwen2's
-alone, as llama.cpp runs Qwen2 with the half-split layout transformers uses) and it added 1 to every
-Gemma norm weight. Qwen2's query, key and value biases (``blk.N.attn_q.bias`` ...) load as they are.
+This module reads what every GGUF file has (llama.cpp's common metadata keys, the embedding, output and
+rotary tensors); the file's architecture (icgt.models.architectures, those with GGUF tensor names:
+``llama``, ``qwen2``, ``gemma3``) adds its own hyper-parameters, names its block tensors and undoes
+what llama.cpp's converter did to them (Llama's permuted query and key rows, Gemma's norms plus 1).
 """
 
 from __future__ import annotations
@@ -18,40 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from .architectures import gguf_architecture
 from .scriptable import ModelConfig
 
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "gemma3")
-
-# llama.cpp defaults for keys a GGUF may omit (llama-model.cpp): Gemma 3 makes every 6th layer
-# global and gives its sliding layers rotary base 10000.
-GEMMA3_DEFAULT_SLIDING_PATTERN = 6
-GEMMA3_DEFAULT_LOCAL_ROPE_THETA = 10000.0
-GEMMA3_27B_LAYERS = 62
-
-_BLOCK_TENSORS = {
-    "attn_norm": "attn_norm",
-    "attn_q": "attn.q_proj",
-    "attn_k": "attn.k_proj",
-    "attn_v": "attn.v_proj",
-    "attn_output": "attn.o_proj",
-    "ffn_norm": "mlp_norm",
-    "ffn_gate": "mlp.gate_proj",
-    "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj",
-    "post_attention_norm": "post_attn_norm",
-    "post_ffw_norm": "post_mlp_norm",
-    "attn_q_norm": "attn.q_norm",
-    "attn_k_norm": "attn.k_norm",
-}
 _TOP_TENSORS = {"token_embd": "embed", "output_norm": "final_norm", "output": "head"}
 
 
 class GGUFFile:
-    """An open GGUF file: its metadata, its icgt ModelConfig and its weights under icgt's names.
+    """An open GGUF file: its metadata, its architecture, its icgt ModelConfig and its weights under icgt's names.
 
     >>> gguf_file = GGUFFile(icgt.models.bundles.builtin_source("smollm2-135m").path)
-    >>> gguf_file.config.num_layers, gguf_file.config.tie_word_embeddings
-    (30, True)
+    >>> gguf_file.architecture.title, gguf_file.config.num_layers, gguf_file.config.tie_word_embeddings
+    ('Llama', 30, True)
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -62,10 +39,11 @@ class GGUFFile:
             self.reader = _strict_reader_class()(self.path)
         except Exception as error:
             raise ValueError(f"{self.path} is not a readable GGUF file: {_shown(error, 200)}") from error
-        self.architecture = self.field("general.architecture")
-        if self.architecture not in SUPPORTED_ARCHITECTURES:
-            raise ValueError(f"{self.path}: GGUF architecture {_shown(self.architecture)} is not supported; "
-                             f"expected one of {SUPPORTED_ARCHITECTURES}")
+        general_architecture = self.field("general.architecture")
+        try:
+            self.architecture = gguf_architecture(general_architecture)
+        except ValueError as error:
+            raise ValueError(f"{self.path}: {error}") from None
         self.tensors = {tensor.name: tensor for tensor in self.reader.tensors}
         if "token_embd.weight" not in self.tensors:
             raise ValueError(f"{self.path}: the GGUF file has no token_embd.weight tensor")
@@ -90,45 +68,58 @@ class GGUFFile:
         except UnicodeDecodeError:
             raise ValueError(f"{self.path}: GGUF metadata {key!r} is not UTF-8 text") from None
 
-    def _arch_field(self, key: str, default: Any = KeyError) -> Any:
-        return self.field(f"{self.architecture}.{key}", default)
+    def architecture_field(self, key: str, default: Any = KeyError) -> Any:
+        """The value of metadata ``<architecture>.key``, as ``field`` reads it.
 
-    def _arch_int(self, key: str, default: Any = KeyError, minimum: int = 1) -> int:
-        """An integer hyper-parameter from the file, refused unless it is an integer >= minimum (a
-        damaged or hand-made file could hold a string, a float or 0 there); ``default`` if absent."""
-        if default is not KeyError and self.reader.get_field(f"{self.architecture}.{key}") is None:
+        >>> gguf_file.architecture_field("context_length")
+        8192
+        """
+        return self.field(f"{self.architecture.name}.{key}", default)
+
+    def architecture_int(self, key: str, default: Any = KeyError, minimum: int = 1) -> int:
+        """An integer hyper-parameter ``<architecture>.key``, refused unless it is an integer >= minimum (a
+        damaged or hand-made file could hold a string, a float or 0 there); ``default`` if absent.
+
+        >>> gguf_file.architecture_int("block_count"), gguf_file.architecture_int("no_such_key", 0)
+        (30, 0)
+        """
+        if default is not KeyError and self.reader.get_field(f"{self.architecture.name}.{key}") is None:
             return default
-        value = self._arch_field(key)
+        value = self.architecture_field(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{self.path}: GGUF metadata {self.architecture}.{key} must be an integer >= {minimum}, "
-                             f"got {_shown(value)}")
+            raise ValueError(f"{self.path}: GGUF metadata {self.architecture.name}.{key} must be an integer "
+                             f">= {minimum}, got {_shown(value)}")
         return value
 
-    def _arch_float(self, key: str, default: Any = KeyError) -> Any:
-        """A positive finite number (None stays None where that is the default)."""
-        value = self._arch_field(key, default)
+    def architecture_float(self, key: str, default: Any = KeyError) -> Any:
+        """A positive finite number ``<architecture>.key`` (None stays None where that is the default).
+
+        >>> gguf_file.architecture_float("attention.layer_norm_rms_epsilon") > 0
+        True
+        """
+        value = self.architecture_field(key, default)
         if value is None and default is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{self.path}: GGUF metadata {self.architecture}.{key} must be a positive finite "
+            raise ValueError(f"{self.path}: GGUF metadata {self.architecture.name}.{key} must be a positive finite "
                              f"number, got {_shown(value)}")
         return float(value)
 
     def _config(self) -> ModelConfig:
-        hidden = self._arch_int("embedding_length")
-        heads = self._arch_int("attention.head_count")
-        num_layers = self._arch_int("block_count")
-        head_dim = self._arch_int("attention.key_length", hidden // heads)
-        rope_dims = self._arch_int("rope.dimension_count", head_dim)
+        hidden = self.architecture_int("embedding_length")
+        heads = self.architecture_int("attention.head_count")
+        num_layers = self.architecture_int("block_count")
+        head_dim = self.architecture_int("attention.key_length", hidden // heads)
+        rope_dims = self.architecture_int("rope.dimension_count", head_dim)
         # Checked against the tensors before any list or model is sized by them: a damaged count
         # would otherwise ask for billions of layers.
         blocks = {name.split(".")[1] for name in self.tensors if name.startswith("blk.") and name.count(".") >= 2}
         if num_layers != len(blocks):
-            raise ValueError(f"{self.path}: GGUF metadata {self.architecture}.block_count is {num_layers}, but the "
-                             f"file holds the tensors of {len(blocks)} blocks")
+            raise ValueError(f"{self.path}: GGUF metadata {self.architecture.name}.block_count is {num_layers}, "
+                             f"but the file holds the tensors of {len(blocks)} blocks")
         embedding = self._shape(self.tensors["token_embd.weight"])
         if embedding[1] != hidden:
-            raise ValueError(f"{self.path}: GGUF metadata {self.architecture}.embedding_length is {hidden}, but "
+            raise ValueError(f"{self.path}: GGUF metadata {self.architecture.name}.embedding_length is {hidden}, but "
                              f"token_embd.weight has shape {embedding}")
         if rope_dims != head_dim:
             raise ValueError(f"{self.path}: partial rotary embeddings (rope.dimension_count {rope_dims} < "
@@ -138,52 +129,35 @@ class GGUFFile:
             raise ValueError(f"{self.path}: GGUF metadata tokenizer.ggml.bos_token_id must be a token id, "
                              f"got {_shown(bos_token_id)}")
         common: dict[str, Any] = dict(
-            architecture=self.architecture,
+            architecture=self.architecture.name,
             vocab_size=int(self.tensors["token_embd.weight"].shape[-1]),
             hidden_size=hidden,
-            intermediate_size=self._arch_int("feed_forward_length"),
+            intermediate_size=self.architecture_int("feed_forward_length"),
             num_layers=num_layers,
             num_heads=heads,
-            num_kv_heads=self._arch_int("attention.head_count_kv", heads),
+            num_kv_heads=self.architecture_int("attention.head_count_kv", heads),
             head_dim=head_dim,
-            rms_norm_eps=self._arch_float("attention.layer_norm_rms_epsilon"),
-            rope_theta=self._arch_float("rope.freq_base", 10000.0),
+            rms_norm_eps=self.architecture_float("attention.layer_norm_rms_epsilon"),
+            rope_theta=self.architecture_float("rope.freq_base", 10000.0),
             tie_word_embeddings="output.weight" not in self.tensors,
             bos_token_id=bos_token_id,
-            max_position_embeddings=self._arch_int("context_length"),
+            max_position_embeddings=self.architecture_int("context_length"),
             rope_scaling=self._rope_scaling(head_dim),
+            hidden_activation=self.architecture.activation,
+            attention_bias=self.architecture.qkv_bias,
         )
-        if self.architecture in ("llama", "qwen2"):
-            return ModelConfig(hidden_activation="silu", attention_bias=self.architecture == "qwen2", **common)
-        pattern = self._arch_field("attention.sliding_window_pattern", GEMMA3_DEFAULT_SLIDING_PATTERN)
-        if isinstance(pattern, list) and all(isinstance(slides, bool) for slides in pattern):
-            # one flag per layer, true where the layer slides
-            layer_types = ["sliding" if slides else "full" for slides in pattern]
-        else:
-            pattern = self._arch_int("attention.sliding_window_pattern", GEMMA3_DEFAULT_SLIDING_PATTERN)
-            layer_types = ["sliding" if (layer + 1) % pattern else "full" for layer in range(num_layers)]
-        # llama.cpp's rule (llama-model.cpp): only Gemma 3 27B scales by hidden/heads instead of head_dim.
-        scalar = hidden // heads if num_layers == GEMMA3_27B_LAYERS else head_dim
-        return ModelConfig(
-            hidden_activation="gelu_tanh",
-            layer_types=layer_types,
-            sliding_window=self._arch_int("attention.sliding_window"),
-            local_rope_theta=self._arch_float("rope.freq_base_swa", GEMMA3_DEFAULT_LOCAL_ROPE_THETA),
-            query_pre_attn_scalar=float(scalar),
-            final_logit_softcapping=self._arch_float("final_logit_softcapping", None),
-            **common,
-        )
+        return ModelConfig(**common, **self.architecture.gguf_hyperparameters(self, common))
 
     def _rope_scaling(self, head_dim: int) -> dict[str, Any] | None:
         if "rope_freqs.weight" in self.tensors:
             # llama.cpp stores Llama 3.1 scaling as one divisor per rotary frequency.
             factors = self._dequantized(self.tensors["rope_freqs.weight"]).reshape(-1)
             return {"rope_type": "freq_factors", "factors": [float(f) for f in factors]}
-        scaling_type = self._arch_field("rope.scaling.type", "none")
+        scaling_type = self.architecture_field("rope.scaling.type", "none")
         if scaling_type == "none":
             return None
         if scaling_type == "linear":
-            return {"rope_type": "linear", "factor": self._arch_float("rope.scaling.factor")}
+            return {"rope_type": "linear", "factor": self.architecture_float("rope.scaling.factor")}
         raise ValueError(f"{self.path}: rope scaling {_shown(scaling_type)} is not supported; expected none or linear")
 
     @staticmethod
@@ -213,9 +187,10 @@ class GGUFFile:
         parts = stem.split(".")
         if len(parts) == 1 and parts[0] in _TOP_TENSORS:
             return f"{_TOP_TENSORS[parts[0]]}.{suffix}"
-        if len(parts) == 3 and parts[0] == "blk" and parts[2] in _BLOCK_TENSORS:
-            return f"blocks.{parts[1]}.{_BLOCK_TENSORS[parts[2]]}.{suffix}"
-        raise ValueError(f"{self.path}: unexpected tensor {_shown(gguf_name)} for architecture {self.architecture}")
+        if len(parts) == 3 and parts[0] == "blk" and parts[2] in self.architecture.gguf_tensors:
+            return f"blocks.{parts[1]}.{self.architecture.gguf_tensors[parts[2]]}.{suffix}"
+        raise ValueError(f"{self.path}: unexpected tensor {_shown(gguf_name)} for architecture "
+                         f"{self.architecture.name}")
 
     def weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(icgt name, float32 tensor) for every weight, dequantised, in file order.
@@ -224,22 +199,12 @@ class GGUFFile:
         >>> name, tuple(tensor.shape), tensor.dtype
         ('embed.weight', (49152, 576), torch.float32)
         """
-        config = self.config
         for gguf_name, tensor in self.tensors.items():
             name = self.icgt_name(gguf_name)
-            if name is None:
-                continue
-            values = torch.from_numpy(self._dequantized(tensor))
-            if config.architecture == "llama" and name.endswith(("attn.q_proj.weight", "attn.k_proj.weight")):
-                heads = config.num_heads if name.endswith("attn.q_proj.weight") else config.num_kv_heads
-                expected = (heads * config.head_dim, config.hidden_size)
-                if tuple(values.shape) != expected:  # checked here: the rows are regrouped by head first
-                    raise ValueError(f"{self.path}: tensor {gguf_name!r} has shape {tuple(values.shape)}, "
-                                     f"expected {expected} from the config")
-                values = _unpermute_rotary_rows(values, heads)
-            elif config.is_gemma and name.endswith("norm.weight"):
-                values = values - 1.0  # the converter stored 1 + w
-            yield name, values
+            if name is not None:
+                values = torch.from_numpy(self._dequantized(tensor))
+                yield name, self.architecture.weight_from_gguf(name, values, self.config,
+                                                             f"{self.path}: tensor {gguf_name!r}")
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -266,9 +231,3 @@ def _strict_reader_class() -> type:
             return super()._get(offset, dtype, count, override_order)
 
     return StrictGGUFReader
-
-
-def _unpermute_rotary_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:
-    """Undo convert_hf_to_gguf's permute(): within each head, rows (pairs, halves) back to (halves, pairs)."""
-    rows, columns = weight.shape
-    return weight.reshape(heads, rows // heads // 2, 2, columns).transpose(1, 2).reshape(rows, columns)

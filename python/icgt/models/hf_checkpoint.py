@@ -1,8 +1,11 @@
 """Reading a Hugging Face checkpoint folder (config.json + *.safetensors) into icgt's names.
 
-Supported classes: LlamaForCausalLM, Qwen2ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM and the
-text model of Gemma3ForConditionalGeneration (its vision tower is skipped). transformers' AutoConfig
-resolves the config, so that values a config.json leaves at their class default are read correctly.
+Supported: the checkpoints whose model_type one of icgt.models.architectures reads (LlamaForCausalLM,
+Qwen2ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM), and the text model of a multimodal one
+(Gemma3ForConditionalGeneration: its vision tower is skipped). transformers' AutoConfig resolves the
+config, so that values a config.json leaves at their class default are read correctly. This module
+reads what every transformers decoder config has; the architecture adds its own hyper-parameters and
+names its layers' tensors.
 """
 
 from __future__ import annotations
@@ -15,38 +18,24 @@ from typing import Any
 import torch
 
 from ..extras import require
+from .architectures import checkpoint_architecture, find_architecture
+from .architectures.base import QKV_PROJECTIONS
 from .scriptable import ModelConfig
 
-SUPPORTED_MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "gemma2": "gemma2", "gemma3_text": "gemma3",
-                         "gemma3": "gemma3"}
 _ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh"}
 
 # Where the text model's weights live, by the class that saved them.
 _TEXT_PREFIXES = ("model.", "model.language_model.", "language_model.model.")
 _HEAD_NAMES = ("lm_head.weight", "language_model.lm_head.weight")
-_LAYER_RENAMES = {
-    "llama": {
-        "input_layernorm": "attn_norm",
-        "post_attention_layernorm": "mlp_norm",
-    },
-    "gemma": {
-        "input_layernorm": "attn_norm",
-        "post_attention_layernorm": "post_attn_norm",
-        "pre_feedforward_layernorm": "mlp_norm",
-        "post_feedforward_layernorm": "post_mlp_norm",
-    },
-}
 _LAYER_KEY = re.compile(r"layers\.(\d+)\.(.+)\.(weight|bias)")
-# The only biases icgt loads: Qwen2's, on the query, key and value projections (ModelConfig.attention_bias).
-_BIASED = ("attn.q_proj", "attn.k_proj", "attn.v_proj")
 
 
 class HFCheckpoint:
     """A Hugging Face checkpoint folder: its icgt ModelConfig and its weights under icgt's names.
 
     >>> checkpoint = HFCheckpoint(tiny_llama_checkpoint)
-    >>> checkpoint.config.architecture, checkpoint.config.num_layers
-    ('llama', 2)
+    >>> checkpoint.architecture.title, checkpoint.config.num_layers
+    ('Llama', 2)
     """
 
     def __init__(self, folder: str | Path) -> None:
@@ -61,14 +50,11 @@ class HFCheckpoint:
     def _config(self) -> ModelConfig:
         transformers = require("transformers", f"reading the checkpoint folder {self.folder}")
         hf_config = transformers.AutoConfig.from_pretrained(self.folder)
-        model_type = hf_config.model_type
-        if model_type not in SUPPORTED_MODEL_TYPES:
-            raise ValueError(f"{self.folder}: model_type {model_type!r} is not supported; expected one of "
-                             f"{sorted(SUPPORTED_MODEL_TYPES)} (Llama, Qwen2, Gemma 2, Gemma 3)")
-        if model_type == "gemma3":
-            hf_config = hf_config.text_config
-        architecture = SUPPORTED_MODEL_TYPES[model_type]
-        return config_from_transformers(hf_config, architecture, str(self.folder))
+        try:
+            self.architecture = checkpoint_architecture(hf_config.model_type)
+        except ValueError as error:
+            raise ValueError(f"{self.folder}: {error}") from None
+        return config_from_transformers(hf_config.get_text_config(), self.architecture.name, str(self.folder))
 
     def weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(icgt name, tensor as stored) for every weight of the text model, file by file.
@@ -79,11 +65,10 @@ class HFCheckpoint:
         from safetensors import safe_open
 
         prefix = self._text_prefix()
-        renames = _LAYER_RENAMES["gemma" if self.config.is_gemma else "llama"]
         for file in self.files:
             with safe_open(file, framework="pt") as tensors:
                 for key in tensors.keys():
-                    name = self._icgt_name(key, prefix, renames)
+                    name = self._icgt_name(key, prefix)
                     if name is not None:
                         yield name, tensors.get_tensor(key)
 
@@ -100,7 +85,7 @@ class HFCheckpoint:
         raise ValueError(f"{self.folder}: no token embedding found; expected one of "
                          f"{[p + 'embed_tokens.weight' for p in _TEXT_PREFIXES]}")
 
-    def _icgt_name(self, key: str, prefix: str, renames: dict[str, str]) -> str | None:
+    def _icgt_name(self, key: str, prefix: str) -> str | None:
         if key in _HEAD_NAMES:
             return "head.weight"
         if not key.startswith(prefix):
@@ -113,18 +98,18 @@ class HFCheckpoint:
         if local == "norm.weight":
             return "final_norm.weight"
         match = _LAYER_KEY.fullmatch(local)
-        if match is None:
+        part = None if match is None else self.architecture.checkpoint_tensors.get(match.group(2))
+        if part is None:
             raise ValueError(f"{self.folder}: unexpected tensor {key!r} (biases and other extras are not supported)")
-        layer, part, kind = match.groups()
-        part = renames.get(part, part).replace("self_attn.", "attn.")
-        if kind == "bias" and not (self.config.attention_bias and part in _BIASED):
-            raise ValueError(f"{self.folder}: unexpected tensor {key!r} (the only biases supported are Qwen2's, "
-                             "on the query, key and value projections)")
+        layer, _, kind = match.groups()
+        if kind == "bias" and not (self.architecture.qkv_bias and part in QKV_PROJECTIONS):
+            has = "biases only on the query, key and value projections" if self.architecture.qkv_bias else "no biases"
+            raise ValueError(f"{self.folder}: unexpected tensor {key!r} ({self.architecture.title} has {has})")
         return f"blocks.{layer}.{part}.{kind}"
 
 
 def config_from_transformers(hf_config: Any, architecture: str, where: str) -> ModelConfig:
-    """icgt's ModelConfig of a transformers (>= 5) text-model config of ``architecture``.
+    """icgt's ModelConfig of a transformers (>= 5) text-model config of ``architecture`` (icgt's name).
 
     >>> from transformers import LlamaConfig
     >>> config_from_transformers(LlamaConfig(num_hidden_layers=2), "llama", "example").num_layers
@@ -134,10 +119,11 @@ def config_from_transformers(hf_config: Any, architecture: str, where: str) -> M
     def unsupported(what: str) -> ValueError:
         return ValueError(f"{where}: {what} is not supported")
 
+    definition = find_architecture(architecture)
     # transformers' Qwen2 always biases q, k and v, and nothing else, whatever its config says; the
     # attention_bias of Llama (and Gemma) would also bias the output projection, which icgt has not.
     biased = getattr(hf_config, "attention_bias", False) or getattr(hf_config, "mlp_bias", False)
-    if biased and architecture != "qwen2":
+    if biased and not definition.qkv_bias:
         raise unsupported("a model with attention or MLP biases")
     if getattr(hf_config, "use_bidirectional_attention", False):
         raise unsupported("bidirectional attention")
@@ -151,14 +137,8 @@ def config_from_transformers(hf_config: Any, architecture: str, where: str) -> M
         "sliding" if kind == "sliding_attention" else "full"
         for kind in getattr(hf_config, "layer_types", None) or ["full_attention"] * hf_config.num_hidden_layers
     ]
-    rope = hf_config.rope_parameters
-    global_rope = rope["full_attention"] if architecture == "gemma3" else rope
-    local_theta = None
-    if architecture == "gemma3":
-        local_rope = rope["sliding_attention"]
-        if local_rope.get("rope_type", "default") != "default":
-            raise unsupported(f"rope scaling {local_rope['rope_type']!r} on sliding-window layers")
-        local_theta = float(local_rope["rope_theta"])
+    rope = definition.rope_parameters(hf_config)
+    specific = definition.transformers_hyperparameters(hf_config, where)
     return ModelConfig(
         architecture=architecture,
         vocab_size=hf_config.vocab_size,
@@ -169,20 +149,16 @@ def config_from_transformers(hf_config: Any, architecture: str, where: str) -> M
         num_kv_heads=hf_config.num_key_value_heads or heads,
         head_dim=getattr(hf_config, "head_dim", None) or hf_config.hidden_size // heads,
         rms_norm_eps=hf_config.rms_norm_eps,
-        rope_theta=float(global_rope["rope_theta"]),
-        rope_scaling=_rope_scaling(global_rope, unsupported),
-        local_rope_theta=local_theta,
+        rope_theta=float(rope["rope_theta"]),
+        rope_scaling=_rope_scaling(rope, unsupported),
         hidden_activation=_ACTIVATIONS[activation],
         tie_word_embeddings=bool(hf_config.tie_word_embeddings),
         bos_token_id=hf_config.bos_token_id,
         max_position_embeddings=hf_config.max_position_embeddings,
         layer_types=layer_types,
         sliding_window=getattr(hf_config, "sliding_window", None) if "sliding" in layer_types else None,
-        query_pre_attn_scalar=getattr(hf_config, "query_pre_attn_scalar", None),
-        # transformers' Gemma 3 ignores attn_logit_softcapping; so does icgt.
-        attn_logit_softcapping=getattr(hf_config, "attn_logit_softcapping", None) if architecture == "gemma2" else None,
-        final_logit_softcapping=getattr(hf_config, "final_logit_softcapping", None),
-        attention_bias=architecture == "qwen2",
+        attention_bias=definition.qkv_bias,
+        **specific,
     )
 
 

@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-ARCHITECTURES = ("llama", "qwen2", "gemma2", "gemma3")
+from ..architectures import find_architecture
+
 LAYER_TYPES = ("full", "sliding")
 ROPE_TYPES = ("default", "linear", "llama3", "freq_factors")
 ACTIVATIONS = ("silu", "gelu_tanh")
@@ -15,16 +16,18 @@ ACTIVATIONS = ("silu", "gelu_tanh")
 
 @dataclass
 class ModelConfig:
-    """Every hyper-parameter icgt's Llama, Qwen2 and Gemma definitions need; nothing has a hidden default.
+    """Every hyper-parameter icgt's decoder needs; nothing has a hidden default.
 
+    ``architecture`` names one of icgt.models.architectures, which decides the blocks' options and
+    which of the optional hyper-parameters below a config may set.
     ``rope_scaling`` applies to the full-attention layers (all layers of a Llama); it is None or a
     dict with ``rope_type`` one of "linear" (``factor``), "llama3" (``factor``, ``low_freq_factor``,
     ``high_freq_factor``, ``original_max_position_embeddings``) or "freq_factors" (``factors``: one
     divisor per rotary frequency, as llama.cpp stores Llama 3.1 scaling in GGUF). ``local_rope_theta``
     is the rotary base of Gemma 3's sliding-window layers (None elsewhere). ``query_pre_attn_scalar``
     sets the attention scale 1/sqrt(query_pre_attn_scalar) (Llama: head_dim). ``attention_bias`` adds
-    biases to the query, key and value projections (not the output projection): Qwen2 has them, and
-    only Qwen2 may set it.
+    biases to the query, key and value projections (not the output projection): it is True exactly
+    for the architectures that have them (Qwen2).
 
     >>> config = ModelConfig.tiny("llama")
     >>> config.num_layers, config.attention_scale == config.head_dim ** -0.5
@@ -68,15 +71,6 @@ class ModelConfig:
         """
         return (self.query_pre_attn_scalar or self.head_dim) ** -0.5
 
-    @property
-    def is_gemma(self) -> bool:
-        """Gemma's embedding scale, (1 + w) norms and post-norms apply.
-
-        >>> ModelConfig.tiny("gemma2").is_gemma, ModelConfig.tiny("llama").is_gemma
-        (True, False)
-        """
-        return self.architecture in ("gemma2", "gemma3")
-
     def validate(self) -> None:
         """Raise ValueError naming the first inconsistent hyper-parameter (run on construction).
 
@@ -88,8 +82,10 @@ class ModelConfig:
         def fail(what: str) -> None:
             raise ValueError(f"ModelConfig: {what}")
 
-        if self.architecture not in ARCHITECTURES:
-            fail(f"architecture {self.architecture!r} is not supported; expected one of {ARCHITECTURES}")
+        try:
+            architecture = find_architecture(self.architecture)
+        except ValueError as error:
+            raise ValueError(f"ModelConfig: {error}") from None
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
                      "num_kv_heads", "head_dim"):
             if getattr(self, name) <= 0:
@@ -113,18 +109,17 @@ class ModelConfig:
             if rope_type == "freq_factors" and len(self.rope_scaling["factors"]) != self.head_dim // 2:
                 fail(f"rope freq_factors must have head_dim/2 = {self.head_dim // 2} entries, "
                      f"got {len(self.rope_scaling['factors'])}")
-        if not self.is_gemma and (self.attn_logit_softcapping or self.final_logit_softcapping):
-            fail(f"soft-capping is a Gemma feature; a {self.architecture} config must not set it")
         if not isinstance(self.attention_bias, bool):
             fail(f"attention_bias must be a bool, got {self.attention_bias!r}")
-        if self.attention_bias != (self.architecture == "qwen2"):
-            # Qwen2 always biases q, k and v (and nothing else); Llama's and Gemma's attention_bias
-            # options would also bias the output projection, which icgt does not implement.
-            fail(f"attention_bias must be {self.architecture == 'qwen2'} for architecture "
-                 f"{self.architecture!r} (q/k/v biases are Qwen2's, and Qwen2 always has them)")
-        if self.architecture == "gemma3" and self.attn_logit_softcapping:
-            # transformers' Gemma 3 and llama.cpp both ignore it: honouring it would break parity.
-            fail("Gemma 3 has no attention-logit soft-capping; attn_logit_softcapping must be None")
+        if self.attention_bias != architecture.qkv_bias:
+            # The attention_bias options of transformers' Llama and Gemma would also bias the output
+            # projection, which icgt does not implement.
+            fail(f"attention_bias must be {architecture.qkv_bias} for architecture {self.architecture!r} "
+                 f"({architecture.title} {'always has' if architecture.qkv_bias else 'has no'} q/k/v biases)")
+        if self.attn_logit_softcapping and not architecture.attention_softcap:
+            fail(f"{architecture.title} has no attention-logit soft-capping; attn_logit_softcapping must be None")
+        if self.final_logit_softcapping and not architecture.final_softcap:
+            fail(f"{architecture.title} has no final-logit soft-capping; final_logit_softcapping must be None")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``ModelConfig(**d)`` rebuilds the config.
@@ -144,20 +139,14 @@ class ModelConfig:
         >>> ModelConfig.tiny("qwen2").attention_bias
         True
         """
+        definition = find_architecture(architecture)
         base: dict[str, Any] = dict(
             architecture=architecture, vocab_size=64, hidden_size=32, intermediate_size=48, num_layers=2,
             num_heads=4, num_kv_heads=2, head_dim=8, rms_norm_eps=1e-6, rope_theta=10000.0,
-            hidden_activation="silu", tie_word_embeddings=True, bos_token_id=1, max_position_embeddings=128,
+            hidden_activation=definition.activation, tie_word_embeddings=True, bos_token_id=1,
+            max_position_embeddings=128, attention_bias=definition.qkv_bias,
         )
-        if architecture == "qwen2":
-            base.update(attention_bias=True)
-        if architecture in ("gemma2", "gemma3"):
-            base.update(hidden_activation="gelu_tanh", layer_types=["sliding", "full"], sliding_window=4,
-                        query_pre_attn_scalar=8.0)
-        if architecture == "gemma2":
-            base.update(attn_logit_softcapping=50.0, final_logit_softcapping=30.0)
-        if architecture == "gemma3":
-            base.update(local_rope_theta=10000.0, rope_theta=1_000_000.0)
+        base.update(definition.tiny)
         base.update(overrides)
         return cls(**base)
 

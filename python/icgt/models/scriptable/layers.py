@@ -108,7 +108,8 @@ class Attention(nn.Module):
 
     ``sliding_window`` 0 means global attention. ``softcap`` 0 means no attention-logit soft-capping
     (Gemma 2 caps; scaled_dot_product_attention cannot, so capped layers use the explicit softmax).
-    ``qk_norm`` adds Gemma 3's RMSNorm over head_dim on queries and keys before the rotation.
+    ``qk_norm``, a norm class (the architecture's) or None, adds an RMSNorm over head_dim on queries and
+    keys before the rotation (Gemma 3).
     ``qkv_bias`` gives the query, key and value projections a bias (Qwen2).
 
     The steps, each exported for C++: ``project`` (queries, keys, values after norms and rotation),
@@ -118,7 +119,7 @@ class Attention(nn.Module):
     """
 
     def __init__(self, hidden_size: int, num_heads: int, num_kv_heads: int, head_dim: int, scale: float,
-                 inv_freq: Tensor, sliding_window: int, softcap: float, qk_norm: bool, eps: float,
+                 inv_freq: Tensor, sliding_window: int, softcap: float, qk_norm: type[nn.Module] | None, eps: float,
                  dtype: torch.dtype, qkv_bias: bool = False) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -131,8 +132,8 @@ class Attention(nn.Module):
         # stacked by rows at load: see CausalLM.parameter_slices).
         self.qkv_proj = Linear(hidden_size, (num_heads + 2 * num_kv_heads) * head_dim, dtype, qkv_bias)
         self.o_proj = Linear(num_heads * head_dim, hidden_size, dtype)
-        self.q_norm = GemmaRMSNorm(head_dim, eps, dtype) if qk_norm else nn.Identity()
-        self.k_norm = GemmaRMSNorm(head_dim, eps, dtype) if qk_norm else nn.Identity()
+        self.q_norm = nn.Identity() if qk_norm is None else qk_norm(head_dim, eps, dtype)
+        self.k_norm = nn.Identity() if qk_norm is None else qk_norm(head_dim, eps, dtype)
         self.rotary = RotaryEmbedding(inv_freq)
 
     def forward(self, x: Tensor, head_gate: Optional[Tensor]) -> Tensor:

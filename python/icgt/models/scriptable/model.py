@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..architectures import find_architecture
+from ..architectures.base import Architecture
 from .config import ModelConfig, rope_inverse_frequencies
 from .layers import Attention, GatedMLP, GemmaRMSNorm, RMSNorm
 
@@ -50,54 +52,26 @@ class Embedding(nn.Module):
         return F.embedding(input_ids, self.weight) * self.scale
 
 
-class LlamaBlock(nn.Module):
-    """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x)) (Llama and Qwen2).
+class DecoderBlock(nn.Module):
+    """Pre-norm decoder block: x + post(attn(norm(x))), then x + post(mlp(norm(x))), where the post-norms
+    are Gemma's sandwich and identities in architectures without them (Llama, Qwen2).
 
     Besides ``forward``, each block exports the steps the probe drives when it reads or changes
     the inside of a block: ``attention_input`` (what the attention reads), ``attention_output``
-    (what it adds to the residual, from per-head outputs z) and ``mlp_output`` (what the MLP adds).
+    (what it adds to the residual, from per-head outputs z) and ``mlp_output`` (what the MLP adds);
+    the post-norms belong to the last two, so those are what the sub-layers add to the residual stream.
     """
 
-    def __init__(self, config: ModelConfig, layer: int, dtype: torch.dtype) -> None:
+    def __init__(self, config: ModelConfig, architecture: Architecture, layer: int, dtype: torch.dtype) -> None:
         super().__init__()
-        self.attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
-        self.attn = _attention(config, layer, dtype)
-        self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
-        self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, config.hidden_activation, dtype)
-
-    def forward(self, hidden: Tensor, head_gate: Optional[Tensor]) -> Tensor:
-        hidden = hidden + self.attn(self.attention_input(hidden), head_gate)
-        return hidden + self.mlp_output(hidden)
-
-    @torch.jit.export
-    def attention_input(self, hidden: Tensor) -> Tensor:
-        return self.attn_norm(hidden)
-
-    @torch.jit.export
-    def attention_output(self, z: Tensor) -> Tensor:
-        return self.attn.output(z)
-
-    @torch.jit.export
-    def mlp_output(self, hidden: Tensor) -> Tensor:
-        return self.mlp(self.mlp_norm(hidden))
-
-
-class GemmaBlock(nn.Module):
-    """Gemma 2/3 block: each sub-layer is sandwiched between a pre-norm and a post-norm.
-
-    Exports the same steps as LlamaBlock; the post-norms belong to ``attention_output`` and
-    ``mlp_output``, so those are what the sub-layers add to the residual stream.
-    """
-
-    def __init__(self, config: ModelConfig, layer: int, dtype: torch.dtype) -> None:
-        super().__init__()
+        norm = norm_class(architecture)
         eps = config.rms_norm_eps
-        self.attn_norm = GemmaRMSNorm(config.hidden_size, eps, dtype)
-        self.attn = _attention(config, layer, dtype)
-        self.post_attn_norm = GemmaRMSNorm(config.hidden_size, eps, dtype)
-        self.mlp_norm = GemmaRMSNorm(config.hidden_size, eps, dtype)
+        self.attn_norm = norm(config.hidden_size, eps, dtype)
+        self.attn = _attention(config, architecture, layer, dtype)
+        self.post_attn_norm = norm(config.hidden_size, eps, dtype) if architecture.post_norms else nn.Identity()
+        self.mlp_norm = norm(config.hidden_size, eps, dtype)
         self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, config.hidden_activation, dtype)
-        self.post_mlp_norm = GemmaRMSNorm(config.hidden_size, eps, dtype)
+        self.post_mlp_norm = norm(config.hidden_size, eps, dtype) if architecture.post_norms else nn.Identity()
 
     def forward(self, hidden: Tensor, head_gate: Optional[Tensor]) -> Tensor:
         hidden = hidden + self.post_attn_norm(self.attn(self.attention_input(hidden), head_gate))
@@ -116,7 +90,16 @@ class GemmaBlock(nn.Module):
         return self.post_mlp_norm(self.mlp(self.mlp_norm(hidden)))
 
 
-def _attention(config: ModelConfig, layer: int, dtype: torch.dtype) -> Attention:
+def norm_class(architecture: Architecture) -> type[nn.Module]:
+    """The RMSNorm of ``architecture``: Gemma's (1 + w) where its norms are zero-centred, else Llama's w.
+
+    >>> norm_class(find_architecture("gemma2")).__name__, norm_class(find_architecture("qwen2")).__name__
+    ('GemmaRMSNorm', 'RMSNorm')
+    """
+    return GemmaRMSNorm if architecture.zero_centred_norms else RMSNorm
+
+
+def _attention(config: ModelConfig, architecture: Architecture, layer: int, dtype: torch.dtype) -> Attention:
     sliding = config.layer_types[layer] == "sliding"
     if sliding and config.local_rope_theta is not None:
         # Gemma 3's local layers have their own base and are never rope-scaled.
@@ -126,7 +109,8 @@ def _attention(config: ModelConfig, layer: int, dtype: torch.dtype) -> Attention
     return Attention(
         config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim, config.attention_scale,
         inv_freq, sliding_window=config.sliding_window if sliding else 0,
-        softcap=config.attn_logit_softcapping or 0.0, qk_norm=config.architecture == "gemma3",
+        softcap=config.attn_logit_softcapping or 0.0,
+        qk_norm=norm_class(architecture) if architecture.qk_norm else None,
         eps=config.rms_norm_eps, dtype=dtype, qkv_bias=config.attention_bias,
     )
 
@@ -180,12 +164,12 @@ class CausalLM(nn.Module):
         # CRC-32 of every parameter and buffer by name, filled by record_checksums before export.
         self.tensor_checksums = torch.jit.Attribute({}, dict[str, int])
 
-        scale = config.hidden_size ** 0.5 if config.is_gemma else 1.0
+        architecture = find_architecture(config.architecture)
+        scale = config.hidden_size ** 0.5 if architecture.scaled_embedding else 1.0
         self.embed = Embedding(config.vocab_size, config.hidden_size, scale, dtype)
-        block = GemmaBlock if config.is_gemma else LlamaBlock
-        self.blocks = nn.ModuleList([block(config, layer, dtype) for layer in range(config.num_layers)])
-        norm = GemmaRMSNorm if config.is_gemma else RMSNorm
-        self.final_norm = norm(config.hidden_size, config.rms_norm_eps, dtype)
+        self.blocks = nn.ModuleList([DecoderBlock(config, architecture, layer, dtype)
+                                     for layer in range(config.num_layers)])
+        self.final_norm = norm_class(architecture)(config.hidden_size, config.rms_norm_eps, dtype)
         head_weight = self.embed.weight if config.tie_word_embeddings else nn.Parameter(
             torch.empty(config.vocab_size, config.hidden_size, dtype=dtype), requires_grad=False)
         self.head = Head(head_weight, config.final_logit_softcapping or 0.0)
@@ -230,10 +214,11 @@ class CausalLM(nn.Module):
         (0.0, 0.02)
         """
         generator = torch.Generator(device=self.embed.weight.device).manual_seed(seed)
+        identity = 0.0 if find_architecture(self.config.architecture).zero_centred_norms else 1.0
         with torch.no_grad():
             for name, parameter in self.named_parameters():
                 if name.endswith("norm.weight"):
-                    parameter.fill_(0.0 if self.config.is_gemma else 1.0)
+                    parameter.fill_(identity)
                 elif name.endswith(".bias"):
                     parameter.zero_()
                 else:
