@@ -70,11 +70,11 @@ def describe(threads: int | None = None) -> dict[str, object]:
     return {"cpu": cpu_model(), "capability": cpu_capability(), "threads": threads, "cores": os.cpu_count()}
 
 
-def describe_line(threads: int | None = None) -> str:
-    """One line naming the machine, for timings: "AMD EPYC (AVX2), 2 threads".
+def describe_line(machine: dict[str, object] | None = None) -> str:
+    """One line naming a machine as describe() records it (default: this one), for timings.
 
-    >>> icgt.hardware.describe_line(threads=2).endswith("), 2 threads")
-    True
+    >>> describe_line({"cpu": "AMD EPYC", "capability": "AVX2", "threads": 2, "cores": 2})
+    'AMD EPYC (AVX2), 2 threads'
     """
-    machine = describe(threads)
+    machine = machine or describe()
     return f"{machine['cpu']} ({machine['capability']}), {machine['threads']} thread{'s' * (machine['threads'] != 1)}"

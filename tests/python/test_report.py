@@ -282,6 +282,12 @@ def test_a_failed_write_leaves_the_previous_report_and_no_temporary_files(tmp_pa
     assert after["index.html"] == before["index.html"]
 
 
+def test_the_page_names_the_machine_and_the_dtype_with_its_reason(tmp_path):
+    page = report.write_report(write_synthetic_run(tmp_path / "run", "grid")).read_text()
+    assert "<td>Synthetic CPU (AVX2), 2 threads, 2 cores</td>" in page
+    assert "<td>float32 (auto: CPU without native bfloat16 (AVX2); asked: auto)</td>" in page
+
+
 def test_html_escapes_what_the_run_says(tmp_path):
     info = run_info("grid")
     info["name"] = "<script>alert(1)</script>"

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from . import plots
 from ..files import write_atomically
+from ..hardware import describe_line
 from .mechanism import FIGURE_CAPTIONS as MECHANISM_CAPTIONS
 from .mechanism import experiment_of, mechanism_figures, mechanism_summary
 from ..study.curves import energy_minimum, steepest_rise
@@ -241,10 +242,8 @@ def timing_line(run: Run | str | os.PathLike) -> str:
              (("probe_s", "forward pass"), ("experiment_s", "experiment"), ("analysis_s", "analysis"),
               ("total_s", "in all")) if key in timings]
     line = "timing: " + ", ".join(parts)
-    machine = run.info.get("hardware")
-    if machine:
-        line += (f" on {machine['cpu']} ({machine['capability']}), {machine['threads']} "
-                 f"thread{'s' * (machine['threads'] != 1)}")
+    if "hardware" in run.info:
+        line += f" on {describe_line(run.info['hardware'])}"
     choice = run.info.get("dtype_choice")
     if choice:
         line += f"; {choice['chosen']} ({choice['reason']})"
@@ -348,7 +347,7 @@ def _index_html(run: Run, summary: dict[str, Any], figure_names: list[str]) -> s
     provenance += [(f"{name.removesuffix('_s')} time (s)", seconds)
                    for name, seconds in run.info.get("timings", {}).items()]
     if "hardware" in run.info:
-        provenance.append(("machine", ", ".join(f"{key} {value}" for key, value in run.info["hardware"].items())))
+        provenance.append(("machine", f"{describe_line(run.info['hardware'])}, {run.info['hardware']['cores']} cores"))
     if "dtype_choice" in run.info:
         choice = run.info["dtype_choice"]
         provenance.append(("dtype", f"{choice['chosen']} ({choice['reason']}; asked: {choice['asked']})"))

@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..study import curves
-from ..study.curves import log_binned, nanmean, spans
+from ..study.curves import log_binned, nanmean, onset, spans
 from ..study.run_folder import Run
 
 #: Following the graph is judged on the renormalised accuracy as a skill score, (accuracy - chance) /
@@ -95,8 +94,8 @@ def judge(run: Run, layer: int | None = None) -> Verdict:
     >>> verdict.follows, verdict.shape, verdict.shaped_blocks
     ('yes', 'yes', [7])
     """
-    follows, skill, onset, following = _following(run)
-    verdict = Verdict(follows=follows, shape="unknown", skill=skill, accuracy_onset=onset)
+    follows, skill, accuracy_onset, following = _following(run)
+    verdict = Verdict(follows=follows, shape="unknown", skill=skill, accuracy_onset=accuracy_onset)
     verdict.sentences.append(following)
     verdict.sentences.append(_shape(run, verdict))
     timing = _timing(run, verdict, layer)
@@ -122,19 +121,19 @@ def _following(run: Run) -> tuple[str, float | None, int | None, str]:
     chance = run.chance_accuracy_renormalized()
     skill = (renormalized_late - chance) / (1 - chance) if chance < 1 else 0.0
     bin_positions, binned, _ = run.binned_accuracy(renormalized=True, bins_per_doubling=ONSET_BINS_PER_DOUBLING)
-    onset = curves.onset(bin_positions, (binned - chance) / (1 - chance) if chance < 1 else binned, FOLLOWS_SKILL)
+    follow_onset = onset(bin_positions, (binned - chance) / (1 - chance) if chance < 1 else binned, FOLLOWS_SKILL)
     numbers = (f"at the end of the context it puts {_percent(renormalized_late)} of its probability over the node "
                f"words on valid next nodes (uniform guessing: {_percent(chance)}) and {_percent(full)} of all its "
                "probability")
     if skill >= FOLLOWS_SKILL and full >= FOLLOWS_FULL_VOCABULARY:
-        when = (f"; it is more than halfway from guessing to perfect from about {onset} tokens on" if onset
-                else "")
-        return "yes", skill, onset, f"{model} follows the graph: {numbers}{when}."
+        when = (f"; it is more than halfway from guessing to perfect from about {follow_onset} tokens on"
+                if follow_onset else "")
+        return "yes", skill, follow_onset, f"{model} follows the graph: {numbers}{when}."
     if skill >= PARTLY_SKILL:
         why = (" (it ranks the valid next nodes first among the node words, but hardly predicts node words)"
                if skill >= FOLLOWS_SKILL else "")
-        return "partly", skill, onset, f"{model} follows the graph only partly{why}: {numbers}."
-    return "no", skill, onset, f"{model} does not follow the graph: {numbers}."
+        return "partly", skill, follow_onset, f"{model} follows the graph only partly{why}: {numbers}."
+    return "no", skill, follow_onset, f"{model} does not follow the graph: {numbers}."
 
 
 def _alignment(run: Run) -> tuple[np.ndarray, np.ndarray, str]:
@@ -177,7 +176,7 @@ def _shape(run: Run, verdict: Verdict) -> str:
         verdict.shape = "yes"
         verdict.shaped_blocks = [int(blocks[index]) for index in shaped]
         bin_positions, _, mean_curve = log_binned(positions, nanmean(alignment[shaped]), ONSET_BINS_PER_DOUBLING)
-        verdict.shape_onset = curves.onset(bin_positions, mean_curve, SHAPED_ALIGNMENT)
+        verdict.shape_onset = onset(bin_positions, mean_curve, SHAPED_ALIGNMENT)
         when = (f", from about {verdict.shape_onset} tokens on" if verdict.shape_onset
                 else " late in the context")
         earlier = [f"{start}–{end}" if start != end else f"{start}"

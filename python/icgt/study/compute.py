@@ -88,19 +88,17 @@ def chosen_dtype(config: configs.ExperimentConfig, device: str | None = None) ->
     """(dtype, why) that ``config`` runs in on ``device`` (default: config.device). "auto" is the bundle's
     own dtype when the model is a bundle already, else bfloat16 where the device computes it natively
     and float32 elsewhere (ActivationProbe.automatic_dtype decides). An explicit dtype is always
-    obeyed; bfloat16 on a CPU without native support warns (SlowBfloat16Warning) of the cost.
+    obeyed; bfloat16 on a device without native support warns (SlowBfloat16Warning) of the cost.
 
     >>> chosen_dtype(icgt.study.config.preset("grid", model=toy_bundle, words=[f"w{i}" for i in range(16)]))
     ('float32', 'auto: the bundle holds float32 weights')
     """
-    from ..probe import ActivationProbe
-
     device = device or config.device
     if config.dtype != "auto":
         if config.dtype == "bfloat16" and not ActivationProbe.native_bfloat16(device):
-            warnings.warn(f"bfloat16 asked for on {device} without native bfloat16 ({hardware.cpu_capability()}): "
-                          "obeyed, but its matrix products run far slower than float32 (the forward pass about 6x "
-                          "slower, docs/performance.md); dtype 'auto' or 'float32' is faster here",
+            warnings.warn(f"bfloat16 asked for on {device}, without native bfloat16 there: obeyed, but its matrix "
+                          "products run far slower than float32 (the main job's forward pass 4 to 6x slower on a "
+                          "2-core AVX2 CPU, docs/performance.md); dtype 'auto' or 'float32' is faster here",
                           SlowBfloat16Warning, stacklevel=2)
         return config.dtype, "asked for"
     source = None if config.model in BUILTIN_MODELS else resolve(config.model)
@@ -125,16 +123,17 @@ def run_bundle(config: configs.ExperimentConfig, progress: bool = True, dtype: s
 
 
 def compute_run(config: configs.ExperimentConfig, progress: bool = True, *, bundle: Path | None = None,
-                device: str | None = None) -> ComputedRun:
+                device: str | None = None, dtype_choice: tuple[str, str] | None = None) -> ComputedRun:
     """The run's record (run.json), its results, and its activations if the config keeps them.
 
-    bundle and device, when given, replace run_bundle(config) and config.device (a Ray worker runs
-    the bundle the driver exported, on the device Ray gave it). The example is the module's.
+    bundle, device and dtype_choice, when given, replace run_bundle(config), config.device and
+    chosen_dtype(config): a Ray worker runs the bundle that the driver exported in the dtype the driver
+    chose, on the device Ray gave it. The example is the module's.
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    dtype, why = chosen_dtype(config, device)
+    dtype, why = dtype_choice or chosen_dtype(config, device)
     bundle = bundle if bundle is not None else run_bundle(config, progress, dtype)
     probe = ActivationProbe(bundle, device=device or config.device)
     tokenizer = probe.tokenizer

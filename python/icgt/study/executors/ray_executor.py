@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 from ..._version import __version__
 from .. import config as configs
-from ..compute import compute_run, run_bundle
+from ..compute import chosen_dtype, compute_run, run_bundle
 from ..run_store import check_reusable, partial_folder, run_lock, run_name, write_run
 from .base import SweepError
 from .ray_cluster import connect, import_ray, ray_address_parts
@@ -115,10 +115,12 @@ class RayExecutor:
 
 @dataclass
 class _Bundle:
-    """A bundle as the driver sees it; ``data`` (an ObjectRef) once it is sent through the object store."""
+    """A bundle as the driver sees it, with the dtype the driver chose and why; ``data`` (an ObjectRef)
+    once it is sent through the object store."""
 
     path: str
     size: int
+    dtype_choice: tuple[str, str]
     sha256: str = ""
     data: Any = None
 
@@ -193,10 +195,11 @@ class _Sweep:
     def _bundle(self, index: int) -> _Bundle:
         """The run's bundle, exported here on first use, once per model (and seed, for random_init)."""
         config = self.runs[index]
-        key = (config.model, config.dtype, config.seed if config.control == "random_init" else None)
+        key = (config.model, config.dtype, config.device, config.seed if config.control == "random_init" else None)
         if key not in self.bundles:
-            path = run_bundle(config, self.progress)
-            self.bundles[key] = _Bundle(str(path), path.stat().st_size)
+            dtype_choice = chosen_dtype(config)
+            path = run_bundle(config, self.progress, dtype_choice[0])
+            self.bundles[key] = _Bundle(str(path), path.stat().st_size, dtype_choice)
             if self.executor.ship_bundles:
                 self._ship(self.bundles[key])
         return self.bundles[key]
@@ -392,7 +395,7 @@ def _run_task(config: configs.ExperimentConfig, bundle: _Bundle, threads: int, t
 
     gpu = bool(ray.get_gpu_ids())
     device = "cuda" if gpu else "cpu"  # Ray shows a task only its own GPUs, so cuda:N is the one it gave
-    computed = compute_run(config, False, bundle=path, device=device)
+    computed = compute_run(config, False, bundle=path, device=device, dtype_choice=bundle.dtype_choice)
     computed.record["model"]["bundle"] = bundle.path  # as the driver knows it, whichever copy ran
     name = run_name(config)
     with tempfile.TemporaryDirectory(prefix="icgt-run-") as scratch:
