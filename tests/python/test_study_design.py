@@ -141,8 +141,7 @@ def test_the_seed_bands_equal_scipy_and_the_figure_draws_them(seeded_runs, tmp_p
     values = np.array([[0.2, 0.5, np.nan], [0.3, 0.7, 1.0], [0.4, 0.6, np.nan]])
     mean, half = aggregate.t_band(values)
     assert mean[:2] == pytest.approx(values[:, :2].mean(0))
-    # The t quantiles are tabulated to 3 decimals.
-    assert half[:2] == pytest.approx(stats.t.ppf(0.975, df=2) * stats.sem(values[:, :2], axis=0), rel=1e-3)
+    assert half[:2] == pytest.approx(stats.t.ppf(0.975, df=2) * stats.sem(values[:, :2], axis=0), rel=1e-9)
     assert mean[2] == 1.0 and math.isnan(half[2])  # one finite seed: no interval
 
     runs = [load_run(folder) for folder in seeded_runs]

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .plots import context_length_axis, new_figure
+from ..study.intervals import mean_interval
 from ..study.run_folder import Run
 
 CONDITIONS = {"intervention": ("clean", "moved to the target", "random direction, same norm", "moved to its own place"),
@@ -28,18 +29,6 @@ LATE = 0.9
 
 def experiment_of(run: Run) -> str:
     return run.info["config"].get("experiment", "graph")
-
-
-def mean_interval(values: np.ndarray) -> tuple[float, float]:
-    """Mean and the half-width of its 95% normal interval (1.96 standard errors) over the finite values.
-
-    >>> mean_interval(np.array([1.0, 2.0, 3.0]))
-    (2.0, 1.1316)
-    """
-    finite = np.asarray(values, dtype=float)[np.isfinite(values)]
-    if finite.size < 2:
-        return (float(finite.mean()) if finite.size else math.nan, math.nan)
-    return float(finite.mean()), round(float(1.96 * finite.std(ddof=1) / math.sqrt(finite.size)), 4)
 
 
 def _late_accuracy(curve: np.ndarray) -> float:

@@ -3,7 +3,8 @@
 ``icgt run --seeds 3`` writes one run per seed and then, beside them, ``<name>-seeds/`` holding
 aggregate.json (each number per seed, its mean and a t interval over seeds; the energy-accuracy lag
 with a bootstrap interval over seeds and sequences) and aggregate.npz (the curves per seed, for
-figures with bands). Like icgt.study.run_folder it needs only numpy and json.
+figures with bands). Like icgt.study.run_folder it needs only numpy and json, and scipy for the t
+quantiles (icgt.study.intervals, the one home of icgt's intervals).
 
 Example:
     >>> from icgt.study.aggregate import aggregate_runs
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..files import write_atomically, write_npz
+from .intervals import t_band
 from .run_folder import Run, load_run
 
 #: Context lengths of the accuracy numbers in the tables: early, middle, late (the paper's figure).
@@ -35,16 +37,12 @@ AROUND = 1.1
 #: Draws of the hierarchical bootstrap of the lag (seeds, then each seed's own resamples).
 LAG_DRAWS = 2000
 
-# Two-sided 97.5% quantiles of Student's t by degrees of freedom (1..30); beyond, the normal 1.96.
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-
 
 def interval(values: list[float]) -> dict[str, Any]:
     """Mean and 95% t interval over seeds of the finite values (None where undefined).
 
     >>> interval([0.68, 0.67, 0.69])["ci95"]
-    [0.655157, 0.704843]
+    [0.655159, 0.704841]
     """
     per_seed = [None if v is None or not math.isfinite(v) else round(float(v), 6) for v in values]
     mean, half = (float(x[0]) for x in t_band(np.array([[math.nan if v is None else v] for v in values], dtype=float)))
@@ -53,27 +51,6 @@ def interval(values: list[float]) -> dict[str, Any]:
     if math.isnan(half):
         return {"per_seed": per_seed, "mean": round(mean, 6), "ci95": [None, None]}
     return {"per_seed": per_seed, "mean": round(mean, 6), "ci95": [round(mean - half, 6), round(mean + half, 6)]}
-
-
-def t_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over the first axis (seeds) and the half-width of its 95% t interval, per column; NaN where
-    fewer than two seeds are finite.
-
-    >>> mean, half = t_band(np.array([[0.68, 1.0], [0.67, np.nan], [0.69, 1.0]]))
-    >>> mean.round(3).tolist(), round(float(half[0]), 4), float(half[1])
-    ([0.68, 1.0], 0.0248, 0.0)
-    """
-    finite = np.isfinite(values)
-    count = finite.sum(axis=0)
-    filled = np.where(finite, values, 0.0)
-    mean = np.where(count > 0, filled.sum(axis=0) / np.maximum(count, 1), np.nan)
-    squares = np.where(finite, (values - mean) ** 2, 0.0).sum(axis=0)
-    sd = np.sqrt(squares / np.maximum(count - 1, 1))
-    degrees = count - 1
-    t = np.where((degrees >= 1) & (degrees <= len(_T975)),
-                 np.asarray(_T975)[np.clip(degrees - 1, 0, len(_T975) - 1)], 1.96)
-    half = np.where(count >= 2, t * sd / np.sqrt(np.maximum(count, 1)), np.nan)
-    return mean, half
 
 
 def run_numbers(run: Run) -> dict[str, float]:
