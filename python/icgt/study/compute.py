@@ -80,6 +80,19 @@ def sample_sequences(config: configs.ExperimentConfig, graph) -> tuple[np.ndarra
     return np.concatenate([bos, nodes], axis=1), np.concatenate([np.zeros_like(bos, dtype=bool), scored], axis=1)
 
 
+def sequence_token_ids(nodes: np.ndarray, word_ids: np.ndarray, bos_token_id: int,
+                       separator_id: int = -1) -> np.ndarray:
+    """Token ids [batch, 1 + length] of node sequences as sample_sequences gives them: the BOS at
+    column 0, node k's word (word_ids[k]) at each node, separator_id at the other NOT_A_NODE positions.
+
+    >>> sequence_token_ids(np.array([[icgt.NOT_A_NODE, 1, 0, icgt.NOT_A_NODE]]), np.array([7, 9]), 2, 5).tolist()
+    [[2, 9, 7, 5]]
+    """
+    token_ids = np.where(nodes >= 0, word_ids[np.maximum(nodes, 0)], separator_id)
+    token_ids[:, 0] = bos_token_id
+    return token_ids
+
+
 class SlowBfloat16Warning(UserWarning):
     """bfloat16 was asked for on a CPU that does not compute it natively: it is obeyed, and slow."""
 
@@ -145,8 +158,7 @@ def compute_run(config: configs.ExperimentConfig, progress: bool = True, *, bund
 
     clock = time.perf_counter()
     nodes, scored = sample_sequences(config, graph)
-    token_ids = np.where(nodes >= 0, word_ids[np.maximum(nodes, 0)], separator_id)
-    token_ids[:, 0] = probe.bos_token_id
+    token_ids = sequence_token_ids(nodes, word_ids, probe.bos_token_id, separator_id)
     timings["sample_s"] = time.perf_counter() - clock
 
     layers = list(range(probe.num_layers)) if config.layers == "all" else list(config.layers)
