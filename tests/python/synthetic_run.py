@@ -27,9 +27,9 @@ NUM_POSITIONS = 401  # BOS and 400 words
 PCA_POSITIONS = [25, 50, 100, 400]
 K = 4
 ENERGY_MINIMUM_AT = 40
-#: Where the early (cumulative) energy falls: two doublings before accuracy rises.
+#: Where the timing energy falls: two doublings before accuracy rises.
 EARLY_ENERGY_CHANGE = 15
-EARLY_POSITIONS = np.unique(np.round(np.geomspace(1, NUM_POSITIONS - 1, 60)).astype(np.int64))
+TIMING_POSITIONS = np.unique(np.round(np.geomspace(1, NUM_POSITIONS - 1, 60)).astype(np.int64))
 BOOTSTRAP = 40
 ACCURACY_RISE_AT = 60
 FINAL_ACCURACY = 0.1 + 0.8 / (1 + (ACCURACY_RISE_AT / 400) ** 2)
@@ -60,7 +60,7 @@ def run_info(graph="grid", effect=True):
     labels = WORDS if graph == "grid" else IN_CONTEXT_RING
     edges = grid_edges(4, 4) if graph == "grid" else ring_edges(7)
     info = {
-        "icgt_run_format": 2,
+        "icgt_run_format": 3,
         "name": f"synthetic-{graph}" + ("" if effect else "-no-effect"),
         "config": {"model": "toy-8-layers", "preset": graph, "graph": graph, "mode": "walk",
                    "num_sequences": NUM_SEQUENCES, "sequence_length": NUM_POSITIONS - 1,
@@ -145,13 +145,18 @@ def results(info, seed=0, effect=True):
         "spectral_embedding": layout,
         # Below the null at every late snapshot in the deep layers only (p = 0.001 there, 0.4 elsewhere).
         "energy_p_value": np.where((layers[:, None] >= 5) & (energy_positions[None, :] > 100), 0.001, 0.4),
-        "early_positions": EARLY_POSITIONS,
-        # Cumulative-means energy falling at EARLY_ENERGY_CHANGE in every layer.
-        "early_energy": np.broadcast_to(1.0 - 0.5 / (1 + (EARLY_ENERGY_CHANGE / EARLY_POSITIONS) ** 3),
-                                        (NUM_LAYERS, EARLY_POSITIONS.size)).copy(),
+        "timing_positions": TIMING_POSITIONS,
+        # Trailing-window energy falling at EARLY_ENERGY_CHANGE in every layer, accuracy rising at ACCURACY_RISE_AT.
+        "timing_energy": np.broadcast_to(1.0 - 0.5 / (1 + (EARLY_ENERGY_CHANGE / TIMING_POSITIONS) ** 3),
+                                         (NUM_LAYERS, TIMING_POSITIONS.size)).copy(),
+        "timing_accuracy": np.stack([0.1 + 0.8 / (1 + (ACCURACY_RISE_AT / TIMING_POSITIONS) ** 2)] * 2),
         "energy_change_points": EARLY_ENERGY_CHANGE * np.exp(rng.normal(0, 0.1, BOOTSTRAP + 1)),
         "accuracy_change_points": np.stack([ACCURACY_RISE_AT * np.exp(rng.normal(0, 0.1, BOOTSTRAP + 1)),
                                             1.1 * ACCURACY_RISE_AT * np.exp(rng.normal(0, 0.1, BOOTSTRAP + 1))], 1),
+        # The paper's statistic: the energy's minimum where its fall ends, accuracy's steepest rise (the
+        # run's own estimates exact, the resamples scattered around them).
+        "energy_minimum_points": ENERGY_MINIMUM_AT * np.exp(np.r_[0, rng.normal(0, 0.1, BOOTSTRAP)]),
+        "accuracy_rise_points": np.stack([ACCURACY_RISE_AT * np.exp(np.r_[0, rng.normal(0, 0.1, BOOTSTRAP)])] * 2, 1),
         "lag_layer": np.array(6),
     }
     if info["graph"]["kind"] == "days":
@@ -206,14 +211,16 @@ def write_synthetic_run(folder, graph="grid", seed=0, effect=True):
 
 def write_intervention_run(folder, used=True):
     """A synthetic intervention run (icgt.study.mechanism.intervention's arrays) on the grid, 20 walks x 3 targets:
-    with ``used``, moving the token puts 0.6 of the mass on the target's neighbours (random direction
-    0.1, clean 0.1, own place 0.1); without, the move does no better than a random one."""
+    with ``used``, moving the token puts 0.6 of the mass on the target's neighbours (clean, random
+    direction, own place, random place in the plane: 0.1); without, the move does no better than a
+    random one. Each walk has its own level (sd 0.05) that its three targets share."""
     rng = np.random.default_rng(3)
     info = run_info("grid")
     info["config"]["experiment"] = info["experiment"] = "intervention"
     shape = (20, 3)
     moved = 0.6 if used else 0.1
-    mass = np.stack([np.clip(rng.normal(level, 0.05, shape), 0, 1) for level in (0.1, moved, 0.1, 0.1)])
+    walk = rng.normal(0, 0.05, (20, 1))
+    mass = np.stack([np.clip(level + walk + rng.normal(0, 0.02, shape), 0, 1) for level in (0.1, moved, 0.1, 0.1, 0.1)])
     arrays = {"nodes": np.zeros((20, NUM_POSITIONS), dtype=np.int64), "scored": np.ones((20, NUM_POSITIONS), bool),
               "intervention_targets": rng.integers(0, 16, shape), "intervention_current": rng.integers(0, 16, 20),
               "intervention_blocks": np.array([6, 7]), "intervention_mass": mass,

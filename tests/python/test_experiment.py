@@ -56,7 +56,7 @@ def normalised_energy(means, adjacency):
 def test_the_run_is_self_describing(run):
     folder, record, results, activations = run
     assert folder.name == "smollm2-135m-grid"
-    assert record["icgt_run_format"] == 2 and record["config"]["num_sequences"] == 4
+    assert record["icgt_run_format"] == 3 and record["config"]["num_sequences"] == 4
     assert len(record["model"]["bundle_sha256"]) == 64 and record["model"]["architecture"] == "llama"
     assert {"icgt", "torch", "python"} <= set(record["versions"]) and record["seed"] == 0
     assert set(record["timings"]) >= {"sample_s", "probe_s", "analysis_s", "total_s"}

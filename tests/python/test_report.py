@@ -198,7 +198,7 @@ def test_run_without_results_npz(tmp_path):
 def test_wrong_format_version(tmp_path):
     info = run_info("grid")
     info["icgt_run_format"] = 1
-    with pytest.raises(ValueError, match="icgt_run_format 1; this icgt reads format 2"):
+    with pytest.raises(ValueError, match="icgt_run_format 1; this icgt reads format 3"):
         load_run(write_run(tmp_path, info, results(run_info("grid"))))
 
 
@@ -328,9 +328,10 @@ def test_the_verdict_finds_the_planted_effect(grid_run):
     assert shape.startswith("Its class means take the graph's shape in block 7 of 8, in the deep third: "
                             "PCs 1-2 align with z2, z3 at 0.80 late in the context")
     assert "below the relabelling null" in shape
-    # Planted: the cumulative means' energy changes at 15 tokens, accuracy at 60: two doublings later.
-    assert timing.startswith("The energy of the cumulative class means in block 6 of 8 changes at about 15 tokens")
-    assert timing.endswith("the energy changes first, as the paper finds.")
+    # Planted: the trailing-window energy falls at 15 tokens, accuracy rises at 60: two doublings later.
+    assert timing.startswith("The energy of the class means in block 6 of 8 falls at about 15 tokens")
+    assert "the energy falls first, as the paper finds." in timing
+    assert "The paper's statistic, from the energy's minimum (40 tokens) to accuracy's steepest rise (60)" in timing
 
 
 def test_the_verdict_says_plainly_when_there_is_no_effect(null_grid_run):

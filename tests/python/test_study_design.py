@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from synthetic_run import ACCURACY_RISE_AT, EARLY_ENERGY_CHANGE, write_synthetic_run
+from synthetic_run import ACCURACY_RISE_AT, EARLY_ENERGY_CHANGE, ENERGY_MINIMUM_AT, write_synthetic_run
 
 import icgt
 from icgt.study import aggregate
@@ -56,10 +56,33 @@ def test_change_points_and_lags_recover_planted_ones_in_noise(energy_at, accurac
     rng = np.random.default_rng(energy_at)
     energy = 1.0 - 0.4 / (1 + (energy_at / positions) ** 2.5) + rng.normal(0, 0.02, 80)
     accuracy = 0.1 + 0.7 / (1 + (accuracy_at / positions) ** 2) + rng.normal(0, 0.02, 80)
-    assert change_points.change_point(positions, energy) == pytest.approx(energy_at, rel=0.1)
-    assert change_points.change_point(positions, accuracy) == pytest.approx(accuracy_at, rel=0.1)
-    assert change_points.lag(positions, energy, accuracy) == pytest.approx(math.log2(accuracy_at / energy_at), abs=0.15)
+    assert change_points.change_point(positions, energy, -1) == pytest.approx(energy_at, rel=0.1)
+    assert change_points.change_point(positions, accuracy, +1) == pytest.approx(accuracy_at, rel=0.1)
+    assert change_points.lag(positions, energy, accuracy, (-1, +1)) == pytest.approx(math.log2(accuracy_at / energy_at),
+                                                                                   abs=0.15)
     assert math.isnan(change_points.change_point(positions, rng.normal(0.5, 0.05, 80)))
+
+
+def test_a_change_point_needs_the_direction_and_the_size_asked_for():
+    positions = np.geomspace(1, 1400, 80)
+    rng = np.random.default_rng(3)
+    # Energy that rises (as Gemma 3's days energy does, 0.78 -> 1.45) is no fall, though a fit finds its change.
+    rising = 0.78 + 0.67 / (1 + (100 / positions) ** 2) + rng.normal(0, 0.02, 80)
+    assert change_points.change_point(positions, rising) == pytest.approx(100, rel=0.15)
+    assert math.isnan(change_points.change_point(positions, rising, -1))
+    assert change_points.change_point(positions, rising, +1) == pytest.approx(100, rel=0.15)
+    # A drift of 0.04 with little noise fits a sigmoid well; it is a change only if 0.04 is enough.
+    drift = 1.0 - 0.04 / (1 + (50 / positions) ** 2) + rng.normal(0, 0.002, 80)
+    assert change_points.sigmoid_fit(positions, drift, -1)[4] > 0.9
+    assert change_points.change_point(positions, drift, -1, min_amplitude=0.02) == pytest.approx(50, rel=0.15)
+    assert math.isnan(change_points.change_point(positions, drift, -1, min_amplitude=0.05))
+
+
+@pytest.mark.parametrize("interval, share, order", [([0.2, 1.5], 0.9, "energy first"), ([-1.5, -0.2], 0.9,
+                         "accuracy first"), ([-0.2, 1.5], 0.9, "undecided"), ([0.2, 1.5], 0.4, "undecided"),
+                         ([None, None], 1.0, "undecided")])
+def test_the_order_is_decided_only_by_an_interval_that_excludes_zero(interval, share, order):
+    assert change_points.order_of(interval, share) == order
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +109,10 @@ def test_the_aggregate_over_seeds_equals_numpy_and_scipy(seeded_runs, tmp_path):
     lag = record["lag"]["full_vocabulary"]
     planted = math.log2(ACCURACY_RISE_AT / EARLY_ENERGY_CHANGE)
     assert lag["ci95"][0] < planted < lag["ci95"][1] and lag["defined"] == 1.0
-    assert lag["mean"] == pytest.approx(planted, abs=0.2)
+    assert lag["mean"] == pytest.approx(planted, abs=0.2) and lag["order"] == "energy first"
+    # The paper's statistic: the energy's minimum (at 40 tokens) against accuracy's steepest rise (at 60).
+    paper = record["lag"]["paper"]
+    assert paper["mean"] == pytest.approx(math.log2(ACCURACY_RISE_AT / ENERGY_MINIMUM_AT), abs=0.2)
     with np.load(folder / "aggregate.npz") as curves:
         assert curves["accuracy"].shape[0] == 3 and curves["seeds"].tolist() == [0, 1, 2]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..study.curves import log_binned, nanmean, onset, spans
+from ..study.curves import MIN_AMPLITUDE_SPREADS, log_binned, nanmean, onset, order_of, spans
 from ..study.run_folder import Run
 
 #: Following the graph is judged on the renormalised accuracy as a skill score, (accuracy - chance) /
@@ -244,50 +244,74 @@ def _peak(run: Run, positions: np.ndarray, alignment: np.ndarray) -> tuple[int, 
 
 
 def _timing(run: Run, verdict: Verdict, layer: int | None) -> str | None:
-    """The paper's ordering, tested on change points: does the energy of the cumulative class means
-    change before accuracy rises (icgt.study.curves; the run's own estimate and a 95% interval over
-    resamples of its sequences)?"""
+    """The paper's ordering, tested on change points: does the energy of the class means fall before
+    accuracy rises (icgt.study.analysis: both curves over the trailing half of the context; the run's own
+    estimate and a 95% interval over resamples of its sequences)? With the paper's own statistic beside it."""
     if verdict.follows == "no" or verdict.shape not in ("yes", "transient"):
         return None
     timing = lag_summary(run)
+    block = run.block_name(timing["block"])
+    paper = timing["paper"]
+    paper_text = (f"The paper's statistic, from the energy's minimum ({paper['energy_at']:.0f} tokens) to accuracy's "
+                  f"steepest rise ({paper['accuracy_at']:.0f}), gives {paper['lag_doublings']:+.1f} doublings"
+                  + (f" (95% interval {paper['lag_ci95'][0]:+.1f} to {paper['lag_ci95'][1]:+.1f})"
+                     if paper["lag_ci95"][0] is not None else "")
+                  + "; a minimum on a flat floor marks no change, so the sigmoid fits decide."
+                  if paper["lag_doublings"] is not None else "")
     if timing["energy_change_point"] is None or timing["accuracy_change_point"] is None:
-        return ("The energy of the cumulative class means and accuracy do not both have a change point "
-                "(a sigmoid fit in log context explains too little), so their order is left open.")
+        missing = " and ".join(name for name, key in (("the energy has no fall", "energy_change_point"),
+                                                      ("accuracy has no rise", "accuracy_change_point"))
+                               if timing[key] is None)
+        return (f"Order of the changes in {block}: undecided, because {missing} clear enough to time (a sigmoid fit "
+                f"in log context that explains at least half the curve's variance, with a change of at least "
+                f"{MIN_AMPLITUDE_SPREADS:.0f} resampling standard deviations). {paper_text}").strip()
     low, high = timing["lag_ci95"]
-    lag = timing["lag_doublings"]
-    if low is not None and low > 0:
-        order = "the energy changes first, as the paper finds"
-    elif high is not None and high < 0:
-        order = "accuracy changes first, against the paper's order"
-    else:
-        order = "the interval holds zero: the order is not decided"
+    order = {"energy first": "the energy falls first, as the paper finds",
+             "accuracy first": "accuracy rises first, against the paper's order",
+             "undecided": ("undecided: " + ("the interval holds zero" if low is not None and low <= 0 <= high else
+                                            f"only {timing['lag_defined_share']:.0%} of the resamples have both "
+                                            "change points"))}[timing["order"]]
     interval = f"95% interval {low:+.1f} to {high:+.1f}" if low is not None else "no interval"
-    return (f"The energy of the cumulative class means in {run.block_name(timing['block'])} changes at about "
-            f"{timing['energy_change_point']:.0f} tokens and accuracy at about {timing['accuracy_change_point']:.0f}: "
-            f"a lag of {lag:+.1f} doublings of context ({interval} over resamples of the sequences); {order}.")
+    return (f"The energy of the class means in {block} falls at about {timing['energy_change_point']:.0f} tokens and "
+            f"accuracy rises at about {timing['accuracy_change_point']:.0f} (both over the trailing half of the "
+            f"context): a lag of {timing['lag_doublings']:+.1f} doublings of context ({interval} over resamples of the "
+            f"sequences); {order}. {paper_text}").strip()
 
 
-def lag_summary(run: Run) -> dict:
-    """The change points of the run (entry 0 of its bootstrap arrays), the lag log2(accuracy / energy)
-    in doublings, and its 95% percentile interval over the resampled sequences (None where undefined).
-
-    >>> from icgt.study.run_folder import load_run
-    >>> timing = lag_summary(load_run(grid_run))
-    >>> timing["block"], round(timing["lag_doublings"]), timing["lag_ci95"][0] < 2 < timing["lag_ci95"][1]
-    (6, 2, True)
-    """
-    energy = run.arrays["energy_change_points"]
-    accuracy = run.arrays["accuracy_change_points"][:, 0]
-    lags = np.log2(accuracy / energy)
+def _lag_numbers(first: np.ndarray, second: np.ndarray) -> dict:
+    """The lag log2(second / first) of a run (entry 0) and its 95% percentile interval over the resamples."""
+    lags = np.log2(second / first)
     finite = lags[1:][np.isfinite(lags[1:])]
 
     def number(value: float) -> float | None:
         return float(value) if np.isfinite(value) else None
 
-    return {"block": int(run.arrays["lag_layer"]), "energy_change_point": number(energy[0]),
-            "accuracy_change_point": number(accuracy[0]), "lag_doublings": number(lags[0]),
-            "lag_ci95": [float(v) for v in np.percentile(finite, [2.5, 97.5])] if finite.size >= 10 else [None, None],
-            "lag_defined_share": float(finite.size / max(1, lags.size - 1))}
+    share = float(finite.size / max(1, lags.size - 1))
+    interval = [float(v) for v in np.percentile(finite, [2.5, 97.5])] if finite.size >= 10 else [None, None]
+    return {"energy_at": number(first[0]), "accuracy_at": number(second[0]), "lag_doublings": number(lags[0]),
+            "lag_ci95": interval, "lag_defined_share": share,
+            "order": order_of(interval, share) if np.isfinite(lags[0]) else "undecided"}
+
+
+def lag_summary(run: Run) -> dict:
+    """The change points of the run (entry 0 of its bootstrap arrays: the energy's fall and accuracy's
+    rise, full vocabulary), the lag log2(accuracy / energy) in doublings, its 95% percentile interval
+    over the resampled sequences (None where undefined), the order it decides (order_of), and under
+    "paper" the same numbers for the paper's statistic (the energy's minimum, accuracy's steepest rise).
+
+    >>> from icgt.study.run_folder import load_run
+    >>> timing = lag_summary(load_run(grid_run))
+    >>> timing["block"], round(timing["lag_doublings"]), timing["lag_ci95"][0] < 2 < timing["lag_ci95"][1]
+    (6, 2, True)
+    >>> timing["order"]
+    'energy first'
+    """
+    arrays = run.arrays
+    sigmoid = _lag_numbers(arrays["energy_change_points"], arrays["accuracy_change_points"][:, 0])
+    return {"block": int(arrays["lag_layer"]), "energy_change_point": sigmoid["energy_at"],
+            "accuracy_change_point": sigmoid["accuracy_at"],
+            **{key: sigmoid[key] for key in ("lag_doublings", "lag_ci95", "lag_defined_share", "order")},
+            "paper": _lag_numbers(arrays["energy_minimum_points"], arrays["accuracy_rise_points"][:, 0])}
 
 
 def _days(run: Run, layer: int | None) -> str:

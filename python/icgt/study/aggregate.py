@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..files import write_atomically, write_npz
+from .curves import order_of
 from .intervals import t_band
 from .run_folder import Run, load_run
 
@@ -77,16 +78,20 @@ def run_numbers(run: Run) -> dict[str, float]:
 
 
 def lag_interval(runs: list[Run], seed: int = 0) -> dict[str, dict[str, Any]]:
-    """The lag log2(accuracy change point / energy change point), in doublings of context (positive:
-    the energy changes first), per accuracy variant: the mean over seeds of each run's own estimate,
-    and a 95% interval from a hierarchical bootstrap (seeds drawn with replacement, then one of each
-    drawn seed's resamples of its sequences); `defined` is the share of draws where both change
-    points exist."""
+    """The lag log2(accuracy's change / the energy's change), in doublings of context (positive: the
+    energy changes first), for the change points of both accuracy variants ("full_vocabulary",
+    "renormalized") and for the paper's statistic ("paper": the energy's minimum against accuracy's
+    steepest rise, full vocabulary): the mean over seeds of each run's own estimate, a 95% interval from
+    a hierarchical bootstrap (seeds drawn with replacement, then one of each drawn seed's resamples of
+    its sequences), `defined`, the share of draws where both changes exist, and the `order` they decide
+    (icgt.study.curves.order_of)."""
     generator = np.random.default_rng(seed)
     result = {}
-    for variant, name in enumerate(("full_vocabulary", "renormalized")):
-        lags = [np.log2(run.arrays["accuracy_change_points"][:, variant] / run.arrays["energy_change_points"])
-                for run in runs]
+    timed = {"full_vocabulary": ("energy_change_points", "accuracy_change_points", 0),
+             "renormalized": ("energy_change_points", "accuracy_change_points", 1),
+             "paper": ("energy_minimum_points", "accuracy_rise_points", 0)}
+    for name, (energy, accuracy, variant) in timed.items():
+        lags = [np.log2(run.arrays[accuracy][:, variant] / run.arrays[energy]) for run in runs]
         points = [float(lag[0]) for lag in lags]
         draws = []
         for _ in range(LAG_DRAWS):
@@ -96,11 +101,12 @@ def lag_interval(runs: list[Run], seed: int = 0) -> dict[str, dict[str, Any]]:
         draws = np.array(draws)
         finite = draws[np.isfinite(draws)]
         finite_points = [p for p in points if math.isfinite(p)]
+        ci95 = [round(float(v), 4) for v in np.percentile(finite, [2.5, 97.5])] if finite.size else [None, None]
+        defined = round(float(finite.size / draws.size), 3)
         result[name] = {
             "per_seed": [round(p, 4) if math.isfinite(p) else None for p in points],
             "mean": round(float(np.mean(finite_points)), 4) if finite_points else None,
-            "ci95": [round(float(v), 4) for v in np.percentile(finite, [2.5, 97.5])] if finite.size else [None, None],
-            "defined": round(float(finite.size / draws.size), 3),
+            "ci95": ci95, "defined": defined, "order": order_of(ci95, defined),
         }
     return result
 
@@ -138,9 +144,9 @@ def aggregate_runs(folders: list[str | os.PathLike], output: str | os.PathLike |
     curves = {"seeds": np.array(seeds), "layers": runs[0].layers}
     for key in ("accuracy", "accuracy_renormalized"):
         curves[key] = np.stack([_mean_over_sequences(run, key) for run in runs])
-    for key in ("energy", "energy_scale_invariant", "spectral_alignment", "early_energy", "energy_null_mean"):
+    for key in ("energy", "energy_scale_invariant", "spectral_alignment", "timing_energy", "energy_null_mean"):
         curves[key] = np.stack([run.arrays[key] for run in runs])
-    for key in ("energy_positions", "alignment_positions", "early_positions"):
+    for key in ("energy_positions", "alignment_positions", "timing_positions"):
         curves[key] = runs[0].arrays[key]
     write_npz(folder / "aggregate.npz", curves)
     write_atomically(folder / "aggregate.json", lambda path: path.write_text(json.dumps(record, indent=2) + "\n"))

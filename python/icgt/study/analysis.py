@@ -7,11 +7,18 @@ which gives the energy curve and, in the same pass, the class means of every oth
 the cumulative means of early context), and once by ``class_means_per_sequence`` for the spread of
 the energy over sequences.
 
-The order of the changes (energy before accuracy?) is measured on cumulative class means (every
-token so far: a window that fits from the first tokens on) at positions spread geometrically from
-the first token, with the scale-invariant energy (whose mean under relabelling is exactly 1, so
-collapse cannot lower it), and change points from sigmoid fits in log context (icgt.study.curves)
-for both accuracy variants; a bootstrap over sequences gives their spread.
+The order of the changes (energy before accuracy?) is measured at timing positions spread
+geometrically from the first token. At each position t both curves average the same tokens, the
+trailing half of the context (t/2 to t): the scale-invariant energy (whose mean under relabelling is
+exactly 1, so collapse cannot lower it) of the class means over those tokens, and accuracy over
+those tokens. Smoothed alike, a change in either curve is delayed alike, so their lag is not biased
+by the smoothing (an energy of cumulative class means, every token from 1 to t, timed against
+accuracy per position, came about a doubling late: tests/python/test_lag_validation.py runs the
+whole pipeline on models with planted lags). Change points are midpoints of sigmoid fits in log
+context (icgt.study.curves) constrained to the expected direction (energy falls, accuracy rises) and
+to a change of at least MIN_AMPLITUDE_SPREADS bootstrap standard deviations; beside them the paper's
+own statistic, the position of the energy's minimum and of accuracy's steepest rise. A bootstrap
+over sequences (the same resample for energy and accuracy) gives the spread of each.
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ from tqdm.auto import tqdm
 
 from . import config as configs
 from .._icgt import EnergyMetrics, Graph, RepresentationStats
-from .curves import binned, change_point
+from .curves import MIN_AMPLITUDE_SPREADS, change_point, energy_minimum, nanstd, steepest_rise
 
-#: Snapshots of the cumulative (early-context) energy: this many positions, geometrically from 1.
-EARLY_SNAPSHOTS = 80
+#: Timing positions: this many, geometrically from 1.
+TIMING_SNAPSHOTS = 80
+#: The share of the context before a timing position t that its window holds: t/2 to t.
+TIMING_WINDOW = 0.5
 
 
 def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Tensor, target_probs: torch.Tensor,
@@ -41,12 +50,13 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
     length = nodes.shape[1]
     energy_positions = RepresentationStats.strided_positions(length, config.energy_every, config.energy_every)
     pca_positions = [p for p in config.pca_positions if p < length]
-    early_positions = early_snapshots(length)
+    timing_positions = timing_snapshots(length)
     num_pcs = configs.kept_components(graph.num_nodes)
     weekly = natural_ring(config, graph) if config.natural_order else None
 
     accuracy = None if target_probs is None else metrics.rule_following_accuracy(target_probs, node_tensor,
                                                                                  torch.from_numpy(scored))
+    lag_index = int(np.argmin(np.abs(np.asarray(layers) - configs.LAG_LAYER_DEPTH * num_layers)))
     per_layer: dict[str, list[np.ndarray]] = {}
 
     def keep(name: str, value: torch.Tensor) -> None:
@@ -57,8 +67,8 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
         sweep = metrics.energy_over_context(
             layer, node_tensor, config.energy_window, energy_positions, "normalized",
             class_means_at=[(config.energy_window, energy_positions), (config.pca_window, pca_positions),
-                            (config.pca_window, energy_positions), (length - 1, early_positions)])
-        energy_means, pca_means, alignment_means, early_means = (means.means for means in sweep.class_means)
+                            (config.pca_window, energy_positions)])
+        energy_means, pca_means, alignment_means = (means.means for means in sweep.class_means)
         keep("energy", sweep.energy)
         keep("energy_scale_invariant", metrics.dirichlet_energy(energy_means, "scale_invariant"))
         null = metrics.energy_null_baseline(energy_means, "normalized", num_relabellings=config.null_permutations,
@@ -68,7 +78,11 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
         keep("energy_p_value", null.p_value)
         sequence_means = stats.class_means_per_sequence(layer, node_tensor, config.energy_window, energy_positions)
         keep("energy_per_sequence", metrics.dirichlet_energy(sequence_means.means, "normalized"))
-        keep("early_energy", metrics.dirichlet_energy(early_means, "scale_invariant"))
+        sums, counts = trailing_class_sums(stats, layer, node_tensor, timing_positions)
+        keep("timing_energy", metrics.dirichlet_energy(_pooled(sums, counts, torch.ones(1, nodes.shape[0]))[0],
+                                                       "scale_invariant"))
+        if index == lag_index:
+            lag_sums = (sums, counts)
 
         components = RepresentationStats.align_snapshots(stats.principal_components(pca_means, num_pcs), "sign_flip")
         keep("pca_projections", components.projections)
@@ -86,65 +100,116 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
         energy_positions=np.array(energy_positions),
         pca_positions=np.array(pca_positions),
         alignment_positions=np.array(energy_positions),
-        early_positions=np.array(early_positions),
+        timing_positions=np.array(timing_positions),
         spectral_embedding=graph.spectral_embedding(num_pcs).eigenvectors,
     )
     if accuracy is None:  # representations without predictions (the toy mixing model): no accuracy to time
         return arrays
     arrays.update(accuracy=accuracy.full_vocabulary.cpu().numpy(),
                   accuracy_renormalized=accuracy.renormalized.cpu().numpy())
-    lag_index = int(np.argmin(np.abs(np.asarray(layers) - configs.LAG_LAYER_DEPTH * num_layers)))
-    arrays.update(change_point_bootstrap(config, graph, residuals[lag_index], nodes, arrays, early_positions))
+    arrays.update(timing_bootstrap(config, graph, *lag_sums, arrays, timing_positions))
     arrays["lag_layer"] = np.array(layers[lag_index])
     return arrays
 
 
-def early_snapshots(length: int) -> list[int]:
-    """EARLY_SNAPSHOTS positions (distinct) spread geometrically from the first word to the last.
+def timing_snapshots(length: int) -> list[int]:
+    """TIMING_SNAPSHOTS positions (distinct) spread geometrically from the first word to the last.
 
-    >>> early_snapshots(1401)[:6], early_snapshots(1401)[-1]
+    >>> timing_snapshots(1401)[:6], timing_snapshots(1401)[-1]
     ([1, 2, 3, 4, 5, 6], 1400)
     """
-    return sorted({int(round(p)) for p in np.geomspace(1, length - 1, EARLY_SNAPSHOTS)})
+    return sorted({int(round(p)) for p in np.geomspace(1, length - 1, TIMING_SNAPSHOTS)})
 
 
-def change_point_bootstrap(config: configs.ExperimentConfig, graph: Graph, layer: torch.Tensor, nodes: np.ndarray,
-                           arrays: dict[str, np.ndarray], positions: list[int]) -> dict[str, np.ndarray]:
-    """Change points of the early energy (cumulative class means, scale-invariant) of one layer and of
-    both accuracy curves: for the run itself (replicate 0) and for ``config.bootstrap`` resamples of
-    its sequences (with replacement, the same resample for energy and accuracy).
+def timing_window(position: int) -> int:
+    """How many tokens before ``position`` its timing window reaches back (TIMING_WINDOW of them).
 
-    Returns energy_change_points [1 + R] and accuracy_change_points [1 + R, 2] (full vocabulary,
-    renormalised), context lengths, NaN where a curve has no change point.
+    >>> [timing_window(t) for t in (1, 2, 3, 100)]
+    [0, 1, 1, 50]
     """
-    stats, metrics = RepresentationStats(graph.num_nodes), EnergyMetrics(graph)
-    cumulative = stats.class_means_per_sequence(layer, torch.from_numpy(nodes), nodes.shape[1] - 1, positions)
-    counts = cumulative.counts.to(torch.float64)  # [B, S, n]
-    sums = torch.nan_to_num(cumulative.means.to(torch.float64)) * counts.unsqueeze(-1)  # [B, S, n, d]
-    batch = nodes.shape[0]
+    return int(position * TIMING_WINDOW)
+
+
+def trailing_class_sums(stats: RepresentationStats, layer: torch.Tensor, nodes: torch.Tensor,
+                        positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sequence, the sums [B, S, n, d] (float64) and counts [B, S, n] of each node's activations over
+    the timing window of each position (t - timing_window(t) to t): pooled over any weighting of the
+    sequences, sums / counts are the class means of that weighting."""
+    sums, counts = [], []
+    for position in positions:
+        means = stats.class_means_per_sequence(layer, nodes, timing_window(position), [position])
+        count = means.counts.to(torch.float64)
+        sums.append(torch.nan_to_num(means.means.to(torch.float64)) * count.unsqueeze(-1))
+        counts.append(count)
+    return torch.cat(sums, dim=1), torch.cat(counts, dim=1)
+
+
+def _pooled(sums: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Class means [R, S, n, d] of sequences weighted by each row of weights [R, B] (NaN where a node is absent)."""
+    weights = weights.to(sums)
+    return torch.einsum("rb,bsnd->rsnd", weights, sums) / torch.einsum("rb,bsn->rsn", weights, counts).unsqueeze(-1)
+
+
+def trailing_accuracy_sums(accuracy: np.ndarray, positions: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per sequence, the sum and count [B, S] of the finite accuracy values [B, T] over each position's
+    timing window: the accuracy that the energy of trailing_class_sums is timed against."""
+    finite = np.isfinite(accuracy)
+    before = np.concatenate([np.zeros((accuracy.shape[0], 1)), np.cumsum(np.where(finite, accuracy, 0.0), 1)], 1)
+    seen = np.concatenate([np.zeros((accuracy.shape[0], 1)), np.cumsum(finite, 1)], 1)
+    starts = np.array([position - timing_window(position) for position in positions])
+    ends = np.array(positions) + 1
+    return before[:, ends] - before[:, starts], seen[:, ends] - seen[:, starts]
+
+
+def timing_bootstrap(config: configs.ExperimentConfig, graph: Graph, sums: torch.Tensor, counts: torch.Tensor,
+                     arrays: dict[str, np.ndarray], positions: list[int]) -> dict[str, np.ndarray]:
+    """The order of the changes in one layer, from its trailing class sums (trailing_class_sums): the run
+    itself (replicate 0) and ``config.bootstrap`` resamples of its sequences (with replacement, the same
+    resample for energy and accuracy).
+
+    Returns, in context lengths (NaN where a curve has none): energy_change_points [1 + R] (the energy's
+    fall) and accuracy_change_points [1 + R, 2] (the rise of accuracy: full vocabulary, renormalised),
+    each needing a change of MIN_AMPLITUDE_SPREADS standard deviations of its curve over the resamples;
+    the paper's statistic, energy_minimum_points [1 + R] and accuracy_rise_points [1 + R, 2] (where
+    accuracy rises fastest); and the run's own curves, timing_accuracy [2, S].
+    """
+    metrics = EnergyMetrics(graph)
+    batch = counts.shape[0]
     generator = np.random.default_rng(config.seed)
     draws = generator.integers(0, batch, size=(config.bootstrap, batch))
-    weights = np.concatenate([np.ones((1, batch)), np.stack([np.bincount(d, minlength=batch) for d in draws])])
-    accuracies = [arrays["accuracy"], arrays["accuracy_renormalized"]]
-    energy_points, accuracy_points = [], []
+    weights = np.concatenate([np.ones((1, batch)), np.stack([np.bincount(d, minlength=batch) for d in draws])
+                              if config.bootstrap else np.zeros((0, batch))])
+    energies = []
     for start in range(0, weights.shape[0], 25):  # bounds the pooled means held at once
-        chunk = torch.from_numpy(weights[start:start + 25]).to(sums.device)
-        pooled = torch.einsum("rb,bsnd->rsnd", chunk, sums) / torch.einsum("rb,bsn->rsn", chunk, counts).unsqueeze(-1)
-        energies = metrics.dirichlet_energy(pooled, "scale_invariant").cpu().numpy()
-        for row, energy in zip(weights[start:start + 25], energies):
-            energy_points.append(change_point(np.asarray(positions), energy))
-            accuracy_points.append([change_point(np.asarray(positions), _weighted_curve(accuracy, row, positions))
-                                    for accuracy in accuracies])
-    return {"energy_change_points": np.array(energy_points), "accuracy_change_points": np.array(accuracy_points)}
+        pooled = _pooled(sums, counts, torch.from_numpy(weights[start:start + 25]))
+        energies.append(metrics.dirichlet_energy(pooled, "scale_invariant").cpu().numpy())
+    energy = np.concatenate(energies)  # [1 + R, S]
+    accuracy = []
+    for variant in ("accuracy", "accuracy_renormalized"):
+        totals, seen = trailing_accuracy_sums(arrays[variant], positions)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            accuracy.append((weights @ totals) / (weights @ seen))
+    accuracy = np.stack(accuracy, axis=1)  # [1 + R, 2, S]
+    at = np.asarray(positions)
 
+    def threshold(curves: np.ndarray) -> float:
+        if curves.shape[0] < 3:
+            return 0.0
+        spread = nanstd(curves[1:])
+        return MIN_AMPLITUDE_SPREADS * float(np.nanmedian(spread)) if np.isfinite(spread).any() else 0.0
 
-def _weighted_curve(accuracy: np.ndarray, weights: np.ndarray, positions: list[int]) -> np.ndarray:
-    """The weighted mean over sequences of accuracy [B, T] (NaN unscored), binned at positions."""
-    finite = np.isfinite(accuracy)
-    total = (np.where(finite, accuracy, 0.0) * weights[:, None]).sum(0)
-    count = (finite * weights[:, None]).sum(0)
-    curve = np.where(count > 0, total / np.maximum(count, 1e-300), np.nan)
-    return binned(np.arange(accuracy.shape[1]), curve, np.asarray(positions))
+    energy_amplitude = threshold(energy)
+    accuracy_amplitude = [threshold(accuracy[:, variant]) for variant in range(2)]
+    energy_points = [change_point(at, curve, -1, energy_amplitude) for curve in energy]
+    accuracy_points = [[change_point(at, curves[variant], +1, accuracy_amplitude[variant]) for variant in range(2)]
+                       for curves in accuracy]
+    minima = [energy_minimum(at, curve) for curve in energy]
+    rises = [[steepest_rise(at, curves[variant]) for variant in range(2)] for curves in accuracy]
+    return {"energy_change_points": np.array(energy_points), "accuracy_change_points": np.array(accuracy_points),
+            "energy_minimum_points": np.array([np.nan if m is None else m[0] for m in minima], dtype=float),
+            "accuracy_rise_points": np.array([[np.nan if r is None else r[0] for r in row] for row in rises],
+                                             dtype=float),
+            "timing_accuracy": accuracy[0]}
 
 
 def natural_ring(config: configs.ExperimentConfig, graph: Graph) -> Graph:

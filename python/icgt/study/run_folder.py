@@ -19,7 +19,7 @@ import numpy as np
 from ..models.catalog import describe_model, short_model_name
 from .curves import ACCURACY_BINS_PER_DOUBLING, log_bins, nanmean, nanstd
 
-RUN_FORMAT_VERSION = 2
+RUN_FORMAT_VERSION = 3
 
 #: Each array of results.npz with its dimensions, named as in docs/run-format.md.
 RESULT_ARRAYS = {
@@ -35,10 +35,13 @@ RESULT_ARRAYS = {
     "energy_null_mean": ("L", "S"),
     "energy_null_sd": ("L", "S"),
     "energy_p_value": ("L", "S"),
-    "early_positions": ("S3",),
-    "early_energy": ("L", "S3"),
+    "timing_positions": ("S3",),
+    "timing_energy": ("L", "S3"),
+    "timing_accuracy": ("V", "S3"),
     "energy_change_points": ("R",),
     "accuracy_change_points": ("R", "V"),
+    "energy_minimum_points": ("R",),
+    "accuracy_rise_points": ("R", "V"),
     "lag_layer": (),
     "pca_positions": ("P",),
     "pca_projections": ("L", "P", "n", "k"),
@@ -51,8 +54,9 @@ RESULT_ARRAYS = {
 #: The arrays of the mechanism experiments (icgt.study.mechanism), by experiment; every run also has
 #: nodes, scored and token_ids. C conditions, K counts, Bl blocks, NL blocks of the model, H heads.
 TOY_ARRAYS = {f"toy_{name}": dims for name, dims in RESULT_ARRAYS.items()
-              if name not in ("layers", "nodes", "scored", "accuracy", "accuracy_renormalized", "energy_change_points",
-                              "accuracy_change_points", "lag_layer")}
+              if name not in ("layers", "nodes", "scored", "accuracy", "accuracy_renormalized", "timing_accuracy",
+                              "energy_change_points", "accuracy_change_points", "energy_minimum_points",
+                              "accuracy_rise_points", "lag_layer")}
 MECHANISM_ARRAYS = {
     "intervention": {"intervention_targets": ("B", "K3"), "intervention_current": ("B",), "intervention_blocks": ("Bl",),
                      **{f"intervention_{name}": ("C4", "B", "K3") for name in ("mass", "mass_renormalized", "top1",
@@ -67,7 +71,7 @@ MECHANISM_ARRAYS = {
     "toy_mixing": TOY_ARRAYS,
 }
 #: Arrays used as indices or masks: a float or 0/1 array there would index silently wrong.
-INTEGER_ARRAYS = ("layers", "nodes", "energy_positions", "pca_positions", "alignment_positions", "early_positions",
+INTEGER_ARRAYS = ("layers", "nodes", "energy_positions", "pca_positions", "alignment_positions", "timing_positions",
                   "lag_layer")
 BOOLEAN_ARRAYS = ("scored",)
 #: Arrays that only days-of-week runs carry; K2 is one per consecutive PC pair (k // 2).

@@ -1,0 +1,168 @@
+"""A toy model with a planted order of changes, for validating the energy-accuracy lag through the whole pipeline.
+
+    python tests/python/lag_model.py OUTPUT.pt REPRESENTATION_AT PREDICTION_AT
+
+writes a bundle (docs/bundle-format.md) that icgt runs like any model, on the 4x4 grid whose node i is
+the word "w{i+1}" (token i + 1; token 0 is BOS). Its representations turn graph-shaped at context
+length REPRESENTATION_AT and its predictions start following the graph at PREDICTION_AT; the planted
+lag is log2(PREDICTION_AT / REPRESENTATION_AT) doublings (positive: the representations change first).
+
+What it computes, at position t of a sequence, for node word v (g(t; T) = sigmoid(ln(t / T) / WIDTH)):
+
+- block 0 writes sqrt(1 - g_r) R[v] + noise[t] in the first RANDOM_DIMS dimensions (R: random
+  Gaussian codes, one per token; noise: a fixed Gaussian vector per position) and sqrt(g_r) L[v] in the
+  next two (L: the grid's Laplacian eigenvectors z2, z3, scaled so that node pairs are as far apart on
+  average as under R), with g_r = g(t; REPRESENTATION_AT). The scale-invariant Dirichlet energy of a
+  single position's class means (noise aside) is then exactly 1 - g_r (1 - e_L), where e_L is the
+  energy of L: a sigmoid in log context with its midpoint at REPRESENTATION_AT.
+- It also writes the token (one-hot) and ln t, both times TRACER so small that they move no distance
+  the analysis sees, for the head to read; blocks 1 and 2 pass the residual on unchanged.
+- The head predicts (1 - g_a) uniformly over the 16 node words + g_a uniformly over the graph
+  neighbours of v, with g_a = g(t; PREDICTION_AT): accuracy (1 - g_a) deg(v) / 16 + g_a, a sigmoid with
+  its midpoint at PREDICTION_AT.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from icgt.models.architectures import find_architecture
+from icgt.models.scriptable import CausalLM, ModelConfig
+from icgt.models.scriptable.model import DecoderBlock
+from toy_bundle import save_bundle
+
+NUM_NODES = 16
+VOCAB = NUM_NODES + 1
+WORDS = [f"w{i + 1}" for i in range(NUM_NODES)]
+RANDOM_DIMS = 24
+TOKEN_DIMS = slice(RANDOM_DIMS + 2, RANDOM_DIMS + 2 + VOCAB)
+HIDDEN = TOKEN_DIMS.stop + 1
+#: Width of the planted sigmoids, in natural-log units of context: 10% to 90% over 0.63 doublings each way.
+WIDTH = 0.5
+#: The per-position noise's standard deviation, against unit-variance codes.
+NOISE = 0.4
+TRACER = 1e-4
+MAX_POSITIONS = 4096
+
+
+def grid_edges(rows: int = 4, cols: int = 4) -> list[tuple[int, int]]:
+    """The 4-neighbour lattice, row-major, as icgt.Graph.square_grid numbers it."""
+    return ([(r * cols + c, r * cols + c + 1) for r in range(rows) for c in range(cols - 1)]
+            + [(r * cols + c, (r + 1) * cols + c) for r in range(rows - 1) for c in range(cols)])
+
+
+def _codes(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """R [VOCAB, RANDOM_DIMS], L [VOCAB, 2], the neighbour distribution [VOCAB, VOCAB] and noise [positions, RANDOM_DIMS]."""
+    generator = np.random.default_rng(seed)
+    random_codes = generator.normal(size=(VOCAB, RANDOM_DIMS))
+    adjacency = np.zeros((NUM_NODES, NUM_NODES))
+    for a, b in grid_edges():
+        adjacency[a, b] = adjacency[b, a] = 1
+    _, vectors = np.linalg.eigh(np.diag(adjacency.sum(1)) - adjacency)
+    layout = vectors[:, 1:3]
+    pairs = lambda x: ((x[:, None] - x[None]) ** 2).sum(-1).mean()  # noqa: E731
+    layout *= math.sqrt(pairs(random_codes[1:]) / pairs(layout))
+    graph_codes = np.zeros((VOCAB, 2))
+    graph_codes[1:] = layout
+    neighbours = np.zeros((VOCAB, VOCAB))
+    neighbours[0, 1:] = 1 / NUM_NODES
+    neighbours[1:, 1:] = adjacency / adjacency.sum(1, keepdims=True)
+    noise = NOISE * generator.normal(size=(MAX_POSITIONS, RANDOM_DIMS))
+    return tuple(torch.tensor(x, dtype=torch.float32) for x in (random_codes, graph_codes, neighbours, noise))
+
+
+def _schedule(positions: Tensor, log_midpoint: float, width: float) -> Tensor:
+    return torch.sigmoid((torch.log(positions.clamp(min=1.0)) - log_midpoint) / width)
+
+
+class ScheduleBlock(DecoderBlock):
+    """Block 0: the planted representations (see the module's docstring)."""
+
+    def __init__(self, config: ModelConfig, representation_at: float, seed: int) -> None:
+        super().__init__(config, find_architecture("llama"), 0, torch.float32)
+        random_codes, graph_codes, _, noise = _codes(seed)
+        self.register_buffer("random_codes", random_codes)
+        self.register_buffer("graph_codes", graph_codes)
+        self.register_buffer("noise", noise)
+        self.log_midpoint = math.log(representation_at)
+        self.token_dims = (TOKEN_DIMS.start, TOKEN_DIMS.stop)
+        self.tracer = TRACER
+        self.width = WIDTH
+
+    def forward(self, hidden: Tensor, head_gate: Optional[Tensor]) -> Tensor:
+        token = hidden[..., self.token_dims[0]:self.token_dims[1]].argmax(-1)
+        length = hidden.shape[1]
+        positions = torch.arange(length, dtype=torch.float32, device=hidden.device)
+        shaped = _schedule(positions, self.log_midpoint, self.width)[None, :, None]
+        random_part = torch.sqrt(1 - shaped) * self.random_codes[token] + self.noise[:length][None]
+        graph_part = torch.sqrt(shaped) * self.graph_codes[token]
+        tracer = self.tracer * torch.cat([torch.nn.functional.one_hot(token, self.random_codes.shape[0]).float(),
+                                     torch.log(positions.clamp(min=1.0))[None, :, None].expand(hidden.shape[0], -1, 1)],
+                                    dim=-1)
+        return torch.cat([random_part, graph_part, tracer], dim=-1)
+
+
+class PassBlock(DecoderBlock):
+    """Blocks 1 and 2: the residual passes unchanged."""
+
+    def __init__(self, config: ModelConfig, layer: int) -> None:
+        super().__init__(config, find_architecture("llama"), layer, torch.float32)
+
+    def forward(self, hidden: Tensor, head_gate: Optional[Tensor]) -> Tensor:
+        return hidden
+
+
+class ScheduleHead(nn.Module):
+    """Next-token logits: uniform over the node words, moving to uniform over the graph neighbours."""
+
+    def __init__(self, prediction_at: float, seed: int) -> None:
+        super().__init__()
+        self.register_buffer("neighbours", _codes(seed)[2])
+        self.log_midpoint = math.log(prediction_at)
+        self.token_dims = (TOKEN_DIMS.start, TOKEN_DIMS.stop)
+        self.tracer = TRACER
+        self.width = WIDTH
+        uniform = torch.full([VOCAB], 1.0 / NUM_NODES)
+        uniform[0] = 0.0
+        self.register_buffer("uniform", uniform)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        token = hidden[..., self.token_dims[0]:self.token_dims[1]].argmax(-1)
+        positions = torch.exp(hidden[..., -1] / self.tracer)
+        following = _schedule(positions, self.log_midpoint, self.width)[..., None]
+        uniform = self.uniform
+        probabilities = (1 - following) * uniform + following * self.neighbours[token]
+        return torch.log(probabilities + 1e-12)
+
+
+def lag_model(representation_at: float, prediction_at: float, seed: int = 0) -> CausalLM:
+    """The toy model with its changes planted at the given context lengths."""
+    config = ModelConfig.tiny("llama", vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=8, num_layers=3,
+                              num_heads=2, num_kv_heads=2, head_dim=HIDDEN // 2, bos_token_id=0,
+                              max_position_embeddings=MAX_POSITIONS)
+    model = CausalLM(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        model.embed.weight[:, TOKEN_DIMS] = torch.eye(VOCAB)
+    model.blocks = nn.ModuleList([ScheduleBlock(config, representation_at, seed)]
+                                 + [PassBlock(config, layer) for layer in (1, 2)])
+    model.final_norm = nn.Identity()
+    model.head = ScheduleHead(prediction_at, seed)
+    return model.eval()
+
+
+def write_lag_bundle(path: Path, representation_at: float, prediction_at: float, seed: int = 0) -> Path:
+    """Save the toy lag model as a bundle at path; returns path."""
+    return save_bundle(lag_model(representation_at, prediction_at, seed), Path(path))
+
+
+if __name__ == "__main__":
+    write_lag_bundle(Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]))
