@@ -14,8 +14,8 @@ Three sequences, each BOS then ``--length`` words, one forward pass each:
 
 At each position (words seen) it prints the next-token probability on the seven words together (mass),
 on the valid next words (accuracy, as a run reads it), their ratio (renormalised; chance 2/7 = 0.286)
-and the entropy of the whole next-token distribution in nats (icgt.study.word_mass). A renormalised
-accuracy means something only where the mass is not negligible.
+the entropy of the whole next-token distribution in nats, and the likeliest next tokens
+(icgt.study.word_mass). A renormalised accuracy means something only where the mass is not negligible.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--positions", type=int, nargs="+", default=None,
                         help=f"words seen at each printed row (default: {' '.join(map(str, POSITIONS))}, "
                              "those within the length, and the length)")
+    parser.add_argument("--top", type=int, default=3, help="likeliest next tokens printed per row (default 3)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                         help="the bundle's dtype (default float32: bfloat16 is far slower on a CPU without it)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
@@ -66,6 +67,8 @@ def main() -> None:
     if args.length < 1:
         parser.error(f"--length must be at least 1 word, got {args.length}")
     positions = args.positions or sorted({p for p in POSITIONS if p <= args.length} | {args.length})
+    if args.top < 0:
+        parser.error(f"--top must be 0 or more tokens, got {args.top}")
     outside = [p for p in positions if not 1 <= p <= args.length]
     if outside:
         parser.error(f"--positions must be words seen, 1..{args.length} (--length); got {outside}")
@@ -75,13 +78,19 @@ def main() -> None:
           f"({describe_line() if probe.device.type == 'cpu' else probe.device}); "
           f"{args.length} words per sequence, days preset seed {args.seed}", flush=True)
     for name, (graph, nodes) in sequences(args.model, args.length, args.seed).items():
-        found = word_mass(probe, graph, nodes, positions)
+        found = word_mass(probe, graph, nodes, positions, top_k=args.top)
         print(f"\n{name}: {' '.join(graph.labels)}")
-        print("| words seen | mass on the 7 words | accuracy | renormalised | entropy (nats) |")
-        print("|---|---|---|---|---|")
+        print("| words seen | mass on the 7 words | accuracy | renormalised | entropy (nats) | likeliest next tokens |")
+        print("|---|---|---|---|---|---|")
         for column, position in enumerate(found.positions):
             print(f"| {position} | {found.mass[0, column]:.3g} | {found.accuracy[0, column]:.3g} | "
-                  f"{found.renormalized[0, column]:.3f} | {found.entropy[0, column]:.2f} |", flush=True)
+                  f"{found.renormalized[0, column]:.3f} | {found.entropy[0, column]:.2f} | "
+                  f"{top_tokens(probe, found.top_ids[0, column], found.top_probs[0, column])} |", flush=True)
+
+
+def top_tokens(probe: icgt.ActivationProbe, ids: np.ndarray, probs: np.ndarray) -> str:
+    """Tokens as Python literals (newlines visible) with their probabilities, for a Markdown cell."""
+    return ", ".join(f"{probe.token_str(int(i))!r} {p:.2g}" for i, p in zip(ids, probs)).replace("|", "\\|")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ def reference(bundle: Path, ring: icgt.Graph, nodes: np.ndarray, positions: list
         probs = torch.softmax(model(ids).double(), -1)[:, positions]         # [sequences, positions, vocab]
     n = ring.num_nodes
     out = {key: np.zeros((len(nodes), len(positions))) for key in ("mass", "accuracy", "entropy")}
+    out["top_probs"], out["top_ids"] = probs.topk(4, dim=-1)
     for b, row in enumerate(nodes):
         for c, t in enumerate(positions):
             p = probs[b, c]
@@ -52,7 +53,7 @@ def reference(bundle: Path, ring: icgt.Graph, nodes: np.ndarray, positions: list
             out["accuracy"][b, c] = float(p[[word_ids[k] for k in valid]].sum())
             out["entropy"][b, c] = float(-(p * p.log()).sum())
     out["renormalized"] = out["accuracy"] / out["mass"]
-    return out
+    return {key: np.asarray(value) for key, value in out.items()}
 
 
 def test_numbers_match_the_bundles_forward_in_python(toy):
@@ -63,11 +64,12 @@ def test_numbers_match_the_bundles_forward_in_python(toy):
     walks = (np.cumsum(steps, axis=1) + np.array([[0], [3]])) % 5
     nodes = np.concatenate([np.full((2, 1), NA), walks], axis=1)
     positions = [1, 2, 9, 25, 40]
-    found = word_mass(probe, ring, nodes, positions, max_batch=1)
+    found = word_mass(probe, ring, nodes, positions, top_k=4, max_batch=1)
     expected = reference(toy, ring, nodes, positions)
     assert found.positions.tolist() == positions
     for key, values in expected.items():
         np.testing.assert_allclose(getattr(found, key), values, rtol=2e-5, atol=1e-7, err_msg=key)
+    assert found.top_ids.dtype == np.int64 and word_mass(probe, ring, nodes, [3]).top_ids.shape == (2, 1, 0)
     # the numbers depend on the words: another labelling of the same walk gives other masses
     other = word_mass(probe, labelled_ring(5, first_word=20), nodes, positions)
     assert not np.allclose(other.mass, found.mass)
@@ -82,11 +84,14 @@ def test_numbers_match_the_bundles_forward_in_python(toy):
     ([[NA, 1.0, 2.0]], [1], r"nodes must be integers .* got float64 of shape \[1, 3\]"),
     ([[NA, 1, 2]], [0], r"positions must be words seen, 1..2 for sequences of 2 words; got \[0\]"),
     ([[NA, 1, 2]], [], r"positions must be words seen, 1..2 .* got \[\]"),
+    ([[NA, 1, 2]], {"top_k": -1}, r"top_k must be an integer 0..50 \(the vocabulary\), got -1"),
+    ([[NA, 1, 2]], {"top_k": 2.0}, r"top_k must be an integer 0..50 \(the vocabulary\), got 2.0"),
 ])
 def test_bad_input_says_what_was_expected(toy, nodes, positions, message):
     probe = icgt.ActivationProbe(toy)
+    options = positions if isinstance(positions, dict) else {}
     with pytest.raises(ValueError, match=message):
-        word_mass(probe, labelled_ring(3, first_word=1), nodes, positions)
+        word_mass(probe, labelled_ring(3, first_word=1), nodes, [1] if options else positions, **options)
 
 
 def load_example():
@@ -112,15 +117,19 @@ def test_the_examples_three_sequences():
 
 def test_the_example_prints_what_word_mass_finds(toy):
     # The toy vocabulary has no day names: each reads as the one unknown token, enough to run the script.
-    result = subprocess.run([sys.executable, str(SCRIPT), str(toy), "--length", "12", "--positions", "3", "12"],
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(SCRIPT), str(toy), "--length", "12", "--positions", "3", "12",
+                             "--top", "2"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     graph, nodes = load_example().sequences(str(toy), 12, seed=0)["days walk"]
-    expected = word_mass(icgt.ActivationProbe(toy), graph, nodes, [3, 12])
+    probe = icgt.ActivationProbe(toy)
+    expected = word_mass(probe, graph, nodes, [3, 12], top_k=2)
     table = result.stdout.split("days walk:")[1].split("plain week:")[0]
     rows = [line for line in table.splitlines() if line.startswith("| 3 |") or line.startswith("| 12 |")]
+    tops = [", ".join(f"{probe.token_str(int(i))!r} {p:.2g}" for i, p in zip(expected.top_ids[0, c], expected.top_probs[0, c]))
+            for c in range(2)]
     assert rows == [f"| {t} | {expected.mass[0, c]:.3g} | {expected.accuracy[0, c]:.3g} | "
-                    f"{expected.renormalized[0, c]:.3f} | {expected.entropy[0, c]:.2f} |" for c, t in enumerate([3, 12])]
+                    f"{expected.renormalized[0, c]:.3f} | {expected.entropy[0, c]:.2f} | {tops[c]} |"
+                    for c, t in enumerate([3, 12])]
     assert "nouns walk: apple bird car egg house milk plane" in result.stdout and "plain week: Monday Tuesday" in result.stdout
     refused = subprocess.run([sys.executable, str(SCRIPT), str(toy), "--length", "12", "--positions", "13"],
                              capture_output=True, text=True)
