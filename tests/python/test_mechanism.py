@@ -1,7 +1,8 @@
 """The mechanism experiments on a model whose heads are set by hand, where the answers are known: a
 previous-token head (block 0, head 0) and an induction head reading it (block 1, head 1), every other
-head and MLP zero; the intervention and subspace steps checked against numpy; and each experiment
-end to end on SmolLM2 at a short setting, with its report.
+head and MLP zero; the intervention, subspace and head-ablation steps checked against numpy and the
+probe's own ablations; each experiment end to end on the toy bundle (every option, its arrays and
+report numbers recomputed independently) and on SmolLM2 at a short setting, with its report.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from toy_bundle import save_bundle
+from scipy import stats
+from toy_bundle import save_bundle, write_toy_bundles
 
 import icgt
 from icgt.study import mechanism
@@ -127,8 +129,225 @@ def test_a_subspace_ablation_removes_exactly_the_projection():
     np.testing.assert_allclose(removed.numpy(), expected, atol=1e-6)
 
 
+def test_a_turn_in_the_plane_keeps_the_norm_and_the_plane_and_turns_by_the_angle():
+    generator = torch.Generator().manual_seed(2)
+    basis = torch.linalg.qr(torch.randn(8, 2, generator=generator)).Q.T.unsqueeze(0).repeat(3, 1, 1)  # [3, 2, 8]
+    step = mechanism.move_in_plane(torch.zeros(3, 8), torch.randn(3, 8, generator=generator), basis)
+    angles = torch.tensor([0.3, math.pi, -1.0])
+    turned = mechanism.turn_in_plane(step, basis, angles).numpy()
+    b, v = basis[0].numpy(), step.numpy()
+    np.testing.assert_allclose(np.linalg.norm(turned, axis=1), np.linalg.norm(v, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(turned, (turned @ b.T) @ b, atol=1e-5)  # nothing outside the plane
+    cosines = (turned * v).sum(1) / (np.linalg.norm(turned, axis=1) * np.linalg.norm(v, axis=1))
+    np.testing.assert_allclose(cosines, np.cos(angles.numpy()), atol=1e-5)
+    # Counter-clockwise in the basis' coordinates: (1, 0) goes to (cos a, sin a).
+    rotation = np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]])
+    np.testing.assert_allclose(turned[0] @ b.T, rotation @ (v[0] @ b.T), atol=1e-5)
+
+
+def test_a_plane_removed_from_position_1_spares_the_bos_and_its_share_is_numpys():
+    generator = torch.Generator().manual_seed(3)
+    basis = torch.linalg.qr(torch.randn(16, 2, generator=generator)).Q.T
+    centre, residual = torch.randn(16, generator=generator), torch.randn(3, 5, 16, generator=generator)
+    residual[:, 0] *= 50  # a BOS far larger than any other position, as an attention sink's
+    spared = mechanism.remove_plane(residual, basis, centre, first_position=1)
+    assert torch.equal(spared[:, 0], residual[:, 0])
+    np.testing.assert_allclose(spared[:, 1:].numpy(), mechanism.remove_plane(residual, basis, centre)[:, 1:].numpy())
+    x, b, c = residual.numpy().astype(float), basis.numpy().astype(float), centre.numpy().astype(float)
+    for first in (0, 1):
+        offset = (x[:, first:] - c).reshape(-1, 16)
+        expected = np.linalg.norm(offset @ b.T) ** 2 / np.linalg.norm(offset) ** 2
+        assert mechanism.removed_share(residual, basis, centre, first) == pytest.approx(expected, rel=1e-9)
+
+
+def test_head_counts_and_the_overlap_of_the_top_sets():
+    assert mechanism.head_counts(72, []) == [1, 2, 4, 7, 14]  # 1%, 2.5% round to 1 and 2; 5% of 72 = 3.6
+    assert mechanism.head_counts(12, [50]) == [1, 2]
+    rng = np.random.default_rng(0)
+    previous, induction = rng.random((6, 4)), rng.random((6, 4))
+    counts = [1, 3, 5, 12]
+    expected = [len(set(np.argsort(-previous.ravel())[:k]) & set(np.argsort(-induction.ravel())[:k])) for k in counts]
+    assert mechanism.top_overlap(previous, induction, counts).tolist() == expected
+    assert mechanism.top_overlap(previous, previous, counts).tolist() == counts
+    assert mechanism.heads_by_block(np.array([23, 4, 7]), 4) == {1: [0, 3], 5: [3]}
+
+
+def test_the_controls_have_twenty_draws_and_bad_variants_are_refused():
+    config = icgt.study.config.from_dict({"experiment": "heads"})
+    assert config.random_draws == 20 and config.head_ablation_kinds == ["mean", "zero"]
+    assert config.bos_variants == ["excluded"]
+    with pytest.raises(icgt.study.config.ConfigError) as error:
+        icgt.study.config.from_dict({"head_ablation_kinds": ["mean", "mean"], "bos_variants": ["bos"]})
+    assert error.value.problems == [
+        "head_ablation_kinds must list some of ['mean', 'zero'], each once, got ['mean', 'mean']",
+        "bos_variants must list some of ['excluded', 'included'], each once, got ['bos']"]
+    with pytest.raises(icgt.study.config.ConfigError, match="bos_variants must list"):
+        icgt.study.config.from_dict({"bos_variants": []})
+
+
+@pytest.fixture(scope="module")
+def toy_probe(tmp_path_factory):
+    return icgt.ActivationProbe(write_toy_bundles(tmp_path_factory.mktemp("toy")), device="cpu")
+
+
+TOY_IDS = torch.tensor([[0, 3, 5, 7, 2, 3, 5, 7, 2, 9], [0, 8, 1, 4, 4, 6, 1, 8, 3, 2], [0, 2, 2, 5, 9, 1, 7, 3, 6, 4]])
+
+
+def test_z_means_leave_the_run_unchanged_and_equal_numpys_over_every_pass(toy_probe):
+    hooks, means = mechanism.z_mean_hooks(toy_probe.num_layers)
+    captures = [("z", layer) for layer in range(toy_probe.num_layers)]
+    result = toy_probe.run(TOY_IDS, hooks=hooks, capture=captures, logits="last", max_batch=2)  # passes of 2 and 1
+    torch.testing.assert_close(result.logits, toy_probe.run(TOY_IDS, logits="last").logits, atol=1e-5, rtol=1e-5)
+    for layer in range(toy_probe.num_layers):
+        z = result.activations[f"blocks.{layer}.attn.hook_z"].double().numpy()  # [B, T, H, hd]
+        np.testing.assert_allclose(means[layer].numpy(), z[:, 1:].reshape(-1, *z.shape[2:]).mean(0), rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["zero", "mean"])
+def test_head_ablation_hooks_equal_the_probes_ablations_and_can_spare_the_bos(toy_probe, kind):
+    hooks, means = mechanism.z_mean_hooks(toy_probe.num_layers)
+    clean = toy_probe.run(TOY_IDS, layers=list(range(toy_probe.num_layers)), hooks=hooks)
+    chosen = {0: [1, 3], 2: [2]}
+    values = means if kind == "mean" else None
+    ablations = [icgt.HeadAblation(layer, heads, kind, None if kind == "zero" else means[layer][heads].float())
+                 for layer, heads in chosen.items()]
+    layers = list(range(toy_probe.num_layers))
+    probe_ablated = toy_probe.run(TOY_IDS, layers=layers, ablations=ablations).residuals
+    everywhere = toy_probe.run(TOY_IDS, layers=layers, hooks=mechanism.head_ablation_hooks(chosen, 0, values)).residuals
+    torch.testing.assert_close(everywhere, probe_ablated, atol=1e-5, rtol=1e-5)
+    spared = toy_probe.run(TOY_IDS, layers=layers, hooks=mechanism.head_ablation_hooks(chosen, 1, values)).residuals
+    # The BOS attends to itself alone: sparing its z keeps its residual clean in every block ...
+    torch.testing.assert_close(spared[:, :, 0], clean.residuals[:, :, 0], atol=1e-6, rtol=1e-6)
+    # ... and the first ablated block's other positions are ablated as the probe ablates them.
+    torch.testing.assert_close(spared[0, :, 1:], probe_ablated[0, :, 1:], atol=1e-5, rtol=1e-5)
+    assert (spared[:, :, 1:] - clean.residuals[:, :, 1:]).abs().max() > 1e-2
+
+
+TOY = {"graph": "grid", "graph_size": [4, 4], "words": [f"w{i}" for i in range(1, 17)], "num_sequences": 6,
+       "sequence_length": 60, "pca_window": 40, "intervention_window": 50, "null_permutations": 20, "bootstrap": 0,
+       "score_length": 16, "random_draws": 4, "bos_variants": ["excluded", "included"]}
+
+
+def late_accuracy(curve):
+    """A curve's mean over its last tenth of positions (NaN where none is finite), by numpy."""
+    positions = np.arange(curve.shape[-1])
+    values = curve[..., positions >= 0.9 * positions.max()]
+    return np.nanmean(values) if np.isfinite(values).any() else np.nan
+
+
+@pytest.fixture(scope="module")
+def toy_runs(toy_probe, tmp_path_factory):
+    output = tmp_path_factory.mktemp("toy-runs")
+    return {experiment: icgt.run_experiment({"preset": f"grid-{experiment}", **TOY, "model": str(toy_probe.bundle)},
+                                            output=output, progress=False)
+            for experiment in ("intervention", "heads", "subspace")}
+
+
+def test_the_head_ablations_of_every_kind_and_bos_variant_are_the_probes(toy_runs, toy_probe):
+    folder = toy_runs["heads"]
+    arrays = dict(np.load(folder / "results.npz"))
+    assert arrays["head_ablation_kinds"].tolist() == ["mean", "zero"]
+    assert arrays["head_bos_included"].tolist() == [False, True]
+    counts = arrays["head_counts"].tolist()
+    assert counts == [1, 2] and arrays["head_accuracy"].shape == (2, 2, 2 + TOY["random_draws"], 2, 61)
+    previous, induction = arrays["head_previous_token"], arrays["head_induction"]
+    assert arrays["head_top_overlap"].tolist() == [
+        len(set(np.argsort(-previous.ravel())[:k]) & set(np.argsort(-induction.ravel())[:k])) for k in counts]
+    # Recompute the top-2 induction heads ablated from position 0 with the probe's own HeadAblation:
+    # zero, and mean with the heads' means over the non-BOS positions of the plain run (numpy).
+    ids, nodes, scored = (torch.from_numpy(arrays[name]) for name in ("token_ids", "nodes", "scored"))
+    graph = icgt.Graph.square_grid(4, 4)
+    word_ids = torch.tensor(json.loads((folder / "run.json").read_text())["token_ids"]["words"])
+    top = np.argsort(-induction, axis=None)[:2]
+    chosen = mechanism.heads_by_block(top, toy_probe.num_heads)
+    z = toy_probe.run(ids, capture=[("z", layer) for layer in chosen]).activations
+    for a, kind in enumerate(("mean", "zero")):
+        ablations = [icgt.HeadAblation(layer, heads, kind, None if kind == "zero" else torch.from_numpy(
+            z[f"blocks.{layer}.attn.hook_z"][:, 1:].double().numpy().mean((0, 1))[heads]).float())
+                     for layer, heads in chosen.items()]
+        probabilities = toy_probe.run(ids, target_ids=word_ids, ablations=ablations).target_probs
+        accuracy = icgt.EnergyMetrics(graph).rule_following_accuracy(probabilities, nodes, scored)
+        np.testing.assert_allclose(arrays["head_accuracy"][a, 1, 1, 1], accuracy.mean_full_vocabulary.numpy(),
+                                   atol=1e-5, equal_nan=True)
+        np.testing.assert_allclose(arrays["head_accuracy_renormalized"][a, 1, 1, 1],
+                                   accuracy.mean_renormalized.numpy(), atol=1e-5, equal_nan=True)
+    # The report: random heads as the mean and the 2.5-97.5 percentiles of their draws, with both variants.
+    summary = json.loads((folder / "report" / "summary.json").read_text())
+    late = np.array([[late_accuracy(curve) for curve in row] for row in arrays["head_accuracy"][0, 0, 2:]])  # [D, K]
+    random_ = summary["ablations"]["mean"]["the BOS spared"]["accuracy"]["random"]
+    for i in range(len(counts)):
+        assert random_[i]["mean"] == pytest.approx(late[:, i].mean(), abs=1e-6)
+        assert [random_[i]["low"], random_[i]["high"]] == pytest.approx(np.percentile(late[:, i], [2.5, 97.5]), abs=1e-6)
+    assert summary["ablations"]["zero"]["the BOS included"]["alignment"]["induction"] == pytest.approx(
+        arrays["head_alignment"][1, 1, 1].tolist())
+    sentences = " ".join(summary["sentences"])
+    assert "Mean-ablating the top 1 induction head (1 of 12 heads, 8.3%; the BOS spared)" in sentences
+    assert "(the BOS included)" in sentences and "renormalised over the node words" in sentences
+    assert "Zero-ablating them instead" in sentences and "overlap in" in sentences
+
+
+def test_the_subspace_ablation_measures_every_plane_and_what_it_holds(toy_runs, toy_probe):
+    folder = toy_runs["subspace"]
+    arrays = dict(np.load(folder / "results.npz"))
+    planes = 1 + TOY["random_draws"]
+    assert arrays["subspace_accuracy"].shape == (2, planes, 61)
+    assert arrays["subspace_bos_included"].tolist() == [False, True]
+    ids, nodes = arrays["token_ids"], arrays["nodes"]
+    block = int(arrays["subspace_blocks"][0])
+    fit, measure = np.arange(3), arrays["subspace_measured_sequences"]
+    residual = toy_probe.run(torch.from_numpy(ids), layers=[block]).residuals[0].double().numpy()  # [B, T, d]
+    # The PC plane by numpy: class means of the fitted walks over the trailing window, their top two PCs.
+    start = 60 - TOY["pca_window"]
+    window_nodes, window = nodes[fit, start:], residual[fit, start:]
+    means = np.stack([window[window_nodes == node].mean(0) for node in range(16)])
+    centre = means.mean(0)
+    basis = np.linalg.svd(means - centre, full_matrices=False)[2][:2]
+    for v, first in enumerate((1, 0)):
+        offset = (residual[measure, first:] - centre).reshape(-1, residual.shape[-1])
+        expected = np.linalg.norm(offset @ basis.T) ** 2 / np.linalg.norm(offset) ** 2
+        assert arrays["subspace_removed_variance"][v, 0, 0] == pytest.approx(expected, rel=1e-4)
+        # Random planes, uniform over directions, hold about 2 / d of it (d = 16 here).
+        assert 0 < np.median(arrays["subspace_removed_variance"][v, 1:, 0]) < 0.5
+    plain = toy_probe.run(torch.from_numpy(ids[measure]), target_ids=torch.tensor(
+        json.loads((folder / "run.json").read_text())["token_ids"]["words"])).target_probs
+    accuracy = icgt.EnergyMetrics(icgt.Graph.square_grid(4, 4)).rule_following_accuracy(
+        plain, torch.from_numpy(nodes[measure]), torch.from_numpy(arrays["scored"][measure]))
+    np.testing.assert_allclose(arrays["subspace_plain_accuracy"], accuracy.mean_full_vocabulary.numpy(), atol=1e-5,
+                               equal_nan=True)
+    summary = json.loads((folder / "report" / "summary.json").read_text())
+    random_ = summary["variants"]["the BOS included"]["random_planes"]
+    late = np.array([late_accuracy(curve) for curve in arrays["subspace_accuracy"][1, 1:]])
+    assert random_["accuracy"]["mean"] == pytest.approx(late.mean(), abs=1e-6)
+    assert [random_["accuracy"]["low"], random_["accuracy"]["high"]] == pytest.approx(
+        np.percentile(late, [2.5, 97.5]), abs=1e-6)
+    assert random_["removed_variance"]["mean"] == pytest.approx(arrays["subspace_removed_variance"][1, 1:].mean(),
+                                                                abs=1e-6)
+    assert "the BOS spared" in summary["sentences"][0] and "the BOS included" in summary["sentences"][1]
+
+
+def test_the_intervention_is_reported_by_walk_with_its_in_plane_control(toy_runs, toy_probe, tmp_path):
+    folder = toy_runs["intervention"]
+    arrays = dict(np.load(folder / "results.npz"))
+    mass = arrays["intervention_mass"]
+    assert mass.shape == (len(mechanism.INTERVENTION_CONDITIONS), 6, mechanism.TARGETS_PER_SEQUENCE)
+    assert np.all((mass >= 0) & (mass <= 1)) and not np.allclose(mass[4], mass[1])
+    summary = json.loads((folder / "report" / "summary.json").read_text())
+    per_walk = mass[1].mean(1)  # each walk's three targets first, then a t interval over the six walks
+    half = stats.t.ppf(0.975, 5) * stats.sem(per_walk)
+    assert summary["numbers"]["mass"]["moved to the target"] == pytest.approx([per_walk.mean(), half], abs=1e-6)
+    difference = (mass[1] - mass[4]).mean(1)
+    assert summary["numbers"]["moved_minus"]["random place in the plane"] == pytest.approx(
+        [difference.mean(), stats.t.ppf(0.975, 5) * stats.sem(difference)], abs=1e-6)
+    assert "6 walks x 3 targets" in summary["sentences"][0] and "random place in the plane" in summary["sentences"][0]
+    # The hooks move each case by its own target, in passes of any size (here 5 of the 18 cases).
+    split = icgt.run_experiment({"preset": "grid-intervention", **TOY, "model": str(toy_probe.bundle), "max_batch": 5},
+                                output=tmp_path, progress=False, report=False)
+    np.testing.assert_allclose(np.load(split / "results.npz")["intervention_mass"], mass, atol=1e-5)
+
+
 SHORT = {"model": "smollm2-135m", "num_sequences": 4, "sequence_length": 200, "pca_window": 80,
-         "intervention_window": 150, "null_permutations": 30, "bootstrap": 5, "random_draws": 2}
+         "intervention_window": 150, "null_permutations": 30, "bootstrap": 5, "random_draws": 2,
+         "head_ablation_kinds": ["mean"]}
 
 
 @pytest.mark.parametrize("experiment", ["intervention", "heads", "subspace", "toy-mixing"])
@@ -142,14 +361,11 @@ def test_each_experiment_runs_and_states_its_result(experiment, smollm2_bundle, 
     arrays = np.load(folder / "results.npz")
     if experiment == "intervention":
         mass = arrays["intervention_mass"]
-        assert mass.shape == (4, 4, mechanism.TARGETS_PER_SEQUENCE) and np.all((mass >= 0) & (mass <= 1))
-        # The hooks move each case by its own target, in passes of any size (here 5 of the 36 cases).
-        split = icgt.run_experiment({"preset": "grid-intervention", **SHORT, "max_batch": 5}, output=tmp_path / "split",
-                                    progress=False, report=False)
-        np.testing.assert_allclose(np.load(split / "results.npz")["intervention_mass"], mass, atol=1e-5)
+        assert mass.shape == (5, 4, mechanism.TARGETS_PER_SEQUENCE) and np.all((mass >= 0) & (mass <= 1))
     elif experiment == "heads":
-        assert arrays["head_previous_token"].shape == (30, 9) and arrays["head_accuracy"].shape[:2] == (4, 5)
+        assert arrays["head_previous_token"].shape == (30, 9)
+        assert arrays["head_accuracy"].shape[:4] == (1, 1, 4, 7)  # mean ablation, the BOS spared; k = 1 .. 54
     elif experiment == "subspace":
-        assert arrays["subspace_accuracy"].shape == (3, 201)
+        assert arrays["subspace_accuracy"].shape == (1, 3, 201)
     else:
         assert 0 <= arrays["toy_spectral_alignment"][0, -1] <= 1

@@ -1,5 +1,7 @@
-"""The report of a mechanism run (icgt.study.mechanism): a sentence that states the result, its numbers with
-95% intervals, and figures. Like icgt.report it needs only numpy and matplotlib.
+"""The report of a mechanism run (icgt.study.mechanism): sentences that state the result, its numbers with
+95% intervals (t intervals, clustered by walk where a walk holds several cases) or, for a random control,
+the spread of its draws (2.5-97.5 percentiles), and figures. Like icgt.report it needs only numpy and
+matplotlib (and scipy's t quantiles, icgt.study.intervals).
 
 Example:
     >>> from icgt.report.mechanism import mechanism_summary
@@ -18,11 +20,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .plots import context_length_axis, new_figure
-from ..study.intervals import mean_interval
+from ..study.intervals import clustered_interval, spread
 from ..study.run_folder import Run
 
-CONDITIONS = {"intervention": ("clean", "moved to the target", "random direction, same norm", "moved to its own place"),
-              "subspace": ("plain", "class means' PC1-2 plane removed", "random plane removed")}
+#: The intervention's conditions in words, in the order of icgt.study.mechanism.INTERVENTION_CONDITIONS.
+CONDITIONS = {"intervention": ("clean", "moved to the target", "random direction, same norm", "moved to its own place",
+                              "random place in the plane, same norm")}
 #: The late context over which accuracy is averaged in the sentences: its last tenth.
 LATE = 0.9
 
@@ -49,69 +52,208 @@ def mechanism_summary(run: Run) -> dict[str, Any]:
 
 
 def _intervention(run: Run) -> dict[str, Any]:
+    """The intervention's numbers: each condition's mean over cases with a 95% t interval clustered by
+    sequence (each sequence's targets averaged first: they share its context), and the paired
+    difference of the move from each control (case by case, then clustered likewise)."""
     arrays = run.arrays
     blocks = arrays["intervention_blocks"]
-    numbers = {}
+    conditions = CONDITIONS["intervention"]
+    numbers: dict[str, Any] = {}
     for name in ("mass", "mass_renormalized", "top1", "top3"):
-        values = arrays[f"intervention_{name}"].astype(float).reshape(4, -1)
-        numbers[name] = {condition: mean_interval(row) for condition, row in zip(CONDITIONS["intervention"], values)}
-    clean, moved, random_, self_ = (numbers["mass"][c] for c in CONDITIONS["intervention"])
-    cases = arrays["intervention_mass"].shape[1] * arrays["intervention_mass"].shape[2]
+        values = arrays[f"intervention_{name}"].astype(float)  # [conditions, B, K]
+        numbers[name] = {condition: clustered_interval(row)[:2] for condition, row in zip(conditions, values)}
+    mass = arrays["intervention_mass"].astype(float)
+    sequences, targets = mass.shape[1:]
+    differences = {control: clustered_interval(mass[1] - mass[index])[:2]
+                   for index, control in ((0, "clean"), (2, "random direction"), (4, "random place in the plane"))}
+    numbers["moved_minus"] = differences
+    clean, moved, random_, self_, in_plane = (numbers["mass"][c] for c in conditions)
+    renormalized = numbers["mass_renormalized"]
     top1 = numbers["top1"]
+
+    def stated(value: tuple[float, float]) -> str:
+        return f"{value[0]:.3f} ± {value[1]:.3f}"
+
     sentence = (f"Moving the last token of each walk to a random target node's place in the plane of its class "
-                f"means' PCs 1-2, in blocks {blocks.min()}-{blocks.max()}, puts {moved[0]:.3f} ± {moved[1]:.3f} of the "
-                f"next-token probability on the target's neighbours ({cases} cases; clean: {clean[0]:.3f} ± "
-                f"{clean[1]:.3f}; a random direction of the same norm: {random_[0]:.3f} ± {random_[1]:.3f}; moved "
-                f"to its own place: {self_[0]:.3f} ± {self_[1]:.3f}). The top node word is a neighbour of the target "
-                f"in {top1['moved to the target'][0]:.0%} of cases (random direction: "
-                f"{top1['random direction, same norm'][0]:.0%}; clean: {top1['clean'][0]:.0%}).")
-    verdict = ("The geometry is used: the move shifts predictions toward the target's neighbours far more than a "
-               "random move of the same size." if moved[0] - random_[0] > 2 * math.hypot(moved[1], random_[1])
-               and moved[0] > clean[0] else
-               "The move does not shift predictions toward the target's neighbours more than a random move of the "
-               "same size: this does not show that the geometry is used.")
-    return {"numbers": numbers, "blocks": blocks.tolist(), "cases": cases, "sentences": [sentence, verdict]}
+                f"means' PCs 1-2, in {blocks_text(blocks)}, puts {stated(moved)} of the next-token "
+                f"probability on the target's neighbours ({sequences} walks x {targets} targets; 95% intervals over "
+                f"walks; clean: {stated(clean)}; a random direction of the same norm: {stated(random_)}; a random "
+                f"place in the plane at the same distance: {stated(in_plane)}; moved to its own place: "
+                f"{stated(self_)}). Over the node words alone: {renormalized[conditions[1]][0]:.3f} (clean "
+                f"{renormalized[conditions[0]][0]:.3f}, random direction {renormalized[conditions[2]][0]:.3f}, random "
+                f"place in the plane {renormalized[conditions[4]][0]:.3f}). The top node word is a neighbour of the "
+                f"target in {top1[conditions[1]][0]:.0%} of cases (random direction: {top1[conditions[2]][0]:.0%}; "
+                f"random place in the plane: {top1[conditions[4]][0]:.0%}; clean: {top1[conditions[0]][0]:.0%}).")
+    beats = {control: _low_end(value) > 0 for control, value in differences.items()}
+    if all(beats.values()):
+        verdict = ("The geometry is used: the move shifts predictions toward the target's neighbours more than a "
+                   "random move of the same size, in any direction or within the plane (paired differences "
+                   f"{stated(differences['random direction'])} and {stated(differences['random place in the plane'])}).")
+    else:
+        failed = [control for control, beaten in beats.items() if not beaten]
+        verdict = ("The move does not shift predictions toward the target's neighbours more than "
+                   + _listed([{"clean": "the clean run", "random direction": "a random move of the same size",
+                               "random place in the plane": "a move of the same size to a random place in the "
+                                                            "plane"}[c] for c in failed], "or")
+                   + " (paired differences, 95% intervals over walks: "
+                   + "; ".join(f"{c}: {stated(differences[c])}" for c in failed)
+                   + "): this does not show that the geometry is used.")
+    return {"numbers": numbers, "blocks": blocks.tolist(), "cases": sequences * targets, "sequences": sequences,
+            "sentences": [sentence, verdict]}
+
+
+def _listed(items: list[str], last: str = "and") -> str:
+    """Items in words: "a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {last} " + items[-1]
+
+
+def blocks_text(blocks: Any) -> str:
+    """Consecutive blocks in words.
+
+    >>> blocks_text(np.array([15, 16, 17])), blocks_text(np.array([2]))
+    ('blocks 15-17', 'block 2')
+    """
+    blocks = np.asarray(blocks)
+    return f"block {int(blocks[0])}" if blocks.size == 1 else f"blocks {int(blocks.min())}-{int(blocks.max())}"
+
+
+def _low_end(value: tuple[float, float]) -> float:
+    """The lower end of a (mean, half-width) interval; NaN where either is."""
+    return value[0] - value[1]
+
+
+#: How an ablation treats the BOS, in words, by whether it included it.
+BOS_WORDS = {False: "the BOS spared", True: "the BOS included"}
+
+
+def share_of_heads(k: int, total: int) -> str:
+    """An ablation's size as a count and a share of all heads.
+
+    >>> share_of_heads(4, 72)
+    '4 of 72 heads, 5.6%'
+    """
+    return f"{k} of {total} heads, {100 * k / total:.1f}%"
+
+
+def _heads_word(k: int) -> str:
+    return "head" if k == 1 else "heads"
+
+
+def _spread_text(values: dict[str, Any], digits: int = 3) -> str:
+    return f"{values['mean']:.{digits}f} [{values['low']:.{digits}f}-{values['high']:.{digits}f}]"
 
 
 def _heads(run: Run) -> dict[str, Any]:
+    """The heads experiment's numbers: late accuracy (full vocabulary and renormalised) and alignment for
+    every ablation kind, BOS variant, condition and k, the random heads as the mean and the 2.5-97.5
+    percentiles of their draws; and the sentences, led by the first ablation kind."""
     arrays = run.arrays
-    counts = arrays["head_counts"]
+    counts = [int(k) for k in arrays["head_counts"]]
     total = arrays["head_previous_token"].size
-    clean_late = _late_accuracy(arrays["head_clean_accuracy"])
-    late = np.array([[_late_accuracy(curve) for curve in row] for row in arrays["head_accuracy"]])  # [C, K]
-    draws = late.shape[0] - 2
-    k_index = int(np.argmin(np.abs(counts - 0.05 * total)))  # about 5% of the heads
-    k = int(counts[k_index])
-    random_mean, random_half = mean_interval(late[2:, k_index]) if draws > 1 else (float(late[2, k_index]), math.nan)
+    kinds = [str(kind) for kind in arrays["head_ablation_kinds"]]
+    bos_included = [bool(v) for v in arrays["head_bos_included"]]
+    clean = {"accuracy": _late_accuracy(arrays["head_clean_accuracy"]),
+             "accuracy_renormalized": _late_accuracy(arrays["head_clean_accuracy_renormalized"]),
+             "alignment": float(arrays["head_clean_alignment"])}
+    late = {"accuracy": np.vectorize(_late_accuracy, signature="(t)->()")(arrays["head_accuracy"]),
+            "accuracy_renormalized": np.vectorize(_late_accuracy, signature="(t)->()")(
+                arrays["head_accuracy_renormalized"]),
+            "alignment": arrays["head_alignment"]}  # each [A, VB, C, K]
+    draws = late["accuracy"].shape[2] - 2
+    ablations: dict[str, dict[str, Any]] = {}
+    for a, kind in enumerate(kinds):
+        for v, included in enumerate(bos_included):
+            ablations.setdefault(kind, {})[BOS_WORDS[included]] = {
+                name: {"previous_token": values[a, v, 0].tolist(), "induction": values[a, v, 1].tolist(),
+                       "random": [spread(values[a, v, 2:, i]) for i in range(len(counts))]}
+                for name, values in late.items()}
+    k_index = int(np.argmin(np.abs(np.array(counts) - 0.05 * total)))  # about 5% of the heads
+    k = counts[k_index]
+    block = int(arrays["head_analysis_block"])
+    sentences = []
+    for a, kind in enumerate(kinds):
+        for included in bos_included:
+            numbers = ablations[kind][BOS_WORDS[included]]
+            accuracy, renormalized, alignment = (numbers[name] for name in ("accuracy", "accuracy_renormalized",
+                                                                             "alignment"))
+            verb = f"{kind.capitalize()}-ablating"
+            if a == 0:
+                sentences.append(
+                    f"{verb} the top {k} induction {_heads_word(k)} ({share_of_heads(k, total)}; {BOS_WORDS[included]}) changes "
+                    f"late accuracy from {clean['accuracy']:.3f} to {accuracy['induction'][k_index]:.3f} "
+                    f"(renormalised over the node words: {clean['accuracy_renormalized']:.3f} to "
+                    f"{renormalized['induction'][k_index]:.3f}); the top {k} previous-token {_heads_word(k)}: "
+                    f"{accuracy['previous_token'][k_index]:.3f} ({renormalized['previous_token'][k_index]:.3f}); {k} "
+                    f"random {_heads_word(k)}: {_spread_text(accuracy['random'][k_index])} "
+                    f"({_spread_text(renormalized['random'][k_index])}; mean [2.5-97.5 percentiles] of {draws} draws).")
+                sentences.append(
+                    "Late accuracy by ablation size (top previous-token / top induction / random heads): " + "; ".join(
+                        f"k = {count} ({100 * count / total:.1f}%): {accuracy['previous_token'][i]:.3f} / "
+                        f"{accuracy['induction'][i]:.3f} / {_spread_text(accuracy['random'][i])}"
+                        for i, count in enumerate(counts)) + ".")
+                sentences.append(
+                    f"In block {block} the class means' alignment with z2, z3 goes from {clean['alignment']:.2f} to "
+                    f"{alignment['induction'][k_index]:.2f} (top {k} induction {_heads_word(k)} {kind}-ablated), "
+                    f"{alignment['previous_token'][k_index]:.2f} (top {k} previous-token {_heads_word(k)}) and "
+                    f"{_spread_text(alignment['random'][k_index], 2)} ({k} random {_heads_word(k)}).")
+            else:
+                sentences.append(
+                    f"{verb} them instead ({BOS_WORDS[included]}): late accuracy {accuracy['induction'][k_index]:.3f} "
+                    f"(top {k} induction {_heads_word(k)}), {accuracy['previous_token'][k_index]:.3f} (previous-token), "
+                    f"{_spread_text(accuracy['random'][k_index])} (random); alignment "
+                    f"{alignment['induction'][k_index]:.2f}, {alignment['previous_token'][k_index]:.2f}, "
+                    f"{_spread_text(alignment['random'][k_index], 2)}.")
+    overlap = [int(v) for v in arrays["head_top_overlap"]]
+    sentences.append("The top-k previous-token and induction heads overlap in " + "; ".join(
+        f"{shared} of {count}" for shared, count in zip(overlap, counts)) + f" heads (k = {', '.join(map(str, counts))}).")
     top = {kind: np.unravel_index(np.argmax(arrays[f"head_{kind}"]), arrays[f"head_{kind}"].shape)
            for kind in ("previous_token", "induction")}
     scores = {kind: float(arrays[f"head_{kind}"].max()) for kind in ("previous_token", "induction")}
-    sentence = (f"Ablating the top {k} induction heads (of {total}) changes late accuracy from {clean_late:.3f} to "
-                f"{late[1, k_index]:.3f}; the top {k} previous-token heads: {late[0, k_index]:.3f}; {k} random heads: "
-                f"{random_mean:.3f}" + (f" ± {random_half:.3f} ({draws} draws)." if np.isfinite(random_half) else "."))
-    geometry = (f"In block {int(arrays['head_analysis_block'])} the class means' alignment with z2, z3 goes from "
-                f"{float(arrays['head_clean_alignment']):.2f} to {arrays['head_alignment'][1, k_index]:.2f} (induction "
-                f"heads ablated) and {arrays['head_alignment'][0, k_index]:.2f} (previous-token heads ablated).")
-    strongest = (f"Strongest previous-token head: block {top['previous_token'][0]} head {top['previous_token'][1]} "
-                 f"(score {scores['previous_token']:.2f}); strongest induction head: block {top['induction'][0]} head "
-                 f"{top['induction'][1]} (score {scores['induction']:.2f}).")
-    return {"clean_late_accuracy": clean_late, "late_accuracy": late.tolist(), "counts": counts.tolist(),
+    sentences.append(f"Strongest previous-token head: block {top['previous_token'][0]} head {top['previous_token'][1]} "
+                     f"(score {scores['previous_token']:.2f}); strongest induction head: block {top['induction'][0]} "
+                     f"head {top['induction'][1]} (score {scores['induction']:.2f}).")
+    return {"clean_late": clean, "counts": counts, "fractions": [k / total for k in counts], "total_heads": total,
+            "draws": draws, "ablations": ablations, "top_overlap": overlap,
             "strongest_heads": {kind: [int(v) for v in top[kind]] for kind in top}, "top_scores": scores,
-            "sentences": [sentence, geometry, strongest]}
+            "sentences": sentences}
 
 
 def _subspace(run: Run) -> dict[str, Any]:
+    """The subspace ablation's numbers: late accuracy (both variants) without projection, without the PC
+    plane and without each random plane (mean and 2.5-97.5 percentiles of the draws), and the share
+    of the residual stream's variance each plane holds (mean over the blocks), per BOS variant."""
     arrays = run.arrays
     blocks = arrays["subspace_blocks"]
-    late = [_late_accuracy(curve) for curve in arrays["subspace_accuracy"]]
-    late_renormalized = [_late_accuracy(curve) for curve in arrays["subspace_accuracy_renormalized"]]
-    sentence = (f"Projecting the residual stream of blocks {blocks.min()}-{blocks.max()} off the plane of the class "
-                f"means' PCs 1-2 (fitted on other walks) changes late accuracy from {late[0]:.3f} to {late[1]:.3f} "
-                f"(renormalised: {late_renormalized[0]:.3f} to {late_renormalized[1]:.3f}); removing a random plane: "
-                f"{late[2]:.3f} ({late_renormalized[2]:.3f}).")
-    return {"late_accuracy": dict(zip(CONDITIONS["subspace"], late)),
-            "late_accuracy_renormalized": dict(zip(CONDITIONS["subspace"], late_renormalized)),
-            "blocks": blocks.tolist(), "sentences": [sentence]}
+    plain = {"accuracy": _late_accuracy(arrays["subspace_plain_accuracy"]),
+             "accuracy_renormalized": _late_accuracy(arrays["subspace_plain_accuracy_renormalized"])}
+    variants: dict[str, Any] = {}
+    sentences = []
+    for v, included in enumerate(arrays["subspace_bos_included"].tolist()):
+        late = {name: np.array([_late_accuracy(curve) for curve in arrays[f"subspace_{name}"][v]])
+                for name in ("accuracy", "accuracy_renormalized")}  # [planes]
+        variance = arrays["subspace_removed_variance"][v].mean(axis=1)  # [planes]
+        numbers = {"pc_plane": {"accuracy": float(late["accuracy"][0]),
+                                "accuracy_renormalized": float(late["accuracy_renormalized"][0]),
+                                "removed_variance": float(variance[0])},
+                   "random_planes": {"accuracy": spread(late["accuracy"][1:]),
+                                     "accuracy_renormalized": spread(late["accuracy_renormalized"][1:]),
+                                     "removed_variance": spread(variance[1:])},
+                   "random_planes_at_or_above": int((late["accuracy"][1:] >= late["accuracy"][0]).sum())}
+        variants[BOS_WORDS[included]] = numbers
+        random_ = numbers["random_planes"]
+        draws = random_["accuracy"]["draws"]
+        sentences.append(
+            f"Projecting the residual stream of {blocks_text(blocks)} off the plane of the class means' PCs 1-2 "
+            f"(fitted on other walks; {BOS_WORDS[included]}) changes late accuracy from {plain['accuracy']:.3f} to "
+            f"{numbers['pc_plane']['accuracy']:.3f} (renormalised: {plain['accuracy_renormalized']:.3f} to "
+            f"{numbers['pc_plane']['accuracy_renormalized']:.3f}); random planes: "
+            f"{_spread_text(random_['accuracy'])} ({_spread_text(random_['accuracy_renormalized'])}; mean [2.5-97.5 "
+            f"percentiles] of {draws} draws), {numbers['random_planes_at_or_above']} of {draws} leaving accuracy at "
+            f"or above the PC plane's. The PC plane holds {100 * numbers['pc_plane']['removed_variance']:.2f}% of the "
+            f"residual stream's variance about its centre there, a random plane "
+            f"{100 * random_['removed_variance']['mean']:.2f}% [{100 * random_['removed_variance']['low']:.2f}-"
+            f"{100 * random_['removed_variance']['high']:.2f}%] (mean over the blocks).")
+    return {"plain_late_accuracy": plain, "variants": variants, "blocks": blocks.tolist(), "sentences": sentences}
 
 
 def _toy(run: Run) -> dict[str, Any]:
@@ -135,30 +277,36 @@ def mechanism_figures(run: Run) -> dict[str, Figure]:
     if experiment == "heads":
         return {"head_scores": _head_scores_figure(run), "head_ablations": _head_ablations_figure(run)}
     if experiment == "subspace":
-        return {"subspace": _curves_figure(run, "subspace_accuracy", CONDITIONS["subspace"])}
+        return {"subspace": _subspace_figure(run)}
     return {"toy_mixing": _toy_figure(run)}
 
 
 FIGURE_CAPTIONS = {
     "intervention": "Probability mass on the target's neighbours and how often the top (top three) node words are "
-                    "among them, by condition; bars: means over cases, lines: 95% intervals.",
+                    "among them, by condition; bars: means over cases, lines: 95% t intervals over walks (each "
+                    "walk's targets averaged first).",
     "head_scores": "Previous-token and induction scores of every head (BOS and random tokens repeated twice).",
-    "head_ablations": "Late accuracy with the top-k previous-token, top-k induction and k random heads zero-ablated "
-                      "(random: mean and spread over draws); the dotted line is the plain model.",
-    "subspace": "Accuracy over context with the late blocks' residuals projected off a plane.",
+    "head_ablations": "Late accuracy with the top-k previous-token, top-k induction and k random heads ablated, one "
+                      "panel per ablation kind (solid: the BOS spared; dashed: the BOS ablated too); random heads: "
+                      "mean and the 2.5-97.5 percentiles of the draws (band); the dotted line is the plain model.",
+    "subspace": "Accuracy over context with the late blocks' residuals projected off the class means' PC1-2 plane "
+                "and off random planes (mean and 2.5-97.5 percentiles of the draws, band); solid: the BOS spared, "
+                "dashed: the BOS projected too.",
     "toy_mixing": "Alignment of a one-step mixture of random node vectors with z2, z3 over context.",
 }
 
 
 def _intervention_figure(run: Run) -> Figure:
-    figure = new_figure(10, 3.4)
+    figure = new_figure(11, 3.6)
     axes = figure.subplots(1, 3)
+    labels = ["clean", "moved", "random\ndirection", "own place", "random place\nin plane"]
     for ax, name, title in zip(axes, ("mass", "top1", "top3"),
                                ("mass on the target's neighbours", "top node word is a neighbour", "one of top three is")):
-        values = run.arrays[f"intervention_{name}"].astype(float).reshape(4, -1)
-        means = [mean_interval(row) for row in values]
-        ax.bar(range(4), [m for m, _ in means], yerr=[h for _, h in means], color=["0.6", "tab:red", "tab:blue", "0.8"])
-        ax.set_xticks(range(4), ["clean", "moved", "random", "own place"], rotation=20)
+        values = run.arrays[f"intervention_{name}"].astype(float)
+        means = [clustered_interval(row)[:2] for row in values]
+        ax.bar(range(len(means)), [m for m, _ in means], yerr=[h for _, h in means],
+               color=["0.6", "tab:red", "tab:blue", "0.8", "tab:cyan"])
+        ax.set_xticks(range(len(means)), labels, rotation=30, fontsize=8)
         ax.set_title(title)
         ax.set_ylim(0, 1)
     return figure
@@ -177,32 +325,59 @@ def _head_scores_figure(run: Run) -> Figure:
 
 
 def _head_ablations_figure(run: Run) -> Figure:
-    figure = new_figure(6.5, 4)
-    ax = figure.subplots()
-    counts = run.arrays["head_counts"]
-    late = np.array([[_late_accuracy(curve) for curve in row] for row in run.arrays["head_accuracy"]])
-    ax.plot(counts, late[0], "o-", color="tab:blue", label="top previous-token heads")
-    ax.plot(counts, late[1], "s-", color="tab:red", label="top induction heads")
-    random_ = late[2:]
-    ax.plot(counts, random_.mean(0), "^-", color="0.4", label=f"random heads ({len(random_)} draws)")
-    ax.fill_between(counts, random_.min(0), random_.max(0), color="0.4", alpha=0.2)
-    ax.axhline(_late_accuracy(run.arrays["head_clean_accuracy"]), color="k", linestyle=":", label="no ablation")
-    ax.set_xscale("log")
-    ax.set_xlabel("heads ablated (k)")
-    ax.set_ylabel("late accuracy (full vocabulary)")
-    ax.legend(fontsize=8)
+    arrays = run.arrays
+    kinds = [str(kind) for kind in arrays["head_ablation_kinds"]]
+    figure = new_figure(5 * len(kinds) + 1, 4)
+    axes = np.atleast_1d(figure.subplots(1, len(kinds), sharey=True))
+    counts = arrays["head_counts"]
+    total = arrays["head_previous_token"].size
+    late = np.vectorize(_late_accuracy, signature="(t)->()")(arrays["head_accuracy"])  # [A, VB, C, K]
+    for a, (ax, kind) in enumerate(zip(axes, kinds)):
+        for v, included in enumerate(arrays["head_bos_included"].tolist()):
+            style = "--" if included else "-"
+            suffix = f" ({BOS_WORDS[included]})" if arrays["head_bos_included"].size > 1 else ""
+            ax.plot(counts, late[a, v, 0], "o" + style, color="tab:blue", label="top previous-token heads" + suffix)
+            ax.plot(counts, late[a, v, 1], "s" + style, color="tab:red", label="top induction heads" + suffix)
+            random_ = late[a, v, 2:]
+            spreads = [spread(random_[:, i]) for i in range(len(counts))]
+            ax.plot(counts, [s["mean"] for s in spreads], "^" + style, color="0.4",
+                    label=f"random heads ({len(random_)} draws)" + suffix)
+            ax.fill_between(counts, [s["low"] for s in spreads], [s["high"] for s in spreads], color="0.4", alpha=0.2)
+        ax.axhline(_late_accuracy(arrays["head_clean_accuracy"]), color="k", linestyle=":", label="no ablation")
+        ax.set_xscale("log")
+        ax.set_xticks(counts, [f"{k}\n{100 * k / total:.1f}%" for k in counts], fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel("heads ablated (k, share of all heads)")
+        ax.set_title(f"{kind} ablation")
+    axes[0].set_ylabel("late accuracy (full vocabulary)")
+    axes[0].legend(fontsize=7)
     return figure
 
 
-def _curves_figure(run: Run, name: str, labels: tuple[str, ...]) -> Figure:
+def _binned(curve: np.ndarray, bins: np.ndarray) -> list[float]:
+    return [float(np.nanmean(curve[low:high])) if np.isfinite(curve[low:high]).any() else math.nan
+            for low, high in zip(bins[:-1], bins[1:])]
+
+
+def _subspace_figure(run: Run) -> Figure:
     figure = new_figure(6.5, 4)
     ax = figure.subplots()
-    positions = np.arange(1, run.arrays[name].shape[-1])
+    arrays = run.arrays
+    positions = np.arange(1, arrays["subspace_plain_accuracy"].shape[-1])
     bins = np.unique(np.round(np.geomspace(1, positions.max(), 30)).astype(int))
-    for curve, label in zip(run.arrays[name], labels):
-        means = [np.nanmean(curve[low:high]) if np.isfinite(curve[low:high]).any() else np.nan
-                 for low, high in zip(bins[:-1], bins[1:])]
-        ax.plot(np.sqrt(bins[:-1] * bins[1:]), means, label=label)
+    centres = np.sqrt(bins[:-1] * bins[1:])
+    ax.plot(centres, _binned(arrays["subspace_plain_accuracy"], bins), color="k", label="plain")
+    for v, included in enumerate(arrays["subspace_bos_included"].tolist()):
+        style = "--" if included else "-"
+        suffix = f" ({BOS_WORDS[included]})" if arrays["subspace_bos_included"].size > 1 else ""
+        curves = arrays["subspace_accuracy"][v]
+        ax.plot(centres, _binned(curves[0], bins), style, color="tab:red", label="PC1-2 plane removed" + suffix)
+        random_ = np.array([_binned(curve, bins) for curve in curves[1:]])
+        spreads = [spread(random_[:, i]) for i in range(random_.shape[1])]
+        ax.plot(centres, [s["mean"] for s in spreads], style, color="tab:blue",
+                label=f"random planes removed ({len(random_)})" + suffix)
+        ax.fill_between(centres, [s["low"] for s in spreads], [s["high"] for s in spreads], color="tab:blue",
+                        alpha=0.15)
     context_length_axis(ax)
     ax.set_ylabel("accuracy (full vocabulary)")
     ax.legend(fontsize=8)

@@ -40,6 +40,9 @@ GRAPHS = ("grid", "ring", "hexagon", "triangular", "custom")
 #: walk statistics), "random_init" (a randomly initialised model of the same architecture).
 CONTROLS = ("none", "shuffled", "uniform", "random_init")
 EXPERIMENTS = ("graph", "intervention", "heads", "subspace", "toy_mixing")
+#: The head ablations of the heads experiment, and whether a mechanism ablation spares the BOS.
+HEAD_ABLATION_KINDS = ("mean", "zero")
+BOS_VARIANTS = ("excluded", "included")
 #: The layer whose early-context energy is timed against accuracy, as a fraction of the model's depth
 #: (the paper's headline block is 26 of 32).
 LAG_LAYER_DEPTH = 0.8
@@ -106,8 +109,16 @@ class ExperimentConfig:
     score_sequences: int = 4
     #: heads: absolute numbers of heads to ablate, besides 1, 2.5, 5, 10 and 20% of all of them.
     head_counts: list[int] = field(default_factory=list)
-    #: heads: draws of k random heads per k.
-    random_draws: int = 2
+    #: heads and subspace: draws of the random control (k random heads for each k; random planes), whose
+    #: spread (the 2.5-97.5 percentiles of the draws) the top heads and the PC plane are read against.
+    random_draws: int = 20
+    #: heads: how the chosen heads' outputs z are replaced, each a variant: "mean" (each head's mean over
+    #: the non-BOS positions of the plain run's walks) and "zero" (which a post-attention norm, as in
+    #: Gemma, turns into a rescaling of the surviving heads); the first leads the report.
+    head_ablation_kinds: list[str] = field(default_factory=lambda: ["mean", "zero"])
+    #: heads and subspace: whether an ablation spares the BOS (position 0, an attention sink): "excluded"
+    #: (it is left alone) and/or "included" (every position), each a variant.
+    bos_variants: list[str] = field(default_factory=lambda: ["excluded"])
     #: The weights' dtype: "auto" (bfloat16 where the device computes it natively, else float32:
     #: icgt.study.compute.chosen_dtype), or one of the bundle dtypes, always obeyed.
     dtype: str = "auto"
@@ -342,6 +353,10 @@ def validate(config: ExperimentConfig) -> None:
     for name in ("intervention_window", "score_length", "score_sequences", "random_draws"):
         require(getattr(config, name) > 0, f"{name} must be a positive integer, got {getattr(config, name)}")
     require(all(k > 0 for k in config.head_counts), f"head_counts must be positive, got {config.head_counts}")
+    for name, choices in (("head_ablation_kinds", HEAD_ABLATION_KINDS), ("bos_variants", BOS_VARIANTS)):
+        chosen = getattr(config, name)
+        require(bool(chosen) and len(set(chosen)) == len(chosen) and set(chosen) <= set(choices),
+                f"{name} must list some of {list(choices)}, each once, got {chosen}")
     require(config.null_permutations <= MAX_NULL_PERMUTATIONS,
             f"null_permutations must be at most {MAX_NULL_PERMUTATIONS}, got {config.null_permutations}")
     require(config.max_batch >= 0, f"max_batch must be 0 (automatic) or positive, got {config.max_batch}")

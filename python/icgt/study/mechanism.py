@@ -6,13 +6,20 @@ Each is an ``experiment`` setting of a config, run like the graph experiment int
 - ``intervention`` (the paper's authors' code): at the last position of each sequence, in the late
   blocks, move the current token in the plane of its class means' PCs 1-2 (wide window, same
   sequence, PCA per block) to a random target node's place, and measure the probability mass on the
-  target's neighbours; controls: a random direction of the same norm, and a move to the current
-  node's own place.
+  target's neighbours; controls: a random direction of the same norm, a move of the same norm in a
+  random direction within the plane (to a random place in it), and a move to the current node's own
+  place. The authors' code also subtracts the target's unembedding; how far is not defined in what
+  icgt follows (docs/report.md), so that variant is not run.
 - ``heads`` (the induction-circuit critique): score every head for previous-token attention and for
-  induction on BOS and L random tokens repeated twice; zero-ablate the top-k of each kind and k
-  random heads (several draws); accuracy over context and the geometry of the analysis block.
+  induction on BOS and L random tokens repeated twice; ablate the top-k of each kind and k random
+  heads (``random_draws`` draws), replacing their outputs z by their mean over the plain run (the
+  main variant) or by zero; accuracy over context and the geometry of the analysis block.
 - ``subspace``: project the residual stream of the late blocks off the class means' PC1-2 plane
-  (fitted on the other half of the sequences) against a random plane; accuracy before and after.
+  (fitted on the other half of the sequences) against ``random_draws`` random planes; accuracy
+  before and after, and the share of the residual stream's variance each plane holds.
+
+Both ablations act from position 1 on by default, sparing the BOS (an attention sink, whose residual
+can be far larger than any other's), or on every position (``bos_variants``).
 - ``toy_mixing``: random Gaussian vectors for the nodes, each position their own plus the previous
   token's, through the same analysis: the geometry a one-step mixture gives without any model.
 
@@ -30,7 +37,7 @@ import numpy as np
 import torch
 
 from . import config as configs
-from .._icgt import AttentionScore, EnergyMetrics, Graph, HeadAblation, RepresentationStats
+from .._icgt import AttentionScore, EnergyMetrics, Graph, RepresentationStats
 from .analysis import analyse
 
 #: The blocks an intervention or subspace ablation acts on: the last eighth of the model (the
@@ -38,6 +45,8 @@ from .analysis import analyse
 LATE_FRACTION = 1 / 8
 #: Targets per sequence in the intervention (each a test case, batched).
 TARGETS_PER_SEQUENCE = 3
+#: The intervention's conditions, in the order of its arrays' first axis.
+INTERVENTION_CONDITIONS = ("clean", "moved", "random", "self", "in_plane")
 
 _CLEAN: dict[tuple, Any] = {}
 
@@ -76,20 +85,50 @@ def move_in_plane(points: torch.Tensor, goals: torch.Tensor, basis: torch.Tensor
     return torch.einsum("ck,ckd->cd", coordinates, basis)
 
 
-def remove_plane(residual: torch.Tensor, basis: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-    """residual [..., d] projected off the plane through centre [d] spanned by the orthonormal rows of
-    basis [k, d]: what lies along the plane's directions, measured from the centre, is taken away.
+def remove_plane(residual: torch.Tensor, basis: torch.Tensor, centre: torch.Tensor,
+                 first_position: int = 0) -> torch.Tensor:
+    """residual [..., T, d] projected off the plane through centre [d] spanned by the orthonormal rows of
+    basis [k, d], at positions first_position.. (the earlier ones unchanged): what lies along the
+    plane's directions, measured from the centre, is taken away.
 
     >>> remove_plane(torch.tensor([[2.0, 3.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([0.5, 0.0])).tolist()
     [[0.5, 3.0]]
+    >>> remove_plane(torch.tensor([[2.0, 3.0], [4.0, 1.0]]), torch.tensor([[1.0, 0.0]]), torch.zeros(2), 1).tolist()
+    [[2.0, 3.0], [0.0, 1.0]]
     """
     offset = residual.float() - centre
-    return (residual.float() - (offset @ basis.T) @ basis).to(residual.dtype)
+    projected = residual.float() - (offset @ basis.T) @ basis
+    if first_position:
+        projected[..., :first_position, :] = residual[..., :first_position, :].float()
+    return projected.to(residual.dtype)
+
+
+def removed_share(residual: torch.Tensor, basis: torch.Tensor, centre: torch.Tensor, first_position: int = 0) -> float:
+    """The share of the residual stream's variance about centre [d] that the plane of basis [k, d]
+    (orthonormal rows) holds, over residual [..., T, d] at positions first_position..: what
+    remove_plane takes away, sum ||P(x - c)||^2 / sum ||x - c||^2 (float64).
+
+    >>> residual = torch.tensor([[[3.0, 4.0], [0.0, 1.0]]])
+    >>> removed_share(residual, torch.tensor([[1.0, 0.0]]), torch.zeros(2))   # 9 of 26
+    0.34615384615384615
+    >>> removed_share(residual, torch.tensor([[1.0, 0.0]]), torch.zeros(2), first_position=1)
+    0.0
+    """
+    offset = residual[..., first_position:, :].double() - centre.double()
+    return float(((offset @ basis.double().T) ** 2).sum() / (offset ** 2).sum())
 
 
 def run_mechanism(config: configs.ExperimentConfig, probe, graph: Graph, nodes: np.ndarray, scored: np.ndarray,
                   token_ids: np.ndarray, word_ids: np.ndarray) -> dict[str, np.ndarray]:
-    """The arrays of the config's experiment (not "graph")."""
+    """The arrays of the config's experiment (not "graph"): intervention, heads, subspace or toy_mixing.
+
+    >>> words = [f"w{i}" for i in range(1, 17)]   # the toy bundle's words (w0 is its BOS)
+    >>> config = icgt.study.config.preset("grid-toy-mixing", model=toy_bundle, words=words, num_sequences=4,
+    ...                                   sequence_length=40, pca_window=30)
+    >>> arrays = icgt.study.compute.compute_run(config, progress=False).arrays   # calls run_mechanism
+    >>> 0 <= float(arrays["toy_spectral_alignment"][0, -1]) <= 1
+    True
+    """
     experiments = {"intervention": intervention, "heads": heads, "subspace": subspace, "toy_mixing": toy_mixing}
     return experiments[config.experiment](config, probe, graph, nodes, scored, token_ids, word_ids)
 
@@ -105,13 +144,41 @@ def _node_probability(logits: torch.Tensor, word_ids: np.ndarray) -> tuple[np.nd
     return probabilities.numpy(), (probabilities / probabilities.sum(-1, keepdim=True)).numpy()
 
 
+def turn_in_plane(step: torch.Tensor, basis: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """A step [C, d] of each case's plane (the span of the orthonormal rows of basis [C, 2, d]) turned
+    by angles [C] (radians) within that plane: the same norm, another direction in the same plane.
+
+    >>> basis = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    >>> turned = turn_in_plane(torch.tensor([[2.0, 0.0, 0.0]]), basis, torch.tensor([math.pi / 2]))
+    >>> (turned.round(decimals=6) + 0.0).tolist()   # + 0.0: no negative zeros
+    [[0.0, 2.0, 0.0]]
+    """
+    coordinates = torch.einsum("ckd,cd->ck", basis, step)
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    turned = torch.stack([cos * coordinates[:, 0] - sin * coordinates[:, 1],
+                          sin * coordinates[:, 0] + cos * coordinates[:, 1]], dim=1)
+    return torch.einsum("ck,ckd->cd", turned, basis)
+
+
 def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> dict[str, np.ndarray]:
     """Move the last token to a target node's place in the PC1-2 plane of each late block's class means.
 
     Arrays: targets [B, K], current [B]; mass on the target's neighbours [condition, B, K] (full
-    vocabulary and renormalised) for conditions clean, moved, random (a direction of the moved
-    displacement's norm) and self (moved to the current node's own place); top1 / top3 [condition,
-    B, K]: whether the highest (three highest) node words are neighbours of the target.
+    vocabulary and renormalised) for the conditions of INTERVENTION_CONDITIONS: clean, moved, random
+    (a random direction of the moved displacement's norm), self (moved to the current node's own
+    place) and in_plane (the moved displacement turned by a uniform random angle within the plane:
+    a move of the same norm, in the plane, to a random place); top1 / top3 [condition, B, K]: whether
+    the highest (three highest) node words are neighbours of the target. Targets are drawn among the
+    nodes that occur in the sequence's window (the others have no place to move to). The K targets of
+    a sequence share its context, so intervals are taken over sequences
+    (icgt.study.intervals.clustered_interval).
+
+    >>> words = [f"w{i}" for i in range(1, 17)]   # the toy bundle's words (w0 is its BOS)
+    >>> config = icgt.study.config.preset("grid-intervention", model=toy_bundle, words=words, num_sequences=4,
+    ...                                   sequence_length=40, pca_window=30, intervention_window=39)
+    >>> arrays = icgt.study.compute.compute_run(config, progress=False).arrays
+    >>> arrays["intervention_mass"].shape   # conditions x walks x targets
+    (5, 4, 3)
     """
     blocks = late_blocks(probe.num_layers)
     clean = clean_run(probe, token_ids, word_ids, config.max_batch)
@@ -121,16 +188,22 @@ def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> di
     window = min(config.intervention_window, length - 1)
     planes = {}
     for block in blocks:
-        means = stats.class_means_per_sequence(_residuals(clean, block), node_tensor, window, [length - 1]).means[:, 0]
+        result = stats.class_means_per_sequence(_residuals(clean, block), node_tensor, window, [length - 1])
+        means = result.means[:, 0]
         pcs = stats.principal_components(means, 2)  # per sequence: [B, 2, d], centre [B, d]
         planes[block] = (pcs.components.float(), pcs.mean.float(), means.float())
+    present = result.counts[:, 0].numpy() > 0  # [B, n]: the nodes with a place in each sequence's window
     generator = np.random.default_rng(config.seed)
     current = nodes[:, -1]
-    targets = np.stack([generator.choice([n for n in range(graph.num_nodes) if n != c], TARGETS_PER_SEQUENCE,
-                                         replace=False) for c in current])
+    candidates = [[n for n in range(graph.num_nodes) if n != c and present[b, n]] for b, c in enumerate(current)]
+    if min(len(nodes_of) for nodes_of in candidates) < TARGETS_PER_SEQUENCE:
+        raise ValueError(f"intervention: some walk's window of {window} tokens holds fewer than "
+                         f"{TARGETS_PER_SEQUENCE} nodes besides its last one to move to; widen intervention_window")
+    targets = np.stack([generator.choice(nodes_of, TARGETS_PER_SEQUENCE, replace=False) for nodes_of in candidates])
     cases = np.repeat(np.arange(batch), TARGETS_PER_SEQUENCE)  # case i: sequence cases[i], target targets.flat[i]
     directions = torch.from_numpy(generator.normal(size=(len(blocks), cases.size, probe.hidden_size))).float()
     directions /= directions.norm(dim=-1, keepdim=True)
+    angles = torch.from_numpy(generator.uniform(0, 2 * np.pi, size=(len(blocks), cases.size))).float()
 
     def displacement(block: int, last: torch.Tensor, rows: np.ndarray, to_nodes: np.ndarray) -> torch.Tensor:
         components, _, means = planes[block]
@@ -148,6 +221,9 @@ def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> di
                 change = displacement(block, last, rows, targets.reshape(-1)[part])
                 if kind == "random":
                     change = directions[blocks.index(block), part] * change.norm(dim=-1, keepdim=True)
+                elif kind == "in_plane":
+                    basis = planes[block][0][torch.from_numpy(rows)]
+                    change = turn_in_plane(change, basis, angles[blocks.index(block), part])
             residual[:, -1] += change.to(residual.dtype)
         return {} if kind == "clean" else {("resid_post", block): move for block in blocks}
 
@@ -160,20 +236,20 @@ def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> di
     results = {kind: torch.cat([probe.run(ids[part], start_residual=start[part], start_layer=blocks[0],
                                           hooks=hooks(kind, part), logits="last",
                                           max_batch=part.stop - part.start).logits for part in parts])
-               for kind in ("moved", "random", "self", "clean")}
+               for kind in INTERVENTION_CONDITIONS}
     neighbours = np.zeros((graph.num_nodes, graph.num_nodes), dtype=bool)
     for a, b in graph.edges:
         neighbours[a, b] = neighbours[b, a] = True
     target_neighbours = neighbours[targets.reshape(-1)]  # [C, n]
     arrays: dict[str, list] = {"mass": [], "mass_renormalized": [], "top1": [], "top3": []}
-    for kind in ("clean", "moved", "random", "self"):
+    for kind in INTERVENTION_CONDITIONS:
         full, renormalized = _node_probability(results[kind], word_ids)
         ranked = np.argsort(-full, axis=1)
         arrays["mass"].append((full * target_neighbours).sum(1))
         arrays["mass_renormalized"].append((renormalized * target_neighbours).sum(1))
         arrays["top1"].append(target_neighbours[np.arange(cases.size), ranked[:, 0]])
         arrays["top3"].append(target_neighbours[np.arange(cases.size)[:, None], ranked[:, :3]].any(1))
-    shape = (4, batch, TARGETS_PER_SEQUENCE)
+    shape = (len(INTERVENTION_CONDITIONS), batch, TARGETS_PER_SEQUENCE)
     return {"intervention_targets": targets, "intervention_current": current,
             "intervention_blocks": np.array(blocks),
             **{f"intervention_{name}": np.stack(values).reshape(shape) for name, values in arrays.items()}}
@@ -197,25 +273,106 @@ def head_scores(probe, config) -> tuple[np.ndarray, np.ndarray]:
 
 
 def head_counts(total: int, counts: list[int]) -> list[int]:
-    """The ks of the ablations: 1%, 2.5%, 5%, 10% and 20% of all heads and the config's counts (say the
-    follow-up's 2, 4 and 32 for comparison across models), distinct, each at least 1 and below the total.
+    """The ks of the ablations: 1 and 2 heads, 1%, 2.5%, 5%, 10% and 20% of all heads and the config's
+    counts (say the follow-up's 4 and 32 for comparison across models), distinct, each below the total.
 
     >>> head_counts(270, []), head_counts(72, [2, 4, 32])
-    ([3, 7, 14, 27, 54], [1, 2, 4, 7, 14, 32])
+    ([1, 2, 3, 7, 14, 27, 54], [1, 2, 4, 7, 14, 32])
     """
     fractions = [max(1, round(total * f)) for f in (0.01, 0.025, 0.05, 0.1, 0.2)]
-    return sorted({k for k in [*counts, *fractions] if 1 <= k < total})
+    return sorted({k for k in [1, 2, *counts, *fractions] if 1 <= k < total})
+
+
+def top_overlap(first: np.ndarray, second: np.ndarray, counts: list[int]) -> np.ndarray:
+    """For each k of counts: how many heads the top k of two scores [layers, heads] share (each ranked
+    as the heads experiment ranks them, np.argsort of the negated flat scores).
+
+    >>> top_overlap(np.array([[0.9, 0.1], [0.8, 0.2]]), np.array([[0.1, 0.9], [0.8, 0.2]]), [1, 2, 3])
+    array([0, 1, 2])
+    """
+    first_order, second_order = np.argsort(-first, axis=None), np.argsort(-second, axis=None)
+    return np.array([len(set(first_order[:k].tolist()) & set(second_order[:k].tolist())) for k in counts])
+
+
+def heads_by_block(flat_heads: np.ndarray, num_heads: int) -> dict[int, list[int]]:
+    """Flat head indices (block * num_heads + head) as {block: sorted heads}.
+
+    >>> heads_by_block(np.array([5, 0, 4]), 4)
+    {0: [0], 1: [0, 1]}
+    """
+    by_block: dict[int, list[int]] = {}
+    for flat in flat_heads:
+        by_block.setdefault(int(flat) // num_heads, []).append(int(flat) % num_heads)
+    return {block: sorted(heads_of) for block, heads_of in sorted(by_block.items())}
+
+
+def head_ablation_hooks(chosen: dict[int, list[int]], first_position: int = 1,
+                        means: dict[int, torch.Tensor] | None = None) -> dict:
+    """Hooks on z ([batch, length, heads, head_dim], after the probe's own gates and ablations) that
+    replace the chosen heads' outputs ({block: heads}) at positions first_position.. by zero (means
+    None) or by their means (means[block]: [heads, head_dim], every head of the block), before the
+    output projection. From position 0 they equal icgt.HeadAblation's zero and mean ablations; from
+    position 1 they spare the BOS, which HeadAblation cannot.
+
+    >>> probe = icgt.ActivationProbe(toy_bundle)
+    >>> hooked = probe.run(" w1 w2 w3", hooks=head_ablation_hooks({1: [0, 2]}, first_position=0), logits="last").logits
+    >>> ablated = probe.run(" w1 w2 w3", ablations=[icgt.HeadAblation(1, [0, 2])], logits="last").logits
+    >>> torch.allclose(hooked, ablated, atol=1e-6)
+    True
+    """
+    def hook(block: int, z: torch.Tensor) -> torch.Tensor:
+        z = z.clone()
+        heads_of = torch.tensor(chosen[block], dtype=torch.long, device=z.device)
+        if means is None:
+            z[:, first_position:, heads_of] = 0
+        else:
+            z[:, first_position:, heads_of] = means[block].to(z.device, z.dtype)[heads_of]
+        return z
+    return {("z", block): hook for block in chosen}
+
+
+def z_mean_hooks(num_layers: int, first_position: int = 1) -> tuple[dict, dict[int, torch.Tensor]]:
+    """Hooks that leave z unchanged and sum it, and the means they fill: after a run, means[block] is
+    each head's z [heads, head_dim] averaged over every sequence and the positions first_position..
+    (float64): the values of a mean ablation.
+
+    >>> probe = icgt.ActivationProbe(toy_bundle)
+    >>> hooks, means = z_mean_hooks(probe.num_layers)
+    >>> z = probe.run(" w1 w2 w3", hooks=hooks, capture=[("z", 2)]).activations["blocks.2.attn.hook_z"]
+    >>> torch.allclose(means[2], z[:, 1:].double().mean((0, 1)))
+    True
+    """
+    sums: dict[int, tuple] = {}
+    means: dict[int, torch.Tensor] = {}
+
+    def hook(block: int, z: torch.Tensor) -> None:
+        part = z[:, first_position:].double()
+        total, count = sums.get(block, (0.0, 0))
+        sums[block] = (part.sum((0, 1)) + total, count + part.shape[0] * part.shape[1])
+        means[block] = sums[block][0] / sums[block][1]
+    return {("z", block): hook for block in range(num_layers)}, means
 
 
 def heads(config, probe, graph, nodes, scored, token_ids, word_ids) -> dict[str, np.ndarray]:
     """Scores of every head; accuracy and geometry with the top-k previous-token, top-k induction and k
-    random heads zero-ablated, for the ks of head_counts.
+    random heads ablated, for the ks of head_counts, each ablation kind of config.head_ablation_kinds
+    ("mean": each head's mean z over the plain run's walks, BOS left out; "zero") and each of
+    config.bos_variants (head_ablation_hooks).
 
-    Arrays: head_previous_token, head_induction [layers, heads]; head_counts [K]; for condition
-    (previous_token, induction, random: draw-major, config.random_draws rows each) x k:
-    head_accuracy, head_accuracy_renormalized [conditions, K, T] (mean over sequences),
-    head_alignment, head_energy_z [conditions, K] at the analysis block, late in the context; and the
-    same for the plain run (head_clean_*).
+    Arrays: head_previous_token, head_induction [layers, heads]; head_counts [K]; head_top_overlap [K]
+    (heads the top-k previous-token and induction sets share); head_ablation_kinds [A];
+    head_bos_included [VB]; for kind x BOS variant x condition (previous_token, induction, random:
+    draw-major, config.random_draws rows) x k: head_accuracy, head_accuracy_renormalized [A, VB, C, K, T]
+    (mean over sequences), head_alignment, head_energy_z [A, VB, C, K] at the analysis block, late in
+    the context; and the same for the plain run (head_clean_*).
+
+    >>> words = [f"w{i}" for i in range(1, 17)]   # the toy bundle's words (w0 is its BOS)
+    >>> config = icgt.study.config.preset("grid-heads", model=toy_bundle, words=words, num_sequences=4,
+    ...                                   sequence_length=40, pca_window=30, score_length=16, random_draws=2,
+    ...                                   bos_variants=["excluded", "included"])
+    >>> arrays = icgt.study.compute.compute_run(config, progress=False).arrays
+    >>> arrays["head_accuracy"].shape   # mean, zero x BOS spared, included x 2 + 2 draws x k = 1, 2 x positions
+    (2, 2, 4, 2, 41)
     """
     previous, induction = head_scores(probe, config)
     total = previous.size
@@ -225,29 +382,32 @@ def heads(config, probe, graph, nodes, scored, token_ids, word_ids) -> dict[str,
     orders = [rankings["previous_token"], rankings["induction"]] + [generator.permutation(total)
                                                                     for _ in range(config.random_draws)]
     layer = int(np.argmin(np.abs(np.arange(probe.num_layers) - configs.LAG_LAYER_DEPTH * probe.num_layers)))
-    measured = [_ablated_measures(config, probe, graph, nodes, scored, token_ids, word_ids, layer, [])]
-    for order in orders:
-        for k in counts:
-            chosen = order[:k]
-            by_layer: dict[int, list[int]] = {}
-            for flat in chosen:
-                by_layer.setdefault(int(flat) // probe.num_heads, []).append(int(flat) % probe.num_heads)
-            ablations = [HeadAblation(block, sorted(heads_of)) for block, heads_of in sorted(by_layer.items())]
-            measured.append(_ablated_measures(config, probe, graph, nodes, scored, token_ids, word_ids, layer,
-                                              ablations))
-    clean, rest = measured[0], measured[1:]
-    shape = (len(orders), len(counts))
+    collect, means = z_mean_hooks(probe.num_layers)
+    clean = _ablated_measures(config, probe, graph, nodes, scored, token_ids, word_ids, layer, collect)
+    measured = []
+    for kind in config.head_ablation_kinds:
+        for variant in config.bos_variants:
+            for order in orders:
+                for k in counts:
+                    hooks = head_ablation_hooks(heads_by_block(order[:k], probe.num_heads),
+                                                first_ablated_position(variant), means if kind == "mean" else None)
+                    measured.append(_ablated_measures(config, probe, graph, nodes, scored, token_ids, word_ids, layer,
+                                                      hooks))
+    shape = (len(config.head_ablation_kinds), len(config.bos_variants), len(orders), len(counts))
     arrays = {"head_previous_token": previous, "head_induction": induction, "head_counts": np.array(counts),
+              "head_top_overlap": top_overlap(previous, induction, counts),
+              "head_ablation_kinds": np.array(config.head_ablation_kinds),
+              "head_bos_included": np.array([variant == "included" for variant in config.bos_variants]),
               "head_analysis_block": np.array(layer)}
     for name in clean:
         arrays[f"head_clean_{name}"] = np.asarray(clean[name])
-        arrays[f"head_{name}"] = np.stack([m[name] for m in rest]).reshape(*shape, *np.shape(clean[name]))
+        arrays[f"head_{name}"] = np.stack([m[name] for m in measured]).reshape(*shape, *np.shape(clean[name]))
     return arrays
 
 
-def _ablated_measures(config, probe, graph, nodes, scored, token_ids, word_ids, layer, ablations) -> dict:
+def _ablated_measures(config, probe, graph, nodes, scored, token_ids, word_ids, layer, hooks) -> dict:
     result = probe.run(torch.from_numpy(token_ids), layers=[layer], target_ids=torch.from_numpy(word_ids),
-                       ablations=ablations, max_batch=config.max_batch)
+                       hooks=hooks, max_batch=config.max_batch)
     metrics = EnergyMetrics(graph)
     node_tensor = torch.from_numpy(nodes)
     accuracy = metrics.rule_following_accuracy(result.target_probs, node_tensor, torch.from_numpy(scored))
@@ -262,12 +422,37 @@ def _ablated_measures(config, probe, graph, nodes, scored, token_ids, word_ids, 
             "energy_z": float(null.z_score[0])}
 
 
+def first_ablated_position(variant: str) -> int:
+    """The first position an ablation acts on: 1 when the BOS is "excluded" (spared), else 0.
+
+    >>> first_ablated_position("excluded"), first_ablated_position("included")
+    (1, 0)
+    """
+    return {"excluded": 1, "included": 0}[variant]
+
+
 def subspace(config, probe, graph, nodes, scored, token_ids, word_ids) -> dict[str, np.ndarray]:
     """Project the late blocks' residuals off the class means' PC1-2 plane, fitted on the first half of
-    the sequences, and measure accuracy on the second half; against a random plane of the same size.
+    the sequences, and measure accuracy on the second half; against config.random_draws random planes
+    (uniform on the Grassmannian, through the same centre), for each of config.bos_variants.
 
-    Arrays: subspace_blocks; subspace_accuracy, subspace_accuracy_renormalized [3, T] for plain,
-    PC plane removed, random plane removed (mean over the measured sequences).
+    The random planes are not matched to the variance the PC plane holds: a projection removes all
+    that lies in its plane (scaling it changes nothing), and random planes in d dimensions all hold
+    about 2/d of the variance, so none can be chosen to match a plane fitted to the data. Instead the
+    share each plane holds is measured (removed_share, on the plain run's residuals of the measured
+    sequences at the positions the projection acts on) and reported beside its accuracy.
+
+    Arrays: subspace_blocks [Bl]; subspace_measured_sequences [M]; subspace_bos_included [VB];
+    subspace_plain_accuracy, subspace_plain_accuracy_renormalized [T] (mean over the measured
+    sequences); subspace_accuracy, subspace_accuracy_renormalized [VB, PL, T] with plane 0 the PC plane
+    and planes 1.. the random draws; subspace_removed_variance [VB, PL, Bl].
+
+    >>> words = [f"w{i}" for i in range(1, 17)]   # the toy bundle's words (w0 is its BOS)
+    >>> config = icgt.study.config.preset("grid-subspace", model=toy_bundle, words=words, num_sequences=4,
+    ...                                   sequence_length=40, pca_window=30, random_draws=3)
+    >>> arrays = icgt.study.compute.compute_run(config, progress=False).arrays
+    >>> arrays["subspace_accuracy"].shape, arrays["subspace_removed_variance"].shape   # the PC plane, 3 random
+    ((1, 4, 41), (1, 4, 1))
     """
     blocks = late_blocks(probe.num_layers)
     clean = clean_run(probe, token_ids, word_ids, config.max_batch)
@@ -275,34 +460,47 @@ def subspace(config, probe, graph, nodes, scored, token_ids, word_ids) -> dict[s
     fit, measure = np.arange(batch // 2), np.arange(batch // 2, batch)
     stats = RepresentationStats(graph.num_nodes)
     generator = torch.Generator().manual_seed(config.seed)
-    planes, random_planes = {}, {}
+    pc_plane = {}
     for block in blocks:
         window = min(config.pca_window, length - 1)
         means = stats.class_means(_residuals(clean, block)[torch.from_numpy(fit)], torch.from_numpy(nodes[fit]),
                                   window, [length - 1]).means[0]
         pcs = stats.principal_components(means, 2)
-        planes[block] = (pcs.components.float(), pcs.mean.float())
-        random_basis = torch.linalg.qr(torch.randn(probe.hidden_size, 2, generator=generator)).Q.T
-        random_planes[block] = (random_basis, pcs.mean.float())
+        pc_plane[block] = (pcs.components.float(), pcs.mean.float())
+    planes = [pc_plane] + [{block: (torch.linalg.qr(torch.randn(probe.hidden_size, 2, generator=generator)).Q.T,
+                                    pc_plane[block][1]) for block in blocks}
+                           for _ in range(config.random_draws)]
 
-    def project_off(chosen: dict) -> dict:
+    def project_off(chosen: dict, first_position: int) -> dict:
         def hook(block: int, residual: torch.Tensor) -> torch.Tensor:
             basis, centre = chosen[block]
-            return remove_plane(residual, basis, centre)
+            return remove_plane(residual, basis, centre, first_position)
         return {("resid_post", block): hook for block in blocks}
 
     metrics = EnergyMetrics(graph)
-    curves = {"accuracy": [], "accuracy_renormalized": []}
     ids = torch.from_numpy(token_ids[measure])
     start = _residuals(clean, blocks[0] - 1)[torch.from_numpy(measure)]
-    for hooks in ({}, project_off(planes), project_off(random_planes)):
+
+    def accuracy(hooks: dict) -> tuple[np.ndarray, np.ndarray]:
         probabilities = probe.run(ids, start_residual=start, start_layer=blocks[0], hooks=hooks,
                                   target_ids=torch.from_numpy(word_ids), max_batch=config.max_batch).target_probs
-        accuracy = metrics.rule_following_accuracy(probabilities, torch.from_numpy(nodes[measure]),
-                                                   torch.from_numpy(scored[measure]))
-        curves["accuracy"].append(accuracy.mean_full_vocabulary.numpy())
-        curves["accuracy_renormalized"].append(accuracy.mean_renormalized.numpy())
+        result = metrics.rule_following_accuracy(probabilities, torch.from_numpy(nodes[measure]),
+                                                 torch.from_numpy(scored[measure]))
+        return result.mean_full_vocabulary.numpy(), result.mean_renormalized.numpy()
+
+    plain = accuracy({})
+    curves: dict[str, list] = {"accuracy": [], "accuracy_renormalized": [], "removed_variance": []}
+    for variant in config.bos_variants:
+        first = first_ablated_position(variant)
+        measured = [accuracy(project_off(plane, first)) for plane in planes]
+        curves["accuracy"].append(np.stack([full for full, _ in measured]))
+        curves["accuracy_renormalized"].append(np.stack([renormalized for _, renormalized in measured]))
+        curves["removed_variance"].append(np.array([[removed_share(_residuals(clean, block)[torch.from_numpy(measure)],
+                                                                   *plane[block], first) for block in blocks]
+                                                    for plane in planes]))
     return {"subspace_blocks": np.array(blocks), "subspace_measured_sequences": measure,
+            "subspace_bos_included": np.array([variant == "included" for variant in config.bos_variants]),
+            "subspace_plain_accuracy": plain[0], "subspace_plain_accuracy_renormalized": plain[1],
             **{f"subspace_{name}": np.stack(values) for name, values in curves.items()}}
 
 

@@ -52,22 +52,26 @@ RESULT_ARRAYS = {
     "spectral_embedding": ("n", "k"),
 }
 #: The arrays of the mechanism experiments (icgt.study.mechanism), by experiment; every run also has
-#: nodes, scored and token_ids. C conditions, K counts, Bl blocks, NL blocks of the model, H heads.
+#: nodes, scored and token_ids. C conditions, K counts, Bl blocks, NL blocks of the model, H heads, A head
+#: ablation kinds, VB BOS variants, PL planes (the PC plane, then the random ones).
 TOY_ARRAYS = {f"toy_{name}": dims for name, dims in RESULT_ARRAYS.items()
               if name not in ("layers", "nodes", "scored", "accuracy", "accuracy_renormalized", "timing_accuracy",
                               "energy_change_points", "accuracy_change_points", "energy_minimum_points",
                               "accuracy_rise_points", "lag_layer")}
 MECHANISM_ARRAYS = {
     "intervention": {"intervention_targets": ("B", "K3"), "intervention_current": ("B",), "intervention_blocks": ("Bl",),
-                     **{f"intervention_{name}": ("C4", "B", "K3") for name in ("mass", "mass_renormalized", "top1",
+                     **{f"intervention_{name}": ("C5", "B", "K3") for name in ("mass", "mass_renormalized", "top1",
                                                                                "top3")}},
     "heads": {"head_previous_token": ("NL", "H"), "head_induction": ("NL", "H"), "head_counts": ("K",),
+              "head_top_overlap": ("K",), "head_ablation_kinds": ("A",), "head_bos_included": ("VB",),
               "head_analysis_block": (), "head_clean_accuracy": ("T",), "head_clean_accuracy_renormalized": ("T",),
-              "head_clean_alignment": (), "head_clean_energy_z": (), "head_accuracy": ("C", "K", "T"),
-              "head_accuracy_renormalized": ("C", "K", "T"), "head_alignment": ("C", "K"),
-              "head_energy_z": ("C", "K")},
-    "subspace": {"subspace_blocks": ("Bl",), "subspace_measured_sequences": ("M",),
-                 "subspace_accuracy": ("C3", "T"), "subspace_accuracy_renormalized": ("C3", "T")},
+              "head_clean_alignment": (), "head_clean_energy_z": (), "head_accuracy": ("A", "VB", "C", "K", "T"),
+              "head_accuracy_renormalized": ("A", "VB", "C", "K", "T"), "head_alignment": ("A", "VB", "C", "K"),
+              "head_energy_z": ("A", "VB", "C", "K")},
+    "subspace": {"subspace_blocks": ("Bl",), "subspace_measured_sequences": ("M",), "subspace_bos_included": ("VB",),
+                 "subspace_plain_accuracy": ("T",), "subspace_plain_accuracy_renormalized": ("T",),
+                 "subspace_accuracy": ("VB", "PL", "T"), "subspace_accuracy_renormalized": ("VB", "PL", "T"),
+                 "subspace_removed_variance": ("VB", "PL", "Bl")},
     "toy_mixing": TOY_ARRAYS,
 }
 #: Arrays used as indices or masks: a float or 0/1 array there would index silently wrong.
