@@ -96,6 +96,7 @@ def remove_plane(residual: torch.Tensor, basis: torch.Tensor, centre: torch.Tens
     >>> remove_plane(torch.tensor([[2.0, 3.0], [4.0, 1.0]]), torch.tensor([[1.0, 0.0]]), torch.zeros(2), 1).tolist()
     [[2.0, 3.0], [0.0, 1.0]]
     """
+    basis, centre = basis.to(residual.device), centre.to(residual.device)
     offset = residual.float() - centre
     projected = residual.float() - (offset @ basis.T) @ basis
     if first_position:
@@ -114,8 +115,8 @@ def removed_share(residual: torch.Tensor, basis: torch.Tensor, centre: torch.Ten
     >>> removed_share(residual, torch.tensor([[1.0, 0.0]]), torch.zeros(2), first_position=1)
     0.0
     """
-    offset = residual[..., first_position:, :].double() - centre.double()
-    return float(((offset @ basis.double().T) ** 2).sum() / (offset ** 2).sum())
+    offset = residual[..., first_position:, :].double() - centre.to(residual.device, torch.float64)
+    return float(((offset @ basis.to(residual.device, torch.float64).T) ** 2).sum() / (offset ** 2).sum())
 
 
 def run_mechanism(config: configs.ExperimentConfig, probe, graph: Graph, nodes: np.ndarray, scored: np.ndarray,
@@ -140,7 +141,7 @@ def _residuals(clean, layer: int) -> torch.Tensor:
 def _node_probability(logits: torch.Tensor, word_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """From full next-token logits [B, 1, vocab]: the probabilities of the node tokens [B, n], under the
     full-vocabulary softmax and renormalised over the node tokens."""
-    probabilities = logits[:, 0].float().softmax(-1)[:, torch.from_numpy(word_ids)]
+    probabilities = logits[:, 0].float().cpu().softmax(-1)[:, torch.from_numpy(word_ids)]
     return probabilities.numpy(), (probabilities / probabilities.sum(-1, keepdim=True)).numpy()
 
 
@@ -191,8 +192,8 @@ def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> di
         result = stats.class_means_per_sequence(_residuals(clean, block), node_tensor, window, [length - 1])
         means = result.means[:, 0]
         pcs = stats.principal_components(means, 2)  # per sequence: [B, 2, d], centre [B, d]
-        planes[block] = (pcs.components.float(), pcs.mean.float(), means.float())
-    present = result.counts[:, 0].numpy() > 0  # [B, n]: the nodes with a place in each sequence's window
+        planes[block] = (pcs.components.float().cpu(), pcs.mean.float().cpu(), means.float().cpu())
+    present = result.counts[:, 0].cpu().numpy() > 0  # [B, n]: the nodes with a place in each sequence's window
     generator = np.random.default_rng(config.seed)
     current = nodes[:, -1]
     candidates = [[n for n in range(graph.num_nodes) if n != c and present[b, n]] for b, c in enumerate(current)]
@@ -214,7 +215,7 @@ def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> di
         rows = cases[part]
 
         def move(block: int, residual: torch.Tensor) -> None:
-            last = residual[:, -1].float()
+            last = residual[:, -1].float().cpu()  # the planes and draws live on the CPU
             if kind == "self":
                 change = displacement(block, last, rows, current[rows])
             else:
@@ -224,7 +225,7 @@ def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> di
                 elif kind == "in_plane":
                     basis = planes[block][0][torch.from_numpy(rows)]
                     change = turn_in_plane(change, basis, angles[blocks.index(block), part])
-            residual[:, -1] += change.to(residual.dtype)
+            residual[:, -1] += change.to(residual.device, residual.dtype)
         return {} if kind == "clean" else {("resid_post", block): move for block in blocks}
 
     start = _residuals(clean, blocks[0] - 1)[torch.from_numpy(cases)]
@@ -268,7 +269,7 @@ def head_scores(probe, config) -> tuple[np.ndarray, np.ndarray]:
     scores = probe.run(torch.from_numpy(ids), attention_scores=[
         AttentionScore(offset=1, first_query=1),
         AttentionScore(offset=length - 1, first_query=length + 1)]).attention_scores
-    previous, induction = (score.mean(1).numpy() for score in scores)  # over sequences: [layers, heads]
+    previous, induction = (score.mean(1).cpu().numpy() for score in scores)  # over sequences: [layers, heads]
     return previous, induction
 
 
@@ -417,7 +418,8 @@ def _ablated_measures(config, probe, graph, nodes, scored, token_ids, word_ids, 
     means = RepresentationStats(graph.num_nodes).class_means(result.residuals[0], node_tensor, window, late).means
     null = metrics.energy_null_baseline(means, "normalized", config.null_permutations, config.seed)
     alignment = metrics.spectral_alignment(means, 2, first_component=config.pca_components[0])
-    return {"accuracy": accuracy.mean_full_vocabulary.numpy(), "accuracy_renormalized": accuracy.mean_renormalized.numpy(),
+    return {"accuracy": accuracy.mean_full_vocabulary.cpu().numpy(),
+            "accuracy_renormalized": accuracy.mean_renormalized.cpu().numpy(),
             "alignment": float((alignment.principal_angle_cosines[0] ** 2).mean()),
             "energy_z": float(null.z_score[0])}
 
@@ -486,7 +488,7 @@ def subspace(config, probe, graph, nodes, scored, token_ids, word_ids) -> dict[s
                                   target_ids=torch.from_numpy(word_ids), max_batch=config.max_batch).target_probs
         result = metrics.rule_following_accuracy(probabilities, torch.from_numpy(nodes[measure]),
                                                  torch.from_numpy(scored[measure]))
-        return result.mean_full_vocabulary.numpy(), result.mean_renormalized.numpy()
+        return result.mean_full_vocabulary.cpu().numpy(), result.mean_renormalized.cpu().numpy()
 
     plain = accuracy({})
     curves: dict[str, list] = {"accuracy": [], "accuracy_renormalized": [], "removed_variance": []}
