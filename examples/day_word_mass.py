@@ -79,7 +79,7 @@ def main() -> None:
           f"{args.length} words per sequence, days preset seed {args.seed}", flush=True)
     for name, (graph, nodes) in sequences(args.model, args.length, args.seed).items():
         found = word_mass(probe, graph, nodes, positions, top_k=args.top)
-        print(f"\n{name}: {' '.join(graph.labels)}")
+        print(f"\n{name}: {' '.join(graph.labels)}\n")
         print("| words seen | mass on the 7 words | accuracy | renormalised | entropy (nats) | likeliest next tokens |")
         print("|---|---|---|---|---|---|")
         for column, position in enumerate(found.positions):
