@@ -6,6 +6,8 @@ writes a bundle (docs/bundle-format.md) that icgt runs like any model, on the 4x
 the word "w{i+1}" (token i + 1; token 0 is BOS). Its representations turn graph-shaped at context
 length REPRESENTATION_AT and its predictions start following the graph at PREDICTION_AT; the planted
 lag is log2(PREDICTION_AT / REPRESENTATION_AT) doublings (positive: the representations change first).
+Optionally the representations loosen again from a third context length (LOOSENING of the graph's
+share lost), as Gemma 3's class means do on the grid.
 
 What it computes, at position t of a sequence, for node word v (g(t; T) = sigmoid(ln(t / T) / WIDTH)):
 
@@ -46,6 +48,8 @@ TOKEN_DIMS = slice(RANDOM_DIMS + 2, RANDOM_DIMS + 2 + VOCAB)
 HIDDEN = TOKEN_DIMS.stop + 1
 #: Width of the planted sigmoids, in natural-log units of context: 10% to 90% over 0.63 doublings each way.
 WIDTH = 0.5
+#: The share of the graph's part that representations which loosen lose.
+LOOSENING = 0.6
 #: The per-position noise's standard deviation, against unit-variance codes.
 NOISE = 0.4
 TRACER = 1e-4
@@ -85,13 +89,15 @@ def _schedule(positions: Tensor, log_midpoint: float, width: float) -> Tensor:
 class ScheduleBlock(DecoderBlock):
     """Block 0: the planted representations (see the module's docstring)."""
 
-    def __init__(self, config: ModelConfig, representation_at: float, seed: int) -> None:
+    def __init__(self, config: ModelConfig, representation_at: float, loosens_at: float, seed: int) -> None:
         super().__init__(config, find_architecture("llama"), 0, torch.float32)
         random_codes, graph_codes, _, noise = _codes(seed)
         self.register_buffer("random_codes", random_codes)
         self.register_buffer("graph_codes", graph_codes)
         self.register_buffer("noise", noise)
         self.log_midpoint = math.log(representation_at)
+        self.log_loosening = math.log(loosens_at)
+        self.loosening = LOOSENING
         self.token_dims = (TOKEN_DIMS.start, TOKEN_DIMS.stop)
         self.tracer = TRACER
         self.width = WIDTH
@@ -100,7 +106,8 @@ class ScheduleBlock(DecoderBlock):
         token = hidden[..., self.token_dims[0]:self.token_dims[1]].argmax(-1)
         length = hidden.shape[1]
         positions = torch.arange(length, dtype=torch.float32, device=hidden.device)
-        shaped = _schedule(positions, self.log_midpoint, self.width)[None, :, None]
+        shaped = (_schedule(positions, self.log_midpoint, self.width)
+                  * (1 - self.loosening * _schedule(positions, self.log_loosening, self.width)))[None, :, None]
         random_part = torch.sqrt(1 - shaped) * self.random_codes[token] + self.noise[:length][None]
         graph_part = torch.sqrt(shaped) * self.graph_codes[token]
         tracer = self.tracer * torch.cat([torch.nn.functional.one_hot(token, self.random_codes.shape[0]).float(),
@@ -142,8 +149,8 @@ class ScheduleHead(nn.Module):
         return torch.log(probabilities + 1e-12)
 
 
-def lag_model(representation_at: float, prediction_at: float, seed: int = 0) -> CausalLM:
-    """The toy model with its changes planted at the given context lengths."""
+def lag_model(representation_at: float, prediction_at: float, loosens_at: float = math.inf, seed: int = 0) -> CausalLM:
+    """The toy model with its changes planted at the given context lengths (never loosening by default)."""
     config = ModelConfig.tiny("llama", vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=8, num_layers=3,
                               num_heads=2, num_kv_heads=2, head_dim=HIDDEN // 2, bos_token_id=0,
                               max_position_embeddings=MAX_POSITIONS)
@@ -152,16 +159,17 @@ def lag_model(representation_at: float, prediction_at: float, seed: int = 0) -> 
         for parameter in model.parameters():
             parameter.zero_()
         model.embed.weight[:, TOKEN_DIMS] = torch.eye(VOCAB)
-    model.blocks = nn.ModuleList([ScheduleBlock(config, representation_at, seed)]
+    model.blocks = nn.ModuleList([ScheduleBlock(config, representation_at, loosens_at, seed)]
                                  + [PassBlock(config, layer) for layer in (1, 2)])
     model.final_norm = nn.Identity()
     model.head = ScheduleHead(prediction_at, seed)
     return model.eval()
 
 
-def write_lag_bundle(path: Path, representation_at: float, prediction_at: float, seed: int = 0) -> Path:
+def write_lag_bundle(path: Path, representation_at: float, prediction_at: float, loosens_at: float = math.inf,
+                     seed: int = 0) -> Path:
     """Save the toy lag model as a bundle at path; returns path."""
-    return save_bundle(lag_model(representation_at, prediction_at, seed), Path(path))
+    return save_bundle(lag_model(representation_at, prediction_at, loosens_at, seed), Path(path))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from . import config as configs
 from .._icgt import EnergyMetrics, Graph, RepresentationStats
-from .curves import MIN_AMPLITUDE_SPREADS, change_point, energy_minimum, nanstd, steepest_rise
+from .curves import MIN_AMPLITUDE_SPREADS, energy_minimum, first_change_point, nanstd, steepest_rise
 
 #: Timing positions: this many, geometrically from 1.
 TIMING_SNAPSHOTS = 80
@@ -78,11 +78,10 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
         keep("energy_p_value", null.p_value)
         sequence_means = stats.class_means_per_sequence(layer, node_tensor, config.energy_window, energy_positions)
         keep("energy_per_sequence", metrics.dirichlet_energy(sequence_means.means, "normalized"))
-        sums, counts = trailing_class_sums(stats, layer, node_tensor, timing_positions)
-        keep("timing_energy", metrics.dirichlet_energy(_pooled(sums, counts, torch.ones(1, nodes.shape[0]))[0],
-                                                       "scale_invariant"))
+        trailing = trailing_class_sums(stats, layer, node_tensor, timing_positions)
+        keep("timing_energy", torch.from_numpy(debiased_energy(graph, *trailing, torch.ones(1, nodes.shape[0]))[0]))
         if index == lag_index:
-            lag_sums = (sums, counts)
+            lag_sums = trailing
 
         components = RepresentationStats.align_snapshots(stats.principal_components(pca_means, num_pcs), "sign_flip")
         keep("pca_projections", components.projections)
@@ -131,23 +130,50 @@ def timing_window(position: int) -> int:
 
 
 def trailing_class_sums(stats: RepresentationStats, layer: torch.Tensor, nodes: torch.Tensor,
-                        positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per sequence, the sums [B, S, n, d] (float64) and counts [B, S, n] of each node's activations over
-    the timing window of each position (t - timing_window(t) to t): pooled over any weighting of the
-    sequences, sums / counts are the class means of that weighting."""
-    sums, counts = [], []
+                        positions: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sequence, the sums [B, S, n, d], counts [B, S, n] and sums of squared norms [B, S, n] (float64)
+    of each node's activations over the timing window of each position (t - timing_window(t) to t):
+    pooled over any weighting of the sequences they give the class means of that weighting and the
+    spread of the activations around them (debiased_energy)."""
+    squared_norms = layer.float().square().sum(-1, keepdim=True)
+    sums, counts, squares = [], [], []
     for position in positions:
-        means = stats.class_means_per_sequence(layer, nodes, timing_window(position), [position])
+        window = timing_window(position)
+        means = stats.class_means_per_sequence(layer, nodes, window, [position])
         count = means.counts.to(torch.float64)
         sums.append(torch.nan_to_num(means.means.to(torch.float64)) * count.unsqueeze(-1))
         counts.append(count)
-    return torch.cat(sums, dim=1), torch.cat(counts, dim=1)
+        square = stats.class_means_per_sequence(squared_norms, nodes, window, [position]).means[..., 0]
+        squares.append(torch.nan_to_num(square.to(torch.float64)) * count)
+    return torch.cat(sums, dim=1), torch.cat(counts, dim=1), torch.cat(squares, dim=1)
 
 
-def _pooled(sums: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Class means [R, S, n, d] of sequences weighted by each row of weights [R, B] (NaN where a node is absent)."""
+def debiased_energy(graph: Graph, sums: torch.Tensor, counts: torch.Tensor, squares: torch.Tensor,
+                    weights: torch.Tensor) -> np.ndarray:
+    """The scale-invariant energy [R, S] of the class means of the sequences weighted by each row of
+    weights [R, B] (sums, counts and squares from trailing_class_sums), with the sampling noise of the
+    means taken out.
+
+    A class mean of c activations with spread v (their mean squared distance from it) is off its
+    expectation by about v / c in squared norm, and that noise, alike for every pair of nodes, pulls the
+    energy toward 1, its value under relabelling: a curve of class means over more and more tokens then
+    falls with no change in the representations (by a tenth, for a toy model graph-shaped from the first
+    token: tests/python/test_lag_validation.py). So each squared distance ||m_i - m_j||^2 is replaced by
+    its unbiased estimate ||m_i - m_j||^2 - v_i / c_i - v_j / c_j before the mean over edges is divided by
+    the mean over all pairs (EnergyMetrics' "scale_invariant" when the spreads are 0). NaN where a node is
+    absent.
+    """
     weights = weights.to(sums)
-    return torch.einsum("rb,bsnd->rsnd", weights, sums) / torch.einsum("rb,bsn->rsn", weights, counts).unsqueeze(-1)
+    count = torch.einsum("rb,bsn->rsn", weights, counts)
+    means = torch.einsum("rb,bsnd->rsnd", weights, sums) / count.unsqueeze(-1)
+    squared = (means * means).sum(-1)
+    noise = (torch.einsum("rb,bsn->rsn", weights, squares) / count - squared).clamp(min=0) / count
+    distances = (squared.unsqueeze(-1) + squared.unsqueeze(-2) - 2 * means @ means.transpose(-1, -2)
+                 - noise.unsqueeze(-1) - noise.unsqueeze(-2))
+    first, second = torch.tensor(graph.edges).T
+    upper = torch.triu_indices(graph.num_nodes, graph.num_nodes, offset=1)
+    energy = distances[..., first, second].mean(-1) / distances[..., upper[0], upper[1]].mean(-1)
+    return energy.cpu().numpy()
 
 
 def trailing_accuracy_sums(accuracy: np.ndarray, positions: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -162,8 +188,10 @@ def trailing_accuracy_sums(accuracy: np.ndarray, positions: list[int]) -> tuple[
 
 
 def timing_bootstrap(config: configs.ExperimentConfig, graph: Graph, sums: torch.Tensor, counts: torch.Tensor,
-                     arrays: dict[str, np.ndarray], positions: list[int]) -> dict[str, np.ndarray]:
-    """The order of the changes in one layer, from its trailing class sums (trailing_class_sums): the run
+                     squares: torch.Tensor, arrays: dict[str, np.ndarray], positions: list[int]
+                     ) -> dict[str, np.ndarray]:
+    """The order of the changes in one layer, from its trailing class sums (trailing_class_sums) and the
+    energy they give (debiased_energy): the run
     itself (replicate 0) and ``config.bootstrap`` resamples of its sequences (with replacement, the same
     resample for energy and accuracy).
 
@@ -173,17 +201,13 @@ def timing_bootstrap(config: configs.ExperimentConfig, graph: Graph, sums: torch
     the paper's statistic, energy_minimum_points [1 + R] and accuracy_rise_points [1 + R, 2] (where
     accuracy rises fastest); and the run's own curves, timing_accuracy [2, S].
     """
-    metrics = EnergyMetrics(graph)
     batch = counts.shape[0]
     generator = np.random.default_rng(config.seed)
     draws = generator.integers(0, batch, size=(config.bootstrap, batch))
     weights = np.concatenate([np.ones((1, batch)), np.stack([np.bincount(d, minlength=batch) for d in draws])
                               if config.bootstrap else np.zeros((0, batch))])
-    energies = []
-    for start in range(0, weights.shape[0], 25):  # bounds the pooled means held at once
-        pooled = _pooled(sums, counts, torch.from_numpy(weights[start:start + 25]))
-        energies.append(metrics.dirichlet_energy(pooled, "scale_invariant").cpu().numpy())
-    energy = np.concatenate(energies)  # [1 + R, S]
+    energy = np.concatenate([debiased_energy(graph, sums, counts, squares, torch.from_numpy(weights[start:start + 25]))
+                             for start in range(0, weights.shape[0], 25)])  # [1 + R, S]; 25 bounds the means held
     accuracy = []
     for variant in ("accuracy", "accuracy_renormalized"):
         totals, seen = trailing_accuracy_sums(arrays[variant], positions)
@@ -200,9 +224,9 @@ def timing_bootstrap(config: configs.ExperimentConfig, graph: Graph, sums: torch
 
     energy_amplitude = threshold(energy)
     accuracy_amplitude = [threshold(accuracy[:, variant]) for variant in range(2)]
-    energy_points = [change_point(at, curve, -1, energy_amplitude) for curve in energy]
-    accuracy_points = [[change_point(at, curves[variant], +1, accuracy_amplitude[variant]) for variant in range(2)]
-                       for curves in accuracy]
+    energy_points = [first_change_point(at, curve, -1, energy_amplitude) for curve in energy]
+    accuracy_points = [[first_change_point(at, curves[variant], +1, accuracy_amplitude[variant])
+                        for variant in range(2)] for curves in accuracy]
     minima = [energy_minimum(at, curve) for curve in energy]
     rises = [[steepest_rise(at, curves[variant]) for variant in range(2)] for curves in accuracy]
     return {"energy_change_points": np.array(energy_points), "accuracy_change_points": np.array(accuracy_points),

@@ -111,6 +111,24 @@ def change_point(positions: np.ndarray, values: np.ndarray, direction: int = 0, 
     return float(np.exp(centre))
 
 
+def first_change_point(positions: np.ndarray, values: np.ndarray, direction: int, min_amplitude: float = 0.0) -> float:
+    """change_point of the curve up to its extreme in ``direction`` (its highest value for a rise, lowest
+    for a fall): a curve that changes and turns back, as Gemma 3's energy falls and rises again, is
+    timed by its first change, which one sigmoid over the whole curve cannot follow.
+
+    >>> t = np.geomspace(1, 1400, 80)
+    >>> fall_and_rise = 1.0 - 0.5 / (1 + (10 / t) ** 3) + 0.4 / (1 + (300 / t) ** 3)
+    >>> round(change_point(t, fall_and_rise, -1)), round(first_change_point(t, fall_and_rise, -1))   # planted: 10
+    (8, 10)
+    """
+    values = np.asarray(values, dtype=float)
+    finite = np.flatnonzero(np.isfinite(values))
+    if finite.size == 0:
+        return float("nan")
+    extreme = finite[np.argmax(values[finite] * direction)]
+    return change_point(np.asarray(positions)[:extreme + 1], values[:extreme + 1], direction, min_amplitude)
+
+
 def lag(positions: np.ndarray, first: np.ndarray, second: np.ndarray, directions: tuple[int, int] = (0, 0)) -> float:
     """log2(change point of second / change point of first): doublings of context from the first
     curve's change to the second's (positive: the first changes first); NaN if either has none.
