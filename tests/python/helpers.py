@@ -88,16 +88,18 @@ def max_relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
     return float(((ours - reference).norm(dim=-1) / reference.norm(dim=-1).clamp_min(1e-30)).max())
 
 
-def reference_outputs(hf_model, input_ids: torch.Tensor):
+def reference_outputs(hf_model, input_ids: torch.Tensor, positions: list[int] | None = None):
     """transformers' hidden_states, the raw output of its last decoder layer (before the final norm
-    that transformers applies to its last hidden state), and its logits."""
+    that transformers applies to its last hidden state), and its logits: at every position, or at
+    ``positions`` only (transformers' logits_to_keep, which applies its head to those positions)."""
     last_layer = hf_model.get_decoder().layers[-1]
     captured = {}
     hook = last_layer.register_forward_hook(
         lambda module, args, output: captured.setdefault("raw", output[0] if isinstance(output, tuple) else output))
+    keep = 0 if positions is None else torch.tensor(positions)
     try:
         with torch.no_grad():
-            output = hf_model(input_ids=input_ids, output_hidden_states=True)
+            output = hf_model(input_ids=input_ids, output_hidden_states=True, logits_to_keep=keep)
     finally:
         hook.remove()
     return output.hidden_states, captured["raw"], output.logits

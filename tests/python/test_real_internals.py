@@ -1,6 +1,9 @@
 """Inside the built-in models: the probe's hook points, attention patterns, logits and head
-ablations against transformers on the same GGUF weights, over BOS and a 1400-step grid walk
-(1401 tokens, past Gemma 3's 512-token sliding window).
+ablations against transformers on the same GGUF weights, over BOS and a 63-step grid walk (64
+tokens). Gemma 3's sliding window is checked past its 512 tokens in test_real_models.py (the fused
+blocks) and, for the patterns and hook points, on a tiny Gemma 3 whose window of 8 is shorter than
+its input in test_probe_internals.py; transformers' copy of each model is loaded once per session
+(conftest.transformers_model).
 
 transformers' SDPA run (hooks on its modules) is the reference for per-head outputs, attn_out,
 mlp_out, the residuals and the logits; its eager run (output_attentions) for the attention weights,
@@ -12,31 +15,28 @@ residual at each compared block (a resid_pre hook), so that both sides weigh the
 from __future__ import annotations
 
 import gc
-from pathlib import Path
 
 import pytest
-import torch
 from helpers import BUNDLE_FIXTURES, hf_internals, max_relative_error
 from test_real_models import walk_token_ids
 
 import icgt
 
 TOLERANCE = 1e-5
+LENGTH = 64
 #: Blocks read in each model: first, middle, last; Gemma's global block 5 besides its sliding ones.
 LAYERS = {"smollm2-135m": [0, 14, 29], "gemma3-270m": [0, 5, 9, 17]}
 POINTS = {"resid_pre": "hook_resid_pre", "z": "attn.hook_z", "attn_out": "hook_attn_out",
           "resid_mid": "hook_resid_mid", "mlp_out": "hook_mlp_out", "resid_post": "hook_resid_post"}
-POSITIONS = list(range(0, 1401, 100))
+POSITIONS = [*range(0, LENGTH, 9), LENGTH - 1]
 
 
 @pytest.fixture(scope="module", params=list(LAYERS))
-def compared(request):
+def compared(request, transformers_model):
     """icgt's and transformers' internals of one model on the walk, plain and with heads ablated."""
-    from transformers import AutoModelForCausalLM
-
     name = request.param
     bundle = request.getfixturevalue(BUNDLE_FIXTURES[name])
-    ids = walk_token_ids(bundle, name)
+    ids = walk_token_ids(bundle, name, LENGTH)
     layers = LAYERS[name]
     ablate = {layers[0]: [1], layers[1]: [0, 2]}
     probe = icgt.ActivationProbe(bundle, device="cpu")
@@ -46,8 +46,7 @@ def compared(request):
                         ablations=[icgt.HeadAblation(layer, heads) for layer, heads in ablate.items()])
     del probe
     gc.collect()
-    source = Path(icgt.read_bundle_config(bundle)["source"])
-    hf_model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32).eval()
+    hf_model = transformers_model(name, bundle)
     theirs = hf_internals(hf_model, ids, attention="sdpa", layers=layers)
     theirs_ablated = hf_internals(hf_model, ids, attention="sdpa", layers=[], ablate=ablate)["logits"]
     eager = hf_internals(hf_model, ids, attention="eager", layers=layers)
@@ -71,7 +70,7 @@ def test_each_point_inside_the_blocks_equals_transformers(compared):
 
 def test_attention_patterns_equal_transformers_eager_attention(compared):
     for layer, (ours, theirs) in compared["patterns"].items():
-        assert ours.shape == theirs.shape == (1, ours.shape[1], 1401, 1401)
+        assert ours.shape == theirs.shape == (1, ours.shape[1], LENGTH, LENGTH)
         assert max_relative_error(ours, theirs) < TOLERANCE, layer
     # The pattern of the plain run is the same up to the residual's drift between the two kernels.
     for layer, (_, theirs) in compared["patterns"].items():
