@@ -16,8 +16,8 @@ import pytest
 
 from icgt.study.run_folder import load_run
 
-SETTINGS = ["--preset", "grid", "--set", "num_sequences=3", "--set", "sequence_length=150", "--set", "layers=[2,20]",
-            "--set", "pca_window=60", "--set", "bootstrap=20", "--quiet"]
+SETTINGS = ["--preset", "grid", "--set", "num_sequences=2", "--set", "sequence_length=100", "--set", "layers=[2,20]",
+            "--set", "pca_window=40", "--set", "bootstrap=20", "--quiet"]
 
 
 def icgt_run(output: Path, *extra: str, cache: Path) -> subprocess.Popen:
@@ -50,7 +50,9 @@ def reference(smollm2_bundle, real_cache, tmp_path_factory):
 
 def test_sigkill_at_any_point_leaves_no_run_that_looks_complete(reference, real_cache, tmp_path):
     folder, duration = reference
-    for fraction in (0.15, 0.35, 0.55, 0.7, 0.8, 0.9, 0.97):
+    # Into the start-up, the forward pass, the analysis, the report and the final rename (the report and
+    # the writing take the last third of a run this short).
+    for fraction in (0.15, 0.4, 0.7, 0.85, 0.97):
         process = icgt_run(tmp_path, cache=real_cache)
         time.sleep(fraction * duration)
         process.send_signal(signal.SIGKILL)
@@ -85,11 +87,12 @@ def test_two_processes_on_one_run_of_two_configs_never_mix(real_cache, tmp_path,
 
 
 def test_ctrl_c_stops_a_forward_pass_between_blocks(smollm2_bundle):
-    """A run is interrupted a quarter of the way through; it must stop long before a full run's time."""
+    """A run of one 1400-token walk (one pass of the batch: the interruption must come between blocks)
+    is interrupted a quarter of the way through; it must stop long before a full run's time."""
     script = textwrap.dedent(f"""
         import os, signal, threading, time, torch, icgt
         probe = icgt.ActivationProbe({str(smollm2_bundle)!r}, device="cpu")
-        ids = torch.randint(0, 1000, (4, 1400))
+        ids = torch.randint(0, 1000, (1, 1400))
         started = time.monotonic(); probe.run(ids, layers=[29]); full = time.monotonic() - started
         threading.Timer(full / 4, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
         started = time.monotonic()
