@@ -130,14 +130,23 @@ def test_the_interval_of_one_seed_is_undefined_and_of_none_empty():
     assert aggregate.interval([float("nan"), None])["mean"] is None
 
 
-SHORT = {"model": "smollm2-135m", "num_sequences": 3, "sequence_length": 150, "layers": [3, 24],
-         "energy_window": 20, "pca_window": 60, "null_permutations": 50, "bootstrap": 20}
+SHORT = {"model": "smollm2-135m", "num_sequences": 2, "sequence_length": 100, "layers": [3, 24],
+         "energy_window": 20, "pca_window": 40, "null_permutations": 50, "bootstrap": 20}
+
+
+@pytest.fixture(scope="module")
+def plain_run(smollm2_bundle, real_cache, tmp_path_factory):
+    """The run without a control that each control is compared with (one for the three)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ICGT_CACHE_DIR", str(real_cache))
+        return icgt.run_experiment({"preset": "grid", **SHORT}, output=tmp_path_factory.mktemp("plain"), progress=False,
+                                   report=False)
 
 
 @pytest.mark.parametrize("control", ["shuffled", "uniform", "random_init"])
-def test_controls_run_end_to_end(control, smollm2_bundle, real_cache, tmp_path, monkeypatch):
+def test_controls_run_end_to_end(control, plain_run, real_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("ICGT_CACHE_DIR", str(real_cache))
-    plain = icgt.run_experiment({"preset": "grid", **SHORT}, output=tmp_path, progress=False, report=False)
+    plain = plain_run
     folder = icgt.run_experiment({"preset": "grid", **SHORT, "control": control}, output=tmp_path, progress=False)
     assert folder.name == f"smollm2-135m-grid-{control.replace('_', '-')}"
     record = json.loads((folder / "run.json").read_text())
