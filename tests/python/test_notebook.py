@@ -11,7 +11,8 @@ from nbclient import NotebookClient
 NOTEBOOK = Path(__file__).parents[2] / "examples" / "notebooks" / "grid.ipynb"
 SHORT = ('settings = {"preset": "grid", "model": "smollm2-135m", "num_sequences": 2, "sequence_length": 120, '
          '"energy_window": 10, "pca_window": 50, "null_permutations": 10, "layers": [5, 20, 25]}\n'
-         'output = "runs"')
+         'output = "runs"\n'
+         'inside_walks, inside_length = 2, 100')
 
 
 def test_grid_notebook_runs_and_shows_figures(smollm2_bundle, real_cache, tmp_path, monkeypatch):
@@ -32,6 +33,7 @@ def test_grid_notebook_runs_and_shows_figures(smollm2_bundle, real_cache, tmp_pa
     # The probe: a hook that only reads changes nothing; a head ablation runs.
     accuracy = re.search(r"accuracy: (\d\.\d+) with the reading hook \(the same as without: (\d\.\d+)\)", text)
     assert accuracy and accuracy.group(1) == accuracy.group(2)
+    assert "accuracy over words 50-100: " in text  # the short walks of the parameters cell
     assert re.search(r"strongest previous-token heads \(block, head: score\): \d+\.\d+: 0\.\d\d", text)
     assert "accuracy with 4 previous-token heads zeroed: " in text and "accuracy with 4 random heads zeroed: " in text
     # No progress bars: nothing on stderr, no carriage returns or tqdm rates in any output.
