@@ -243,47 +243,125 @@ def toy_runs(toy_probe, tmp_path_factory):
             for experiment in ("intervention", "heads", "subspace")}
 
 
+def probe_head_ablations(flat_heads, num_heads, kind, spare_bos, z):
+    """The probe's own HeadAblations that ablate flat heads (block * num_heads + head) as the heads
+    experiment does: by zero or by each head's mean z over the plain run's non-BOS positions (numpy).
+    Sparing the BOS, HeadAblation has no first position, so a patch does it: those values everywhere
+    but at position 0, where the plain run's own z stays (the BOS attends to itself alone, so that
+    is its z in the ablated run too)."""
+    by_block = {}
+    for flat in flat_heads:
+        by_block.setdefault(int(flat) // num_heads, []).append(int(flat) % num_heads)
+    ablations = []
+    for layer, heads in sorted(by_block.items()):
+        plain = z[f"blocks.{layer}.attn.hook_z"][:, :, heads].double().numpy()  # [B, T, h, hd]
+        mean = plain[:, 1:].mean((0, 1))
+        if spare_bos:
+            values = np.zeros_like(plain) if kind == "zero" else np.broadcast_to(mean, plain.shape).copy()
+            values[:, 0] = plain[:, 0]
+            ablations.append(icgt.HeadAblation(layer, heads, "patch", torch.from_numpy(values).float()))
+        else:
+            ablations.append(icgt.HeadAblation(layer, heads, kind, None if kind == "zero" else
+                                               torch.from_numpy(mean).float()))
+    return ablations
+
+
 def test_the_head_ablations_of_every_kind_and_bos_variant_are_the_probes(toy_runs, toy_probe):
     folder = toy_runs["heads"]
     arrays = dict(np.load(folder / "results.npz"))
     assert arrays["head_ablation_kinds"].tolist() == ["mean", "zero"]
     assert arrays["head_bos_included"].tolist() == [False, True]
     counts = arrays["head_counts"].tolist()
-    assert counts == [1, 2] and arrays["head_accuracy"].shape == (2, 2, 2 + TOY["random_draws"], 2, 61)
+    total = toy_probe.num_layers * toy_probe.num_heads
+    draws = TOY["random_draws"]
+    # The top sets for every kind, variant and k; random heads for the first kind alone, at the k
+    # nearest 5% of the heads (0.6 of 12: k = 1).
+    assert counts == [1, 2] and arrays["head_accuracy"].shape == (2, 2, 2, 2, 61)
+    assert arrays["head_random_counts"].tolist() == [1] and arrays["head_random_accuracy"].shape == (2, draws, 1, 61)
+    order = arrays["head_random_order"]
+    assert order.shape == (draws, total) and all(sorted(row) == list(range(total)) for row in order)
+    assert len({tuple(row) for row in order}) == draws
     previous, induction = arrays["head_previous_token"], arrays["head_induction"]
     assert arrays["head_top_overlap"].tolist() == [
         len(set(np.argsort(-previous.ravel())[:k]) & set(np.argsort(-induction.ravel())[:k])) for k in counts]
-    # Recompute the top-2 induction heads ablated from position 0 with the probe's own HeadAblation:
-    # zero, and mean with the heads' means over the non-BOS positions of the plain run (numpy).
+    # Every cell recomputed with the probe's own HeadAblation (zero, mean with numpy's means of the
+    # plain run's z; a patch where the BOS is spared) and accuracy from its probabilities.
     ids, nodes, scored = (torch.from_numpy(arrays[name]) for name in ("token_ids", "nodes", "scored"))
-    graph = icgt.Graph.square_grid(4, 4)
+    metrics = icgt.EnergyMetrics(icgt.Graph.square_grid(4, 4))
     word_ids = torch.tensor(json.loads((folder / "run.json").read_text())["token_ids"]["words"])
-    top = np.argsort(-induction, axis=None)[:2]
-    chosen = mechanism.heads_by_block(top, toy_probe.num_heads)
-    z = toy_probe.run(ids, capture=[("z", layer) for layer in chosen]).activations
-    for a, kind in enumerate(("mean", "zero")):
-        ablations = [icgt.HeadAblation(layer, heads, kind, None if kind == "zero" else torch.from_numpy(
-            z[f"blocks.{layer}.attn.hook_z"][:, 1:].double().numpy().mean((0, 1))[heads]).float())
-                     for layer, heads in chosen.items()]
+    z = toy_probe.run(ids, capture=[("z", layer) for layer in range(toy_probe.num_layers)]).activations
+
+    def check(full, renormalized, flat_heads, kind, spare_bos):
+        ablations = probe_head_ablations(flat_heads, toy_probe.num_heads, kind, spare_bos, z)
         probabilities = toy_probe.run(ids, target_ids=word_ids, ablations=ablations).target_probs
-        accuracy = icgt.EnergyMetrics(graph).rule_following_accuracy(probabilities, nodes, scored)
-        np.testing.assert_allclose(arrays["head_accuracy"][a, 1, 1, 1], accuracy.mean_full_vocabulary.numpy(),
-                                   atol=1e-5, equal_nan=True)
-        np.testing.assert_allclose(arrays["head_accuracy_renormalized"][a, 1, 1, 1],
-                                   accuracy.mean_renormalized.numpy(), atol=1e-5, equal_nan=True)
-    # The report: random heads as the mean and the 2.5-97.5 percentiles of their draws, with both variants.
+        accuracy = metrics.rule_following_accuracy(probabilities, nodes, scored)
+        np.testing.assert_allclose(full, accuracy.mean_full_vocabulary.numpy(), atol=1e-5, equal_nan=True)
+        np.testing.assert_allclose(renormalized, accuracy.mean_renormalized.numpy(), atol=1e-5, equal_nan=True)
+
+    tops = [np.argsort(-previous, axis=None), np.argsort(-induction, axis=None)]
+    for a, kind in enumerate(("mean", "zero")):
+        for v, spare_bos in enumerate((True, False)):
+            for c, top in enumerate(tops):
+                for i, k in enumerate(counts):
+                    check(arrays["head_accuracy"][a, v, c, i], arrays["head_accuracy_renormalized"][a, v, c, i],
+                          top[:k], kind, spare_bos)
+    for v, spare_bos in enumerate((True, False)):
+        for d in range(draws):
+            check(arrays["head_random_accuracy"][v, d, 0], arrays["head_random_accuracy_renormalized"][v, d, 0],
+                  order[d, :1], "mean", spare_bos)
+    assert not np.allclose(arrays["head_random_accuracy"][0, :, 0], arrays["head_random_accuracy"][0, :1, 0])
+    # The report: random heads as the mean and the 2.5-97.5 percentiles of their draws, for the first
+    # kind and both variants, and only where drawn; no NaN stated.
     summary = json.loads((folder / "report" / "summary.json").read_text())
-    late = np.array([[late_accuracy(curve) for curve in row] for row in arrays["head_accuracy"][0, 0, 2:]])  # [D, K]
-    random_ = summary["ablations"]["mean"]["the BOS spared"]["accuracy"]["random"]
-    for i in range(len(counts)):
-        assert random_[i]["mean"] == pytest.approx(late[:, i].mean(), abs=1e-6)
-        assert [random_[i]["low"], random_[i]["high"]] == pytest.approx(np.percentile(late[:, i], [2.5, 97.5]), abs=1e-6)
+    assert summary["random_counts"] == [1] and summary["random_kind"] == "mean" and summary["draws"] == draws
+    for v, variant in enumerate(("the BOS spared", "the BOS included")):
+        late = np.array([late_accuracy(curve) for curve in arrays["head_random_accuracy"][v, :, 0]])  # [D]
+        random_ = summary["ablations"]["mean"][variant]["accuracy"]["random"]
+        assert len(random_) == 1 and random_[0]["draws"] == draws
+        assert random_[0]["mean"] == pytest.approx(late.mean(), abs=1e-6)
+        assert [random_[0]["low"], random_[0]["high"]] == pytest.approx(np.percentile(late, [2.5, 97.5]), abs=1e-6)
+        assert "random" not in summary["ablations"]["zero"][variant]["accuracy"]
     assert summary["ablations"]["zero"]["the BOS included"]["alignment"]["induction"] == pytest.approx(
         arrays["head_alignment"][1, 1, 1].tolist())
-    sentences = " ".join(summary["sentences"])
-    assert "Mean-ablating the top 1 induction head (1 of 12 heads, 8.3%; the BOS spared)" in sentences
-    assert "(the BOS included)" in sentences and "renormalised over the node words" in sentences
-    assert "Zero-ablating them instead" in sentences and "overlap in" in sentences
+    sentences = summary["sentences"]
+    text = " ".join(sentences)
+    assert "nan" not in text.lower()
+    assert "Mean-ablating the top 1 induction head (1 of 12 heads, 8.3%; the BOS spared)" in text
+    assert "(the BOS included)" in text and "renormalised over the node words" in text
+    assert "Zero-ablating them instead" in text and "overlap in" in text
+    by_size = [sentence for sentence in sentences if sentence.startswith("Late accuracy by ablation size")]
+    assert len(by_size) == 2  # one per BOS variant
+    late = np.vectorize(late_accuracy, signature="(t)->()")(arrays["head_accuracy"])  # [A, VB, 2, K]
+    for v, sentence in enumerate(by_size):
+        sizes = sentence.split(": ", 1)[1].rstrip(".").split("; ")
+        assert sizes[1] == f"k = 2 (16.7%): {late[0, v, 0, 1]:.3f} / {late[0, v, 1, 1]:.3f}"  # no random heads
+        assert sizes[0].startswith(f"k = 1 (8.3%): {late[0, v, 0, 0]:.3f} / {late[0, v, 1, 0]:.3f} / random ")
+
+
+def test_random_heads_are_drawn_where_they_are_compared_and_the_passes_are_counted(toy_probe, monkeypatch):
+    for total in range(2, 400):
+        counts = mechanism.head_counts(total, [])
+        (k,) = mechanism.random_head_counts(total, counts)
+        assert k in counts and abs(k - 0.05 * total) == min(abs(c - 0.05 * total) for c in counts)
+    assert mechanism.random_head_counts(72, mechanism.head_counts(72, [])) == [4]  # 5% of 72 = 3.6
+    with pytest.raises(ValueError, match="no ablation sizes"):
+        mechanism.random_head_counts(1, [])
+    # Every forward pass of the walks goes through _ablated_measures: count them on the toy (12 heads).
+    passes = []
+    original = mechanism._ablated_measures
+    monkeypatch.setattr(mechanism, "_ablated_measures", lambda *args: passes.append(args[-1]) or original(*args))
+    config = icgt.study.config.preset("grid-heads", model=str(toy_probe.bundle), words=TOY["words"], num_sequences=2,
+                                      sequence_length=40, pca_window=30, score_length=8, random_draws=3,
+                                      bos_variants=["excluded", "included"], head_counts=[3, 6])
+    arrays = icgt.study.compute.compute_run(config, progress=False).arrays
+    assert arrays["head_counts"].tolist() == [1, 2, 3, 6] and arrays["head_random_counts"].tolist() == [1]
+    expected = 2 * 2 * 2 * 4 + 2 * 3 * 1  # kinds x variants x top sets x ks, then variants x draws x 1 k
+    assert mechanism.ablation_passes(config, 12) == expected and len(passes) == expected + 1  # and the plain pass
+    # For the default config: Gemma 3 270M (72 heads) and Qwen2.5-Coder-1.5B (336 heads), before and now.
+    default = icgt.study.config.from_dict({"experiment": "heads"})
+    for heads_, ks in ((72, 5), (336, 7)):
+        assert len(mechanism.head_counts(heads_, [])) == ks
+        assert mechanism.ablation_passes(default, heads_) == 2 * 1 * 2 * ks + 1 * 20 * 1  # 40 and 48, from 220 and 308
 
 
 def test_the_subspace_ablation_measures_every_plane_and_what_it_holds(toy_runs, toy_probe):
@@ -364,7 +442,8 @@ def test_each_experiment_runs_and_states_its_result(experiment, smollm2_bundle, 
         assert mass.shape == (5, 4, mechanism.TARGETS_PER_SEQUENCE) and np.all((mass >= 0) & (mass <= 1))
     elif experiment == "heads":
         assert arrays["head_previous_token"].shape == (30, 9)
-        assert arrays["head_accuracy"].shape[:4] == (1, 1, 4, 7)  # mean ablation, the BOS spared; k = 1 .. 54
+        assert arrays["head_accuracy"].shape[:4] == (1, 1, 2, 7)  # mean ablation, the BOS spared; k = 1 .. 54
+        assert arrays["head_random_counts"].tolist() == [14] and arrays["head_random_accuracy"].shape == (1, 2, 1, 201)
     elif experiment == "subspace":
         assert arrays["subspace_accuracy"].shape == (1, 3, 201)
     else:

@@ -143,31 +143,58 @@ def _spread_text(values: dict[str, Any], digits: int = 3) -> str:
     return f"{values['mean']:.{digits}f} [{values['low']:.{digits}f}-{values['high']:.{digits}f}]"
 
 
+def _late(values: np.ndarray) -> np.ndarray:
+    """Late accuracy of each curve [..., T]."""
+    return np.vectorize(_late_accuracy, signature="(t)->()")(values)
+
+
+def compared_count(counts: list[int], random_counts: list[int], total: int) -> tuple[int, int]:
+    """The k at which the top heads are read against random ones, as (its index in counts, its index in
+    random_counts): of the ks random heads were drawn at (head_random_counts), the one nearest 5% of all
+    total heads. Raises ValueError when there is none, or one that is not among counts (head_counts).
+
+    >>> compared_count([1, 2, 4, 7, 14], [4], 72)   # Gemma 3 270M: 4 of 72 heads
+    (2, 0)
+    >>> compared_count([1, 2, 4, 7, 14], [1, 4], 72)
+    (2, 1)
+    """
+    stray = sorted(set(random_counts) - set(counts))
+    if stray or not random_counts:
+        raise ValueError(f"random heads must be drawn at some of the ablation sizes {counts}, got {random_counts}")
+    # 5%: icgt.study.mechanism.COMPARED_SHARE, not imported here (the report needs no torch).
+    r = int(np.argmin(np.abs(np.array(random_counts) - 0.05 * total)))
+    return counts.index(random_counts[r]), r
+
+
 def _heads(run: Run) -> dict[str, Any]:
     """The heads experiment's numbers: late accuracy (full vocabulary and renormalised) and alignment for
-    every ablation kind, BOS variant, condition and k, the random heads as the mean and the 2.5-97.5
-    percentiles of their draws; and the sentences, led by the first ablation kind."""
+    every ablation kind, BOS variant, top set and k; the random heads, drawn for the first kind only and
+    at head_random_counts only, as the mean and the 2.5-97.5 percentiles of their draws; and the
+    sentences, led by the first ablation kind. Random numbers are stated only where they were drawn."""
     arrays = run.arrays
     counts = [int(k) for k in arrays["head_counts"]]
+    random_counts = [int(k) for k in arrays["head_random_counts"]]
     total = arrays["head_previous_token"].size
     kinds = [str(kind) for kind in arrays["head_ablation_kinds"]]
     bos_included = [bool(v) for v in arrays["head_bos_included"]]
     clean = {"accuracy": _late_accuracy(arrays["head_clean_accuracy"]),
              "accuracy_renormalized": _late_accuracy(arrays["head_clean_accuracy_renormalized"]),
              "alignment": float(arrays["head_clean_alignment"])}
-    late = {"accuracy": np.vectorize(_late_accuracy, signature="(t)->()")(arrays["head_accuracy"]),
-            "accuracy_renormalized": np.vectorize(_late_accuracy, signature="(t)->()")(
-                arrays["head_accuracy_renormalized"]),
-            "alignment": arrays["head_alignment"]}  # each [A, VB, C, K]
-    draws = late["accuracy"].shape[2] - 2
+    late = {"accuracy": _late(arrays["head_accuracy"]), "accuracy_renormalized": _late(
+        arrays["head_accuracy_renormalized"]), "alignment": arrays["head_alignment"]}  # each [A, VB, 2, K]
+    random_late = {"accuracy": _late(arrays["head_random_accuracy"]), "accuracy_renormalized": _late(
+        arrays["head_random_accuracy_renormalized"]), "alignment": arrays["head_random_alignment"]}  # [VB, D, KR]
+    draws = arrays["head_random_accuracy"].shape[1]
     ablations: dict[str, dict[str, Any]] = {}
     for a, kind in enumerate(kinds):
         for v, included in enumerate(bos_included):
-            ablations.setdefault(kind, {})[BOS_WORDS[included]] = {
-                name: {"previous_token": values[a, v, 0].tolist(), "induction": values[a, v, 1].tolist(),
-                       "random": [spread(values[a, v, 2:, i]) for i in range(len(counts))]}
-                for name, values in late.items()}
-    k_index = int(np.argmin(np.abs(np.array(counts) - 0.05 * total)))  # about 5% of the heads
+            numbers = {name: {"previous_token": values[a, v, 0].tolist(), "induction": values[a, v, 1].tolist()}
+                       for name, values in late.items()}
+            if a == 0:  # the random heads, by head_random_counts
+                for name, values in random_late.items():
+                    numbers[name]["random"] = [spread(values[v, :, r]) for r in range(len(random_counts))]
+            ablations.setdefault(kind, {})[BOS_WORDS[included]] = numbers
+    k_index, r_index = compared_count(counts, random_counts, total)
     k = counts[k_index]
     block = int(arrays["head_analysis_block"])
     sentences = []
@@ -184,25 +211,32 @@ def _heads(run: Run) -> dict[str, Any]:
                     f"(renormalised over the node words: {clean['accuracy_renormalized']:.3f} to "
                     f"{renormalized['induction'][k_index]:.3f}); the top {k} previous-token {_heads_word(k)}: "
                     f"{accuracy['previous_token'][k_index]:.3f} ({renormalized['previous_token'][k_index]:.3f}); {k} "
-                    f"random {_heads_word(k)}: {_spread_text(accuracy['random'][k_index])} "
-                    f"({_spread_text(renormalized['random'][k_index])}; mean [2.5-97.5 percentiles] of {draws} draws).")
+                    f"random {_heads_word(k)}: {_spread_text(accuracy['random'][r_index])} "
+                    f"({_spread_text(renormalized['random'][r_index])}; mean [2.5-97.5 percentiles] of {draws} draws).")
+
+                def by_size(i: int, count: int) -> str:
+                    text = f"k = {count} ({100 * count / total:.1f}%): {accuracy['previous_token'][i]:.3f} / " \
+                           f"{accuracy['induction'][i]:.3f}"
+                    if count in random_counts:
+                        text += f" / random {_spread_text(accuracy['random'][random_counts.index(count)])}"
+                    return text
+
                 sentences.append(
-                    "Late accuracy by ablation size (top previous-token / top induction / random heads): " + "; ".join(
-                        f"k = {count} ({100 * count / total:.1f}%): {accuracy['previous_token'][i]:.3f} / "
-                        f"{accuracy['induction'][i]:.3f} / {_spread_text(accuracy['random'][i])}"
-                        for i, count in enumerate(counts)) + ".")
+                    "Late accuracy by ablation size (top previous-token / top induction heads, and random heads where "
+                    f"drawn, {draws} draws at k = {', '.join(map(str, random_counts))}): "
+                    + "; ".join(by_size(i, count) for i, count in enumerate(counts)) + ".")
                 sentences.append(
                     f"In block {block} the class means' alignment with z2, z3 goes from {clean['alignment']:.2f} to "
                     f"{alignment['induction'][k_index]:.2f} (top {k} induction {_heads_word(k)} {kind}-ablated), "
                     f"{alignment['previous_token'][k_index]:.2f} (top {k} previous-token {_heads_word(k)}) and "
-                    f"{_spread_text(alignment['random'][k_index], 2)} ({k} random {_heads_word(k)}).")
+                    f"{_spread_text(alignment['random'][r_index], 2)} ({k} random {_heads_word(k)}).")
             else:
                 sentences.append(
                     f"{verb} them instead ({BOS_WORDS[included]}): late accuracy {accuracy['induction'][k_index]:.3f} "
-                    f"(top {k} induction {_heads_word(k)}), {accuracy['previous_token'][k_index]:.3f} (previous-token), "
-                    f"{_spread_text(accuracy['random'][k_index])} (random); alignment "
-                    f"{alignment['induction'][k_index]:.2f}, {alignment['previous_token'][k_index]:.2f}, "
-                    f"{_spread_text(alignment['random'][k_index], 2)}.")
+                    f"(top {k} induction {_heads_word(k)}), {accuracy['previous_token'][k_index]:.3f} "
+                    f"(previous-token); "
+                    f"alignment {alignment['induction'][k_index]:.2f}, {alignment['previous_token'][k_index]:.2f} "
+                    f"(random heads are drawn for the {kinds[0]} ablation only).")
     overlap = [int(v) for v in arrays["head_top_overlap"]]
     sentences.append("The top-k previous-token and induction heads overlap in " + "; ".join(
         f"{shared} of {count}" for shared, count in zip(overlap, counts)) + f" heads (k = {', '.join(map(str, counts))}).")
@@ -213,9 +247,9 @@ def _heads(run: Run) -> dict[str, Any]:
                      f"(score {scores['previous_token']:.2f}); strongest induction head: block {top['induction'][0]} "
                      f"head {top['induction'][1]} (score {scores['induction']:.2f}).")
     return {"clean_late": clean, "counts": counts, "fractions": [k / total for k in counts], "total_heads": total,
-            "draws": draws, "ablations": ablations, "top_overlap": overlap,
-            "strongest_heads": {kind: [int(v) for v in top[kind]] for kind in top}, "top_scores": scores,
-            "sentences": sentences}
+            "draws": draws, "random_counts": random_counts, "random_kind": kinds[0], "ablations": ablations,
+            "top_overlap": overlap, "strongest_heads": {kind: [int(v) for v in top[kind]] for kind in top},
+            "top_scores": scores, "sentences": sentences}
 
 
 def _subspace(run: Run) -> dict[str, Any]:
@@ -286,9 +320,11 @@ FIGURE_CAPTIONS = {
                     "among them, by condition; bars: means over cases, lines: 95% t intervals over walks (each "
                     "walk's targets averaged first).",
     "head_scores": "Previous-token and induction scores of every head (BOS and random tokens repeated twice).",
-    "head_ablations": "Late accuracy with the top-k previous-token, top-k induction and k random heads ablated, one "
-                      "panel per ablation kind (solid: the BOS spared; dashed: the BOS ablated too); random heads: "
-                      "mean and the 2.5-97.5 percentiles of the draws (band); the dotted line is the plain model.",
+    "head_ablations": "Late accuracy with the top-k previous-token and top-k induction heads ablated, one panel per "
+                      "ablation kind (solid: the BOS spared; dashed: the BOS ablated too), and with k random heads "
+                      "ablated, drawn for the first kind only and at the k nearest 5% of the heads only: mean and "
+                      "the 2.5-97.5 percentiles of the draws (triangle and bar; hollow: the BOS ablated too); the "
+                      "dotted line is the plain model.",
     "subspace": "Accuracy over context with the late blocks' residuals projected off the class means' PC1-2 plane "
                 "and off random planes (mean and 2.5-97.5 percentiles of the draws, band); solid: the BOS spared, "
                 "dashed: the BOS projected too.",
@@ -331,24 +367,28 @@ def _head_ablations_figure(run: Run) -> Figure:
     axes = np.atleast_1d(figure.subplots(1, len(kinds), sharey=True))
     counts = arrays["head_counts"]
     total = arrays["head_previous_token"].size
-    late = np.vectorize(_late_accuracy, signature="(t)->()")(arrays["head_accuracy"])  # [A, VB, C, K]
+    late = _late(arrays["head_accuracy"])  # [A, VB, 2, K]
+    random_late = _late(arrays["head_random_accuracy"])  # [VB, D, KR]: the first kind only
     for a, (ax, kind) in enumerate(zip(axes, kinds)):
         for v, included in enumerate(arrays["head_bos_included"].tolist()):
             style = "--" if included else "-"
             suffix = f" ({BOS_WORDS[included]})" if arrays["head_bos_included"].size > 1 else ""
             ax.plot(counts, late[a, v, 0], "o" + style, color="tab:blue", label="top previous-token heads" + suffix)
             ax.plot(counts, late[a, v, 1], "s" + style, color="tab:red", label="top induction heads" + suffix)
-            random_ = late[a, v, 2:]
-            spreads = [spread(random_[:, i]) for i in range(len(counts))]
-            ax.plot(counts, [s["mean"] for s in spreads], "^" + style, color="0.4",
-                    label=f"random heads ({len(random_)} draws)" + suffix)
-            ax.fill_between(counts, [s["low"] for s in spreads], [s["high"] for s in spreads], color="0.4", alpha=0.2)
+            if a == 0:
+                spreads = [spread(random_late[v, :, r]) for r in range(random_late.shape[2])]
+                means = np.array([s["mean"] for s in spreads])
+                shift = 1.06 ** (v - (arrays["head_bos_included"].size - 1) / 2)  # the variants side by side
+                ax.errorbar(arrays["head_random_counts"] * shift, means,
+                            yerr=[means - [s["low"] for s in spreads], [s["high"] for s in spreads] - means],
+                            fmt="^", linestyle="none", color="0.4", capsize=4, mfc="none" if included else "0.4",
+                            label=f"random heads ({random_late.shape[1]} draws)" + suffix)
         ax.axhline(_late_accuracy(arrays["head_clean_accuracy"]), color="k", linestyle=":", label="no ablation")
         ax.set_xscale("log")
         ax.set_xticks(counts, [f"{k}\n{100 * k / total:.1f}%" for k in counts], fontsize=7)
         ax.minorticks_off()
         ax.set_xlabel("heads ablated (k, share of all heads)")
-        ax.set_title(f"{kind} ablation")
+        ax.set_title(f"{kind} ablation" + ("" if a == 0 else " (no random draws)"))
     axes[0].set_ylabel("late accuracy (full vocabulary)")
     axes[0].legend(fontsize=7)
     return figure

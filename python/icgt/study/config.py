@@ -109,8 +109,9 @@ class ExperimentConfig:
     score_sequences: int = 4
     #: heads: absolute numbers of heads to ablate, besides 1, 2.5, 5, 10 and 20% of all of them.
     head_counts: list[int] = field(default_factory=list)
-    #: heads and subspace: draws of the random control (k random heads for each k; random planes), whose
-    #: spread (the 2.5-97.5 percentiles of the draws) the top heads and the PC plane are read against.
+    #: heads and subspace: draws of the random control (k random heads, for the first ablation kind at the
+    #: k nearest 5% of the heads; random planes), whose spread (the 2.5-97.5 percentiles of the draws) the
+    #: top heads and the PC plane are read against.
     random_draws: int = 20
     #: heads: how the chosen heads' outputs z are replaced, each a variant: "mean" (each head's mean over
     #: the non-BOS positions of the plain run's walks) and "zero" (which a post-attention norm, as in

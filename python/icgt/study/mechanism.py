@@ -11,9 +11,10 @@ Each is an ``experiment`` setting of a config, run like the graph experiment int
   place. The authors' code also subtracts the target's unembedding; how far is not defined in what
   icgt follows (docs/report.md), so that variant is not run.
 - ``heads`` (the induction-circuit critique): score every head for previous-token attention and for
-  induction on BOS and L random tokens repeated twice; ablate the top-k of each kind and k random
-  heads (``random_draws`` draws), replacing their outputs z by their mean over the plain run (the
-  main variant) or by zero; accuracy over context and the geometry of the analysis block.
+  induction on BOS and L random tokens repeated twice; ablate the top-k of each kind, replacing their
+  outputs z by their mean over the plain run (the main variant) or by zero, and, for the main variant
+  at the k nearest 5% of the heads, k random heads (``random_draws`` draws); accuracy over context
+  and the geometry of the analysis block.
 - ``subspace``: project the residual stream of the late blocks off the class means' PC1-2 plane
   (fitted on the other half of the sequences) against ``random_draws`` random planes; accuracy
   before and after, and the share of the residual stream's variance each plane holds.
@@ -284,6 +285,43 @@ def head_counts(total: int, counts: list[int]) -> list[int]:
     return sorted({k for k in [1, 2, *counts, *fractions] if 1 <= k < total})
 
 
+#: The share of all heads at which the report compares the top sets with random heads, and the one
+#: size at which random heads are drawn.
+COMPARED_SHARE = 0.05
+
+
+def random_head_counts(total: int, counts: list[int]) -> list[int]:
+    """The ks at which random heads are drawn: the one of counts (head_counts) nearest COMPARED_SHARE of
+    all heads, the smaller on a tie; the size at which the report reads the top sets against random ones.
+
+    Random draws are the cost of the heads experiment (random_draws passes for each k they are made
+    at), so they are made only where they are compared; k = 1 as well would add random_draws passes
+    per BOS variant, half as many again for Gemma 3 270M.
+
+    >>> random_head_counts(72, head_counts(72, [])), random_head_counts(336, head_counts(336, []))
+    ([4], [17])
+    """
+    if not counts:
+        raise ValueError(f"no ablation sizes to draw random heads at (counts is empty; {total} heads in all)")
+    return [counts[int(np.argmin(np.abs(np.asarray(counts) - COMPARED_SHARE * total)))]]
+
+
+def ablation_passes(config: configs.ExperimentConfig, total: int) -> int:
+    """How many ablated forward passes of the walks the heads experiment makes for a model of total heads:
+    the top-k previous-token and induction heads for every ablation kind, BOS variant and k of
+    head_counts, and random_draws draws of random heads for the first kind and every BOS variant at
+    random_head_counts. Besides these it makes one plain pass (which also collects the means of z) and
+    scores the heads on short sequences.
+
+    >>> config = icgt.study.config.from_dict({"experiment": "heads"})
+    >>> ablation_passes(config, 72), ablation_passes(config, 336)   # Gemma 3 270M, Qwen2.5-Coder-1.5B
+    (40, 48)
+    """
+    counts = head_counts(total, config.head_counts)
+    top = len(config.head_ablation_kinds) * len(config.bos_variants) * 2 * len(counts)
+    return top + len(config.bos_variants) * config.random_draws * len(random_head_counts(total, counts))
+
+
 def top_overlap(first: np.ndarray, second: np.ndarray, counts: list[int]) -> np.ndarray:
     """For each k of counts: how many heads the top k of two scores [layers, heads] share (each ranked
     as the heads experiment ranks them, np.argsort of the negated flat scores).
@@ -355,54 +393,69 @@ def z_mean_hooks(num_layers: int, first_position: int = 1) -> tuple[dict, dict[i
 
 
 def heads(config, probe, graph, nodes, scored, token_ids, word_ids) -> dict[str, np.ndarray]:
-    """Scores of every head; accuracy and geometry with the top-k previous-token, top-k induction and k
-    random heads ablated, for the ks of head_counts, each ablation kind of config.head_ablation_kinds
-    ("mean": each head's mean z over the plain run's walks, BOS left out; "zero") and each of
-    config.bos_variants (head_ablation_hooks).
+    """Scores of every head; accuracy and geometry with the top-k previous-token and top-k induction heads
+    ablated, for the ks of head_counts, each ablation kind of config.head_ablation_kinds ("mean": each
+    head's mean z over the plain run's walks, BOS left out; "zero") and each of config.bos_variants
+    (head_ablation_hooks); and with k random heads ablated (config.random_draws draws) for the first
+    kind only, at random_head_counts (the k nearest 5% of the heads, where the report compares them).
+    ablation_passes counts the passes.
 
     Arrays: head_previous_token, head_induction [layers, heads]; head_counts [K]; head_top_overlap [K]
     (heads the top-k previous-token and induction sets share); head_ablation_kinds [A];
-    head_bos_included [VB]; for kind x BOS variant x condition (previous_token, induction, random:
-    draw-major, config.random_draws rows) x k: head_accuracy, head_accuracy_renormalized [A, VB, C, K, T]
-    (mean over sequences), head_alignment, head_energy_z [A, VB, C, K] at the analysis block, late in
-    the context; and the same for the plain run (head_clean_*).
+    head_bos_included [VB]; for kind x BOS variant x condition (previous_token, induction) x k:
+    head_accuracy, head_accuracy_renormalized [A, VB, 2, K, T] (mean over sequences), head_alignment,
+    head_energy_z [A, VB, 2, K] at the analysis block, late in the context; head_random_counts [KR];
+    head_random_order [D, layers * heads] (each draw's permutation of the flat heads: its first k are
+    the k ablated); the same measures for the random heads, head_random_accuracy,
+    head_random_accuracy_renormalized [VB, D, KR, T], head_random_alignment, head_random_energy_z
+    [VB, D, KR]; and for the plain run (head_clean_*).
 
     >>> words = [f"w{i}" for i in range(1, 17)]   # the toy bundle's words (w0 is its BOS)
     >>> config = icgt.study.config.preset("grid-heads", model=toy_bundle, words=words, num_sequences=4,
     ...                                   sequence_length=40, pca_window=30, score_length=16, random_draws=2,
     ...                                   bos_variants=["excluded", "included"])
     >>> arrays = icgt.study.compute.compute_run(config, progress=False).arrays
-    >>> arrays["head_accuracy"].shape   # mean, zero x BOS spared, included x 2 + 2 draws x k = 1, 2 x positions
-    (2, 2, 4, 2, 41)
+    >>> arrays["head_accuracy"].shape   # mean, zero x BOS spared, included x top sets x k = 1, 2 x positions
+    (2, 2, 2, 2, 41)
+    >>> arrays["head_random_counts"].tolist(), arrays["head_random_accuracy"].shape   # mean only, 2 draws
+    ([1], (2, 2, 1, 41))
     """
     previous, induction = head_scores(probe, config)
     total = previous.size
     counts = head_counts(total, config.head_counts)
+    random_counts = random_head_counts(total, counts)
     generator = np.random.default_rng(config.seed + 1)
-    rankings = {"previous_token": np.argsort(-previous, axis=None), "induction": np.argsort(-induction, axis=None)}
-    orders = [rankings["previous_token"], rankings["induction"]] + [generator.permutation(total)
-                                                                    for _ in range(config.random_draws)]
+    tops = [np.argsort(-previous, axis=None), np.argsort(-induction, axis=None)]
+    random_orders = np.stack([generator.permutation(total) for _ in range(config.random_draws)])
     layer = int(np.argmin(np.abs(np.arange(probe.num_layers) - configs.LAG_LAYER_DEPTH * probe.num_layers)))
     collect, means = z_mean_hooks(probe.num_layers)
     clean = _ablated_measures(config, probe, graph, nodes, scored, token_ids, word_ids, layer, collect)
-    measured = []
-    for kind in config.head_ablation_kinds:
-        for variant in config.bos_variants:
-            for order in orders:
-                for k in counts:
-                    hooks = head_ablation_hooks(heads_by_block(order[:k], probe.num_heads),
-                                                first_ablated_position(variant), means if kind == "mean" else None)
-                    measured.append(_ablated_measures(config, probe, graph, nodes, scored, token_ids, word_ids, layer,
-                                                      hooks))
-    shape = (len(config.head_ablation_kinds), len(config.bos_variants), len(orders), len(counts))
+
+    def ablated(kind: str, variant: str, order: np.ndarray, k: int) -> dict:
+        hooks = head_ablation_hooks(heads_by_block(order[:k], probe.num_heads), first_ablated_position(variant),
+                                    means if kind == "mean" else None)
+        return _ablated_measures(config, probe, graph, nodes, scored, token_ids, word_ids, layer, hooks)
+
+    kinds, variants = config.head_ablation_kinds, config.bos_variants
+    top = [ablated(kind, variant, order, k) for kind in kinds for variant in variants for order in tops for k in counts]
+    # The random draws get arrays of their own rather than NaN cells beside the top sets: NaN already
+    # means "not scored" or "a node absent" in these measures, so a NaN for "not drawn" would be
+    # ambiguous, and every reader would have to mask it; these hold only what was measured.
+    random_ = [ablated(kinds[0], variant, order, k) for variant in variants for order in random_orders
+               for k in random_counts]
     arrays = {"head_previous_token": previous, "head_induction": induction, "head_counts": np.array(counts),
               "head_top_overlap": top_overlap(previous, induction, counts),
-              "head_ablation_kinds": np.array(config.head_ablation_kinds),
-              "head_bos_included": np.array([variant == "included" for variant in config.bos_variants]),
-              "head_analysis_block": np.array(layer)}
+              "head_ablation_kinds": np.array(kinds),
+              "head_bos_included": np.array([variant == "included" for variant in variants]),
+              "head_analysis_block": np.array(layer), "head_random_counts": np.array(random_counts),
+              "head_random_order": random_orders}
     for name in clean:
+        shape = np.shape(clean[name])
         arrays[f"head_clean_{name}"] = np.asarray(clean[name])
-        arrays[f"head_{name}"] = np.stack([m[name] for m in measured]).reshape(*shape, *np.shape(clean[name]))
+        arrays[f"head_{name}"] = np.stack([m[name] for m in top]).reshape(len(kinds), len(variants), len(tops),
+                                                                           len(counts), *shape)
+        arrays[f"head_random_{name}"] = np.stack([m[name] for m in random_]).reshape(
+            len(variants), len(random_orders), len(random_counts), *shape)
     return arrays
 
 

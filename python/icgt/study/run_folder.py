@@ -53,7 +53,8 @@ RESULT_ARRAYS = {
 }
 #: The arrays of the mechanism experiments (icgt.study.mechanism), by experiment; every run also has
 #: nodes, scored and token_ids. C conditions, K counts, Bl blocks, NL blocks of the model, H heads, A head
-#: ablation kinds, VB BOS variants, PL planes (the PC plane, then the random ones).
+#: ablation kinds, VB BOS variants, PL planes (the PC plane, then the random ones), D random draws of
+#: heads, KR the ks they are drawn at, NH all heads (NL * H).
 TOY_ARRAYS = {f"toy_{name}": dims for name, dims in RESULT_ARRAYS.items()
               if name not in ("layers", "nodes", "scored", "accuracy", "accuracy_renormalized", "timing_accuracy",
                               "energy_change_points", "accuracy_change_points", "energy_minimum_points",
@@ -67,7 +68,10 @@ MECHANISM_ARRAYS = {
               "head_analysis_block": (), "head_clean_accuracy": ("T",), "head_clean_accuracy_renormalized": ("T",),
               "head_clean_alignment": (), "head_clean_energy_z": (), "head_accuracy": ("A", "VB", "C", "K", "T"),
               "head_accuracy_renormalized": ("A", "VB", "C", "K", "T"), "head_alignment": ("A", "VB", "C", "K"),
-              "head_energy_z": ("A", "VB", "C", "K")},
+              "head_energy_z": ("A", "VB", "C", "K"), "head_random_counts": ("KR",), "head_random_order": ("D", "NH"),
+              "head_random_accuracy": ("VB", "D", "KR", "T"),
+              "head_random_accuracy_renormalized": ("VB", "D", "KR", "T"),
+              "head_random_alignment": ("VB", "D", "KR"), "head_random_energy_z": ("VB", "D", "KR")},
     "subspace": {"subspace_blocks": ("Bl",), "subspace_measured_sequences": ("M",), "subspace_bos_included": ("VB",),
                  "subspace_plain_accuracy": ("T",), "subspace_plain_accuracy_renormalized": ("T",),
                  "subspace_accuracy": ("VB", "PL", "T"), "subspace_accuracy_renormalized": ("VB", "PL", "T"),
