@@ -155,19 +155,21 @@ def debiased_energy(graph: Graph, sums: torch.Tensor, counts: torch.Tensor, squa
     means taken out.
 
     A class mean of c activations with spread v (their mean squared distance from it) is off its
-    expectation by about v / c in squared norm, and that noise, alike for every pair of nodes, pulls the
+    expectation by about v / (c - 1) in squared norm, and that noise, alike for every pair of nodes, pulls the
     energy toward 1, its value under relabelling: a curve of class means over more and more tokens then
     falls with no change in the representations (by a tenth, for a toy model graph-shaped from the first
     token: tests/python/test_lag_validation.py). So each squared distance ||m_i - m_j||^2 is replaced by
-    its unbiased estimate ||m_i - m_j||^2 - v_i / c_i - v_j / c_j before the mean over edges is divided by
-    the mean over all pairs (EnergyMetrics' "scale_invariant" when the spreads are 0). NaN where a node is
-    absent.
+    its unbiased estimate ||m_i - m_j||^2 - v_i / (c_i - 1) - v_j / (c_j - 1) before the mean over edges is
+    divided by the mean over all pairs (EnergyMetrics' "scale_invariant" when the spreads are 0). NaN
+    where a node is seen fewer than twice: its noise cannot be estimated (the first positions of a walk).
     """
     weights = weights.to(sums)
     count = torch.einsum("rb,bsn->rsn", weights, counts)
     means = torch.einsum("rb,bsnd->rsnd", weights, sums) / count.unsqueeze(-1)
     squared = (means * means).sum(-1)
-    noise = (torch.einsum("rb,bsn->rsn", weights, squares) / count - squared).clamp(min=0) / count
+    # Unbiased for the spread's own shrinkage (c - 1, not c); a class seen once has no spread to go by.
+    noise = (torch.einsum("rb,bsn->rsn", weights, squares) / count - squared).clamp(min=0) / (count - 1)
+    noise = torch.where(count >= 2, noise, torch.nan)
     distances = (squared.unsqueeze(-1) + squared.unsqueeze(-2) - 2 * means @ means.transpose(-1, -2)
                  - noise.unsqueeze(-1) - noise.unsqueeze(-2))
     first, second = torch.tensor(graph.edges).T
