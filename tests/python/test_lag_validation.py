@@ -14,6 +14,8 @@ estimator, not the model, decided the order.)
 from __future__ import annotations
 
 import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,15 +36,19 @@ PLANTED = {"energy first": (16, 64, math.inf), "together": (32, 32, math.inf), "
 CONFIG = {"preset": "grid", "words": WORDS, "sequence_length": 600, "null_permutations": 20, "bootstrap": 100}
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("lag-runs")
+def planted_runs(folder: Path) -> dict:
+    """Each planted model's run (through icgt.run_experiment) in folder, by name."""
     found = {}
     for name, (representation_at, prediction_at, loosens_at) in PLANTED.items():
         bundle = write_lag_bundle(folder / f"{name.replace(' ', '-')}.pt", representation_at, prediction_at, loosens_at)
         found[name] = load_run(icgt.run_experiment({**CONFIG, "model": str(bundle)}, output=folder / name,
                                                    progress=False, report=False))
     return found
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return planted_runs(tmp_path_factory.mktemp("lag-runs"))
 
 
 @pytest.mark.parametrize("name", ["energy first", "together", "accuracy first", "loosening"])
@@ -108,3 +114,19 @@ def test_the_debiased_energy_equals_numpy_and_the_plain_one_without_spread():
     means = stats.class_means(exact, nodes, 75, [150]).means
     assert plain[0, 0] == pytest.approx(float(icgt.EnergyMetrics(graph).dirichlet_energy(means, "scale_invariant")[0]),
                                         rel=1e-5)
+
+
+if __name__ == "__main__":  # python tests/python/test_lag_validation.py: the table docs/results.md quotes
+    with tempfile.TemporaryDirectory() as scratch:
+        print("| planted | lag planted | energy falls at | accuracy rises at | lag (doublings) | 95% interval | "
+              "resamples timed | order | paper's statistic |")
+        print("|---" * 9 + "|")
+        for name, run in planted_runs(Path(scratch)).items():
+            representation_at, prediction_at, _ = PLANTED[name]
+            timing, paper = lag_summary(run), lag_summary(run)["paper"]
+            number = lambda value, form: "-" if value is None else format(value, form)  # noqa: E731
+            print(f"| {name} | {number(math.log2(prediction_at / representation_at) if name != 'no change' else None, '+.1f')} "
+                  f"| {number(timing['energy_change_point'], '.0f')} | {number(timing['accuracy_change_point'], '.0f')} "
+                  f"| {number(timing['lag_doublings'], '+.2f')} | {number(timing['lag_ci95'][0], '+.2f')} to "
+                  f"{number(timing['lag_ci95'][1], '+.2f')} | {timing['lag_defined_share']:.0%} | {timing['order']} "
+                  f"| {number(paper['lag_doublings'], '+.1f')} |")
