@@ -3,9 +3,9 @@
 The experiment driver (icgt.study.sweep) samples, runs the model and saves; this module measures.
 Per captured layer the activations are read twice: once by ``EnergyMetrics.energy_over_context``,
 which gives the energy curve and, in the same pass, the class means of every other window setting
-(the energy snapshots' means for the null baseline, the PCA snapshots, the alignment snapshots and
-the cumulative means of early context), and once by ``class_means_per_sequence`` for the spread of
-the energy over sequences.
+(the energy snapshots' means for the null baseline, the PCA snapshots and the alignment snapshots),
+by ``class_means_per_sequence`` for the spread of the energy over sequences, and per timing position
+for the trailing-half class sums of the timing curves.
 
 The order of the changes (energy before accuracy?) is measured at timing positions spread
 geometrically from the first token. At each position t both curves average the same tokens, the

@@ -1,5 +1,5 @@
 """The maths of curves over context length, used by the analysis, the run accessor and the verdict: binning
-in log context (``binned``, ``log_bins``, ``log_binned``), NaN-aware means, onsets and spans above a
+in log context (``log_bins``, ``log_binned``), NaN-aware means, onsets and spans above a
 threshold, minima, the steepest rise, and change points.
 
 When does a curve change? Sigmoid fits in log context length, and the lag between two curves.
@@ -153,27 +153,6 @@ def order_of(lag_ci95: list[float | None], defined_share: float) -> str:
     if low is None or defined_share < DECIDED_SHARE:
         return "undecided"
     return "energy first" if low > 0 else "accuracy first" if high < 0 else "undecided"
-
-
-def binned(positions: np.ndarray, values: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Means of values [..., positions] in bins around increasing centres (bin edges at the geometric
-    midpoints between centres): a curve at every position brought to the fit's positions, so that the
-    many late positions do not outweigh the few early ones. NaN where a bin holds no finite value.
-
-    >>> binned(np.arange(1, 9), np.arange(1.0, 9.0), np.array([1, 2, 4, 8])).tolist()
-    [1.0, 2.0, 4.0, 7.0]
-    """
-    positions, centres = np.asarray(positions, dtype=float), np.asarray(centres, dtype=float)
-    edges = np.concatenate([[0.0], np.sqrt(centres[1:] * centres[:-1]), [np.inf]])
-    which = np.searchsorted(edges, positions, side="right") - 1
-    values = np.asarray(values, dtype=float)
-    result = np.full(values.shape[:-1] + (centres.size,), np.nan)
-    for index in range(centres.size):
-        inside = values[..., which == index]
-        finite = np.isfinite(inside)
-        counts = finite.sum(-1)
-        result[..., index] = np.where(counts > 0, np.where(finite, inside, 0).sum(-1) / np.maximum(counts, 1), np.nan)
-    return result
 
 
 def log_bins(positions: np.ndarray, bins_per_doubling: int) -> tuple[np.ndarray, int]:
