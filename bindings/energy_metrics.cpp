@@ -97,6 +97,25 @@ Example:
         return "EnergyMetrics.SpectralAlignment(shape=" + sizes(a.r_squared) + ")";
       });
 
+  py::class_<EnergyMetrics::SpectralProfile>(metrics, "SpectralProfile",
+                                             "The share of the centred class means' variance on each Laplacian "
+                                             "eigenvalue (D - A), low = smooth on the graph.")
+      .def_readonly("eigenvalues", &EnergyMetrics::SpectralProfile::eigenvalues,
+                    "float64 [K]: the distinct Laplacian eigenvalues, ascending (the first is 0).")
+      .def_readonly("multiplicities", &EnergyMetrics::SpectralProfile::multiplicities,
+                    "int64 [K]: how many eigenvectors share each eigenvalue.")
+      .def_readonly("shares", &EnergyMetrics::SpectralProfile::shares,
+                    "[..., K]: the share of the centred means' variance in each eigenspace, summing to 1; NaN "
+                    "where a node is absent or all means coincide.")
+      .def_readonly("eigenvectors", &EnergyMetrics::SpectralProfile::eigenvectors,
+                    "float64 [nodes, nodes]: the eigenvectors as columns, by ascending eigenvalue.")
+      .def_readonly("eigenvector_shares", &EnergyMetrics::SpectralProfile::eigenvector_shares,
+                    "[..., nodes]: the share on each eigenvector (within a repeated eigenvalue, depends on the "
+                    "solver's choice of basis).")
+      .def("__repr__", [](const EnergyMetrics::SpectralProfile& p) {
+        return "EnergyMetrics.SpectralProfile(shape=" + sizes(p.shares) + ")";
+      });
+
   py::class_<EnergyMetrics::EnergyOverContext>(metrics, "EnergyOverContext",
                                                "Energy of class means over context length, with the class means "
                                                "taken in the same pass.")
@@ -108,6 +127,9 @@ Example:
                     "int64 [snapshots]: the snapshot positions t.")
       .def_readonly("class_means", &EnergyMetrics::EnergyOverContext::class_means,
                     "list of RepresentationStats.ClassMeans, one per entry of class_means_at.")
+      .def_readonly("spectral_profile", &EnergyMetrics::EnergyOverContext::spectral_profile,
+                    "SpectralProfile of the same class means (shares [..., snapshots, K]) when asked for with "
+                    "spectral_profile=True, else None.")
       .def("__repr__", [](const EnergyMetrics::EnergyOverContext& c) {
         return "EnergyMetrics.EnergyOverContext(shape=" + sizes(c.energy) +
                ", class_means=" + std::to_string(c.class_means.size()) + ")";
@@ -148,7 +170,8 @@ All kinds sum over ordered node pairs (i, j), A the adjacency:
       .def(
           "energy_over_context",
           [](const EnergyMetrics& e, const py::handle& residuals, const py::handle& nodes, std::int64_t window,
-             const py::handle& positions, const std::string& kind, const py::handle& class_means_at) {
+             const py::handle& positions, const std::string& kind, const py::handle& class_means_at,
+             bool spectral_profile) {
             const char* function = "EnergyMetrics.energy_over_context";
             const at::Tensor residual_tensor = tensor_argument(residuals, function, "residuals");
             const at::Tensor node_tensor = tensor_argument(nodes, function, "nodes");
@@ -156,10 +179,12 @@ All kinds sum over ordered node pairs (i, j), A the adjacency:
             const auto energy = parse_kind(kind, function);
             const auto snapshots = snapshots_argument(class_means_at, function);
             py::gil_scoped_release release;
-            return e.energy_over_context(residual_tensor, node_tensor, window, position_list, energy, snapshots);
+            return e.energy_over_context(residual_tensor, node_tensor, window, position_list, energy, snapshots,
+                                         spectral_profile);
           },
           py::arg("residuals"), py::arg("nodes"), py::arg("window"), py::arg("positions"),
-          py::arg("kind") = "normalized", py::arg("class_means_at") = py::tuple(),
+          py::arg("kind") = "normalized", py::arg("class_means_at") = py::tuple(), py::kw_only(),
+          py::arg("spectral_profile") = false,
           R"doc(Dirichlet energy over context length straight from a residual stream, in one pass.
 
 The energy (kind as in dirichlet_energy) of the class means that
@@ -168,9 +193,11 @@ snapshot and leading (layer) index, computed from the window sums as they go by 
 writing the means out. class_means_at: (window, positions) pairs whose class means the
 same pass returns (say a wide window at a few snapshots for PCA), so that the activations
 are read once in all. Arguments and errors as for class_means; each class_means_at entry
-is checked like window and positions. Returns EnergyOverContext: energy [..., snapshots]
-(NaN where a node is absent), counts, positions, and class_means (one ClassMeans per
-class_means_at entry).
+is checked like window and positions. spectral_profile=True: the same pass also decomposes
+every snapshot's class means on the Laplacian eigenvectors (as spectral_profile does).
+Returns EnergyOverContext: energy [..., snapshots] (NaN where a node is absent), counts,
+positions, class_means (one ClassMeans per class_means_at entry) and spectral_profile
+(shares [..., snapshots, K], or None when not asked for).
 
 >>> grid = icgt.Graph.square_grid(4, 4)
 >>> walks = icgt.WalkSampler(grid, seed=0).random_walks(16, 300, start="per_node")
@@ -182,6 +209,9 @@ class_means_at entry).
 >>> means = icgt.RepresentationStats(16).class_means(residuals, walks, 20, range(0, 300, 10)).means
 >>> torch.allclose(sweep.energy, metrics.dirichlet_energy(means), equal_nan=True)
 True
+>>> profile = metrics.energy_over_context(residuals, walks, 20, range(0, 300, 10), spectral_profile=True).spectral_profile
+>>> profile.shares.shape, torch.allclose(profile.shares, metrics.spectral_profile(means).shares, equal_nan=True)
+(torch.Size([2, 30, 9]), True)
 )doc")
       .def(
           "energy_null_baseline",
@@ -266,6 +296,34 @@ a repeated eigenvalue is a ValueError.
 >>> drawing = torch.tensor(grid.spectral_embedding(2).eigenvectors) @ torch.randn(2, 50, dtype=torch.float64)
 >>> icgt.EnergyMetrics(grid).spectral_alignment(drawing, 2).principal_angle_cosines.round(decimals=6).tolist()
 [1.0, 1.0]
+)doc")
+      .def(
+          "spectral_profile",
+          [](const EnergyMetrics& e, const py::handle& class_means) {
+            const at::Tensor means = tensor_argument(class_means, "EnergyMetrics.spectral_profile", "class_means");
+            py::gil_scoped_release release;
+            return e.spectral_profile(means);
+          },
+          py::arg("class_means"),
+          R"doc(Where the variance of class means [..., nodes, d] lies on the graph's Laplacian spectrum.
+
+The centred means X_c (each node's mean less the mean over nodes) are projected on the
+eigenvectors u_k of the combinatorial Laplacian D - A (the one spectral_alignment uses):
+the share of u_k is ||u_k^T X_c||^2 / ||X_c||^2. Low eigenvalues are smooth on the graph,
+high ones rough. Returns SpectralProfile: eigenvalues [K] (distinct, ascending; values
+within 1e-9 * max(1, the largest) count as one), multiplicities [K], shares [..., K] (per
+distinct eigenvalue, summed over its eigenspace: independent of the solver's basis, the
+number to report), eigenvectors [nodes, nodes] and eigenvector_shares [..., nodes]. NaN
+where a node is absent (an all-NaN row) or all means coincide.
+
+>>> grid = icgt.Graph.square_grid(4, 4)
+>>> metrics = icgt.EnergyMetrics(grid)
+>>> drawing = torch.tensor(grid.spectral_embedding(2).eigenvectors)  # z2, z3: both at eigenvalue 2 - sqrt(2)
+>>> profile = metrics.spectral_profile(drawing)
+>>> profile.eigenvalues[:3].round(decimals=4).tolist(), profile.multiplicities[:3].tolist()
+([0.0, 0.5858, 1.1716], [1, 2, 1])
+>>> profile.shares[:3].round(decimals=6).tolist()
+[0.0, 1.0, 0.0]
 )doc")
       .def(
           "graph_distance_correlation",

@@ -8,10 +8,12 @@
 // value; a window is summed afresh instead when that adds fewer segments than sliding it. Each
 // activation row is read once (twice only on a cache miss), the whole pass is one parallel
 // region, and the only memory written is the results: class means, or for an energy sweep a few
-// numbers per window (kept per slice, summed afterwards).
+// numbers per window, one per node more with a spectral basis (kept per slice, summed afterwards).
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+
+#include <Eigen/Dense>
 
 #include <algorithm>
 #include <atomic>
@@ -84,10 +86,13 @@ ICGT_WITH_AVX2_CLONE void scale_into(double* __restrict__ out, double* __restric
   }
 }
 
+using RowMajorMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
 // The energy sums of one window's class means over one slice of the hidden dimension, from the
-// window sums of its nodes (rows of `width` at `stride`); scratch holds num_nodes + 1 rows.
+// window sums of its nodes (rows of `width` at `stride`), and with a spectral basis the squared
+// projections of the centred means on it (energy_sums_width); scratch holds 2 num_nodes + 1 rows.
 void add_energy_sums(double* __restrict__ out, const double* sums, std::int64_t stride, const std::int64_t* count,
-                     std::int64_t num_nodes, std::int64_t width, const std::vector<std::pair<int, int>>& edges,
+                     std::int64_t num_nodes, std::int64_t width, const WindowSweep& sweep,
                      std::vector<double>& scratch) {
   double* means = scratch.data();
   double* centre = means + num_nodes * width;
@@ -97,7 +102,7 @@ void add_energy_sums(double* __restrict__ out, const double* sums, std::int64_t 
                1.0 / static_cast<double>(num_nodes), width);
   }
   double edge_squares = 0, squared_norms = 0, squared_deviations = 0;
-  for (auto [i, j] : edges) edge_squares += squared_distance(means + i * width, means + j * width, width);
+  for (auto [i, j] : sweep.edges) edge_squares += squared_distance(means + i * width, means + j * width, width);
   for (std::int64_t k = 0; k < num_nodes; ++k) {
     squared_norms += dot(means + k * width, means + k * width, width);
     squared_deviations += squared_distance(means + k * width, centre, width);
@@ -105,6 +110,16 @@ void add_energy_sums(double* __restrict__ out, const double* sums, std::int64_t 
   out[kEdgeSquares] += edge_squares;
   out[kSquaredNorms] += squared_norms;
   out[kSquaredDeviations] += squared_deviations;
+  if (sweep.spectral_basis.empty()) return;
+  // The squared norm of each basis vector's projection sums over the hidden dimension, so the
+  // slices' shares add up like the energy sums.
+  Eigen::Map<RowMajorMatrix> deviations(means, num_nodes, width);
+  deviations.rowwise() -= Eigen::Map<const Eigen::RowVectorXd>(centre, width);
+  const auto num_vectors = static_cast<Eigen::Index>(sweep.spectral_basis.size()) / num_nodes;
+  const Eigen::Map<const RowMajorMatrix> basis(sweep.spectral_basis.data(), num_nodes, num_vectors);
+  Eigen::Map<RowMajorMatrix> projections(centre + width, num_vectors, width);
+  projections.noalias() = basis.transpose() * deviations;
+  Eigen::Map<Eigen::VectorXd>(out + kNumEnergySums, num_vectors) += projections.rowwise().squaredNorm();
 }
 
 bool all_finite(const std::vector<double>& values) {
@@ -264,7 +279,7 @@ class FusedSweep {
     at::parallel_for(0, num_leading * source_.slices, 1, [&](std::int64_t begin, std::int64_t end) {
       SegmentCache<scalar_t> cache(source_, plan_, cache_size);
       std::vector<SlidingWindow> windows(sweeps_.size(), SlidingWindow{std::vector<double>(source_.slots)});
-      std::vector<double> scratch((source_.num_nodes + 1) * source_.slice_width);
+      std::vector<double> scratch((2 * source_.num_nodes + 1) * source_.slice_width);
       for (std::int64_t t = begin; t < end; ++t) {
         const std::int64_t slice = t % source_.slices, lo = slice * source_.slice_width;
         const Task task{t / source_.slices, slice, lo,
@@ -326,10 +341,11 @@ class FusedSweep {
               group_sum + k * slice_width, count[k], task.width);
         }
       } else if (std::all_of(count, count + num_nodes, [](std::int64_t n) { return n > 0; })) {
+        const std::int64_t sums_width = energy_sums_width(sweep, num_nodes);
         double* energy_sums =
             outputs_[r].data_ptr<double>() +
-            (((task.leading * source_.slices + task.slice) * num_groups + group) * num_snapshots + s) * kNumEnergySums;
-        add_energy_sums(energy_sums, group_sum, slice_width, count, num_nodes, task.width, sweep.edges, scratch);
+            (((task.leading * source_.slices + task.slice) * num_groups + group) * num_snapshots + s) * sums_width;
+        add_energy_sums(energy_sums, group_sum, slice_width, count, num_nodes, task.width, sweep, scratch);
       }
     }
   }
@@ -362,7 +378,8 @@ SweepResults sweep_windows_on_cpu(const torch::Tensor& source, const torch::Tens
     const auto num_snapshots = static_cast<std::int64_t>(sweep.windows.ends.size());
     results.outputs.push_back(sweep.output == WindowSweep::Output::ClassMeans
                                   ? empty_means(source, num_groups, num_snapshots, num_nodes)
-                                  : torch::zeros({num_leading, slices, num_groups, num_snapshots, kNumEnergySums},
+                                  : torch::zeros({num_leading, slices, num_groups, num_snapshots,
+                                                  energy_sums_width(sweep, num_nodes)},
                                                  source.options().dtype(torch::kFloat64)));
   }
   if (source.numel() == 0) {

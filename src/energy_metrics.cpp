@@ -5,11 +5,13 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <vector>
 
 #include "centred_svd.hpp"
 #include "edge_sums.hpp"
 #include "icgt/errors.hpp"
+#include "laplacian_spectrum.hpp"
 #include "nan.hpp"
 #include "random.hpp"
 #include "sweep_arguments.hpp"
@@ -126,7 +128,8 @@ EnergyMetrics::EnergyOverContext EnergyMetrics::energy_over_context(const torch:
                                                                   const torch::Tensor& nodes, std::int64_t window,
                                                                   const std::vector<std::int64_t>& positions,
                                                                   Energy energy,
-                                                                  const std::vector<Snapshots>& class_means_at) const {
+                                                                  const std::vector<Snapshots>& class_means_at,
+                                                                  bool with_spectral_profile) const {
   const std::string function = "EnergyMetrics.energy_over_context";
   const torch::NoGradGuard statistics_carry_no_autograd_history;
   const std::int64_t n = graph_.num_nodes();
@@ -141,6 +144,11 @@ EnergyMetrics::EnergyOverContext EnergyMetrics::energy_over_context(const torch:
   }
   for (detail::WindowSweep& sweep : sweeps) {
     sweep.counts = detail::window_counts(input.node_ids, n, /*per_sequence=*/false, sweep.windows);
+  }
+  std::optional<detail::LaplacianSpectrum> spectrum;
+  if (with_spectral_profile) {
+    spectrum = detail::laplacian_spectrum(graph_);
+    sweeps.front().spectral_basis = detail::row_major(spectrum->eigenvectors);
   }
   const detail::SweepResults results =
       detail::sweep_windows(input.rows, input.node_ids, n, /*per_sequence=*/false, sweeps);
@@ -162,6 +170,19 @@ EnergyMetrics::EnergyOverContext EnergyMetrics::energy_over_context(const torch:
   for (std::size_t i = 0; i < class_means_at.size(); ++i) {
     result.class_means.push_back(detail::class_means_result(input, sweeps[i + 1], results.outputs[i + 1],
                                                             class_means_at[i].positions, /*per_sequence=*/false));
+  }
+  if (spectrum) {
+    // NaN where a node is absent: nan_where_a_node_is_absent filled the whole row of sums.
+    SpectralProfile profile = detail::spectral_profile_of(*spectrum, sums.narrow(-1, detail::kNumEnergySums, n),
+                                                  detail::compute_dtype(residuals));
+    const auto reshaped = [&](const torch::Tensor& values) {
+      std::vector<std::int64_t> shape(energy_shape);
+      shape.push_back(values.size(-1));
+      return values.reshape(shape);
+    };
+    profile.shares = reshaped(profile.shares);
+    profile.eigenvector_shares = reshaped(profile.eigenvector_shares);
+    result.spectral_profile = std::move(profile);
   }
   return result;
 }
@@ -320,6 +341,18 @@ EnergyMetrics::SpectralAlignment EnergyMetrics::spectral_alignment(const torch::
   const torch::Tensor defined =
       present.all(-1) & (svd.singular.select(-1, components - 1) > tiny * svd.singular.select(-1, 0));
   return {torch::where(defined.unsqueeze(-1), cosines, kNaN), torch::where(defined.unsqueeze(-1), r_squared, kNaN)};
+}
+
+EnergyMetrics::SpectralProfile EnergyMetrics::spectral_profile(const torch::Tensor& class_means) const {
+  const torch::NoGradGuard statistics_carry_no_autograd_history;
+  const torch::Tensor x =
+      checked_representations(class_means, graph_.num_nodes(), "EnergyMetrics.spectral_profile", "class_means");
+  const torch::Tensor x64 = x.to(torch::kFloat64);
+  // An absent node's NaN row makes the mean over nodes, hence every projection, NaN.
+  const torch::Tensor deviations = x64 - x64.mean(-2, /*keepdim=*/true);
+  const detail::LaplacianSpectrum spectrum = detail::laplacian_spectrum(graph_);
+  const torch::Tensor basis = to_tensor(spectrum.eigenvectors).to(x.device());
+  return detail::spectral_profile_of(spectrum, torch::matmul(basis.t(), deviations).square().sum(-1), x.scalar_type());
 }
 
 torch::Tensor EnergyMetrics::graph_distance_correlation(const torch::Tensor& representations) const {

@@ -75,15 +75,20 @@ WindowMeans window_means(const torch::Tensor& source, const torch::Tensor& nodes
   return result;
 }
 
-// The energy sums of class means [..., nodes, hidden] (all present) on a graph's edges: float64
-// [..., kNumEnergySums].
-torch::Tensor energy_sums(const torch::Tensor& means, const std::vector<std::pair<int, int>>& edges) {
+// The energy sums of class means [..., nodes, hidden] (all present) on the sweep's graph, and the
+// squared projections on its spectral basis when it has one: float64 [..., energy_sums_width].
+torch::Tensor energy_sums(const torch::Tensor& means, const WindowSweep& sweep) {
   const torch::Tensor x = means.to(torch::kFloat64);
   torch::Tensor edge_squares = torch::zeros(x.sizes().slice(0, x.dim() - 2), x.options());
-  for (auto [i, j] : edges) edge_squares.add_((x.select(-2, i) - x.select(-2, j)).square().sum(-1));
+  for (auto [i, j] : sweep.edges) edge_squares.add_((x.select(-2, i) - x.select(-2, j)).square().sum(-1));
   const torch::Tensor squared_norms = x.square().sum({-2, -1});
-  const torch::Tensor squared_deviations = (x - x.mean(-2, /*keepdim=*/true)).square().sum({-2, -1});
-  return torch::stack({edge_squares, squared_norms, squared_deviations}, -1);
+  const torch::Tensor deviations = x - x.mean(-2, /*keepdim=*/true);
+  const torch::Tensor sums = torch::stack({edge_squares, squared_norms, deviations.square().sum({-2, -1})}, -1);
+  if (sweep.spectral_basis.empty()) return sums;
+  const std::int64_t num_nodes = x.size(-2);
+  const torch::Tensor basis =
+      torch::tensor(sweep.spectral_basis, x.options()).view({num_nodes, -1});
+  return torch::cat({sums, torch::matmul(basis.t(), deviations).square().sum(-1)}, -1);
 }
 
 }  // namespace
@@ -97,7 +102,7 @@ SweepResults sweep_windows_by_tensor_ops(const torch::Tensor& source, const torc
     results.finite = results.finite && means.finite;
     results.outputs.push_back(sweep.output == WindowSweep::Output::ClassMeans
                                   ? means.means
-                                  : nan_where_a_node_is_absent(energy_sums(means.means, sweep.edges), sweep.counts));
+                                  : nan_where_a_node_is_absent(energy_sums(means.means, sweep), sweep.counts));
   }
   return results;
 }

@@ -1,5 +1,7 @@
 #include "window_sweep.hpp"
 
+#include <algorithm>
+
 #include "nan.hpp"
 #include "tensor_checks.hpp"
 
@@ -28,6 +30,11 @@ torch::Tensor empty_means(const torch::Tensor& source, std::int64_t num_groups, 
                           std::int64_t num_nodes) {
   return torch::empty({source.size(0), num_groups, num_snapshots, num_nodes, source.size(3)},
                       source.options().dtype(compute_dtype(source)));
+}
+
+std::int64_t energy_sums_width(const WindowSweep& sweep, std::int64_t num_nodes) {
+  return kNumEnergySums + (sweep.spectral_basis.empty() ? 0 : static_cast<std::int64_t>(sweep.spectral_basis.size()) /
+                                                                  std::max<std::int64_t>(1, num_nodes));
 }
 
 torch::Tensor nan_where_a_node_is_absent(torch::Tensor sums, const torch::Tensor& counts) {

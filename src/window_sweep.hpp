@@ -32,6 +32,10 @@ struct WindowSweep {
   Output output = Output::ClassMeans;
   /// For EnergySums: the graph's edges, each undirected edge once.
   std::vector<std::pair<int, int>> edges;
+  /// For EnergySums, optional: an orthonormal basis of R^nodes, row-major [nodes, basis vectors]
+  /// (the Laplacian's eigenvectors as columns), whose squared projections of the centred class
+  /// means the sweep adds after the energy sums. Empty: none.
+  std::vector<double> spectral_basis;
 };
 
 /// The three numbers every Dirichlet energy of class means m_0..m_(n-1) is made of, in this order
@@ -43,13 +47,17 @@ enum EnergySum : std::int64_t {
 };
 constexpr std::int64_t kNumEnergySums = 3;
 
+/// The length of the last dimension of an energy sweep's result: the kNumEnergySums energy sums,
+/// then, with a spectral basis, sum_h (u_k^T (m - mean of the m))_h^2 for each basis vector u_k.
+std::int64_t energy_sums_width(const WindowSweep& sweep, std::int64_t num_nodes);
+
 /// What one pass gives.
 struct SweepResults {
   /// One per sweep, in order: for a ClassMeans sweep, means[l, c, s, k, :] is the mean of
   /// source[l, b, p, :] over the positions p of window s and the sequences b of group c where
   /// nodes[b, p] == k, NaN where its count is 0: [leading, groups, snapshots, num_nodes, hidden]
   /// in float32 (float64 for float64 source). For an EnergySums sweep: float64 [leading, groups,
-  /// snapshots, kNumEnergySums] of the same means, NaN where any node's count is 0.
+  /// snapshots, energy_sums_width] of the same means, NaN where any node's count is 0.
   std::vector<torch::Tensor> outputs;
   /// False when a NaN or infinite activation entered a window (the outputs are then unusable).
   bool finite = true;
@@ -82,7 +90,7 @@ SweepResults sweep_windows_by_tensor_ops(const torch::Tensor& source, const torc
 torch::Tensor empty_means(const torch::Tensor& source, std::int64_t num_groups, std::int64_t num_snapshots,
                           std::int64_t num_nodes);
 
-/// Energy sums [..., snapshots, kNumEnergySums] set to NaN, in place, where a window lacks a node
+/// Energy sums [..., snapshots, energy_sums_width] set to NaN, in place, where a window lacks a node
 /// (counts [..., snapshots, nodes] == 0).
 torch::Tensor nan_where_a_node_is_absent(torch::Tensor sums, const torch::Tensor& counts);
 

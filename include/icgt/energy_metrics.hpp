@@ -78,6 +78,38 @@ class ICGT_API EnergyMetrics {
     torch::Tensor r_squared;
   };
 
+  /// Where the variance of class means lies on the graph's spectrum: the centred class means X_c
+  /// [nodes, d] (each node's mean less the mean over nodes) decomposed on the eigenvectors u_1..u_n
+  /// of the combinatorial Laplacian D - A (the Laplacian of Graph::spectral_embedding and
+  /// spectral_alignment), as the share ||u_k^T X_c||^2 / ||X_c||_F^2 of each. Low eigenvalues are
+  /// smooth on the graph (neighbours alike), high ones rough; the shares sum to 1, and the constant
+  /// eigenvector of a connected graph holds none, since the means are centred.
+  ///
+  /// Eigenvalues that repeat (the 4x4 grid has several) span an eigenspace in which the solver's
+  /// choice of basis is arbitrary, so the share per distinct eigenvalue (`shares`, summed over its
+  /// eigenspace) is the number to report; the share per eigenvector is kept beside it. Eigenvalues
+  /// within kEigenvalueTolerance * max(1, largest eigenvalue) of the one before are one eigenvalue:
+  /// the solver is accurate to about machine epsilon times the largest, and distinct eigenvalues of
+  /// graphs this small are orders of magnitude further apart.
+  struct SpectralProfile {
+    /// float64 [K]: the distinct eigenvalues of D - A, ascending (the first is 0).
+    torch::Tensor eigenvalues;
+    /// int64 [K]: how many eigenvectors share each eigenvalue (its eigenspace's dimension).
+    torch::Tensor multiplicities;
+    /// [..., K]: the share of the centred means' variance in each eigenspace; sums to 1. NaN where a
+    /// node is absent, or where all means coincide (no variance to share).
+    torch::Tensor shares;
+    /// float64 [nodes, nodes]: the eigenvectors u_k as columns, ascending eigenvalues, the first
+    /// multiplicities[0] of them spanning the eigenspace of eigenvalues[0], and so on.
+    torch::Tensor eigenvectors;
+    /// [..., nodes]: the share on each eigenvector; within a repeated eigenvalue it depends on the
+    /// basis the solver chose.
+    torch::Tensor eigenvector_shares;
+  };
+
+  /// Laplacian eigenvalues closer than this, relative to max(1, the largest), count as one.
+  static constexpr double kEigenvalueTolerance = 1e-9;
+
   /// A window and the snapshot positions it is taken at, as RepresentationStats::class_means takes them.
   struct Snapshots {
     std::int64_t window = 0;
@@ -91,6 +123,9 @@ class ICGT_API EnergyMetrics {
     torch::Tensor positions;  ///< int64 [snapshots]: the snapshot positions t
     /// One RepresentationStats::ClassMeans per entry of class_means_at, in that order.
     std::vector<RepresentationStats::ClassMeans> class_means;
+    /// When asked for: the spectral profile of the same class means, shares [..., snapshots, K]
+    /// and eigenvector_shares [..., snapshots, nodes], NaN where the energy is.
+    std::optional<SpectralProfile> spectral_profile;
   };
 
   /// Keeps the graph and its adjacency and shortest-path matrices (on the CPU, moved to the
@@ -116,15 +151,22 @@ class ICGT_API EnergyMetrics {
   /// positions); energy computed in float64 from float64 window sums. Cost O(batch * length *
   /// hidden + snapshots * (nodes + edges) * hidden) per leading index.
   ///
+  /// With with_spectral_profile, the same pass also decomposes each snapshot's class means on the
+  /// Laplacian eigenvectors (see SpectralProfile; spectral_profile of the class means gives the
+  /// same numbers), at a further O(nodes^3) once and O(snapshots * nodes^2 * hidden) per leading
+  /// index.
+  ///
   /// Example:
   ///   auto sweep = metrics.energy_over_context(residuals, walks, 20,
   ///                                            icgt::RepresentationStats::strided_positions(1400, 10),
-  ///                                            Energy::Normalized, {{200, {200, 600, 1000, 1399}}});
-  ///   // sweep.energy: [layers, 140]; sweep.class_means[0].means: [layers, 4, nodes, hidden]
+  ///                                            Energy::Normalized, {{200, {200, 600, 1000, 1399}}}, true);
+  ///   // sweep.energy: [layers, 140]; sweep.class_means[0].means: [layers, 4, nodes, hidden];
+  ///   // sweep.spectral_profile->shares: [layers, 140, distinct eigenvalues]
   EnergyOverContext energy_over_context(const torch::Tensor& residuals, const torch::Tensor& nodes,
                                         std::int64_t window, const std::vector<std::int64_t>& positions,
                                         Energy energy = Energy::Normalized,
-                                        const std::vector<Snapshots>& class_means_at = {}) const;
+                                        const std::vector<Snapshots>& class_means_at = {},
+                                        bool with_spectral_profile = false) const;
 
   /// The energy of the representations against the same energy after num_relabellings random
   /// permutations of the node labels (the graph's edges moved to random node pairs), drawn with
@@ -151,6 +193,16 @@ class ICGT_API EnergyMetrics {
   /// eigenvalue would make the target subspace an arbitrary choice): that is a ValueError.
   SpectralAlignment spectral_alignment(const torch::Tensor& class_means, std::int64_t num_components,
                                        std::int64_t first_component = 0) const;
+
+  /// The spectral profile (SpectralProfile) of class means [..., nodes, d]: shares [..., K] and
+  /// eigenvector_shares [..., nodes], float32 (float64 for float64 input), computed in float64. NaN
+  /// where a node is absent (an all-NaN row) or all means coincide. Cost O(nodes^3) for the
+  /// eigendecomposition (Eigen's self-adjoint solver), then O(nodes^2 d) per leading index.
+  ///
+  /// Example:
+  ///   auto profile = metrics.spectral_profile(class_means.means);  // [layers, snapshots, K]
+  ///   // profile.shares[..., 1]: the share at the smallest non-zero eigenvalue (z2, z3 for the grid)
+  SpectralProfile spectral_profile(const torch::Tensor& class_means) const;
 
   /// Pearson correlation between the Euclidean distances ||x_i - x_j|| and the shortest-path
   /// lengths over all node pairs i < j joined by a path: representations [..., nodes, d] -> [...].

@@ -4,6 +4,7 @@
 #include "icgt/errors.hpp"
 #include "icgt/representation_stats.hpp"
 #include "icgt/walk_sampler.hpp"
+#include "window_sweep.hpp"
 
 #include <cmath>
 #include <limits>
@@ -294,4 +295,135 @@ TEST_CASE("rule-following accuracy: bad input is an error that names the argumen
   CHECK_THROWS_AS(metrics.rule_following_accuracy(not_a_number, nodes), icgt::ValueError);
   CHECK_THROWS_WITH(metrics.rule_following_accuracy(torch::full({2, 3, 4}, 0.3), nodes),
                     Contains("node_probabilities sums to more than 1 over the nodes at (batch, position) (0, 0)"));
+}
+
+TEST_CASE("spectral profile: the grid's distinct Laplacian eigenvalues and their multiplicities") {
+  const auto profile = EnergyMetrics(Graph::square_grid(4, 4)).spectral_profile(torch::randn({16, 3}));
+  // The 4x4 grid's eigenvalues are the sums of two path eigenvalues 2 - 2 cos(pi k / 4).
+  const std::vector<double> expected{0.0, 2 - std::sqrt(2.0), 4 - 2 * std::sqrt(2.0), 2.0, 4 - std::sqrt(2.0),
+                                     2 + std::sqrt(2.0), 4.0, 4 + std::sqrt(2.0), 4 + 2 * std::sqrt(2.0)};
+  REQUIRE(profile.eigenvalues.numel() == 9);
+  for (std::int64_t k = 0; k < 9; ++k) CHECK(item(profile.eigenvalues[k]) == Approx(expected[k]).margin(1e-12));
+  CHECK(profile.multiplicities.equal(torch::tensor({1, 2, 1, 2, 2, 2, 3, 2, 1}, torch::kInt64)));
+  CHECK(profile.eigenvectors.sizes() == torch::IntArrayRef{16, 16});
+  CHECK(torch::allclose(profile.eigenvectors.t().matmul(profile.eigenvectors), torch::eye(16, torch::kFloat64), 0,
+                        1e-12));
+  const auto ring = EnergyMetrics(Graph::ring(4)).spectral_profile(torch::randn({4, 2}));
+  CHECK(ring.multiplicities.equal(torch::tensor({1, 2, 1}, torch::kInt64)));
+}
+
+TEST_CASE("spectral profile: means along one Laplacian eigenvector put share 1 at its eigenvalue") {
+  const EnergyMetrics metrics(Graph::square_grid(4, 4));
+  const torch::Tensor eigenvectors = metrics.spectral_profile(torch::randn({16, 2})).eigenvectors;
+  const torch::Tensor direction = torch::tensor({1.0, -2.0, 0.5}, torch::kFloat64);
+  // Eigenvector 3 has eigenvalue 4 - 2 sqrt(2), alone; eigenvector 4 is one of the two at 2. A
+  // common offset does not count: the means are centred.
+  for (auto [vector, eigenvalue] : {std::pair<std::int64_t, std::int64_t>{3, 2}, {4, 3}}) {
+    const torch::Tensor means = torch::outer(eigenvectors.select(1, vector), direction) + 7.0;
+    const auto profile = metrics.spectral_profile(means);
+    CHECK(torch::allclose(profile.shares, torch::one_hot(torch::tensor(eigenvalue), 9).to(torch::kFloat64), 0, 1e-12));
+    CHECK(torch::allclose(profile.eigenvector_shares, torch::one_hot(torch::tensor(vector), 16).to(torch::kFloat64), 0,
+                          1e-12));
+  }
+  // A mix: a u_1 w^T + b u_5 v^T puts a^2 |w|^2 and b^2 |v|^2 (over their total) at their two
+  // eigenvalues, 2 - sqrt(2) and 2 (eigenvector 5 is the second at 2), whatever w and v.
+  const torch::Tensor w = torch::tensor({1.0, 0.0, 2.0}, torch::kFloat64), v = torch::tensor({3.0, 1.0, -1.0}, torch::kFloat64);
+  const torch::Tensor mix = torch::outer(2.0 * eigenvectors.select(1, 1), w) + torch::outer(eigenvectors.select(1, 5), v);
+  const double low = 4.0 * 5.0, high = 11.0;
+  const auto profile = metrics.spectral_profile(mix.to(torch::kFloat32));
+  CHECK(profile.shares.scalar_type() == torch::kFloat32);
+  CHECK(item(profile.shares[1]) == Approx(low / (low + high)).epsilon(1e-6));
+  CHECK(item(profile.shares[3]) == Approx(high / (low + high)).epsilon(1e-6));
+  CHECK(item(profile.shares.sum()) == Approx(1.0).epsilon(1e-6));
+}
+
+TEST_CASE("spectral profile: batched, sums to 1, NaN for an absent node or coinciding means") {
+  const EnergyMetrics metrics(Graph::hexagonal_lattice(2, 2));
+  const std::int64_t n = metrics.graph().num_nodes();
+  torch::manual_seed(21);
+  torch::Tensor x = torch::randn({2, 3, n, 6}, torch::kFloat64) + 40.0;
+  x[1][2][5].fill_(kNaN);
+  x[0][1] = torch::ones({n, 6}, torch::kFloat64);
+  const auto profile = metrics.spectral_profile(x);
+  REQUIRE(profile.shares.sizes() == torch::IntArrayRef{2, 3, profile.eigenvalues.size(0)});
+  REQUIRE(profile.eigenvector_shares.sizes() == torch::IntArrayRef{2, 3, n});
+  CHECK(torch::isnan(profile.shares[1][2]).all().item<bool>());
+  CHECK(torch::isnan(profile.shares[0][1]).all().item<bool>());
+  CHECK(torch::isnan(profile.shares).sum().item<std::int64_t>() == 2 * profile.eigenvalues.size(0));
+  const torch::Tensor totals = profile.shares.sum(-1);
+  CHECK(torch::allclose(totals[0][0], torch::ones({}, torch::kFloat64)));
+  CHECK(item(profile.shares[0][0][0]) == Approx(0.0).margin(1e-12));  // the constant eigenvector: none
+  CHECK(torch::allclose(profile.shares[1][0], metrics.spectral_profile(x[1][0]).shares, 1e-12, 1e-14));
+}
+
+TEST_CASE("spectral profile: the fused CPU sweep and the tensor-operation sweep agree on the projections") {
+  const std::int64_t num_nodes = 6, batch = 3, length = 200, hidden = 140;
+  torch::manual_seed(22);
+  const torch::Tensor source = torch::randn({2, batch, length, hidden}) + 5.0;
+  const torch::Tensor nodes = torch::randint(num_nodes, {batch, length}, torch::kInt64);
+  icgt::detail::TrailingWindows windows;
+  for (std::int64_t t = 0; t < length; t += 9) {
+    windows.starts.push_back(std::max<std::int64_t>(0, t - 30));
+    windows.ends.push_back(t + 1);
+  }
+  const torch::Tensor basis = std::get<0>(torch::linalg_qr(torch::randn({num_nodes, num_nodes}, torch::kFloat64)));
+  const torch::Tensor rows = basis.contiguous();
+  icgt::detail::WindowSweep sweep{windows, {}, icgt::detail::WindowSweep::Output::EnergySums, {{0, 1}, {2, 5}},
+                                  std::vector<double>(rows.data_ptr<double>(), rows.data_ptr<double>() + rows.numel())};
+  for (bool per_sequence : {false, true}) {
+    sweep.counts = icgt::detail::window_counts(nodes, num_nodes, per_sequence, windows);
+    const auto fused = icgt::detail::sweep_windows_on_cpu(source, nodes, num_nodes, per_sequence, {sweep});
+    const auto by_ops = icgt::detail::sweep_windows_by_tensor_ops(source, nodes, num_nodes, per_sequence, {sweep});
+    const torch::Tensor sums = fused.outputs.front();
+    REQUIRE(sums.size(-1) == icgt::detail::kNumEnergySums + num_nodes);
+    CHECK(torch::allclose(sums, by_ops.outputs.front(), 1e-6, 1e-9, /*equal_nan=*/true));
+    // An orthonormal basis: the squared projections add up to the squared deviations.
+    const torch::Tensor present = sums.select(-1, 0).isfinite();
+    CHECK(present.any().item<bool>());
+    CHECK(torch::allclose(sums.narrow(-1, icgt::detail::kNumEnergySums, num_nodes).sum(-1).masked_select(present),
+                          sums.select(-1, icgt::detail::kSquaredDeviations).masked_select(present), 1e-9));
+  }
+}
+
+TEST_CASE("spectral profile over context equals the profile of the class means, from the same pass") {
+  const Graph grid = Graph::square_grid(3, 3);
+  const EnergyMetrics metrics(grid);
+  torch::manual_seed(23);
+  const std::int64_t batch = 3, length = 240;
+  torch::Tensor nodes = icgt::WalkSampler(grid, 5).random_walks(batch, length).clone();
+  nodes.select(1, 0).fill_(icgt::kNotANode);
+  const torch::Tensor residuals = 50.0 + torch::randn({2, 2, batch, length, 40}) +
+                                  torch::randn({9, 40}).index_select(0, nodes.clamp_min(0).flatten()).view({batch, length, 40});
+  const auto positions = icgt::RepresentationStats::strided_positions(length, 10, 5);
+  const auto plain = metrics.energy_over_context(residuals, nodes, 20, positions);
+  CHECK_FALSE(plain.spectral_profile.has_value());
+  const auto result = metrics.energy_over_context(residuals, nodes, 20, positions, Energy::Normalized, {}, true);
+  REQUIRE(result.spectral_profile.has_value());
+  CHECK(torch::allclose(result.energy, plain.energy, 0, 0, /*equal_nan=*/true));  // the energy is unchanged
+  const auto means = icgt::RepresentationStats(9).class_means(residuals, nodes, 20, positions).means;
+  const auto expected = metrics.spectral_profile(means);
+  const auto& profile = *result.spectral_profile;
+  REQUIRE(profile.shares.sizes() == expected.shares.sizes());  // [2, 2, snapshots, K]
+  CHECK(profile.shares.scalar_type() == torch::kFloat32);
+  CHECK(torch::isnan(profile.shares).any().item<bool>());  // the first windows miss nodes
+  CHECK(torch::equal(torch::isnan(profile.shares.select(-1, 0)), torch::isnan(result.energy)));
+  CHECK(torch::allclose(profile.shares, expected.shares, 1e-4, 1e-6, /*equal_nan=*/true));
+  CHECK(torch::allclose(profile.eigenvector_shares, expected.eigenvector_shares, 1e-4, 1e-6, /*equal_nan=*/true));
+  CHECK(torch::equal(profile.eigenvalues, expected.eigenvalues));
+  CHECK(torch::equal(profile.multiplicities, expected.multiplicities));
+}
+
+TEST_CASE("spectral profile: bad input is an error that names the argument") {
+  const EnergyMetrics metrics(Graph::square_grid(4, 4));
+  CHECK_THROWS_WITH(metrics.spectral_profile(torch::randn({15, 3})),
+                    Contains("EnergyMetrics.spectral_profile: class_means has shape [15, 3], whose dimension -2 "
+                             "(nodes) should be 16"));
+  CHECK_THROWS_WITH(metrics.spectral_profile(torch::randn({16})), Contains("class_means has 1 dimension(s)"));
+  CHECK_THROWS_WITH(metrics.spectral_profile(torch::zeros({16, 3}, torch::kInt64)),
+                    Contains("EnergyMetrics.spectral_profile: class_means has dtype Long"));
+  CHECK_THROWS_WITH(metrics.spectral_profile(torch::zeros({16, 0})), Contains("0 dimensions per node"));
+  torch::Tensor partly_nan = torch::randn({16, 3});
+  partly_nan[2][1] = kNaN;
+  CHECK_THROWS_WITH(metrics.spectral_profile(partly_nan), Contains("row (2) holds a NaN or infinite value"));
+  CHECK_THROWS_AS(metrics.spectral_profile(torch::Tensor()), icgt::TypeError);
 }

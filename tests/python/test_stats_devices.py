@@ -43,7 +43,7 @@ def test_cuda_and_cpu_agree_on_every_metric():
         null = metrics.energy_null_baseline(snapshots.means, "scale_invariant", 500, seed=3)
         accuracy = metrics.rule_following_accuracy(probabilities.to(device), walks)
         sweep = metrics.energy_over_context(x, walks, 20, stats.strided_positions(600, 10), "scale_invariant",
-                                            class_means_at=[(200, [250, 420, 599])])
+                                            class_means_at=[(200, [250, 420, 599])], spectral_profile=True)
         results[device] = {
             "means": curve.means,
             "counts": curve.counts,
@@ -59,6 +59,8 @@ def test_cuda_and_cpu_agree_on_every_metric():
             "accuracy": accuracy.mean_full_vocabulary,
             "energy_over_context": sweep.energy,
             "class_means_at": sweep.class_means[0].means,
+            "spectral_profile_over_context": sweep.spectral_profile.shares,
+            "spectral_profile": metrics.spectral_profile(snapshots.means).shares,
         }
     for name, cpu_result in results["cpu"].items():
         assert_same(results["cuda"][name], cpu_result)
