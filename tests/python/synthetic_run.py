@@ -55,6 +55,25 @@ def spectral_embedding(num_nodes, edges, k):
     return vectors[:, 1:k + 1]
 
 
+def laplacian_spectrum(num_nodes, edges):
+    """The distinct eigenvalues of D - A and how many eigenvectors each has."""
+    adjacency = np.zeros((num_nodes, num_nodes))
+    for a, b in edges:
+        adjacency[a, b] = adjacency[b, a] = 1
+    values = np.round(np.linalg.eigvalsh(np.diag(adjacency.sum(axis=1)) - adjacency), 9)
+    distinct, multiplicities = np.unique(values, return_counts=True)
+    return np.abs(distinct), multiplicities
+
+
+def spectral_profile(num_nodes, edges, low_share):
+    """Shares [..., K] with ``low_share`` [...] on the lowest non-zero eigenvalue, the rest spread over the
+    other non-zero eigenvectors evenly (as random means spread it), none on eigenvalue 0."""
+    _, multiplicities = laplacian_spectrum(num_nodes, edges)
+    rest = multiplicities[2:] / multiplicities[2:].sum()
+    return np.concatenate([np.zeros(low_share.shape + (1,)), low_share[..., None],
+                           (1 - low_share)[..., None] * rest], axis=-1)
+
+
 def run_info(graph="grid", effect=True):
     """run.json for a synthetic grid (4x4) or days-of-week run (named "-no-effect" without the planted effect)."""
     labels = WORDS if graph == "grid" else IN_CONTEXT_RING
@@ -158,7 +177,15 @@ def results(info, seed=0, effect=True):
         "energy_minimum_points": ENERGY_MINIMUM_AT * np.exp(np.r_[0, rng.normal(0, 0.1, BOOTSTRAP)]),
         "accuracy_rise_points": np.stack([ACCURACY_RISE_AT * np.exp(np.r_[0, rng.normal(0, 0.1, BOOTSTRAP)])] * 2, 1),
         "lag_layer": np.array(6),
+        # The variance on the lowest non-zero Laplacian eigenvalue grows with depth and context, from what
+        # random means put there (its share of the non-zero eigenvectors) to 0.2 + 0.7 of the rest.
+        "spectral_eigenvalues": laplacian_spectrum(num_nodes, edges)[0],
     }
+    multiplicities = laplacian_spectrum(num_nodes, edges)[1]
+    chance = multiplicities[1] / (num_nodes - 1)
+    low_share = chance + (1 - chance) * (0.2 + 0.7 * depth * growth[None, :])
+    arrays["spectral_profile"] = spectral_profile(num_nodes, edges, low_share)
+    arrays["spectral_profile"][:, 0] = np.nan  # as the energy: nodes absent from the first window
     if info["graph"]["kind"] == "days":
         pairs = (NUM_LAYERS, pca_positions.size)
         arrays["weekly_alignment"] = np.stack([np.full(pairs, 0.9), np.full(pairs, 0.1)], axis=-1)
@@ -188,6 +215,10 @@ def _remove_the_effect(arrays, info, neighbours, rng):
     arrays["pca_projections"] = noise
     arrays["spectral_alignment"] = rng.uniform(0.05, 0.25, arrays["spectral_alignment"].shape)
     arrays["distance_correlation"] = rng.normal(0, 0.05, arrays["distance_correlation"].shape)
+    multiplicities = laplacian_spectrum(info["graph"]["num_nodes"], info["graph"]["edges"])[1]
+    chance = multiplicities[1] / (info["graph"]["num_nodes"] - 1)
+    arrays["spectral_profile"] = spectral_profile(info["graph"]["num_nodes"], info["graph"]["edges"],
+                                                  chance + rng.uniform(-0.02, 0.02, arrays["energy"].shape))
     if info["graph"]["kind"] == "days":
         arrays["ring_alignment"] = rng.uniform(0.0, 0.2, arrays["ring_alignment"].shape)
 

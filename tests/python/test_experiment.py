@@ -86,6 +86,24 @@ def test_energy_matches_a_brute_force_recomputation(run):
             np.testing.assert_allclose(results["energy"][layer_index, snapshot], expected, rtol=2e-4)
 
 
+def test_spectral_profile_matches_numpys_eigenspaces_of_the_brute_force_means(run):
+    """Each eigenspace's share from the projector on numpy's basis of it (any basis gives the same)."""
+    _, _, results, activations = run
+    laplacian = np.diag(icgt.Graph.square_grid(4, 4).adjacency().sum(1)) - icgt.Graph.square_grid(4, 4).adjacency()
+    values, vectors = np.linalg.eigh(laplacian)
+    np.testing.assert_allclose(results["spectral_eigenvalues"], np.unique(values.round(9)), atol=1e-9)
+    groups = [np.flatnonzero(np.abs(values - value) < 1e-6) for value in results["spectral_eigenvalues"]]
+    residuals, nodes = activations["residuals"].astype(np.float64), results["nodes"]
+    assert results["spectral_profile"].shape == results["energy"].shape + (9,)
+    for layer_index in range(3):
+        for snapshot in [0, 5, len(results["energy_positions"]) - 1]:
+            means = class_means_brute_force(residuals[layer_index], nodes, 20,
+                                            int(results["energy_positions"][snapshot]), 16)
+            centred = means - means.mean(0)
+            expected = [np.sum((vectors[:, g] @ vectors[:, g].T @ centred) ** 2) / np.sum(centred**2) for g in groups]
+            np.testing.assert_allclose(results["spectral_profile"][layer_index, snapshot], expected, atol=1e-5)
+
+
 def test_null_baseline_mean_matches_the_exact_expectation(run):
     """Under a uniform relabelling every node pair is an edge with probability |E| / C(n, 2)."""
     _, _, results, activations = run

@@ -45,9 +45,9 @@ def test_report_writes_valid_images_and_an_index_that_shows_them(tmp_path):
     index = report.write_report(run_folder)
     assert index == run_folder / "report" / "index.html"
     assert sorted(path.name for path in index.parent.iterdir()) == [
-        "alignment.png", "energy_accuracy.png", "index.html", "pca.png", "summary.json"]
+        "alignment.png", "energy_accuracy.png", "index.html", "pca.png", "spectrum.png", "summary.json"]
     page = index.read_text()
-    for name in ["pca", "energy_accuracy", "alignment"]:
+    for name in ["pca", "energy_accuracy", "alignment", "spectrum"]:
         width, height = png_size(index.parent / f"{name}.png")
         assert width > 500 and height > 300
         assert matplotlib.image.imread(index.parent / f"{name}.png").shape[:2] == (height, width)
@@ -109,7 +109,8 @@ def test_format_summary_prints_the_verdict_then_every_number_with_its_label(days
     assert text[0] == "synthetic-days: toy-8-layers · days graph · walk"
     assert text[1].startswith("  toy-8-layers follows the graph: ")
     numbers = text[text.index("  key numbers:") + 1:]
-    assert " ".join(" ".join(text[1:text.index("  key numbers:")]).split()) == " ".join(summary["verdict"])
+    words = " ".join(" ".join(text[1:text.index("  key numbers:")]).split())
+    assert words == " ".join([*summary["verdict"], summary["spectrum"]])  # the spectrum's sentence last
     assert "  context length of the minimum energy: 40" in numbers
     assert "  PC pair that best carries the in-context ring: PC3-4" in numbers
     assert len(numbers) == len(html.SUMMARY_LABELS)
@@ -159,7 +160,7 @@ def test_figures_are_made_without_pyplot(grid_run):
 
     open_before = pyplot.get_fignums()
     figures = report.report_figures(grid_run, layer=7)
-    assert sorted(figures) == ["alignment", "energy_accuracy", "pca"]
+    assert sorted(figures) == ["alignment", "energy_accuracy", "pca", "spectrum"]
     assert all(isinstance(figure, Figure) for figure in figures.values())
     assert pyplot.get_fignums() == open_before
     assert "class means at block 7 of 8" in figures["pca"].get_suptitle()

@@ -23,6 +23,7 @@ from ..files import write_atomically
 from ..hardware import describe_line
 from .mechanism import FIGURE_CAPTIONS as MECHANISM_CAPTIONS
 from .mechanism import experiment_of, mechanism_figures, mechanism_summary
+from .spectrum import has_spectrum, spectrum_figure, spectrum_summary
 from ..study.curves import energy_minimum, steepest_rise
 from ..study.run_folder import Run, load_run
 from .verdict import FOLLOWS_SKILL, SHAPED_ALIGNMENT, judge, lag_summary
@@ -43,6 +44,12 @@ FIGURE_CAPTIONS = {
     "alignment": "How well the top-2 principal components are explained by the Laplacian eigenvectors z2, z3, "
                  "and how well representation distances follow graph distances; thick lines: thirds of the "
                  "model's depth, thin lines: single blocks.",
+    "spectrum": "Where the class means' variance lies on the graph's Laplacian spectrum (centred means "
+                "projected on the eigenvectors of D - A, summed per distinct eigenvalue; low eigenvalues are "
+                "smooth on the graph, high ones rough): per captured block at the last snapshot where every "
+                "block has every node (left), and over context length at the deep block (right). The "
+                "low-frequency bias (Yang, Tanaka, Hu, arXiv 2507.13540) predicts the share at low "
+                "eigenvalues to grow with depth and with context.",
     "days": "Days of the week on an in-context ring that contradicts the weekly order: which principal "
             "components carry the weekly circle and which the in-context ring.",
 }
@@ -59,6 +66,8 @@ def summarize(run: Run | str | os.PathLike, layer: int | None = None) -> dict[st
     ``graph_shape`` its levels. Energy, alignment and days numbers are for block ``layer`` (default:
     :meth:`Run.default_layer`); the energy minimum is also given for each third of the depth. Final
     accuracy is the mean over sequences and over the scored positions in the last tenth of the context.
+    Where the run has a spectral profile, ``spectrum`` says where the class means' variance lies on the
+    graph's Laplacian spectrum and ``low_frequency_share`` gives its numbers (icgt.report.spectrum).
 
     >>> from icgt.report import summarize
     >>> summary = summarize(grid_run)
@@ -110,6 +119,7 @@ def summarize(run: Run | str | os.PathLike, layer: int | None = None) -> dict[st
         "blocks_below_null": _blocks_below_null(run),
         "final_spectral_alignment": _last_finite(run.arrays["spectral_alignment"][layer_index]),
         "final_distance_correlation": _last_finite(run.arrays["distance_correlation"][layer_index]),
+        **spectrum_summary(run, layer),
     }
     if run.is_days:
         summary.update(_days_summary(run, layer_index))
@@ -168,13 +178,14 @@ def _null_energy_at(run: Run, layer_index: int, minimum: tuple[int, float] | Non
 
 
 def report_figures(run: Run | str | os.PathLike, layer: int | None = None) -> dict[str, Figure]:
-    """The report's figures by name ("pca", "energy_accuracy", "alignment", and "days" for days runs).
+    """The report's figures by name ("pca", "energy_accuracy", "alignment", "spectrum" where the run has a
+    spectral profile, and "days" for days runs).
 
     In Jupyter, ``display(figure)`` (or a figure as a cell's last expression) shows it inline.
 
     >>> from icgt.report import report_figures
     >>> sorted(report_figures(grid_run)), sorted(report_figures(days_run))
-    (['alignment', 'energy_accuracy', 'pca'], ['alignment', 'days', 'energy_accuracy', 'pca'])
+    (['alignment', 'energy_accuracy', 'pca', 'spectrum'], ['alignment', 'days', 'energy_accuracy', 'pca', 'spectrum'])
     """
     run = _as_run(run)
     if experiment_of(run) != "graph":
@@ -184,6 +195,8 @@ def report_figures(run: Run | str | os.PathLike, layer: int | None = None) -> di
         "energy_accuracy": plots.energy_accuracy_figure(run),
         "alignment": plots.alignment_figure(run),
     }
+    if has_spectrum(run):
+        figures["spectrum"] = spectrum_figure(run, layer)
     if run.is_days:
         figures["days"] = plots.days_figure(run, layer)
     return figures
@@ -215,7 +228,7 @@ def write_report(run_folder: str | os.PathLike, layer: int | None = None,
     >>> from icgt.report import write_report
     >>> index = write_report(grid_run)
     >>> index.name, sorted(path.name for path in index.parent.iterdir())
-    ('index.html', ['alignment.png', 'energy_accuracy.png', 'index.html', 'pca.png', 'summary.json'])
+    ('index.html', ['alignment.png', 'energy_accuracy.png', 'index.html', 'pca.png', 'spectrum.png', 'summary.json'])
     """
     run = load_run(run_folder)
     folder = Path(output_folder) if output_folder is not None else run.folder / "report"
@@ -284,6 +297,8 @@ SUMMARY_LABELS = {
     "blocks_below_null": f"blocks whose energy is below the relabelling null at p < {NULL_ALPHA}, late",
     "final_spectral_alignment": "final spectral alignment of the drawn PCs with z2, z3",
     "final_distance_correlation": "final correlation of representation and graph distances",
+    "low_frequency_share": "share of the class means' variance on the two lowest non-zero Laplacian eigenvalues "
+                           "(first and last snapshot; shallow and deep block; means unrelated to the graph)",
     "final_weekly_alignment_by_pc_pair": "final weekly-circle alignment per PC pair (PC1-2, PC3-4, ...)",
     "final_ring_alignment_by_pc_pair": "final in-context-ring alignment per PC pair",
     "weekly_circle_pcs": "PC pair that best carries the weekly circle",
@@ -306,12 +321,17 @@ def format_summary(summary: dict[str, Any], width: int = 100) -> str:
     model = summary.get("model_description", summary["model"])
     kind = summary.get("mode", summary.get("experiment", ""))
     lines = [f"{summary['run']}: {model} · {summary['graph']} graph · {kind}"]
-    for sentence in summary.get("verdict", summary.get("sentences", [])):
+    for sentence in _sentences(summary):
         lines += textwrap.wrap(sentence, width, initial_indent="  ", subsequent_indent="    ")
     if summary.get("verdict"):
         lines.append("  key numbers:")
     lines += [f"  {label}: {_format_value(summary[key])}" for key, label in SUMMARY_LABELS.items() if key in summary]
     return "\n".join(lines)
+
+
+def _sentences(summary: dict[str, Any]) -> list[str]:
+    """What the report says in words: the verdict (a mechanism run's sentences), then the spectrum's."""
+    return [*summary.get("verdict", summary.get("sentences", [])), *filter(None, [summary.get("spectrum")])]
 
 
 def _format_value(value: Any) -> str:
@@ -358,7 +378,7 @@ def _index_html(run: Run, summary: dict[str, Any], figure_names: list[str]) -> s
         provenance.append(("model bundle sha256", model["bundle_sha256"]))
     numbers = [(label, summary[key]) for key, label in SUMMARY_LABELS.items() if key in summary]
     verdict = "".join(f"<p>{html.escape(sentence)}</p>"
-                      for sentence in summary.get("verdict", summary.get("sentences", [])))
+                      for sentence in _sentences(summary))
     captions = {**FIGURE_CAPTIONS, **MECHANISM_CAPTIONS}
     figures = "".join(
         f'<figure><img src="{name}.png" alt="{html.escape(captions[name])}">'

@@ -2,8 +2,9 @@
 
 The experiment driver (icgt.study.sweep) samples, runs the model and saves; this module measures.
 Per captured layer the activations are read twice: once by ``EnergyMetrics.energy_over_context``,
-which gives the energy curve and, in the same pass, the class means of every other window setting
-(the energy snapshots' means for the null baseline, the PCA snapshots and the alignment snapshots),
+which gives the energy curve, its spectral profile (the class means' variance per Laplacian eigenvalue)
+and, in the same pass, the class means of every other window setting (the energy snapshots' means for
+the null baseline, the PCA snapshots and the alignment snapshots),
 by ``class_means_per_sequence`` for the spread of the energy over sequences, and per timing position
 for the trailing-half class sums of the timing curves.
 
@@ -67,9 +68,10 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
         sweep = metrics.energy_over_context(
             layer, node_tensor, config.energy_window, energy_positions, "normalized",
             class_means_at=[(config.energy_window, energy_positions), (config.pca_window, pca_positions),
-                            (config.pca_window, energy_positions)])
+                            (config.pca_window, energy_positions)], spectral_profile=True)
         energy_means, pca_means, alignment_means = (means.means for means in sweep.class_means)
         keep("energy", sweep.energy)
+        keep("spectral_profile", sweep.spectral_profile.shares)
         keep("energy_scale_invariant", metrics.dirichlet_energy(energy_means, "scale_invariant"))
         null = metrics.energy_null_baseline(energy_means, "normalized", num_relabellings=config.null_permutations,
                                             seed=config.seed)
@@ -101,6 +103,7 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
         alignment_positions=np.array(energy_positions),
         timing_positions=np.array(timing_positions),
         spectral_embedding=graph.spectral_embedding(num_pcs).eigenvectors,
+        spectral_eigenvalues=sweep.spectral_profile.eigenvalues.cpu().numpy(),
     )
     if accuracy is None:  # representations without predictions (the toy mixing model): no accuracy to time
         return arrays

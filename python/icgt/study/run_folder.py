@@ -82,6 +82,11 @@ MECHANISM_ARRAYS = {
 INTEGER_ARRAYS = ("layers", "nodes", "energy_positions", "pca_positions", "alignment_positions", "timing_positions",
                   "lag_layer")
 BOOLEAN_ARRAYS = ("scored",)
+#: Arrays added to the format after its version's first runs, checked where a run has them, so that the
+#: runs written before still load (docs/run-format.md); their toy_ copies likewise. EV: the graph's
+#: distinct Laplacian eigenvalues.
+LATER_ARRAYS = {"spectral_eigenvalues": ("EV",), "spectral_profile": ("L", "S", "EV")}
+LATER_ARRAYS.update({f"toy_{name}": dims for name, dims in LATER_ARRAYS.items()})
 #: Arrays that only days-of-week runs carry; K2 is one per consecutive PC pair (k // 2).
 DAYS_ARRAYS = {
     "weekly_alignment": ("L", "P", "K2"),
@@ -409,6 +414,7 @@ def _check_run_json(info: Any, run_json: Path) -> None:
 
 def _check_arrays(arrays: dict[str, np.ndarray], expected: dict[str, tuple[str, ...]], results_npz: Path,
                   num_nodes: int, integers: tuple[str, ...] = INTEGER_ARRAYS) -> None:
+    expected = {**expected, **{name: dims for name, dims in LATER_ARRAYS.items() if name in arrays}}
     missing = [name for name in expected if name not in arrays]
     if missing:
         raise ValueError(f"{results_npz} lacks the arrays {', '.join(missing)}; expected "
