@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -149,21 +149,29 @@ class ScheduleHead(nn.Module):
         return torch.log(probabilities + 1e-12)
 
 
-def lag_model(representation_at: float, prediction_at: float, loosens_at: float = math.inf, seed: int = 0) -> CausalLM:
-    """The toy model with its changes planted at the given context lengths (never loosening by default)."""
-    config = ModelConfig.tiny("llama", vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=8, num_layers=3,
-                              num_heads=2, num_kv_heads=2, head_dim=HIDDEN // 2, bos_token_id=0,
-                              max_position_embeddings=MAX_POSITIONS)
+def hand_set_model(vocab: int, hidden: int, max_positions: int, token_dims: slice,
+                   first_block: Callable[[ModelConfig], nn.Module], head: nn.Module) -> CausalLM:
+    """A 3-block Llama of hand-set parts: the embedding writes the token one-hot into token_dims (the rest 0),
+    block 0 is first_block(config), blocks 1 and 2 pass the residual on, no final norm, and ``head``."""
+    config = ModelConfig.tiny("llama", vocab_size=vocab, hidden_size=hidden, intermediate_size=8, num_layers=3,
+                              num_heads=2, num_kv_heads=2, head_dim=hidden // 2, bos_token_id=0,
+                              max_position_embeddings=max_positions)
     model = CausalLM(config)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.zero_()
-        model.embed.weight[:, TOKEN_DIMS] = torch.eye(VOCAB)
-    model.blocks = nn.ModuleList([ScheduleBlock(config, representation_at, loosens_at, seed)]
-                                 + [PassBlock(config, layer) for layer in (1, 2)])
+        model.embed.weight[:, token_dims] = torch.eye(vocab)
+    model.blocks = nn.ModuleList([first_block(config)] + [PassBlock(config, layer) for layer in (1, 2)])
     model.final_norm = nn.Identity()
-    model.head = ScheduleHead(prediction_at, seed)
+    model.head = head
     return model.eval()
+
+
+def lag_model(representation_at: float, prediction_at: float, loosens_at: float = math.inf, seed: int = 0) -> CausalLM:
+    """The toy model with its changes planted at the given context lengths (never loosening by default)."""
+    return hand_set_model(VOCAB, HIDDEN, MAX_POSITIONS, TOKEN_DIMS,
+                          lambda config: ScheduleBlock(config, representation_at, loosens_at, seed),
+                          ScheduleHead(prediction_at, seed))
 
 
 def write_lag_bundle(path: Path, representation_at: float, prediction_at: float, loosens_at: float = math.inf,

@@ -15,6 +15,7 @@ import torch
 import icgt
 from helpers import save_checkpoint, tiny_llama, tiny_tokenizer
 from synthetic_run import write_intervention_run, write_synthetic_run
+from heldout_model import WORDS as HELDOUT_WORDS, write_heldout_bundle
 from toy_bundle import write_toy_bundles
 
 
@@ -69,7 +70,16 @@ def example_globals(tmp_path_factory):
             "grid_run_seed1": str(write_synthetic_run(tmp_path_factory.mktemp("grid_run_seed1"), "grid", seed=1)),
             "grid_run_seed2": str(write_synthetic_run(tmp_path_factory.mktemp("grid_run_seed2"), "grid", seed=2)),
             "intervention_run": str(write_intervention_run(tmp_path_factory.mktemp("intervention_run"))),
-            "days_run": str(write_synthetic_run(tmp_path_factory.mktemp("days_run"), "days"))}
+            "days_run": str(write_synthetic_run(tmp_path_factory.mktemp("days_run"), "days")),
+            "heldout_run": str(heldout_run(tmp_path_factory.mktemp("heldout_run")))}
+
+
+def heldout_run(folder: Path) -> Path:
+    """A short held-out run of the toy model that knows the full grid (tests/python/heldout_model.py)."""
+    bundle = write_heldout_bundle(folder / "full_graph.pt", "full_graph")
+    return icgt.run_experiment({"preset": "grid-heldout", "words": HELDOUT_WORDS, "model": str(bundle),
+                                "sequence_length": 100, "pca_window": 50, "null_permutations": 10, "bootstrap": 10},
+                               output=folder, progress=False, report=False)
 
 
 @pytest.fixture(scope="module")

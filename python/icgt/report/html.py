@@ -25,10 +25,11 @@ from .mechanism import FIGURE_CAPTIONS as MECHANISM_CAPTIONS
 from .mechanism import experiment_of, mechanism_figures, mechanism_summary
 from .spectrum import has_spectrum, spectrum_figure, spectrum_summary
 from ..study.curves import energy_minimum, steepest_rise
+from ..study.heldout import heldout_summary
 from ..study.run_folder import Run, load_run
 from .verdict import FOLLOWS_SKILL, SHAPED_ALIGNMENT, judge, lag_summary
 
-#: The report's figures, file stem → caption; "days" only for days-of-week runs.
+#: The report's figures, file stem → caption; "days" only for days-of-week runs, "heldout" for held-out runs.
 FIGURE_CAPTIONS = {
     "pca": "Class means projected on their own top principal components at several context lengths, at "
            "one block (0-based); lines are the graph's edges. Each node keeps one colour, from its place in "
@@ -50,6 +51,11 @@ FIGURE_CAPTIONS = {
                 "block has every node (left), and over context length at the deep block (right). The "
                 "low-frequency bias (Yang, Tanaka, Hu, arXiv 2507.13540) predicts the share at low "
                 "eigenvalues to grow with depth and with context.",
+    "heldout": "Held-out edges. Left: the probability per word that the model gives, after a word whose "
+               "neighbour was held out, to that neighbour, to a shown neighbour, to a word two steps away in the "
+               "full graph, and to one as far as the held-out neighbour in the shown graph (each over the trailing "
+               "half of the context). Right: the distance between class means of pairs of each kind, relative "
+               "to all pairs, per block at the last snapshot.",
     "days": "Days of the week on an in-context ring that contradicts the weekly order: which principal "
             "components carry the weekly circle and which the in-context ring.",
 }
@@ -123,6 +129,8 @@ def summarize(run: Run | str | os.PathLike, layer: int | None = None) -> dict[st
     }
     if run.is_days:
         summary.update(_days_summary(run, layer_index))
+    if run.has_held_out_edges:
+        summary["heldout"] = heldout_summary(run)
     return summary
 
 
@@ -199,6 +207,8 @@ def report_figures(run: Run | str | os.PathLike, layer: int | None = None) -> di
         figures["spectrum"] = spectrum_figure(run, layer)
     if run.is_days:
         figures["days"] = plots.days_figure(run, layer)
+    if run.has_held_out_edges:
+        figures["heldout"] = plots.heldout_figure(run)
     return figures
 
 

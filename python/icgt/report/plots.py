@@ -350,6 +350,42 @@ def alignment_figure(run: Run) -> Figure:
     return figure
 
 
+def heldout_figure(run: Run) -> Figure:
+    """A held-out run's probabilities per kind of word against context, and its class means' distances per block.
+
+    >>> from icgt.report.plots import heldout_figure
+    >>> from icgt.study.run_folder import load_run
+    >>> [axes.get_ylabel() for axes in heldout_figure(load_run(heldout_run)).axes]
+    ['probability per word', 'distance between class means / mean over all pairs']
+    """
+    from ..study.heldout import HELDOUT_CLASSES
+
+    figure = new_figure(11, 4.2)
+    axes = figure.subplots(1, 2)
+    names = {"held_out": "held-out neighbour", "shown_neighbour": "shown neighbour",
+             "distance_two": "two steps away (full graph)", "same_shown_distance": "as far in the shown graph"}
+    colours = {"held_out": "#c0392b", "shown_neighbour": "#2c7fb8", "distance_two": "#7f7f7f",
+               "same_shown_distance": "#b8860b"}
+    positions = run.arrays["timing_positions"]
+    snapshot = run.arrays["pca_positions"][-1]
+    for kind, curve, distances in zip(HELDOUT_CLASSES, run.arrays["heldout_probability"],
+                                      run.arrays["heldout_distances"][:, -1].T):
+        axes[0].plot(positions, curve, color=colours[kind], label=names[kind], linewidth=2)
+        axes[1].plot(run.layers, distances, color=colours[kind], label=names[kind], marker="o", markersize=3)
+    context_length_axis(axes[0])
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("probability per word")
+    axes[0].set_title("after a word with a held-out neighbour", fontsize=10)
+    axes[1].set_xlabel("block (0-based)")
+    axes[1].set_ylabel("distance between class means / mean over all pairs")
+    axes[1].set_title(f"class means over the last {run.info['config']['pca_window']} tokens before {snapshot}",
+                      fontsize=10)
+    for ax in axes:
+        ax.legend(fontsize=8)
+    figure.suptitle(run.title)
+    return figure
+
+
 def days_figure(run: Run, layer: int | None = None) -> Figure:
     """Which principal components carry the weekly circle and which the in-context ring.
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..study.curves import MIN_AMPLITUDE_SPREADS, log_binned, nanmean, onset, order_of, spans
+from ..study.heldout import heldout_sentence, heldout_summary
 from ..study.run_folder import Run
 
 #: Following the graph is judged on the renormalised accuracy as a skill score, (accuracy - chance) /
@@ -103,6 +104,8 @@ def judge(run: Run, layer: int | None = None) -> Verdict:
         verdict.sentences.append(timing)
     if run.is_days:
         verdict.sentences.append(_days(run, layer))
+    if run.has_held_out_edges:
+        verdict.sentences.append(heldout_sentence(heldout_summary(run)))
     return verdict
 
 

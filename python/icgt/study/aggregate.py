@@ -26,6 +26,7 @@ import numpy as np
 
 from ..files import write_atomically, write_npz
 from .curves import order_of
+from .heldout import HELDOUT_CLASSES, decide
 from .intervals import t_band
 from .run_folder import Run, load_run
 
@@ -93,12 +94,7 @@ def lag_interval(runs: list[Run], seed: int = 0) -> dict[str, dict[str, Any]]:
     for name, (energy, accuracy, variant) in timed.items():
         lags = [np.log2(run.arrays[accuracy][:, variant] / run.arrays[energy]) for run in runs]
         points = [float(lag[0]) for lag in lags]
-        draws = []
-        for _ in range(LAG_DRAWS):
-            chosen = generator.integers(0, len(runs), size=len(runs))
-            picks = [lags[i][generator.integers(1, lags[i].size)] if lags[i].size > 1 else lags[i][0] for i in chosen]
-            draws.append(float(np.mean(picks)))
-        draws = np.array(draws)
+        draws = hierarchical_draws(lags, generator)
         finite = draws[np.isfinite(draws)]
         finite_points = [p for p in points if math.isfinite(p)]
         ci95 = [round(float(v), 4) for v in np.percentile(finite, [2.5, 97.5])] if finite.size else [None, None]
@@ -109,6 +105,38 @@ def lag_interval(runs: list[Run], seed: int = 0) -> dict[str, dict[str, Any]]:
             "ci95": ci95, "defined": defined, "order": order_of(ci95, defined),
         }
     return result
+
+
+def hierarchical_draws(replicates: list[np.ndarray], generator: np.random.Generator) -> np.ndarray:
+    """LAG_DRAWS draws [LAG_DRAWS, ...] of the mean over seeds, each from the runs' replicates [1 + R, ...] (the
+    run, then its resamples of the sequences): seeds drawn with replacement, then one resample of each drawn
+    seed (the run itself where it has none).
+
+    >>> draws = hierarchical_draws([np.array([1.0, 1.0]), np.array([3.0, 3.0])], np.random.default_rng(0))
+    >>> draws.shape, sorted(set(draws.tolist()))
+    ((2000,), [1.0, 2.0, 3.0])
+    """
+    draws = []
+    for _ in range(LAG_DRAWS):
+        chosen = generator.integers(0, len(replicates), size=len(replicates))
+        picks = [replicates[i][generator.integers(1, len(replicates[i]))] if len(replicates[i]) > 1
+                 else replicates[i][0] for i in chosen]
+        draws.append(np.mean(picks, axis=0))
+    return np.array(draws)
+
+
+def heldout_interval(runs: list[Run], seed: int = 0) -> dict[str, Any]:
+    """The held-out reading over seeds (icgt.study.heldout.decide): the mean over seeds of each kind's
+    probability, and the inference indices with 95% intervals from hierarchical_draws of the runs'
+    heldout_final."""
+    replicates = [run.arrays["heldout_final"] for run in runs]
+    values = np.concatenate([np.mean([r[0] for r in replicates], axis=0)[None],
+                             hierarchical_draws(replicates, np.random.default_rng(seed))])
+    decision = decide(values)
+    return {"probability": {kind: round(float(v), 8) for kind, v in zip(HELDOUT_CLASSES, values[0])},
+            **{f"index_vs_{kind}": {"index": round(entry["index"], 4), "ci95": [round(v, 4) for v in entry["ci95"]]}
+               for kind, entry in decision.items() if kind != "reading"},
+            "per_seed": [decide(r)["reading"] for r in replicates], "reading": decision["reading"]}
 
 
 def aggregate_runs(folders: list[str | os.PathLike], output: str | os.PathLike | None = None) -> Path:
@@ -141,6 +169,8 @@ def aggregate_runs(folders: list[str | os.PathLike], output: str | os.PathLike |
         "lag": lag_interval(runs),
         "lag_layer": int(runs[0].arrays["lag_layer"]),
     }
+    if runs[0].has_held_out_edges:
+        record["heldout"] = heldout_interval(runs)
     curves = {"seeds": np.array(seeds), "layers": runs[0].layers}
     for key in ("accuracy", "accuracy_renormalized"):
         curves[key] = np.stack([_mean_over_sequences(run, key) for run in runs])

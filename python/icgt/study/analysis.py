@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import config as configs
+from . import heldout
 from .._icgt import EnergyMetrics, Graph, RepresentationStats
 from .curves import MIN_AMPLITUDE_SPREADS, energy_minimum, first_change_point, nanstd, steepest_rise
 
@@ -54,6 +55,8 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
     timing_positions = timing_snapshots(length)
     num_pcs = configs.kept_components(graph.num_nodes)
     weekly = natural_ring(config, graph) if config.natural_order else None
+    held_out = [tuple(edge) for edge in config.held_out_edges]
+    full_graph = config.build_graph(full=True) if held_out else graph
 
     accuracy = None if target_probs is None else metrics.rule_following_accuracy(target_probs, node_tensor,
                                                                                  torch.from_numpy(scored))
@@ -88,6 +91,9 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
         components = RepresentationStats.align_snapshots(stats.principal_components(pca_means, num_pcs), "sign_flip")
         keep("pca_projections", components.projections)
         keep("pca_explained", components.explained_variance_ratio)
+        if held_out:
+            keep("heldout_distances", torch.from_numpy(heldout.pair_distances(full_graph, held_out,
+                                                                              pca_means.double().cpu().numpy())))
         if weekly is not None:
             keep("weekly_alignment", pair_alignment(EnergyMetrics(weekly), pca_means, num_pcs))
             keep("ring_alignment", pair_alignment(metrics, pca_means, num_pcs))
@@ -110,6 +116,8 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
     arrays.update(accuracy=accuracy.full_vocabulary.cpu().numpy(),
                   accuracy_renormalized=accuracy.renormalized.cpu().numpy())
     arrays.update(timing_bootstrap(config, graph, *lag_sums, arrays, timing_positions))
+    if held_out:
+        arrays.update(heldout.heldout_arrays(config, full_graph, target_probs, nodes, scored, timing_positions))
     arrays["lag_layer"] = np.array(layers[lag_index])
     return arrays
 

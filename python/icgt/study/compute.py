@@ -202,7 +202,8 @@ def compute_run(config: configs.ExperimentConfig, progress: bool = True, *, bund
         # A ring with a natural order that it contradicts is the days-of-week experiment, which the
         # report recognises by this kind.
         "graph": {"kind": "days" if config.natural_order else config.graph, "num_nodes": graph.num_nodes,
-                  "edges": [list(e) for e in graph.edges], "labels": list(graph.labels)},
+                  "edges": [list(e) for e in graph.edges], "labels": list(graph.labels),
+                  **({"held_out_edges": config.held_out_edges} if config.held_out_edges else {})},
         "token_ids": {"words": word_ids.tolist(), "separator": separator_id, "bos": probe.bos_token_id},
         "versions": {"icgt": _icgt_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},

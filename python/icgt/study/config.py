@@ -78,6 +78,9 @@ class ExperimentConfig:
     graph_size: list[int] = field(default_factory=lambda: [4, 4])
     #: For graph "custom": the edge list on nodes 0..n-1 (graph_size is then ignored).
     edges: list[list[int]] = field(default_factory=list)
+    #: Edges of the graph that the walks never traverse (icgt.study.heldout): the walks are random walks on
+    #: the graph without them, which is the graph the run analyses; their ends' predictions are compared.
+    held_out_edges: list[list[int]] = field(default_factory=list)
     #: Node labels; empty means the model's default concept words (single tokens) for the graph size.
     words: list[str] = field(default_factory=list)
     #: For the days-of-week run: the natural order of the words, whose circle the ring conflicts with.
@@ -132,11 +135,15 @@ class ExperimentConfig:
         """Plain data for JSON."""
         return dataclasses.asdict(self)
 
-    def build_graph(self) -> Graph:
-        """The graph of this config, labelled with `words` when given.
+    def build_graph(self, full: bool = False) -> Graph:
+        """The graph the walks traverse, labelled with `words` when given: without the held-out edges
+        unless ``full``.
 
         >>> icgt.study.config.preset("hexagon").build_graph().num_nodes
         30
+        >>> heldout = icgt.study.config.preset("grid-heldout")
+        >>> heldout.build_graph().num_edges, heldout.build_graph(full=True).num_edges
+        (20, 24)
         """
         from .._icgt import Graph  # the compiled core, only when a graph is built
 
@@ -152,6 +159,10 @@ class ExperimentConfig:
         graph = builders[self.graph]()
         if self.words:
             graph.labels = list(self.words)
+        if self.held_out_edges and not full:
+            from .heldout import shown_graph
+
+            graph = shown_graph(graph, [tuple(edge) for edge in self.held_out_edges])
         return graph
 
 
@@ -331,6 +342,10 @@ def validate(config: ExperimentConfig) -> None:
                                            for edge in config.edges),
                 f"graph 'custom' needs a non-empty edge list 'edges' of [node, node] pairs with nodes 0 to "
                 f"{MAX_CUSTOM_NODES - 1}")
+    require(all(len(edge) == 2 for edge in config.held_out_edges),
+            f"held_out_edges must be [node, node] pairs, got {config.held_out_edges}")
+    require(not config.held_out_edges or (config.mode == "walk" and config.experiment == "graph"),
+            "held_out_edges needs mode 'walk' and experiment 'graph'")
     require(config.mode in MODES, f"mode {config.mode!r} is unknown; expected one of {list(MODES)}")
     require(config.start in STARTS, f"start {config.start!r} is unknown; expected one of {list(STARTS)}")
     require(config.mode == "pairs" or not config.separator, "separator is only used in mode 'pairs'")
@@ -377,11 +392,12 @@ def validate(config: ExperimentConfig) -> None:
     if not problems:
         try:
             graph = config.build_graph()
-        except ValueError as error:
+        except (ValueError, IndexError) as error:
             problems.append(f"graph {config.graph!r} of size {config.graph_size} with words {config.words}: {error}")
     if graph is not None:
-        require(graph.is_connected(), f"the {config.graph} graph is not connected; the analysis (spectral "
-                                      "alignment, distances) needs a connected graph")
+        require(graph.is_connected(), f"the {config.graph} graph{' without the held-out edges' if config.held_out_edges else ''} "
+                                      "is not connected; the analysis (spectral alignment, distances) needs a connected "
+                                      "graph")
         require(not config.natural_order or sorted(config.natural_order) == sorted(config.words),
                 "natural_order must list the same words as words")
         kept = kept_components(graph.num_nodes)

@@ -37,6 +37,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Semantic conflict: days of the week on a ring whose order contradicts the week.
     "days": dict(graph="ring", graph_size=[7], words=list(DAYS_RING_ORDER), natural_order=list(DAY_NAMES),
                  num_sequences=14, start="per_node"),
+    # Held-out edges (icgt.study.heldout): walks that never traverse 4 of the grid's 24 edges, no two
+    # sharing a node, every node keeping 2 or more shown edges, each pair 3 steps apart in what is shown.
+    "grid-heldout": dict(graph="grid", graph_size=[4, 4], num_sequences=16, start="per_node",
+                         held_out_edges=[[1, 5], [6, 7], [8, 9], [10, 14]]),
     # The mechanism experiments (icgt.study.mechanism), on the grid: cases at the last position of each walk.
     "grid-intervention": dict(graph="grid", graph_size=[4, 4], num_sequences=48, sequence_length=1000,
                               start="uniform", experiment="intervention"),

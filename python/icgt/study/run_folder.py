@@ -92,6 +92,14 @@ DAYS_ARRAYS = {
     "weekly_alignment": ("L", "P", "K2"),
     "ring_alignment": ("L", "P", "K2"),
 }
+#: Arrays that only held-out runs carry (icgt.study.heldout): E held-out edges, C4 the kinds of word compared
+#: (heldout.HELDOUT_CLASSES), R the run and its resamples as in energy_change_points.
+HELDOUT_ARRAYS = {
+    "heldout_edges": ("E", "ends"),
+    "heldout_probability": ("C4", "S3"),
+    "heldout_final": ("R", "C4"),
+    "heldout_distances": ("L", "P", "C4"),
+}
 #: run.json entries the report reads, as (section, key); section None is the top level.
 RUN_JSON_KEYS = [
     (None, "name"),
@@ -176,6 +184,11 @@ class Run:
     @property
     def is_days(self) -> bool:
         return self.graph_kind == "days"
+
+    @property
+    def has_held_out_edges(self) -> bool:
+        """Whether the walks left out edges of the graph (icgt.study.heldout)."""
+        return bool(self.info["config"].get("held_out_edges"))
 
     @property
     def title(self) -> str:
@@ -390,7 +403,9 @@ def check_results(run: Run) -> None:
                       num_nodes=info["graph"]["num_nodes"], integers=("nodes",))
         return
     is_days = info["graph"]["kind"] == "days"
-    _check_arrays(arrays, {**RESULT_ARRAYS, **(DAYS_ARRAYS if is_days else {})}, results_npz,
+    held_out = bool(info["config"].get("held_out_edges"))
+    _check_arrays(arrays, {**RESULT_ARRAYS, **(DAYS_ARRAYS if is_days else {}), **(HELDOUT_ARRAYS if held_out else {})},
+                  results_npz,
                   num_nodes=info["graph"]["num_nodes"])
     _check_consistency(run, run_json)
 

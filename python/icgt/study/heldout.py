@@ -1,0 +1,256 @@
+"""Held-out edges: inference or recall?
+
+The walks of a held-out run never traverse some edges of the graph (config.held_out_edges: the walk is
+a random walk on the graph without them, "the shown graph"). After a node u with a held-out partner v,
+the model's probability of v's word is compared with its probability of three kinds of word, each
+averaged over its words, at the same positions (only where u has a held-out partner):
+
+- **shown neighbour**: w joined to u in the shown graph (what the context teaches);
+- **distance two**: w two steps from u in the full graph (never next to u, in the context or the graph);
+- **same shown distance**: w as far from u in the shown graph as v is, and not a neighbour in the full
+  graph (what a model that only spreads the shown graph's geometry gives v).
+
+Bigram recall (induction heads copying what followed u before) gives v what it gives a never-seen
+word: held-out = distance two. A model that has inferred the full graph gives v more than both
+non-neighbours, up to what it gives a shown neighbour. The **inference index** puts v on that scale:
+(held-out - reference) / (shown neighbour - reference), 0 at the reference, 1 at a shown neighbour,
+for each reference (distance two, same shown distance).
+
+The geometry is measured the same way on the class means of every captured block: the distance between
+the two means of each held-out pair against the pairs of each kind, relative to the mean distance over
+all pairs.
+
+Example (the probabilities of one position after node 0, whose held-out partner is node 1, on a path 0-1-2-3
+of which 0-1 is held out and 0-3 shown):
+    >>> from icgt.study.heldout import pair_classes, HELDOUT_CLASSES
+    >>> full = icgt.Graph.from_edges(4, [(0, 1), (1, 2), (2, 3), (0, 3)])
+    >>> classes = pair_classes(full, [(0, 1)])
+    >>> [np.flatnonzero(classes[c, 0]).tolist() for c in range(len(HELDOUT_CLASSES))]
+    [[1], [3], [2], []]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from .._icgt import Graph
+
+#: The kinds of word compared after a node with a held-out partner, in the order of the arrays.
+HELDOUT_CLASSES = ("held_out", "shown_neighbour", "distance_two", "same_shown_distance")
+HELD_OUT, SHOWN, DISTANCE_TWO, SAME_DISTANCE = range(len(HELDOUT_CLASSES))
+#: The references of the inference index, in the order of its arrays.
+INDEX_REFERENCES = (DISTANCE_TWO, SAME_DISTANCE)
+#: The smallest inference index that counts: a tenth of the way from a non-neighbour to a shown neighbour.
+#: Inference needs both intervals above it; recall, the interval against distance two below it (an
+#: induction-only model's index differs from 0 by 1e-7, far inside its resamples' spread but no effect).
+NEGLIGIBLE_INDEX = 0.1
+
+
+def shown_graph(full: Graph, held_out: list[tuple[int, int]]) -> Graph:
+    """The graph without the held-out edges, labelled as ``full``.
+
+    >>> shown_graph(icgt.Graph.ring(4), [(0, 1)]).num_edges
+    3
+    """
+    from .._icgt import Graph  # the compiled core, only when a graph is built
+
+    removed = {tuple(sorted(edge)) for edge in held_out}
+    missing = removed - {tuple(sorted(edge)) for edge in full.edges}
+    if missing:
+        raise ValueError(f"held-out edges {sorted(missing)} are not edges of the graph")
+    shown = Graph.from_edges(full.num_nodes, [edge for edge in full.edges if tuple(sorted(edge)) not in removed])
+    shown.labels = list(full.labels)
+    return shown
+
+
+def pair_classes(full: Graph, held_out: list[tuple[int, int]]) -> np.ndarray:
+    """Boolean masks [C, n, n] (C = len(HELDOUT_CLASSES)): entry [c, u, w] says that word w is of kind c
+    after node u. Only nodes u with a held-out partner have any. The kinds can overlap (a node two steps
+    away in the full graph can also be as far as the partner in the shown graph); a held-out partner and
+    the full graph's neighbours of u are never in the non-neighbour kinds."""
+    shown = shown_graph(full, held_out)
+    full_distance = full.shortest_path_lengths()
+    shown_distance = shown.shortest_path_lengths()
+    n = full.num_nodes
+    classes = np.zeros((len(HELDOUT_CLASSES), n, n), dtype=bool)
+    for a, b in held_out:
+        for u, v in ((a, b), (b, a)):
+            classes[HELD_OUT, u, v] = True
+    for u in np.flatnonzero(classes[HELD_OUT].any(axis=1)):
+        partners = np.flatnonzero(classes[HELD_OUT, u])
+        classes[SHOWN, u] = shown_distance[u] == 1
+        classes[DISTANCE_TWO, u] = full_distance[u] == 2
+        same = np.isin(shown_distance[u], shown_distance[u, partners]) & (full_distance[u] > 1)
+        same[partners] = False
+        classes[SAME_DISTANCE, u] = same
+    return classes
+
+
+def class_probabilities(target_probs: np.ndarray, nodes: np.ndarray, scored: np.ndarray,
+                        classes: np.ndarray) -> np.ndarray:
+    """The mean probability per word of each kind [C, B, T] at each scored position whose node has a held-out
+    partner (NaN elsewhere, and for a kind with no word after that node), from the node words'
+    next-token probabilities [B, T, n] and the node sequences [B, T].
+
+    >>> probs = np.full((1, 2, 4), 0.1); probs[0, 1, 1] = 0.4
+    >>> classes = pair_classes(icgt.Graph.from_edges(4, [(0, 1), (1, 2), (2, 3), (0, 3)]), [(0, 1)])
+    >>> class_probabilities(probs, np.array([[-1, 0]]), np.array([[False, True]]), classes)[:, 0, 1].tolist()
+    [0.4, 0.1, 0.1, nan]
+    """
+    current = np.where(nodes >= 0, nodes, 0)
+    masks = classes[:, current]  # [C, B, T, n]
+    counts = masks.sum(-1)
+    totals = (masks * target_probs[None]).sum(-1)
+    applies = scored & (nodes >= 0) & classes[HELD_OUT].any(axis=1)[current]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(applies[None] & (counts > 0), totals / counts, np.nan)
+
+
+def heldout_arrays(config, full: Graph, target_probs: torch.Tensor, nodes: np.ndarray, scored: np.ndarray,
+                   positions: list[int]) -> dict[str, np.ndarray]:
+    """The probability arrays of a held-out run (docs/run-format.md): heldout_edges [E, 2],
+    heldout_probability [C, S3] (each kind's mean probability per word over the timing windows of
+    icgt.study.analysis, the trailing half of the context before each position), and
+    heldout_final [1 + R, C] (the same over the last timing window: the run, then config.bootstrap
+    resamples of its sequences, with replacement)."""
+    from .analysis import trailing_accuracy_sums  # analysis calls this module
+
+    held_out = [tuple(edge) for edge in config.held_out_edges]
+    classes = pair_classes(full, held_out)
+    values = class_probabilities(target_probs.float().cpu().numpy(), nodes, scored, classes)
+    sums, counts = zip(*(trailing_accuracy_sums(values[c], positions) for c in range(len(HELDOUT_CLASSES))))
+    sums, counts = np.stack(sums), np.stack(counts)  # [C, B, S3]
+    batch = nodes.shape[0]
+    draws = np.random.default_rng(config.seed).integers(0, batch, size=(config.bootstrap, batch))
+    weights = np.concatenate([np.ones((1, batch)), np.stack([np.bincount(d, minlength=batch) for d in draws])
+                              if config.bootstrap else np.zeros((0, batch))])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        curves = sums.sum(1) / counts.sum(1)
+        final = (weights @ sums[:, :, -1].T) / (weights @ counts[:, :, -1].T)
+    return {"heldout_edges": np.array(held_out, dtype=np.int64).reshape(-1, 2), "heldout_probability": curves,
+            "heldout_final": final}
+
+
+def pair_distances(full: Graph, held_out: list[tuple[int, int]], means: np.ndarray) -> np.ndarray:
+    """For class means [P, n, d] (float64; NaN rows for unseen nodes), the mean distance between the means of the
+    node pairs of each kind [P, C], each over the mean distance of all pairs: held-out pairs; shown
+    edges; pairs two steps apart in the full graph; pairs as far apart in the shown graph as a held-out
+    pair and not joined in the full graph. Over the whole graph (every pair of each kind), not only the
+    held-out partners."""
+    shown_distance = shown_graph(full, held_out).shortest_path_lengths()
+    full_distance = full.shortest_path_lengths()
+    held = np.zeros_like(full_distance, dtype=bool)
+    for a, b in held_out:
+        held[a, b] = held[b, a] = True
+    upper = np.triu(np.ones_like(held), k=1)
+    kinds = [held, shown_distance == 1, full_distance == 2,
+             np.isin(shown_distance, shown_distance[held]) & (full_distance > 1) & ~held]
+    distances = np.sqrt(((means[:, :, None] - means[:, None]) ** 2).sum(-1))  # [P, n, n]
+    overall = np.nanmean(np.where(upper, distances, np.nan), axis=(1, 2))
+    with np.errstate(invalid="ignore"):
+        return np.stack([np.nanmean(np.where(kind & upper, distances, np.nan), axis=(1, 2)) / overall
+                         for kind in kinds], axis=-1)
+
+
+def inference_index(values: np.ndarray, reference: int) -> np.ndarray:
+    """(held-out - reference) / (shown neighbour - reference) over the last axis of ``values`` [..., C]
+    (probabilities, or for distances their negatives), NaN where the shown neighbour is not above the reference.
+
+    >>> inference_index(np.array([0.2, 0.3, 0.1, 0.1]), DISTANCE_TWO).round(3).tolist()
+    0.5
+    """
+    gap = values[..., SHOWN] - values[..., reference]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(gap > 0, (values[..., HELD_OUT] - values[..., reference]) / gap, np.nan)
+
+
+def decide(replicates: np.ndarray) -> dict:
+    """The inference index against each reference, from class values [1 + R, C] (the run or mean over
+    seeds first, then resamples): its value, 95% percentile interval, and what it says: "inference"
+    (both intervals above NEGLIGIBLE_INDEX: the held-out neighbour gets more than both non-neighbours),
+    "recall" (the interval against distance two below NEGLIGIBLE_INDEX: no more than a non-neighbour, or
+    a negligible excess), else "undecided".
+
+    >>> decide(np.array([[0.3, 0.3, 0.01, 0.01]] * 5))["reading"]
+    'inference'
+    >>> decide(np.array([[0.01, 0.3, 0.01, 0.01]] * 5))["reading"]
+    'recall'
+    """
+    result = {}
+    for reference in INDEX_REFERENCES:
+        index = inference_index(replicates, reference)
+        resampled = index[1:][np.isfinite(index[1:])] if len(index) > 1 else index[np.isfinite(index)]
+        ci95 = [float(v) for v in np.percentile(resampled, [2.5, 97.5])] if resampled.size else [np.nan, np.nan]
+        result[HELDOUT_CLASSES[reference]] = {"index": float(index[0]), "ci95": ci95}
+    against_two = result[HELDOUT_CLASSES[DISTANCE_TWO]]["ci95"]
+    lower_bounds = [result[HELDOUT_CLASSES[r]]["ci95"][0] for r in INDEX_REFERENCES]
+    if all(np.isfinite(bound) and bound > NEGLIGIBLE_INDEX for bound in lower_bounds):
+        reading = "inference"
+    elif np.isfinite(against_two[1]) and against_two[1] < NEGLIGIBLE_INDEX:
+        reading = "recall"
+    else:
+        reading = "undecided"
+    result["reading"] = reading
+    return result
+
+
+def heldout_summary(run) -> dict:
+    """The held-out numbers of a run (icgt.study.run_folder.Run), JSON-ready: each kind's probability per
+    word over the trailing half of the context, the inference index against each reference with its
+    interval over resamples of the sequences and its reading (decide), and the geometry: each kind's
+    relative distance between class means, averaged over the deep third of the captured blocks at the
+    last snapshot, with the same index on distances (1: held-out pairs as close as shown neighbours)."""
+    final = run.arrays["heldout_final"]
+    deep = run.layer_groups().get("deep", np.arange(len(run.layers)))
+    distances = run.arrays["heldout_distances"][deep]
+    finite = np.flatnonzero(np.isfinite(distances).all(axis=(0, 2)))
+    geometry = distances[:, finite[-1]].mean(0) if finite.size else np.full(len(HELDOUT_CLASSES), np.nan)
+    number = lambda value: None if not np.isfinite(value) else round(float(value), 6)  # noqa: E731
+    decision = decide(final)
+    return {
+        "edges": run.arrays["heldout_edges"].tolist(),
+        "probability": {kind: number(value) for kind, value in zip(HELDOUT_CLASSES, final[0])},
+        **{f"index_vs_{kind}": {"index": number(value["index"]), "ci95": [number(v) for v in value["ci95"]]}
+           for kind, value in decision.items() if kind != "reading"},
+        "reading": decision["reading"],
+        "geometry_distance": {kind: number(value) for kind, value in zip(HELDOUT_CLASSES, geometry)},
+        **{f"geometry_index_vs_{HELDOUT_CLASSES[reference]}": number(inference_index(-geometry, reference))
+           for reference in INDEX_REFERENCES},
+    }
+
+
+#: What each reading says, in the report's words.
+READINGS = {
+    "inference": "the model gives the held-out neighbour more than both non-neighbours: it uses more of the "
+                 "graph than the pairs it was shown (inference, not bigram recall alone)",
+    "recall": "the held-out neighbour gets no more than a non-neighbour: what bigram recall predicts, with no "
+              "sign of the missing edges inferred",
+    "undecided": "neither bigram recall nor inference is clear at this precision",
+}
+
+
+def heldout_sentence(summary: dict) -> str:
+    """The report's sentence on a held-out run, from heldout_summary."""
+    p = summary["probability"]
+    two, same = summary["index_vs_distance_two"], summary["index_vs_same_shown_distance"]
+    g = summary["geometry_distance"]
+    percent = lambda value: "n/a" if value is None else f"{100 * value:.2g}%"  # noqa: E731
+    interval = lambda value: ("n/a" if value["index"] is None else  # noqa: E731
+                              f"{value['index']:.2f} [{value['ci95'][0]:.2f}, {value['ci95'][1]:.2f}]"
+                              if None not in value["ci95"] else f"{value['index']:.2f}")
+    geometry = ("" if g["held_out"] is None else
+                f" In the deep blocks' class means the held-out pairs lie {g['held_out']:.2f} apart (relative "
+                f"to all pairs), shown neighbours {g['shown_neighbour']:.2f}, pairs two steps apart "
+                f"{g['distance_two']:.2f}.")
+    return (f"Held-out edges ({len(summary['edges'])} never walked): after a word whose neighbour was held out, "
+            f"over the second half of the context, the model gives that neighbour {percent(p['held_out'])} per "
+            f"word, a shown neighbour {percent(p['shown_neighbour'])}, a word two steps away "
+            f"{percent(p['distance_two'])}, and one as far as the held-out neighbour in what was shown "
+            f"{percent(p['same_shown_distance'])}. Inference index (0: a non-neighbour, 1: a shown "
+            f"neighbour; 95% interval over the sequences) {interval(two)} against two steps away and "
+            f"{interval(same)} against the same shown distance: {READINGS[summary['reading']]}.{geometry}")
