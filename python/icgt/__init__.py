@@ -36,6 +36,7 @@ _LAZY = {
     **dict.fromkeys(["bundle_for", "cache_dir", "load_tokenizer", "read_bundle_config"], "models.bundles"),
     **dict.fromkeys(["run_experiment", "run_sweep"], "study.sweep"),
     "load_run": "study.run_folder",
+    "load_sweep": "study.tables",
     **dict.fromkeys(["from_networkx", "to_networkx"], "graphs"),
     "ActivationProbe": "probe",
     **dict.fromkeys(["DEFAULT_WORDS", "PROTOCOL_WORDS"], "models.words"),

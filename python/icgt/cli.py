@@ -6,10 +6,11 @@
     icgt run --preset grid ring --model smollm2-135m gemma3-270m --output runs   # a resumable sweep
     icgt run --config my.toml --set sequence_length=400 --set layers=[3,5]
     icgt report runs/smollm2-135m-grid     # figures and index.html again, the verdict and key numbers
+    icgt table runs --format parquet       # every run of the sweep as one tidy table: runs/table.parquet
     icgt --version
 
 Building the parser imports nothing heavy (its names come from icgt.models.catalog), so ``icgt --help`` is
-quick; torch, the compiled core and matplotlib are imported by the command that needs them.
+quick; torch, the compiled core, matplotlib and pandas are imported by the command that needs them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ._version import __version__
 from .extras import MissingExtraError
 from .models.catalog import BUILTIN_MODELS, DTYPE_NAMES
 from .study.presets import PRESET_NAMES
+from .study.tables import TABLE_FORMATS
 
 
 def add_export_command(subcommands: argparse._SubParsersAction) -> None:
@@ -261,8 +263,54 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_table_command(subcommands: argparse._SubParsersAction) -> None:
+    """Register ``icgt table FOLDER [--format csv|parquet] [--output FILE]``, which writes every run of a
+    sweep as one tidy table.
+
+    >>> parser = argparse.ArgumentParser(prog="icgt")
+    >>> add_table_command(parser.add_subparsers())
+    >>> _table_file(parser.parse_args(["table", "runs"]))
+    (PosixPath('runs/table.csv'), 'csv')
+    >>> _table_file(parser.parse_args(["table", "runs", "--output", "table.parquet"]))
+    (PosixPath('table.parquet'), 'parquet')
+    """
+    parser = subcommands.add_parser(
+        "table", help="write every run of a sweep as one tidy table (CSV or parquet) for pandas, R and spreadsheets",
+        description="Write the runs of FOLDER (the output folder of icgt run, or one run folder) as one tidy table: "
+                    "a row per run, metric, block and context length, in the columns run, model, preset, graph, "
+                    "control, seed, layer, context_length, metric, value (docs/usage.md, 'Results as data'). Runs "
+                    "of the mechanism experiments are not in it. Prints where it wrote the table.",
+    )
+    parser.add_argument("folder", type=Path, help="the output folder of icgt run (or a run folder)")
+    parser.add_argument("--format", choices=TABLE_FORMATS,
+                        help="csv or parquet (default: parquet for an --output ending in .parquet, else csv); "
+                             "parquet needs pyarrow (pip install 'icgt[parquet]')")
+    parser.add_argument("--output", type=Path, metavar="FILE",
+                        help="the file to write (default: FOLDER/table.csv, or FOLDER/table.parquet)")
+    parser.set_defaults(run=_run_table)
+
+
+def _table_file(args: argparse.Namespace) -> tuple[Path, str]:
+    """The path and format of ``icgt table``'s file."""
+    format = args.format or ("parquet" if args.output is not None and args.output.suffix == ".parquet" else "csv")
+    return (args.output if args.output is not None else args.folder / f"table.{format}"), format
+
+
+def _run_table(args: argparse.Namespace) -> int:
+    from .study.tables import load_sweep, write_table
+
+    sweep = load_sweep(args.folder)
+    frame = sweep.to_frame()
+    path, format = _table_file(args)
+    write_table(frame, path, format)
+    tabulated, left_out = len(sweep.graph_runs), len(sweep.runs) - len(sweep.graph_runs)
+    print(f"{path}: {len(frame)} rows from {tabulated} run{'s' * (tabulated != 1)}"
+          + (f" ({left_out} of the mechanism experiments left out)" if left_out else ""))
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_export_command, add_run_command,
-                                                                  add_report_command]
+                                                                  add_report_command, add_table_command]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@ transformers is needed only to export from Hugging Face checkpoint folders (thei
 convert tokenizers (GGUF metadata or checkpoint folder to a fast tokenizer); running bundles, the
 analysis and the report never import it. ``pip install 'icgt[export]'`` brings it. ray is needed only
 to run a sweep on a Ray cluster (``icgt run --executor ray``); ``pip install 'icgt[ray]'`` brings it.
+pyarrow is needed only to write a sweep's table as parquet (``icgt table --format parquet``);
+``pip install 'icgt[parquet]'`` brings it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import importlib
 from types import ModuleType
 
 #: Optional module -> (the extra of pyproject.toml that installs it, its requirement).
-EXTRAS = {"transformers": ("export", "transformers>=5.0"), "ray": ("ray", "ray[client]>=2.40")}
+EXTRAS = {"transformers": ("export", "transformers>=5.0"), "ray": ("ray", "ray[client]>=2.40"),
+          "pyarrow": ("parquet", "pyarrow>=14")}
 
 
 class MissingExtraError(ModuleNotFoundError):

@@ -40,14 +40,13 @@ import torch
 from . import config as configs
 from .._icgt import AttentionScore, EnergyMetrics, Graph, RepresentationStats
 from .analysis import analyse
+from .run_folder import INTERVENTION_CONDITIONS
 
 #: The blocks an intervention or subspace ablation acts on: the last eighth of the model (the
 #: authors': blocks 28-31 of 32), at least one.
 LATE_FRACTION = 1 / 8
 #: Targets per sequence in the intervention (each a test case, batched).
 TARGETS_PER_SEQUENCE = 3
-#: The intervention's conditions, in the order of its arrays' first axis.
-INTERVENTION_CONDITIONS = ("clean", "moved", "random", "self", "in_plane")
 
 _CLEAN: dict[tuple, Any] = {}
 

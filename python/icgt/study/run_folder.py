@@ -2,22 +2,27 @@
 
 A :class:`Run` holds the arrays and the derived curves that figures and summaries share (layer groups,
 accuracy over sequences, energy minimum, fastest rise). Only numpy and json are used, never the
-compiled core, so runs can be read wherever their folders are copied.
+compiled core, so runs can be read wherever their folders are copied; :meth:`Run.to_xarray` imports
+xarray when it is called.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ..models.catalog import describe_model, short_model_name
 from .curves import ACCURACY_BINS_PER_DOUBLING, log_bins, nanmean, nanstd
+
+if TYPE_CHECKING:
+    import xarray
 
 RUN_FORMAT_VERSION = 3
 
@@ -78,6 +83,69 @@ MECHANISM_ARRAYS = {
                  "subspace_removed_variance": ("VB", "PL", "Bl")},
     "toy_mixing": TOY_ARRAYS,
 }
+#: Arrays that the runs icgt writes carry beside their experiment's, not required of a run folder: the
+#: token id at each position (the BOS, the words, separators).
+OPTIONAL_ARRAYS = {"token_ids": ("B", "T")}
+#: The intervention's conditions, in the order of its arrays' first axis (C5).
+INTERVENTION_CONDITIONS = ("clean", "moved", "random", "self", "in_plane")
+
+
+class Dimension(NamedTuple):
+    """How :meth:`Run.to_xarray` names one dimension of the format, and what labels its entries: the
+    values of the first array of ``labelled_by`` that the run holds, else ``labels`` where the format
+    fixes them, else 0, 1, 2, ..."""
+
+    name: str
+    labelled_by: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+
+
+#: The name in :meth:`Run.to_xarray` of each dimension of the arrays above (the letters of
+#: docs/run-format.md), with what labels its entries; the one table of these names.
+DIMENSIONS = {
+    "L": Dimension("layer", ("layers",)),
+    "B": Dimension("sequence"),
+    "T": Dimension("position"),
+    "S": Dimension("energy_position", ("energy_positions", "toy_energy_positions")),
+    "S2": Dimension("alignment_position", ("alignment_positions", "toy_alignment_positions")),
+    "S3": Dimension("timing_position", ("timing_positions", "toy_timing_positions")),
+    "P": Dimension("pca_position", ("pca_positions", "toy_pca_positions")),
+    "n": Dimension("node"),
+    "k": Dimension("pc"),
+    "K2": Dimension("pc_pair"),
+    "R": Dimension("resample"),
+    "V": Dimension("accuracy_variant", labels=("full_vocabulary", "renormalized")),
+    "K3": Dimension("target"),
+    "C5": Dimension("intervention_condition", labels=INTERVENTION_CONDITIONS),
+    "Bl": Dimension("late_block", ("intervention_blocks", "subspace_blocks")),
+    "NL": Dimension("block"),
+    "H": Dimension("head"),
+    "K": Dimension("head_count", ("head_counts",)),
+    "A": Dimension("ablation_kind", ("head_ablation_kinds",)),
+    "VB": Dimension("bos_included", ("head_bos_included", "subspace_bos_included")),
+    "C": Dimension("head_set", labels=("previous_token", "induction")),
+    "KR": Dimension("random_head_count", ("head_random_counts",)),
+    "D": Dimension("draw"),
+    "NH": Dimension("flat_head"),
+    "M": Dimension("measured_sequence", ("subspace_measured_sequences",)),
+    "PL": Dimension("plane"),
+    "E": Dimension("heldout_edge"),
+    "ends": Dimension("end"),
+    "C4": Dimension("word_kind"),
+    "EV": Dimension("eigenvalue", ("spectral_eigenvalues", "toy_spectral_eigenvalues")),
+}
+
+
+def dimension(letter: str) -> Dimension:
+    """DIMENSIONS' entry for a letter of the format, or a dimension named by the letter itself where
+    DIMENSIONS names none (an array added to the format before its dimensions were named there).
+
+    >>> dimension("L").name, dimension("Q").name
+    ('layer', 'Q')
+    """
+    return DIMENSIONS.get(letter, Dimension(letter))
+
+
 #: Arrays used as indices or masks: a float or 0/1 array there would index silently wrong.
 INTEGER_ARRAYS = ("layers", "nodes", "energy_positions", "pca_positions", "alignment_positions", "timing_positions",
                   "lag_layer")
@@ -347,6 +415,49 @@ class Run:
         nodes = self.arrays["nodes"][self.arrays["scored"]]
         return float(degree[nodes].mean() / len(self.labels))
 
+    def to_xarray(self) -> xarray.Dataset:
+        """The run as an xarray Dataset: each array of results.npz under its own name, its dimensions
+        named by DIMENSIONS (layer, position, node, pc, ...); the arrays that label a dimension are its
+        coordinate instead (``layers`` is ``layer``, ``energy_positions`` is ``energy_position``, ...,
+        each with the array's name in its attrs), the graph's words are the coordinate ``word`` along
+        ``node``, and the attrs are the run's config. An array that docs/run-format.md does not declare
+        keeps its values, along dimensions ``<array>_dim_0``, ``<array>_dim_1``, ...
+
+        >>> from icgt.study.run_folder import load_run
+        >>> dataset = load_run(grid_run).to_xarray()
+        >>> dataset["energy"].dims, dataset.attrs["preset"], dataset["layer"].attrs["array"]
+        (('layer', 'energy_position'), 'grid', 'layers')
+        >>> round(float(dataset["spectral_alignment"].sel(layer=6, alignment_position=400)), 3)
+        0.7
+        >>> dataset["pca_projections"].sel(layer=6, pca_position=400).dims, str(dataset["word"].sel(node=0).values)
+        (('node', 'pc'), 'apple')
+        """
+        import xarray
+
+        declared = {**declared_arrays(self.info), **LATER_ARRAYS, **OPTIONAL_ARRAYS}
+        dimensions = {name: declared[name] for name in self.arrays if name in declared}
+        sizes = {letter: size for name, letters in dimensions.items()
+                 for letter, size in zip(letters, self.arrays[name].shape)}
+        coordinates, labelling = {}, set()
+        for letter, size in sizes.items():
+            named = dimension(letter)
+            source = next((name for name in named.labelled_by if dimensions.get(name) == (letter,)), None)
+            if source is not None:
+                coordinates[named.name] = xarray.Variable(named.name, self.arrays[source], {"array": source})
+                labelling.add(source)
+            else:
+                coordinates[named.name] = (named.name, list(named.labels) or np.arange(size))
+        if "n" in sizes:
+            coordinates["word"] = (dimension("n").name, list(self.labels))
+        variables = {}
+        for name, values in self.arrays.items():
+            if name in labelling:
+                continue
+            names = ([dimension(letter).name for letter in dimensions[name]] if name in dimensions
+                     else [f"{name}_dim_{axis}" for axis in range(values.ndim)])
+            variables[name] = (names, values)
+        return xarray.Dataset(variables, coordinates, attrs=copy.deepcopy(self.info["config"]))
+
 
 def load_run(run_folder: str | os.PathLike) -> Run:
     """Read and check a run folder (run.json and results.npz, as in docs/run-format.md).
@@ -394,20 +505,29 @@ def check_results(run: Run) -> None:
     info, arrays = run.info, run.arrays
     results_npz, run_json = run.folder / "results.npz", run.folder / "run.json"
     experiment = info["config"].get("experiment", "graph")
-    if experiment != "graph":
-        if experiment not in MECHANISM_ARRAYS:
-            raise ValueError(f"{run_json}: config.experiment {experiment!r} is unknown; expected 'graph' or one of "
-                             f"{sorted(MECHANISM_ARRAYS)}")
-        common = {name: RESULT_ARRAYS[name] for name in ("nodes", "scored")}
-        _check_arrays(arrays, {**common, **MECHANISM_ARRAYS[experiment]}, results_npz,
-                      num_nodes=info["graph"]["num_nodes"], integers=("nodes",))
-        return
-    is_days = info["graph"]["kind"] == "days"
-    held_out = bool(info["config"].get("held_out_edges"))
-    _check_arrays(arrays, {**RESULT_ARRAYS, **(DAYS_ARRAYS if is_days else {}), **(HELDOUT_ARRAYS if held_out else {})},
-                  results_npz,
-                  num_nodes=info["graph"]["num_nodes"])
-    _check_consistency(run, run_json)
+    if experiment != "graph" and experiment not in MECHANISM_ARRAYS:
+        raise ValueError(f"{run_json}: config.experiment {experiment!r} is unknown; expected 'graph' or one of "
+                         f"{sorted(MECHANISM_ARRAYS)}")
+    _check_arrays(arrays, declared_arrays(info), results_npz, num_nodes=info["graph"]["num_nodes"],
+                  integers=INTEGER_ARRAYS if experiment == "graph" else ("nodes",))
+    if experiment == "graph":
+        _check_consistency(run, run_json)
+
+
+def declared_arrays(info: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """The arrays that results.npz holds for a run.json of a known experiment, with their dimensions
+    (the letters of DIMENSIONS): RESULT_ARRAYS (and DAYS_ARRAYS for days, HELDOUT_ARRAYS for runs with
+    held-out edges), or nodes, scored and the experiment's MECHANISM_ARRAYS.
+
+    >>> from icgt.study.run_folder import load_run
+    >>> declared_arrays(load_run(intervention_run).info)["intervention_mass"]
+    ('C5', 'B', 'K3')
+    """
+    experiment = info["config"].get("experiment", "graph")
+    if experiment == "graph":
+        return {**RESULT_ARRAYS, **(DAYS_ARRAYS if info["graph"]["kind"] == "days" else {}),
+                **(HELDOUT_ARRAYS if info["config"].get("held_out_edges") else {})}
+    return {**{name: RESULT_ARRAYS[name] for name in ("nodes", "scored")}, **MECHANISM_ARRAYS[experiment]}
 
 
 def _check_run_json(info: Any, run_json: Path) -> None:
