@@ -6,11 +6,12 @@ FRAME_COLUMNS, so that every metric shares them and a reader filters or pivots w
 metrics, for each run of the graph experiment (a mechanism run's arrays have other axes: read them with
 ``load_run(folder).to_xarray()``):
 
-- every array with one value per captured block and context snapshot (docs/run-format.md: energy,
-  energy_scale_invariant, energy_null_mean, energy_null_sd, energy_p_value, timing_energy,
-  spectral_alignment, distance_correlation), under its own name; those with one more axis of principal
-  components as one metric per component, named by Run.to_xarray's names (``pca_explained_pc0``, and
-  in days runs ``weekly_alignment_pc_pair0``, ...);
+- every array of the run's experiment (run_folder.declared_arrays) with one value per captured block and
+  context snapshot (docs/run-format.md: energy, energy_scale_invariant, energy_null_mean, energy_null_sd,
+  energy_p_value, timing_energy, spectral_alignment, distance_correlation), under its own name; those
+  with one more axis as one metric per entry, named by Run.to_xarray's names (``pca_explained_pc0``, in
+  days runs ``weekly_alignment_pc_pair0``, in held-out runs ``heldout_distances_word_kind0``, ...); the
+  spectral profile, one value per eigenvalue, is left to to_xarray;
 - accuracy and accuracy_renormalized over sequences at each scored position (Run.accuracy_curve), and
   timing_accuracy and timing_accuracy_renormalized at the timing positions; layer is empty;
 - the scalar summaries: the numbers of the seed tables (icgt.study.aggregate.run_numbers, under the names
