@@ -7,7 +7,8 @@
 Tables: seeds (every `<run>-seeds/aggregate.json`: mean and 95% interval over seeds), the models side
 by side per graph (the same aggregates, smallest model first, with each control's geometry), controls (each
 control run beside the seed-0 run of the same model and graph), the per-run overview, by depth and
-over context, the days of the week, and the mechanism experiments' sentences.
+over context, the days of the week, held-out edges (icgt.study.heldout), and the mechanism experiments'
+sentences.
 
 Blocks (0-based) are taken in thirds of the model's depth (shallow, middle, deep), each number the mean over
 the third's blocks. "Late" numbers average the snapshots in the last tenth of the context (the
@@ -271,6 +272,38 @@ def window_edges(runs: list[Run]) -> str:
     return "\n".join(rows)
 
 
+def heldout(aggregates: list[dict], runs: list[Run]) -> str:
+    """Held-out edges: per group of seeds (aggregate.json's heldout: probabilities per word after a word whose
+    neighbour was held out, the inference index against each reference with its 95% interval over seeds and
+    sequences, the reading), then each run with its own index and the deep class means' distances."""
+    kinds = ("held_out", "shown_neighbour", "distance_two", "same_shown_distance")
+    index = lambda entry: (f"{entry['index']:+.3f} [{entry['ci95'][0]:+.3f}, {entry['ci95'][1]:+.3f}]"  # noqa: E731
+                           if entry["index"] is not None and None not in entry["ci95"] else "–")
+    rows = ["| runs (seeds) | p(held-out) | p(shown nb.) | p(2 steps) | p(as far shown) | index vs 2 steps "
+            "| index vs as far shown | reading (per seed) |", "|---|---|---|---|---|---|---|---|"]
+    for record in aggregates:
+        if "heldout" not in record:
+            continue
+        found = record["heldout"]
+        rows.append(f"| {record['name']} ({len(record['seeds'])}) | "
+                    + " | ".join(f"{found['probability'][kind]:.2e}" for kind in kinds)
+                    + f" | {index(found['index_vs_distance_two'])} | {index(found['index_vs_same_shown_distance'])}"
+                    f" | **{found['reading']}** ({', '.join(found['per_seed'])}) |")
+    rows += ["", "| run | index vs 2 steps | index vs as far shown | reading | deep distances: held-out / shown nb. "
+             "/ 2 steps / as far shown (1 = mean pair) | geometry index vs 2 steps |", "|---|---|---|---|---|---|"]
+    for run in runs:
+        if not run.has_held_out_edges:
+            continue
+        found = summarize(run)["heldout"]
+        distances = " / ".join("–" if found["geometry_distance"][kind] is None
+                               else f"{found['geometry_distance'][kind]:.2f}" for kind in kinds)
+        geometry = found["geometry_index_vs_distance_two"]
+        rows.append(f"| {run.name} | {index(found['index_vs_distance_two'])} | "
+                    f"{index(found['index_vs_same_shown_distance'])} | {found['reading']} | {distances} | "
+                    f"{'–' if geometry is None else f'{geometry:+.2f}'} |")
+    return "\n".join(rows)
+
+
 def mechanisms(runs: list[Run]) -> str:
     return "\n\n".join(f"**{run.name}.** " + " ".join(mechanism_summary(run)["sentences"]) for run in runs)
 
@@ -292,6 +325,7 @@ def main() -> None:
                          ("Over context", over_context(runs)), ("Days of the week (last snapshot)", days(runs)),
                          ("The days ring against the week", days_ring_order()),
                          ("Around t = 512, Gemma 3's sliding window", window_edges(runs)),
+                         ("Held-out edges", heldout(aggregates, runs)),
                          ("Mechanisms", mechanisms([run for run in every if experiment_of(run) != "graph"]))):
         print(f"### {title}\n\n{table}\n")
 

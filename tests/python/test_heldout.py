@@ -6,6 +6,9 @@ what it gives a shown neighbour (tests/python/heldout_model.py)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -167,15 +170,17 @@ def test_a_model_that_knows_the_full_graph_reads_as_inference(toy_runs):
     assert summary["probability"]["held_out"] == pytest.approx(summary["probability"]["shown_neighbour"])
 
 
-def test_the_seeds_aggregate_keeps_the_reading(toy_runs, tmp_path):
-    run = toy_runs["induction"]
-    folders = []
-    for seed in (0, 1):
-        bundle = run.info["model"]["bundle"]
-        folders.append(icgt.run_experiment({**CONFIG, "model": bundle, "seed": seed, "bootstrap": 20},
-                                           output=tmp_path / f"seed{seed}", progress=False, report=False))
+def test_the_seeds_aggregate_and_the_results_table_keep_the_reading(toy_runs, tmp_path):
+    bundle = toy_runs["induction"].info["model"]["bundle"]
+    folders = [icgt.run_experiment({**CONFIG, "model": bundle, "seed": seed, "bootstrap": 20},
+                                   output=tmp_path / "sweep", progress=False, report=False) for seed in (0, 1)]
     aggregate = json.loads((aggregate_runs(folders) / "aggregate.json").read_text())["heldout"]
     assert aggregate["reading"] == "recall" and aggregate["per_seed"] == ["recall", "recall"]
     assert abs(aggregate["index_vs_distance_two"]["index"]) < 0.01
-    assert set(aggregate["probability"]) == set(HELDOUT_CLASSES)
-    assert HELDOUT_CLASSES[SHOWN] == "shown_neighbour"
+    assert list(aggregate["probability"]) == list(HELDOUT_CLASSES) and HELDOUT_CLASSES[SHOWN] == "shown_neighbour"
+    tables = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "examples" / "results_tables.py"),
+                             str(tmp_path / "sweep")], capture_output=True, text=True)
+    assert tables.returncode == 0, tables.stderr
+    section = tables.stdout.split("### Held-out edges")[1].split("###")[0]
+    assert "(2) |" in section and "**recall** (recall, recall)" in section
+    assert sum(line.count("| recall |") for line in section.splitlines()) == 2  # each run's own row
