@@ -88,8 +88,8 @@ def test_an_unknown_preset_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--preset", "grid", "cube"])
     assert exit_info.value.code == 2
-    assert ("argument --preset: invalid choice: 'cube' (choose from days, grid, grid-heads, grid-intervention, "
-            "grid-subspace, grid-toy-mixing, hexagon, pairs, ring)") in capsys.readouterr().err
+    assert ("argument --preset: invalid choice: 'cube' (choose from days, grid, grid-heads, grid-heldout, "
+            "grid-intervention, grid-subspace, grid-toy-mixing, hexagon, pairs, ring)") in capsys.readouterr().err
 
 
 def test_version_and_report_description(capsys):

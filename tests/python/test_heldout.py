@@ -17,7 +17,8 @@ import pytest
 import icgt
 from icgt.study.aggregate import aggregate_runs
 from icgt.study.heldout import (DISTANCE_TWO, HELD_OUT, HELDOUT_CLASSES, SAME_DISTANCE, SHOWN, class_probabilities,
-                                decide, inference_index, pair_classes, pair_distances, shown_graph)
+                                decide, inference_index, pair_classes, pair_distances, pair_kinds,
+                                shown_graph)
 from icgt.study.run_folder import load_run
 from heldout_model import WORDS, write_heldout_bundle
 
@@ -85,7 +86,7 @@ def test_pair_distances_follow_a_direct_computation():
     means = generator.normal(size=(2, 16, 5))
     means[1, 3] = np.nan  # a node not seen in that window
     held_out = [tuple(edge) for edge in HELD_OUT_EDGES]
-    distances = pair_distances(full_grid(), held_out, means)
+    distances = pair_distances(pair_kinds(16, shown_graph(full_grid(), held_out).edges, held_out), means)
     full = full_grid().shortest_path_lengths()
     shown = shown_graph(full_grid(), held_out).shortest_path_lengths()
     for p in range(2):
@@ -184,3 +185,22 @@ def test_the_seeds_aggregate_and_the_results_table_keep_the_reading(toy_runs, tm
     section = tables.stdout.split("### Held-out edges")[1].split("###")[0]
     assert "(2) |" in section and "**recall** (recall, recall)" in section
     assert sum(line.count("| recall |") for line in section.splitlines()) == 2  # each run's own row
+
+
+def test_the_plane_references_are_the_graphs_spectral_layouts(toy_runs):
+    from icgt.study.heldout import plane_distances
+
+    run = toy_runs["induction"]
+    planes = plane_distances(run)
+    held_out = [tuple(edge) for edge in HELD_OUT_EDGES]
+    kinds = pair_kinds(16, run.edges.tolist(), held_out)
+    # The run's spectral_embedding is the shown graph's, from the compiled core.
+    assert planes["shown_layout"] == pytest.approx(
+        pair_distances(kinds, run.arrays["spectral_embedding"][None, :, :2].astype(float))[0])
+    full_layout = full_grid().spectral_embedding(2).eigenvectors
+    assert planes["full_layout"] == pytest.approx(pair_distances(kinds, np.asarray(full_layout)[None].astype(float))[0])
+    # In the full grid's layout a held-out pair is a neighbour pair; in the shown graph's it is not.
+    assert planes["full_layout"][HELD_OUT] < 0.5 < planes["shown_layout"][HELD_OUT]
+    assert planes["model"].shape == (len(run.layers), len(HELDOUT_CLASSES))
+    summary = icgt.report.summarize(run)["heldout"]
+    assert summary["shown_layout_distance"]["held_out"] == pytest.approx(planes["shown_layout"][HELD_OUT], abs=1e-6)

@@ -57,6 +57,7 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
     weekly = natural_ring(config, graph) if config.natural_order else None
     held_out = [tuple(edge) for edge in config.held_out_edges]
     full_graph = config.build_graph(full=True) if held_out else graph
+    held_out_pairs = heldout.pair_kinds(graph.num_nodes, graph.edges, held_out) if held_out else None
 
     accuracy = None if target_probs is None else metrics.rule_following_accuracy(target_probs, node_tensor,
                                                                                  torch.from_numpy(scored))
@@ -92,7 +93,7 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
         keep("pca_projections", components.projections)
         keep("pca_explained", components.explained_variance_ratio)
         if held_out:
-            keep("heldout_distances", torch.from_numpy(heldout.pair_distances(full_graph, held_out,
+            keep("heldout_distances", torch.from_numpy(heldout.pair_distances(held_out_pairs,
                                                                               pca_means.double().cpu().numpy())))
         if weekly is not None:
             keep("weekly_alignment", pair_alignment(EnergyMetrics(weekly), pca_means, num_pcs))
@@ -117,7 +118,8 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
                   accuracy_renormalized=accuracy.renormalized.cpu().numpy())
     arrays.update(timing_bootstrap(config, graph, *lag_sums, arrays, timing_positions))
     if held_out:
-        arrays.update(heldout.heldout_arrays(config, full_graph, target_probs, nodes, scored, timing_positions))
+        arrays.update(heldout.heldout_arrays(config, full_graph, target_probs, nodes, scored,
+                                             lambda values: trailing_accuracy_sums(values, timing_positions)))
     arrays["lag_layer"] = np.array(layers[lag_index])
     return arrays
 

@@ -31,7 +31,7 @@ of which 0-1 is held out and 0-3 shown):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -112,18 +112,17 @@ def class_probabilities(target_probs: np.ndarray, nodes: np.ndarray, scored: np.
 
 
 def heldout_arrays(config, full: Graph, target_probs: torch.Tensor, nodes: np.ndarray, scored: np.ndarray,
-                   positions: list[int]) -> dict[str, np.ndarray]:
+                   window_sums: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
     """The probability arrays of a held-out run (docs/run-format.md): heldout_edges [E, 2],
     heldout_probability [C, S3] (each kind's mean probability per word over the timing windows of
-    icgt.study.analysis, the trailing half of the context before each position), and
+    icgt.study.analysis, the trailing half of the context before each position: ``window_sums`` gives the
+    per-sequence sums and counts [B, S3] of the finite values of a [B, T] array over them), and
     heldout_final [1 + R, C] (the same over the last timing window: the run, then config.bootstrap
     resamples of its sequences, with replacement)."""
-    from .analysis import trailing_accuracy_sums  # analysis calls this module
-
     held_out = [tuple(edge) for edge in config.held_out_edges]
     classes = pair_classes(full, held_out)
     values = class_probabilities(target_probs.float().cpu().numpy(), nodes, scored, classes)
-    sums, counts = zip(*(trailing_accuracy_sums(values[c], positions) for c in range(len(HELDOUT_CLASSES))))
+    sums, counts = zip(*(window_sums(values[c]) for c in range(len(HELDOUT_CLASSES))))
     sums, counts = np.stack(sums), np.stack(counts)  # [C, B, S3]
     batch = nodes.shape[0]
     draws = np.random.default_rng(config.seed).integers(0, batch, size=(config.bootstrap, batch))
@@ -136,25 +135,65 @@ def heldout_arrays(config, full: Graph, target_probs: torch.Tensor, nodes: np.nd
             "heldout_final": final}
 
 
-def pair_distances(full: Graph, held_out: list[tuple[int, int]], means: np.ndarray) -> np.ndarray:
-    """For class means [P, n, d] (float64; NaN rows for unseen nodes), the mean distance between the means of the
-    node pairs of each kind [P, C], each over the mean distance of all pairs: held-out pairs; shown
-    edges; pairs two steps apart in the full graph; pairs as far apart in the shown graph as a held-out
-    pair and not joined in the full graph. Over the whole graph (every pair of each kind), not only the
-    held-out partners."""
-    shown_distance = shown_graph(full, held_out).shortest_path_lengths()
-    full_distance = full.shortest_path_lengths()
-    held = np.zeros_like(full_distance, dtype=bool)
+def pair_kinds(num_nodes: int, shown_edges, held_out: list[tuple[int, int]]) -> np.ndarray:
+    """Boolean masks [C, n, n] of the node pairs of each kind, over the whole graph (every pair, not only the
+    held-out partners): held-out pairs; shown edges; pairs two steps apart in the full graph; pairs as far
+    apart in the shown graph as a held-out pair and not joined in the full graph. From the edge lists alone
+    (scipy's shortest paths), so that a report can read them without the compiled core.
+
+    >>> pair_kinds(4, [(1, 2), (2, 3), (0, 3)], [(0, 1)])[:, 0].astype(int).tolist()
+    [[0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0], [0, 0, 0, 0]]
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    def distances(edges) -> np.ndarray:
+        edges = np.asarray(list(edges), dtype=np.int64).reshape(-1, 2)
+        adjacency = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(num_nodes, num_nodes))
+        return shortest_path(adjacency.tocsr(), directed=False, unweighted=True)
+
+    shown_distance = distances(shown_edges)
+    full_distance = distances([*map(tuple, shown_edges), *held_out])
+    held = np.zeros((num_nodes, num_nodes), dtype=bool)
     for a, b in held_out:
         held[a, b] = held[b, a] = True
-    upper = np.triu(np.ones_like(held), k=1)
-    kinds = [held, shown_distance == 1, full_distance == 2,
-             np.isin(shown_distance, shown_distance[held]) & (full_distance > 1) & ~held]
+    return np.stack([held, shown_distance == 1, full_distance == 2,
+                     np.isin(shown_distance, shown_distance[held]) & (full_distance > 1) & ~held])
+
+
+def pair_distances(kinds: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """For class means [P, n, d] (float64; NaN rows for unseen nodes), the mean distance between the means of the
+    node pairs of each kind (pair_kinds) [P, C], each over the mean distance of all pairs."""
+    upper = np.triu(np.ones(kinds.shape[1:], dtype=bool), k=1)
     distances = np.sqrt(((means[:, :, None] - means[:, None]) ** 2).sum(-1))  # [P, n, n]
     overall = np.nanmean(np.where(upper, distances, np.nan), axis=(1, 2))
     with np.errstate(invalid="ignore"):
         return np.stack([np.nanmean(np.where(kind & upper, distances, np.nan), axis=(1, 2)) / overall
                          for kind in kinds], axis=-1)
+
+
+def plane_distances(run) -> dict[str, np.ndarray]:
+    """pair_distances in a plane for a held-out run: "model" [L, C], of the class means' drawn principal
+    components (the PCA figure's plane) at the last PCA snapshot of each captured block; and the references
+    [C], "shown_layout" and "full_layout", of the spectral layout (Laplacian eigenvectors z2, z3) of the
+    shown graph and of the full graph: where a model whose geometry follows what it was shown, or the whole
+    graph, would put each kind of pair."""
+    held_out = [tuple(e) for e in run.arrays["heldout_edges"].tolist()]
+    shown = run.edges.tolist()
+    kinds = pair_kinds(len(run.labels), shown, held_out)
+    projections = run.arrays["pca_projections"][:, -1][..., run.info["config"]["pca_components"]]
+    return {"model": pair_distances(kinds, projections.astype(np.float64)),
+            **{name: pair_distances(kinds, _spectral_layout(len(run.labels), edges)[None])[0]
+               for name, edges in (("shown_layout", shown), ("full_layout", [*map(tuple, shown), *held_out]))}}
+
+
+def _spectral_layout(num_nodes: int, edges) -> np.ndarray:
+    """The eigenvectors z2, z3 of the Laplacian D - A [n, 2] (the plane is unique where z3's eigenvalue is not
+    also z4's, and distances within an eigenspace do not depend on its basis)."""
+    adjacency = np.zeros((num_nodes, num_nodes))
+    for a, b in edges:
+        adjacency[a, b] = adjacency[b, a] = 1
+    return np.linalg.eigh(np.diag(adjacency.sum(1)) - adjacency)[1][:, 1:3]
 
 
 def inference_index(values: np.ndarray, reference: int) -> np.ndarray:
@@ -204,12 +243,16 @@ def heldout_summary(run) -> dict:
     word over the trailing half of the context, the inference index against each reference with its
     interval over resamples of the sequences and its reading (decide), and the geometry: each kind's
     relative distance between class means, averaged over the deep third of the captured blocks at the
-    last snapshot, with the same index on distances (1: held-out pairs as close as shown neighbours)."""
+    last snapshot, with the same index on distances (1: held-out pairs as close as shown neighbours), in
+    the full space (geometry_) and in the plane of the PCA figure's two components (plane_), beside the
+    same distances in the spectral layouts of the shown and of the full graph (plane_distances)."""
     final = run.arrays["heldout_final"]
     deep = run.layer_groups().get("deep", np.arange(len(run.layers)))
     distances = run.arrays["heldout_distances"][deep]
     finite = np.flatnonzero(np.isfinite(distances).all(axis=(0, 2)))
     geometry = distances[:, finite[-1]].mean(0) if finite.size else np.full(len(HELDOUT_CLASSES), np.nan)
+    planes = plane_distances(run)
+    plane = planes["model"][deep].mean(0)
     number = lambda value: None if not np.isfinite(value) else round(float(value), 6)  # noqa: E731
     decision = decide(final)
     return {
@@ -220,6 +263,11 @@ def heldout_summary(run) -> dict:
         "reading": decision["reading"],
         "geometry_distance": {kind: number(value) for kind, value in zip(HELDOUT_CLASSES, geometry)},
         **{f"geometry_index_vs_{HELDOUT_CLASSES[reference]}": number(inference_index(-geometry, reference))
+           for reference in INDEX_REFERENCES},
+        **{f"{name}_distance": {kind: number(value) for kind, value in zip(HELDOUT_CLASSES, values)}
+           for name, values in (("plane", plane), ("shown_layout", planes["shown_layout"]),
+                                ("full_layout", planes["full_layout"]))},
+        **{f"plane_index_vs_{HELDOUT_CLASSES[reference]}": number(inference_index(-plane, reference))
            for reference in INDEX_REFERENCES},
     }
 
@@ -243,10 +291,15 @@ def heldout_sentence(summary: dict) -> str:
     interval = lambda value: ("n/a" if value["index"] is None else  # noqa: E731
                               f"{value['index']:.2f} [{value['ci95'][0]:.2f}, {value['ci95'][1]:.2f}]"
                               if None not in value["ci95"] else f"{value['index']:.2f}")
-    geometry = ("" if g["held_out"] is None else
-                f" In the deep blocks' class means the held-out pairs lie {g['held_out']:.2f} apart (relative "
-                f"to all pairs), shown neighbours {g['shown_neighbour']:.2f}, pairs two steps apart "
-                f"{g['distance_two']:.2f}.")
+    plane = summary["plane_distance"]
+    geometry = ("" if g["held_out"] is None or plane["held_out"] is None else
+                f" In the deep blocks' class means (relative to all pairs; in the plane of the PCA figure) the "
+                f"held-out pairs lie {g['held_out']:.2f} ({plane['held_out']:.2f}) apart, shown neighbours "
+                f"{g['shown_neighbour']:.2f} ({plane['shown_neighbour']:.2f}), pairs two steps apart "
+                f"{g['distance_two']:.2f} ({plane['distance_two']:.2f}), pairs as far apart in what was shown "
+                f"{g['same_shown_distance']:.2f} ({plane['same_shown_distance']:.2f}). The shown graph's own "
+                f"layout (z2, z3) puts held-out pairs at {summary['shown_layout_distance']['held_out']:.2f}, the "
+                f"full graph's at {summary['full_layout_distance']['held_out']:.2f}.")
     return (f"Held-out edges ({len(summary['edges'])} never walked): after a word whose neighbour was held out, "
             f"over the second half of the context, the model gives that neighbour {percent(p['held_out'])} per "
             f"word, a shown neighbour {percent(p['shown_neighbour'])}, a word two steps away "
