@@ -57,17 +57,29 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: Settings that limit the kernels torch, oneDNN and MKL choose below what the CPU offers (how an AVX2-only
+#: machine is imitated on a wider one, docs/performance.md).
+KERNEL_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def kernel_limits() -> dict[str, str]:
+    """The KERNEL_LIMITS set in this process's environment, by name."""
+    return {name: os.environ[name] for name in KERNEL_LIMITS if os.environ.get(name)}
+
+
 def describe(threads: int | None = None) -> dict[str, object]:
-    """The machine as run.json records it: CPU model, capability, torch's threads, cores.
+    """The machine as run.json records it: CPU model, capability, torch's threads, cores, and the kernel
+    limits in effect (kernel_limits; empty where none is set).
 
     >>> sorted(icgt.hardware.describe())
-    ['capability', 'cores', 'cpu', 'threads']
+    ['capability', 'cores', 'cpu', 'kernel_limits', 'threads']
     """
     if threads is None:
         import torch
 
         threads = torch.get_num_threads()
-    return {"cpu": cpu_model(), "capability": cpu_capability(), "threads": threads, "cores": os.cpu_count()}
+    return {"cpu": cpu_model(), "capability": cpu_capability(), "threads": threads, "cores": os.cpu_count(),
+            "kernel_limits": kernel_limits()}
 
 
 def describe_line(machine: dict[str, object] | None = None) -> str:
@@ -75,6 +87,11 @@ def describe_line(machine: dict[str, object] | None = None) -> str:
 
     >>> describe_line({"cpu": "AMD EPYC", "capability": "AVX2", "threads": 2, "cores": 2})
     'AMD EPYC (AVX2), 2 threads'
+    >>> describe_line({"cpu": "Intel Xeon", "capability": "AMX", "threads": 2, "cores": 2,
+    ...                "kernel_limits": {"ATEN_CPU_CAPABILITY": "avx2"}})
+    'Intel Xeon (AMX; kernels limited by ATEN_CPU_CAPABILITY=avx2), 2 threads'
     """
     machine = machine or describe()
-    return f"{machine['cpu']} ({machine['capability']}), {machine['threads']} thread{'s' * (machine['threads'] != 1)}"
+    limits = ", ".join(f"{name}={value}" for name, value in machine.get("kernel_limits", {}).items())
+    capability = f"{machine['capability']}; kernels limited by {limits}" if limits else machine["capability"]
+    return f"{machine['cpu']} ({capability}), {machine['threads']} thread{'s' * (machine['threads'] != 1)}"

@@ -77,4 +77,17 @@ def test_the_progress_bar_counts_every_pass_and_ends_at_its_total(toy, monkeypat
     assert bar.n == bar.total
     assert computed.record["dtype_choice"] == {"asked": "auto", "chosen": "float32",
                                                "reason": "auto: the bundle holds float32 weights"}
-    assert set(computed.record["hardware"]) == {"cpu", "capability", "threads", "cores"}
+    assert set(computed.record["hardware"]) == {"cpu", "capability", "threads", "cores", "kernel_limits"}
+
+
+def test_the_kernel_limits_in_effect_are_named(monkeypatch):
+    from icgt import hardware
+
+    monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS", raising=False)
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert hardware.describe(threads=2)["kernel_limits"] == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert "kernels limited by ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2" in hardware.describe_line()
+    for name in hardware.KERNEL_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    assert hardware.describe(threads=2)["kernel_limits"] == {} and "limited" not in hardware.describe_line()
