@@ -275,7 +275,9 @@ def window_edges(runs: list[Run]) -> str:
 def heldout(aggregates: list[dict], runs: list[Run]) -> str:
     """Held-out edges: per group of seeds (aggregate.json's heldout: probabilities per word after a word whose
     neighbour was held out, the inference index against each reference with its 95% interval over seeds and
-    sequences, the reading), then each run with its own index and the deep class means' distances."""
+    sequences, the reading), then each run with its own index and the deep class means' distances (full space,
+    the PCA figure's plane) beside where the spectral layouts of the shown and of the full graph put a held-out
+    pair."""
     kinds = ("held_out", "shown_neighbour", "distance_two", "same_shown_distance")
     index = lambda entry: (f"{entry['index']:+.3f} [{entry['ci95'][0]:+.3f}, {entry['ci95'][1]:+.3f}]"  # noqa: E731
                            if entry["index"] is not None and None not in entry["ci95"] else "–")
@@ -289,18 +291,19 @@ def heldout(aggregates: list[dict], runs: list[Run]) -> str:
                     + " | ".join(f"{found['probability'][kind]:.2e}" for kind in kinds)
                     + f" | {index(found['index_vs_distance_two'])} | {index(found['index_vs_same_shown_distance'])}"
                     f" | **{found['reading']}** ({', '.join(found['per_seed'])}) |")
-    rows += ["", "| run | index vs 2 steps | index vs as far shown | reading | deep distances: held-out / shown nb. "
-             "/ 2 steps / as far shown (1 = mean pair) | geometry index vs 2 steps |", "|---|---|---|---|---|---|"]
+    rows += ["", "| run | index vs 2 steps | index vs as far shown | reading | deep class means, held-out / shown nb. "
+             "/ 2 steps / as far shown (1 = mean pair): full space | in the PCA plane | held-out pairs in the "
+             "layout of the shown / full graph |", "|---|---|---|---|---|---|---|"]
     for run in runs:
         if not run.has_held_out_edges:
             continue
         found = summarize(run)["heldout"]
-        distances = " / ".join("–" if found["geometry_distance"][kind] is None
-                               else f"{found['geometry_distance'][kind]:.2f}" for kind in kinds)
-        geometry = found["geometry_index_vs_distance_two"]
+        distances = {space: " / ".join("–" if found[space][kind] is None else f"{found[space][kind]:.2f}"
+                                       for kind in kinds) for space in ("geometry_distance", "plane_distance")}
         rows.append(f"| {run.name} | {index(found['index_vs_distance_two'])} | "
-                    f"{index(found['index_vs_same_shown_distance'])} | {found['reading']} | {distances} | "
-                    f"{'–' if geometry is None else f'{geometry:+.2f}'} |")
+                    f"{index(found['index_vs_same_shown_distance'])} | {found['reading']} | "
+                    f"{distances['geometry_distance']} | {distances['plane_distance']} | "
+                    f"{found['shown_layout_distance']['held_out']:.2f} / {found['full_layout_distance']['held_out']:.2f} |")
     return "\n".join(rows)
 
 
