@@ -155,6 +155,7 @@ def test_bigram_recall_gives_the_held_out_neighbour_what_a_non_neighbour_gets(to
     summary = icgt.report.summarize(toy_runs["induction"])["heldout"]
     assert summary["reading"] == "recall"
     assert abs(summary["index_vs_distance_two"]["index"]) < 0.01
+    assert abs(summary["spread"]["index"]) < 0.01  # recall gives a two-step word what it gives any unseen one
     assert summary["probability"]["shown_neighbour"] > 0.2
     assert summary["probability"]["held_out"] < 1e-3
     sentence = icgt.report.summarize(toy_runs["induction"])["verdict"][-1]

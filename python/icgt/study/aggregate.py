@@ -26,9 +26,10 @@ import numpy as np
 
 from ..files import write_atomically, write_npz
 from .curves import order_of
-from .heldout import HELDOUT_CLASSES, decide
+from .heldout import HELDOUT_CLASSES, decide, spread
 from .intervals import t_band
 from .run_folder import Run, load_run
+from .two_graphs import two_graph_interval
 
 #: Context lengths of the accuracy numbers in the tables: early, middle, late (the paper's figure).
 ACCURACY_AT = (50, 400, 1400)
@@ -136,7 +137,8 @@ def heldout_interval(runs: list[Run], seed: int = 0) -> dict[str, Any]:
     return {"probability": {kind: round(float(v), 8) for kind, v in zip(HELDOUT_CLASSES, values[0])},
             **{f"index_vs_{kind}": {"index": round(entry["index"], 4), "ci95": [round(v, 4) for v in entry["ci95"]]}
                for kind, entry in decision.items() if kind != "reading"},
-            "per_seed": [decide(r)["reading"] for r in replicates], "reading": decision["reading"]}
+            "spread": spread(values), "per_seed": [decide(r)["reading"] for r in replicates],
+            "reading": decision["reading"]}
 
 
 def aggregate_runs(folders: list[str | os.PathLike], output: str | os.PathLike | None = None) -> Path:
@@ -171,6 +173,8 @@ def aggregate_runs(folders: list[str | os.PathLike], output: str | os.PathLike |
     }
     if runs[0].has_held_out_edges:
         record["heldout"] = heldout_interval(runs)
+    if runs[0].has_second_graph:
+        record["two_graphs"] = two_graph_interval(runs)
     curves = {"seeds": np.array(seeds), "layers": runs[0].layers}
     for key in ("accuracy", "accuracy_renormalized"):
         curves[key] = np.stack([_mean_over_sequences(run, key) for run in runs])

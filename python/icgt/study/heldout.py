@@ -261,6 +261,7 @@ def heldout_summary(run) -> dict:
         **{f"index_vs_{kind}": {"index": number(value["index"]), "ci95": [number(v) for v in value["ci95"]]}
            for kind, value in decision.items() if kind != "reading"},
         "reading": decision["reading"],
+        "spread": spread(final),
         "geometry_distance": {kind: number(value) for kind, value in zip(HELDOUT_CLASSES, geometry)},
         **{f"geometry_index_vs_{HELDOUT_CLASSES[reference]}": number(inference_index(-geometry, reference))
            for reference in INDEX_REFERENCES},
@@ -272,12 +273,28 @@ def heldout_summary(run) -> dict:
     }
 
 
+def spread(replicates: np.ndarray) -> dict:
+    """How far a word two steps away gets toward a shown neighbour from one as far as the held-out partner
+    in the shown graph (the inference index's form with a two-step word in the held-out word's place),
+    from class values [1 + R, C]: 0 for bigram recall, which gives every unseen pair the same, more where
+    predictions spread along the shown graph. Its value and 95% interval over the resamples.
+
+    >>> spread(np.array([[0.0, 0.3, 0.04, 0.01]] * 3))["index"]
+    0.103448
+    """
+    values = replicates[..., [DISTANCE_TWO, SHOWN, DISTANCE_TWO, SAME_DISTANCE]]
+    spread = inference_index(values, SAME_DISTANCE)
+    resampled = spread[1:][np.isfinite(spread[1:])]
+    ci95 = [round(float(v), 6) for v in np.percentile(resampled, [2.5, 97.5])] if resampled.size else [None, None]
+    return {"index": None if not np.isfinite(spread[0]) else round(float(spread[0]), 6), "ci95": ci95}
+
+
 #: What each reading says, in the report's words.
 READINGS = {
     "inference": "the model gives the held-out neighbour more than both non-neighbours: it uses more of the "
                  "graph than the pairs it was shown (inference, not bigram recall alone)",
-    "recall": "the held-out neighbour gets no more than a non-neighbour: what bigram recall predicts, with no "
-              "sign of the missing edges inferred",
+    "recall": "the held-out neighbour gets no more than a non-neighbour: the missing edges are not inferred, as "
+              "bigram recall predicts",
     "undecided": "neither bigram recall nor inference is clear at this precision",
 }
 
@@ -306,4 +323,6 @@ def heldout_sentence(summary: dict) -> str:
             f"{percent(p['distance_two'])}, and one as far as the held-out neighbour in what was shown "
             f"{percent(p['same_shown_distance'])}. Inference index (0: a non-neighbour, 1: a shown "
             f"neighbour; 95% interval over the sequences) {interval(two)} against two steps away and "
-            f"{interval(same)} against the same shown distance: {READINGS[summary['reading']]}.{geometry}")
+            f"{interval(same)} against the same shown distance: {READINGS[summary['reading']]}. A word two steps "
+            f"away gets {interval(summary['spread'])} of the way from a word as far as the held-out one in what "
+            f"was shown to a shown neighbour (0 for bigram recall alone).{geometry}")
