@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from . import plots
 from ..files import write_atomically
+from .interactive import view_html
 from ..hardware import describe_line
 from .mechanism import FIGURE_CAPTIONS as MECHANISM_CAPTIONS
 from .mechanism import experiment_of, mechanism_figures, mechanism_summary
@@ -394,6 +395,8 @@ def _index_html(run: Run, summary: dict[str, Any], figure_names: list[str]) -> s
         f'<figure><img src="{name}.png" alt="{html.escape(captions[name])}">'
         f"<figcaption>{html.escape(captions[name])}</figcaption></figure>"
         for name in figure_names)
+    # Graph runs get the interactive view (icgt.report.interactive) above the static figures, which stay.
+    explore = f"<h2>Explore</h2>{view_html(run)}" if experiment_of(run) == "graph" else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -411,6 +414,7 @@ img {{ max-width: 100%; }} figure {{ margin: 2em 0; }} figcaption {{ color: #555
 <h2>Verdict</h2><div class="verdict">{verdict}</div>
 <h2>Key numbers</h2>{_table(numbers)}
 <h2>Setting</h2>{_table(setting)}
+{explore}
 <h2>Figures</h2>{figures}
 <h2>Provenance</h2>{_table(provenance)}
 </body></html>

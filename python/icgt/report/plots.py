@@ -482,14 +482,29 @@ def _group_label(run: Run, group: str, indices: np.ndarray) -> str:
     return f"{group} (blocks {blocks.min()}–{blocks.max()})" if blocks.size > 1 else f"{group} (block {blocks[0]})"
 
 
+def pc_signs(projections: np.ndarray) -> np.ndarray:
+    """Signs [snapshot, pc] (+1 or -1) for one block's class means [snapshot, node, pc]: each PC flipped where
+    that agrees better with the previous snapshot (as drawn), so that the layout does not mirror between
+    context lengths. A PC's sign is arbitrary; the layout is not.
+
+    >>> from icgt.report.plots import pc_signs
+    >>> first = np.array([[1.0, 2.0], [-1.0, 0.5]])
+    >>> pc_signs(np.stack([first, -first, first])).tolist()
+    [[1, 1], [-1, -1], [1, 1]]
+    """
+    drawn = projections.copy()
+    signs = np.ones((projections.shape[0], projections.shape[2]), dtype=int)
+    for snapshot in range(1, len(drawn)):
+        shared = np.isfinite(drawn[snapshot]).all(axis=1) & np.isfinite(drawn[snapshot - 1]).all(axis=1)
+        agreement = (drawn[snapshot][shared] * drawn[snapshot - 1][shared]).sum(axis=0)
+        signs[snapshot] = np.where(agreement < 0, -1, 1)
+        drawn[snapshot] *= signs[snapshot]
+    return signs
+
+
 def _signs_aligned(panels: np.ndarray) -> np.ndarray:
     """Copies of [panel, node, component] coordinates with each component's sign matched to the previous panel."""
-    aligned = panels.copy()
-    for panel in range(1, len(aligned)):
-        shared = np.isfinite(aligned[panel]).all(axis=1) & np.isfinite(aligned[panel - 1]).all(axis=1)
-        agreement = (aligned[panel][shared] * aligned[panel - 1][shared]).sum(axis=0)
-        aligned[panel] *= np.where(agreement < 0, -1.0, 1.0)
-    return aligned
+    return panels * pc_signs(panels)[:, None, :]
 
 
 def _draw_graph(ax: Axes, coordinates: np.ndarray, labels: list[str], edge_sets: list[tuple[np.ndarray, dict]],

@@ -24,6 +24,8 @@ from .curves import ACCURACY_BINS_PER_DOUBLING, log_bins, nanmean, nanstd
 if TYPE_CHECKING:
     import xarray
 
+    from ..report.interactive import InteractiveView
+
 RUN_FORMAT_VERSION = 3
 
 #: Each array of results.npz with its dimensions, named as in docs/run-format.md.
@@ -414,6 +416,45 @@ class Run:
         degree = np.bincount(self.edges.ravel(), minlength=len(self.labels))
         nodes = self.arrays["nodes"][self.arrays["scored"]]
         return float(degree[nodes].mean() / len(self.labels))
+
+    def explore(self) -> InteractiveView:
+        """The report's interactive view of this graph run (class means on their PCs with sliders over block
+        and context length, beside the energy and accuracy curves): in Jupyter it shows inline, ``.save(path)``
+        writes it as a page. Raises ValueError for a mechanism run (icgt.report.interactive).
+
+        >>> from icgt.study.run_folder import load_run
+        >>> view = load_run(grid_run).explore()
+        >>> 'id="icgt-context"' in view.page
+        True
+        """
+        from ..report.interactive import interactive_view
+
+        return interactive_view(self)
+
+    def __repr__(self) -> str:
+        return (f"Run({self.name!r}, model={self.model_name!r}, graph={self.graph_kind!r}, "
+                f"experiment={self.info['config'].get('experiment', 'graph')!r}, {len(self.arrays)} arrays)")
+
+    def _repr_html_(self) -> str:
+        """A short table for Jupyter: model, graph, the verdict in words and a few key numbers (the report's
+        summary), instead of every array."""
+        import html
+
+        from ..report.html import SUMMARY_LABELS, _format_value, _sentences, summarize
+
+        summary = summarize(self)
+        rows = [("model", self.model_description), ("graph", f"{self.graph_kind}, {len(self.labels)} nodes"),
+                ("experiment", self.info["config"].get("experiment", "graph"))]
+        if "layers" in self.arrays:
+            rows.append(("captured", f"{self.layers.size} captured blocks of {self.num_layers}"))
+        keys = ("follows_graph", "graph_shape", "final_accuracy", "final_accuracy_renormalized",
+                "final_spectral_alignment", "lag_doublings", "order")
+        rows += [(SUMMARY_LABELS[key].split(":")[0], _format_value(summary[key])) for key in keys if key in summary]
+        cells = "".join(f"<tr><th style='text-align: left'>{html.escape(label)}</th>"
+                        f"<td style='text-align: left'>{html.escape(str(value))}</td></tr>" for label, value in rows)
+        verdict = "".join(f"<p>{html.escape(sentence)}</p>" for sentence in _sentences(summary))
+        return (f"<div><b>icgt run {html.escape(self.name)}</b>{verdict}<table>{cells}</table>"
+                "<p>run.explore(): the interactive view; run.to_xarray(): the arrays</p></div>")
 
     def to_xarray(self) -> xarray.Dataset:
         """The run as an xarray Dataset: each array of results.npz under its own name, its dimensions
