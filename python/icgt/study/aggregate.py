@@ -29,7 +29,6 @@ from .curves import order_of
 from .heldout import HELDOUT_CLASSES, decide, spread
 from .intervals import t_band
 from .run_folder import Run, load_run
-from .two_graphs import two_graph_interval
 
 #: Context lengths of the accuracy numbers in the tables: early, middle, late (the paper's figure).
 ACCURACY_AT = (50, 400, 1400)
@@ -173,8 +172,6 @@ def aggregate_runs(folders: list[str | os.PathLike], output: str | os.PathLike |
     }
     if runs[0].has_held_out_edges:
         record["heldout"] = heldout_interval(runs)
-    if runs[0].has_second_graph:
-        record["two_graphs"] = two_graph_interval(runs)
     curves = {"seeds": np.array(seeds), "layers": runs[0].layers}
     for key in ("accuracy", "accuracy_renormalized"):
         curves[key] = np.stack([_mean_over_sequences(run, key) for run in runs])
