@@ -49,16 +49,12 @@ def browser():
     """A headless chromium through selenium, its console log kept; skipped only on request."""
     if os.environ.get(SKIP_BROWSER) == "1":
         pytest.skip(f"{SKIP_BROWSER}=1: the browser tests of the interactive report are skipped")
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        missing.append("the selenium Python package")
-    if missing:
-        pytest.fail(f"the interactive report's browser test needs {', '.join(missing)}: run scripts/setup (it "
-                    f"installs Debian's chromium and chromium-driver and selenium), or set {SKIP_BROWSER}=1 to "
-                    "skip these tests", pytrace=False)
+    problem = missing_browser(CHROMIUM, CHROMEDRIVER)
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900",
@@ -70,6 +66,26 @@ def browser():
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     yield driver
     driver.quit()
+
+
+def missing_browser(chromium, chromedriver):
+    """Why the browser tests cannot run here (what is missing and how to get it), or None."""
+    missing = [str(path) for path in (chromium, chromedriver) if not Path(path).is_file()]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium Python package")
+    if not missing:
+        return None
+    return (f"the interactive report's browser test needs {', '.join(missing)}: run scripts/setup (it installs "
+            f"Debian's chromium and chromium-driver and selenium), or set {SKIP_BROWSER}=1 to skip these tests")
+
+
+def test_a_machine_without_chromium_is_told_to_run_scripts_setup(tmp_path):
+    if os.environ.get(SKIP_BROWSER) != "1":
+        assert missing_browser(CHROMIUM, CHROMEDRIVER) is None   # scripts/setup ran here
+    problem = missing_browser(tmp_path / "chromium", CHROMEDRIVER)
+    assert str(tmp_path / "chromium") in problem and "run scripts/setup" in problem and SKIP_BROWSER in problem
 
 
 def open_page(driver, path):
