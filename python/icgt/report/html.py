@@ -419,3 +419,26 @@ img {{ max-width: 100%; }} figure {{ margin: 2em 0; }} figcaption {{ color: #555
 <h2>Provenance</h2>{_table(provenance)}
 </body></html>
 """
+
+
+def run_card(run: Run) -> str:
+    """A short HTML card of a run, what Jupyter shows for a Run: model, graph, the verdict in words and a few
+    key numbers of its summary.
+
+    >>> from icgt.study.run_folder import load_run
+    >>> "follows the graph" in run_card(load_run(grid_run))
+    True
+    """
+    summary = summarize(run)
+    rows = [("model", run.model_description), ("graph", f"{run.graph_kind}, {len(run.labels)} nodes"),
+            ("experiment", run.info["config"].get("experiment", "graph"))]
+    if "layers" in run.arrays:
+        rows.append(("captured", f"{run.layers.size} captured blocks of {run.num_layers}"))
+    keys = ("follows_graph", "graph_shape", "final_accuracy", "final_accuracy_renormalized",
+            "final_spectral_alignment", "lag_doublings", "order")
+    rows += [(SUMMARY_LABELS[key].split(":")[0], _format_value(summary[key])) for key in keys if key in summary]
+    cells = "".join(f"<tr><th style='text-align: left'>{html.escape(label)}</th>"
+                    f"<td style='text-align: left'>{html.escape(str(value))}</td></tr>" for label, value in rows)
+    verdict = "".join(f"<p>{html.escape(sentence)}</p>" for sentence in _sentences(summary))
+    return (f"<div><b>icgt run {html.escape(run.name)}</b>{verdict}<table>{cells}</table>"
+            "<p>run.explore(): the interactive view; run.to_xarray(): the arrays</p></div>")

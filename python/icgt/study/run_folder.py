@@ -436,25 +436,11 @@ class Run:
                 f"experiment={self.info['config'].get('experiment', 'graph')!r}, {len(self.arrays)} arrays)")
 
     def _repr_html_(self) -> str:
-        """A short table for Jupyter: model, graph, the verdict in words and a few key numbers (the report's
-        summary), instead of every array."""
-        import html
+        """A short table for Jupyter: model, graph, the verdict in words and a few key numbers
+        (icgt.report.html.run_card), instead of every array."""
+        from ..report.html import run_card
 
-        from ..report.html import SUMMARY_LABELS, _format_value, _sentences, summarize
-
-        summary = summarize(self)
-        rows = [("model", self.model_description), ("graph", f"{self.graph_kind}, {len(self.labels)} nodes"),
-                ("experiment", self.info["config"].get("experiment", "graph"))]
-        if "layers" in self.arrays:
-            rows.append(("captured", f"{self.layers.size} captured blocks of {self.num_layers}"))
-        keys = ("follows_graph", "graph_shape", "final_accuracy", "final_accuracy_renormalized",
-                "final_spectral_alignment", "lag_doublings", "order")
-        rows += [(SUMMARY_LABELS[key].split(":")[0], _format_value(summary[key])) for key in keys if key in summary]
-        cells = "".join(f"<tr><th style='text-align: left'>{html.escape(label)}</th>"
-                        f"<td style='text-align: left'>{html.escape(str(value))}</td></tr>" for label, value in rows)
-        verdict = "".join(f"<p>{html.escape(sentence)}</p>" for sentence in _sentences(summary))
-        return (f"<div><b>icgt run {html.escape(self.name)}</b>{verdict}<table>{cells}</table>"
-                "<p>run.explore(): the interactive view; run.to_xarray(): the arrays</p></div>")
+        return run_card(self)
 
     def to_xarray(self) -> xarray.Dataset:
         """The run as an xarray Dataset: each array of results.npz under its own name, its dimensions
