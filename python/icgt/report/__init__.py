@@ -8,8 +8,10 @@ Example:
 """
 
 from .._lazy import lazy_attributes
-from .html import format_summary, report_figures, summarize, timing_line, write_report, write_seeds_figure
+from .html import format_summary, report_figures, run_card, summarize, timing_line, write_report, write_seeds_figure
+from .interactive import interactive_view
 
-__all__ = ["format_summary", "report_figures", "summarize", "timing_line", "write_report", "write_seeds_figure"]
+__all__ = ["format_summary", "interactive_view", "report_figures", "run_card", "summarize", "timing_line",
+           "write_report", "write_seeds_figure"]
 
 __getattr__ = lazy_attributes(__name__)  # icgt.report.plots, icgt.report.verdict, ... on first use

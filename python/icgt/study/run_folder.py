@@ -24,7 +24,7 @@ from .curves import ACCURACY_BINS_PER_DOUBLING, log_bins, nanmean, nanstd
 if TYPE_CHECKING:
     import xarray
 
-    from ..report.interactive import InteractiveView
+    from .. import report
 
 RUN_FORMAT_VERSION = 3
 
@@ -417,7 +417,7 @@ class Run:
         nodes = self.arrays["nodes"][self.arrays["scored"]]
         return float(degree[nodes].mean() / len(self.labels))
 
-    def explore(self) -> InteractiveView:
+    def explore(self) -> report.interactive.InteractiveView:
         """The report's interactive view of this graph run (class means on their PCs with sliders over block
         and context length, beside the energy and accuracy curves): in Jupyter it shows inline, ``.save(path)``
         writes it as a page. Raises ValueError for a mechanism run (icgt.report.interactive).
@@ -427,9 +427,10 @@ class Run:
         >>> 'id="icgt-context"' in view.page
         True
         """
-        from ..report.interactive import interactive_view
+        # The report reads runs, so a run reaches it only here, through the package's public names.
+        from .. import report
 
-        return interactive_view(self)
+        return report.interactive_view(self)
 
     def __repr__(self) -> str:
         return (f"Run({self.name!r}, model={self.model_name!r}, graph={self.graph_kind!r}, "
@@ -438,9 +439,9 @@ class Run:
     def _repr_html_(self) -> str:
         """A short table for Jupyter: model, graph, the verdict in words and a few key numbers
         (icgt.report.html.run_card), instead of every array."""
-        from ..report.html import run_card
+        from .. import report
 
-        return run_card(self)
+        return report.run_card(self)
 
     def to_xarray(self) -> xarray.Dataset:
         """The run as an xarray Dataset: each array of results.npz under its own name, its dimensions
