@@ -7,8 +7,9 @@
 Tables: seeds (every `<run>-seeds/aggregate.json`: mean and 95% interval over seeds), the models side
 by side per graph (the same aggregates, smallest model first, with each control's geometry), controls (each
 control run beside the seed-0 run of the same model and graph), the per-run overview, by depth and
-over context, the days of the week, held-out edges (icgt.study.heldout), and the mechanism experiments'
-sentences.
+over context, the days of the week, held-out edges (icgt.study.heldout), the spectral profile (the share
+of the class means' variance on the graph's lowest Laplacian eigenvalues, each trained run beside its
+random-weight control), and the mechanism experiments' sentences.
 
 Blocks (0-based) are taken in thirds of the model's depth (shallow, middle, deep), each number the mean over
 the third's blocks. "Late" numbers average the snapshots in the last tenth of the context (the
@@ -307,6 +308,31 @@ def heldout(aggregates: list[dict], runs: list[Run]) -> str:
     return "\n".join(rows)
 
 
+def spectrum(runs: list[Run]) -> str:
+    """The low-frequency bias's "double convergence" (arXiv 2507.13540): per run with a spectral profile,
+    the share of the class means' variance on the graph's two lowest non-zero Laplacian eigenvalues
+    (icgt.report.spectrum, the sampling noise taken out) in the deep block at the first and last snapshot
+    with every node, the shallowest captured block against the deep one at the last, and the share of
+    means unrelated to the graph; each model, graph and seed's control runs (random_init: the same
+    architecture, random weights) right after its trained run. The prediction holds where the share
+    grows from first to last and from shallow to deep, above the random-weight control's."""
+    from icgt.report.spectrum import has_spectrum, spectrum_summary
+
+    rows = ["| model | graph | control | seed | deep, first (t) | deep, last (t) | shallow / deep at last | "
+            "unrelated means |", "|---|---|---|---|---|---|---|---|"]
+    order = lambda run: (run.model_name, run.info["config"]["preset"], run.info["config"]["seed"],  # noqa: E731
+                         run.info.get("control", "none") != "none", run.info.get("control", "none"))
+    share = lambda value: "–" if value is None else f"{value:.2f}"  # noqa: E731
+    for run in sorted((run for run in runs if has_spectrum(run)), key=order):
+        summary = spectrum_summary(run)
+        shares, at = summary["low_frequency_share"], summary["low_frequency_positions"]
+        rows.append(f"| {run.model_name} | {run.info['config']['preset']} | {run.info.get('control', 'none')} | "
+                    f"{run.info['config']['seed']} | {share(shares['first'])} ({at['first']}) | "
+                    f"{share(shares['last'])} ({at['last']}) | {share(shares['shallow'])} / {share(shares['deep'])} | "
+                    f"{shares['random']:.2f} |")
+    return "\n".join(rows)
+
+
 def mechanisms(runs: list[Run]) -> str:
     return "\n\n".join(f"**{run.name}.** " + " ".join(mechanism_summary(run)["sentences"]) for run in runs)
 
@@ -329,6 +355,7 @@ def main() -> None:
                          ("The days ring against the week", days_ring_order()),
                          ("Around t = 512, Gemma 3's sliding window", window_edges(runs)),
                          ("Held-out edges", heldout(aggregates, runs)),
+                         ("The spectrum: low-frequency share (double convergence)", spectrum(runs)),
                          ("Mechanisms", mechanisms([run for run in every if experiment_of(run) != "graph"]))):
         print(f"### {title}\n\n{table}\n")
 

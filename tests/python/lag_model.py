@@ -7,7 +7,7 @@ the word "w{i+1}" (token i + 1; token 0 is BOS). Its representations turn graph-
 length REPRESENTATION_AT and its predictions start following the graph at PREDICTION_AT; the planted
 lag is log2(PREDICTION_AT / REPRESENTATION_AT) doublings (positive: the representations change first).
 Optionally the representations loosen again from a third context length (LOOSENING of the graph's
-share lost), as Gemma 3's class means do on the grid.
+share lost), as Gemma 3's class means do on the grid, and carry per-token noise (``token_noise``).
 
 What it computes, at position t of a sequence, for node word v (g(t; T) = sigmoid(ln(t / T) / WIDTH)):
 
@@ -17,6 +17,12 @@ What it computes, at position t of a sequence, for node word v (g(t; T) = sigmoi
   average as under R), with g_r = g(t; REPRESENTATION_AT). The scale-invariant Dirichlet energy of a
   single position's class means (noise aside) is then exactly 1 - g_r (1 - e_L), where e_L is the
   energy of L: a sigmoid in log context with its midpoint at REPRESENTATION_AT.
+- With token_noise s > 0, block 0 adds s * sqrt(2) sin(h_t) to the random part, h_t the running sum of
+  HISTORY_SCALE-sized Gaussian codes of the tokens so far: a deterministic function of the whole prefix
+  that is close to independent noise of variance s^2 per dimension at every token of every sequence
+  (the fixed per-position noise is shared by the sequences, and so by the classes visited at one
+  position; this is not), so that class means over c tokens carry sampling noise of about
+  RANDOM_DIMS s^2 / c in squared norm, as a real model's do.
 - It also writes the token (one-hot) and ln t, both times TRACER so small that they move no distance
   the analysis sees, for the head to read; blocks 1 and 2 pass the residual on unchanged.
 - The head predicts (1 - g_a) uniformly over the 16 node words + g_a uniformly over the graph
@@ -54,6 +60,9 @@ LOOSENING = 0.6
 NOISE = 0.4
 TRACER = 1e-4
 MAX_POSITIONS = 4096
+#: The spread of the per-token history codes (radians): large, so that prefixes one token apart give
+#: unrelated phases; float32 keeps a running sum of 600 of them to about 1e-2 radians.
+HISTORY_SCALE = 30.0
 
 
 def grid_edges(rows: int = 4, cols: int = 4) -> list[tuple[int, int]]:
@@ -82,6 +91,13 @@ def _codes(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return tuple(torch.tensor(x, dtype=torch.float32) for x in (random_codes, graph_codes, neighbours, noise))
 
 
+def history_codes(seed: int) -> Tensor:
+    """[VOCAB, RANDOM_DIMS]: the codes whose running sum over a prefix sets its per-token noise (drawn
+    from their own generator, so that the other codes stay those of the seed)."""
+    generator = np.random.default_rng([seed, 1])
+    return torch.tensor(HISTORY_SCALE * generator.normal(size=(VOCAB, RANDOM_DIMS)), dtype=torch.float32)
+
+
 def _schedule(positions: Tensor, log_midpoint: float, width: float) -> Tensor:
     return torch.sigmoid((torch.log(positions.clamp(min=1.0)) - log_midpoint) / width)
 
@@ -89,12 +105,15 @@ def _schedule(positions: Tensor, log_midpoint: float, width: float) -> Tensor:
 class ScheduleBlock(DecoderBlock):
     """Block 0: the planted representations (see the module's docstring)."""
 
-    def __init__(self, config: ModelConfig, representation_at: float, loosens_at: float, seed: int) -> None:
+    def __init__(self, config: ModelConfig, representation_at: float, loosens_at: float, seed: int,
+                 token_noise: float = 0.0) -> None:
         super().__init__(config, find_architecture("llama"), 0, torch.float32)
         random_codes, graph_codes, _, noise = _codes(seed)
         self.register_buffer("random_codes", random_codes)
         self.register_buffer("graph_codes", graph_codes)
         self.register_buffer("noise", noise)
+        self.register_buffer("history_codes", history_codes(seed))
+        self.token_noise = token_noise
         self.log_midpoint = math.log(representation_at)
         self.log_loosening = math.log(loosens_at)
         self.loosening = LOOSENING
@@ -109,6 +128,9 @@ class ScheduleBlock(DecoderBlock):
         shaped = (_schedule(positions, self.log_midpoint, self.width)
                   * (1 - self.loosening * _schedule(positions, self.log_loosening, self.width)))[None, :, None]
         random_part = torch.sqrt(1 - shaped) * self.random_codes[token] + self.noise[:length][None]
+        if self.token_noise > 0:
+            history = torch.cumsum(self.history_codes[token], dim=1)
+            random_part = random_part + self.token_noise * math.sqrt(2.0) * torch.sin(history)
         graph_part = torch.sqrt(shaped) * self.graph_codes[token]
         tracer = self.tracer * torch.cat([torch.nn.functional.one_hot(token, self.random_codes.shape[0]).float(),
                                      torch.log(positions.clamp(min=1.0))[None, :, None].expand(hidden.shape[0], -1, 1)],
@@ -167,17 +189,19 @@ def hand_set_model(vocab: int, hidden: int, max_positions: int, token_dims: slic
     return model.eval()
 
 
-def lag_model(representation_at: float, prediction_at: float, loosens_at: float = math.inf, seed: int = 0) -> CausalLM:
-    """The toy model with its changes planted at the given context lengths (never loosening by default)."""
+def lag_model(representation_at: float, prediction_at: float, loosens_at: float = math.inf, seed: int = 0,
+              token_noise: float = 0.0) -> CausalLM:
+    """The toy model with its changes planted at the given context lengths (never loosening by default),
+    with per-token noise of standard deviation token_noise per random dimension (none by default)."""
     return hand_set_model(VOCAB, HIDDEN, MAX_POSITIONS, TOKEN_DIMS,
-                          lambda config: ScheduleBlock(config, representation_at, loosens_at, seed),
+                          lambda config: ScheduleBlock(config, representation_at, loosens_at, seed, token_noise),
                           ScheduleHead(prediction_at, seed))
 
 
 def write_lag_bundle(path: Path, representation_at: float, prediction_at: float, loosens_at: float = math.inf,
-                     seed: int = 0) -> Path:
+                     seed: int = 0, token_noise: float = 0.0) -> Path:
     """Save the toy lag model as a bundle at path; returns path."""
-    return save_bundle(lag_model(representation_at, prediction_at, loosens_at, seed), Path(path))
+    return save_bundle(lag_model(representation_at, prediction_at, loosens_at, seed, token_noise), Path(path))
 
 
 if __name__ == "__main__":

@@ -184,8 +184,8 @@ def results(info, seed=0, effect=True):
     multiplicities = laplacian_spectrum(num_nodes, edges)[1]
     chance = multiplicities[1] / (num_nodes - 1)
     low_share = chance + (1 - chance) * (0.2 + 0.7 * depth * growth[None, :])
-    arrays["spectral_profile"] = spectral_profile(num_nodes, edges, low_share)
-    arrays["spectral_profile"][:, 0] = np.nan  # as the energy: nodes absent from the first window
+    arrays["debiased_spectral_profile"] = spectral_profile(num_nodes, edges, low_share)
+    arrays["debiased_spectral_profile"][:, 0] = np.nan  # as the energy: nodes absent from the first window
     if info["graph"]["kind"] == "days":
         pairs = (NUM_LAYERS, pca_positions.size)
         arrays["weekly_alignment"] = np.stack([np.full(pairs, 0.9), np.full(pairs, 0.1)], axis=-1)
@@ -217,8 +217,8 @@ def _remove_the_effect(arrays, info, neighbours, rng):
     arrays["distance_correlation"] = rng.normal(0, 0.05, arrays["distance_correlation"].shape)
     multiplicities = laplacian_spectrum(info["graph"]["num_nodes"], info["graph"]["edges"])[1]
     chance = multiplicities[1] / (info["graph"]["num_nodes"] - 1)
-    arrays["spectral_profile"] = spectral_profile(info["graph"]["num_nodes"], info["graph"]["edges"],
-                                                  chance + rng.uniform(-0.02, 0.02, arrays["energy"].shape))
+    arrays["debiased_spectral_profile"] = spectral_profile(info["graph"]["num_nodes"], info["graph"]["edges"],
+                                                           chance + rng.uniform(-0.02, 0.02, arrays["energy"].shape))
     if info["graph"]["kind"] == "days":
         arrays["ring_alignment"] = rng.uniform(0.0, 0.2, arrays["ring_alignment"].shape)
 

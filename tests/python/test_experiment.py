@@ -87,21 +87,33 @@ def test_energy_matches_a_brute_force_recomputation(run):
 
 
 def test_spectral_profile_matches_numpys_eigenspaces_of_the_brute_force_means(run):
-    """Each eigenspace's share from the projector on numpy's basis of it (any basis gives the same)."""
+    """Each eigenspace's share from the projector on numpy's basis of it (any basis gives the same), of
+    the alignment snapshots' class means (pca_window), less each class's unbiased variance over its count
+    on that eigenspace (the sampling noise: icgt.study.analysis.debiased_spectral_profile)."""
     _, _, results, activations = run
     laplacian = np.diag(icgt.Graph.square_grid(4, 4).adjacency().sum(1)) - icgt.Graph.square_grid(4, 4).adjacency()
     values, vectors = np.linalg.eigh(laplacian)
     np.testing.assert_allclose(results["spectral_eigenvalues"], np.unique(values.round(9)), atol=1e-9)
     groups = [np.flatnonzero(np.abs(values - value) < 1e-6) for value in results["spectral_eigenvalues"]]
     residuals, nodes = activations["residuals"].astype(np.float64), results["nodes"]
-    assert results["spectral_profile"].shape == results["energy"].shape + (9,)
+    profile = results["debiased_spectral_profile"]
+    assert profile.shape == results["spectral_alignment"].shape + (9,)
+    centring = np.eye(16) - 1 / 16
     for layer_index in range(3):
-        for snapshot in [0, 5, len(results["energy_positions"]) - 1]:
-            means = class_means_brute_force(residuals[layer_index], nodes, 20,
-                                            int(results["energy_positions"][snapshot]), 16)
-            centred = means - means.mean(0)
-            expected = [np.sum((vectors[:, g] @ vectors[:, g].T @ centred) ** 2) / np.sum(centred**2) for g in groups]
-            np.testing.assert_allclose(results["spectral_profile"][layer_index, snapshot], expected, atol=1e-5)
+        for snapshot in [3, 5, len(results["alignment_positions"]) - 1]:
+            t = int(results["alignment_positions"][snapshot])
+            start = max(0, t - SHORT["pca_window"])
+            tokens, labels = residuals[layer_index][:, start:t + 1], nodes[:, start:t + 1]
+            classes = [tokens[labels == node] for node in range(16)]
+            if min(len(c) for c in classes) < 2:  # a class seen once has no spread: no noise estimate
+                assert np.isnan(profile[layer_index, snapshot]).all()
+                continue
+            means = np.stack([c.mean(0) for c in classes])
+            noise = np.array([((c - c.mean(0)) ** 2).sum() / (len(c) - 1) / len(c) for c in classes])
+            projectors = [vectors[:, g] @ vectors[:, g].T for g in groups]
+            on = np.array([np.sum((P @ centring @ means) ** 2) - np.sum(noise * np.sum((P @ centring) ** 2, 0))
+                           for P in projectors])
+            np.testing.assert_allclose(profile[layer_index, snapshot], on / on.sum(), atol=1e-5)
 
 
 def test_null_baseline_mean_matches_the_exact_expectation(run):

@@ -22,7 +22,7 @@ def grid_run(tmp_path_factory):
 
 
 def test_the_low_frequency_share_is_read_where_the_profile_planted_it(grid_run):
-    profile = grid_run.arrays["spectral_profile"]
+    profile = grid_run.arrays["debiased_spectral_profile"]
     low = profile[..., [1, 2]].sum(-1)
     summary = spectrum_summary(grid_run)
     shares, at = summary["low_frequency_share"], summary["low_frequency_positions"]
@@ -34,7 +34,8 @@ def test_the_low_frequency_share_is_read_where_the_profile_planted_it(grid_run):
     assert summary["low_frequency_eigenvalues"] == pytest.approx([2 - np.sqrt(2), 4 - 2 * np.sqrt(2)])
     assert summary["spectrum"] == (
         "Spectrum: in block 6 of 8 the class means' variance on the two lowest non-zero Laplacian eigenvalues "
-        f"(0.59, 1.17) is {shares['first']:.0%} of the total at the first snapshot with every node (t = 20) and "
+        f"(0.59, 1.17), the class means' sampling noise taken out, is {shares['first']:.0%} of the total at the "
+        f"first snapshot with every node (t = 20) and "
         f"{shares['last']:.0%} at the last (t = 400); at t = 400, {shares['shallow']:.0%} in block 0 against "
         f"{shares['deep']:.0%} in block 6 (means unrelated to the graph: 20%).")
 
@@ -63,9 +64,14 @@ def test_the_random_share_counts_eigenvectors_beyond_the_zero_eigenvalue(tmp_pat
     assert random_low_frequency_share(run) == pytest.approx(expected)
 
 
-def test_runs_written_before_the_profile_load_and_report_without_it(tmp_path):
+@pytest.mark.parametrize("old_arrays", ["none", "the energy window's profile"])
+def test_runs_written_before_the_profile_load_and_report_without_it(tmp_path, old_arrays):
     arrays = results(run_info("grid"))
-    del arrays["spectral_profile"], arrays["spectral_eigenvalues"]
+    profile = arrays.pop("debiased_spectral_profile")
+    if old_arrays == "none":
+        del arrays["spectral_eigenvalues"]
+    else:  # icgt before the debiased profile stored the 20-token window's, too noisy to be read
+        arrays["spectral_profile"] = profile
     folder = write_run(tmp_path / "old", run_info("grid"), arrays)
     index = report.write_report(folder)
     assert not (index.parent / "spectrum.png").exists() and "spectrum.png" not in index.read_text()
@@ -76,8 +82,9 @@ def test_runs_written_before_the_profile_load_and_report_without_it(tmp_path):
 
 def test_a_profile_whose_shape_disagrees_with_the_run_is_refused(tmp_path):
     arrays = results(run_info("grid"))
-    arrays["spectral_profile"] = arrays["spectral_profile"][:, :-1]
-    with pytest.raises(ValueError, match=r"spectral_profile has shape \(8, 39, 9\), expected \[L, S, EV\] with S = 40"):
+    arrays["debiased_spectral_profile"] = arrays["debiased_spectral_profile"][:, :-1]
+    with pytest.raises(ValueError, match=r"debiased_spectral_profile has shape \(8, 39, 9\), expected \[L, S2, EV\] "
+                                         r"with S2 = 40"):
         load_run(write_run(tmp_path / "bad", run_info("grid"), arrays))
 
 

@@ -75,7 +75,7 @@ def test_seeds_controls_days_ring_and_mechanism_tables(tmp_path):
     assert f"{accuracy['mean']:.3f} [{accuracy['ci95'][0]:.3f}, {accuracy['ci95'][1]:.3f}]" in side_by_side
     assert (f"| shuffled {control_numbers['deep_alignment']:.2f} / "
             f"{control_numbers['deep_energy_scale_invariant']:.2f} |") in side_by_side
-    shuffled = [line for line in lines if "| shuffled |" in line]
+    shuffled = [line for line in lines if "| shuffled |" in line and not line.startswith("| toy-8-layers |")]
     assert len(shuffled) == 1 and shuffled[0].startswith("| synthetic-grid-shuffled |")
     assert any("| none (the experiment) |" in line for line in lines)
     ring_row = next(line for line in lines if line.startswith(f"| {', '.join(DAYS_RING_ORDER)} |"))
@@ -99,3 +99,35 @@ def test_the_change_across_a_window_edge_equals_numpy(tmp_path):
     name, change, share = rows[1]
     assert name.startswith("deep full-attention") and change == pytest.approx(expected)
     assert 0 <= share <= 1 and rows[2][0] == "accuracy"
+
+
+def test_the_spectrum_table_puts_each_random_weight_control_after_its_trained_run(tmp_path):
+    import json
+
+    from icgt.report.spectrum import spectrum_summary
+
+    sweep = tmp_path / "sweep"
+    control = write_synthetic_run(sweep / "a-grid-random-init", "grid", effect=False)  # sorts first by name
+    info = json.loads((control / "run.json").read_text())
+    info.update(control="random_init", name="synthetic-grid-random-init")
+    info["config"]["control"] = "random_init"
+    (control / "run.json").write_text(json.dumps(info))
+    trained = write_synthetic_run(sweep / "grid", "grid")
+    old = write_synthetic_run(sweep / "old", "grid", seed=1)  # written before the profile: left out
+    with np.load(old / "results.npz") as arrays:
+        np.savez(old / "results.npz", **{name: arrays[name] for name in arrays.files
+                                         if name != "debiased_spectral_profile"})
+    result = tables(sweep)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    start = lines.index("### The spectrum: low-frequency share (double convergence)")
+    end = next(index for index in range(start + 1, len(lines)) if lines[index].startswith("###"))
+    rows = [line for line in lines[start + 1:end] if line.startswith("| toy-8-layers |")]
+    expected = []
+    for folder in (trained, control):
+        summary = spectrum_summary(load_run(folder))
+        shares, at = summary["low_frequency_share"], summary["low_frequency_positions"]
+        expected.append(f"| {shares['first']:.2f} ({at['first']}) | {shares['last']:.2f} ({at['last']}) | "
+                        f"{shares['shallow']:.2f} / {shares['deep']:.2f} | 0.20 |")
+    assert len(rows) == 2 and rows[0].startswith("| toy-8-layers | grid | none | 0 |") and expected[0] in rows[0]
+    assert rows[1].startswith("| toy-8-layers | grid | random_init | 0 |") and expected[1] in rows[1]

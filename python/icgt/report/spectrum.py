@@ -1,6 +1,7 @@
 """The spectral profile of a run in the report: where the class means' variance lies on the graph's
-Laplacian spectrum (``spectral_profile`` [L, S, K] at ``spectral_eigenvalues`` [K]; docs/run-format.md),
-as a figure and a sentence of numbers.
+Laplacian spectrum (``debiased_spectral_profile`` [L, S2, K] at ``alignment_positions`` [S2] and
+``spectral_eigenvalues`` [K]: the means of the ``pca_window``, their sampling noise taken out;
+docs/run-format.md), as a figure and a sentence of numbers.
 
 The low-frequency bias of Yang, Tanaka and Hu (arXiv 2507.13540) predicts that the share at low
 eigenvalues grows both with depth and with context ("double convergence"). The report states the
@@ -8,7 +9,10 @@ share on the lowest LOW_FREQUENCY_GROUPS non-zero eigenvalues, at the first and 
 deep block and in the shallowest and the deep block at the last snapshot, beside what means with no
 relation to the graph would give (each non-zero eigenvector an equal share); whether that beats the
 random-weight control is for the tables of a sweep. Runs written before the profile existed have no
-such arrays: their report leaves the figure and the sentence out. numpy and matplotlib only.
+such arrays, and those that hold the energy window's ``spectral_profile`` (icgt before the debiased
+one) have none that can be read (its 20 tokens per snapshot left so much sampling noise that the share
+grew with the tokens in the window: tests/python/test_spectrum_validation.py): their report leaves the
+figure and the sentence out. numpy and matplotlib only.
 
 Example:
     >>> from icgt.report.spectrum import spectrum_summary
@@ -43,7 +47,7 @@ def has_spectrum(run: Run) -> bool:
     >>> has_spectrum(load_run(grid_run))
     True
     """
-    return "spectral_profile" in run.arrays and "spectral_eigenvalues" in run.arrays
+    return "debiased_spectral_profile" in run.arrays and "spectral_eigenvalues" in run.arrays
 
 
 def low_frequency_groups(run: Run) -> np.ndarray:
@@ -80,14 +84,15 @@ def random_low_frequency_share(run: Run) -> float:
 
 
 def _complete_snapshots(run: Run, layer_index: int) -> np.ndarray:
-    return np.flatnonzero(np.isfinite(run.arrays["spectral_profile"][layer_index]).all(axis=-1))
+    return np.flatnonzero(np.isfinite(run.arrays["debiased_spectral_profile"][layer_index]).all(axis=-1))
 
 
 def spectrum_summary(run: Run, layer: int | None = None) -> dict[str, Any]:
     """The low-frequency share (the variance on the LOW_FREQUENCY_GROUPS lowest non-zero eigenvalues) at
     block ``layer`` (default: :meth:`Run.default_layer`, the deep block) and its sentence, JSON-ready;
     {} for a run without a spectral profile. ``low_frequency_share``: ``first`` and ``last`` at the first
-    and last snapshot where every node is present (positions ``first_position``, ``last_position``),
+    and last snapshot where every node is seen twice or more (its noise estimated; positions
+    ``first_position``, ``last_position``),
     ``shallow`` (the first captured block) and ``deep`` at the last snapshot where both have every node,
     and ``random`` (:func:`random_low_frequency_share`); ``low_frequency_eigenvalues`` the eigenvalues.
 
@@ -99,8 +104,8 @@ def spectrum_summary(run: Run, layer: int | None = None) -> dict[str, Any]:
         return {}
     layer_index = run.layer_index(layer)
     groups = low_frequency_groups(run)
-    low = run.arrays["spectral_profile"][..., groups].sum(axis=-1)  # [L, S]
-    positions = run.arrays["energy_positions"]
+    low = run.arrays["debiased_spectral_profile"][..., groups].sum(axis=-1)  # [L, S2]
+    positions = run.arrays["alignment_positions"]
     shares: dict[str, float | None] = {"first": None, "last": None, "shallow": None, "deep": None,
                                        "random": random_low_frequency_share(run)}
     complete = _complete_snapshots(run, layer_index)
@@ -129,8 +134,9 @@ def _sentence(run: Run, layer_index: int, summary: dict[str, Any]) -> str:
     head = (f"Spectrum: in block {block} of {run.num_layers} the class means' variance on the {count} lowest "
             f"non-zero Laplacian eigenvalues ({eigenvalues})")
     if shares["first"] is None:
-        return f"{head} is undefined: no snapshot holds every node."
-    text = (f"{head} is {shares['first']:.0%} of the total at the first snapshot with every node (t = {at['first']}) "
+        return f"{head} is undefined: no snapshot holds every node twice."
+    text = (f"{head}, the class means' sampling noise taken out, is {shares['first']:.0%} of the total at the "
+            f"first snapshot with every node (t = {at['first']}) "
             f"and {shares['last']:.0%} at the last (t = {at['last']})")
     if shares["shallow"] is not None and int(run.layers[0]) != block:
         text += (f"; at t = {at['blocks']}, {shares['shallow']:.0%} in block {int(run.layers[0])} against "
@@ -140,9 +146,9 @@ def _sentence(run: Run, layer_index: int, summary: dict[str, Any]) -> str:
 
 def spectrum_figure(run: Run, layer: int | None = None) -> Figure:
     """Heatmaps of the spectral profile: the share of the class means' variance at each distinct Laplacian
-    eigenvalue (columns, ascending: low = smooth on the graph) per captured block at the last snapshot
-    where every block has every node (left), and over context length at block ``layer`` (default: the
-    deep block, :meth:`Run.default_layer`; right).
+    eigenvalue (columns, ascending: low = smooth on the graph; sampling noise taken out, so a share may dip
+    a little below 0) per captured block at the last snapshot where every block has a share (left), and
+    over context length at block ``layer`` (default: the deep block, :meth:`Run.default_layer`; right).
 
     >>> from icgt.study.run_folder import load_run
     >>> figure = spectrum_figure(load_run(grid_run))
@@ -150,9 +156,9 @@ def spectrum_figure(run: Run, layer: int | None = None) -> Figure:
     ['block (0-based)', 'context length (tokens)']
     """
     layer_index = run.layer_index(layer)
-    profile = run.arrays["spectral_profile"]
+    profile = run.arrays["debiased_spectral_profile"]
     eigenvalues = run.arrays["spectral_eigenvalues"]
-    positions = run.arrays["energy_positions"]
+    positions = run.arrays["alignment_positions"]
     complete = np.flatnonzero(np.isfinite(profile).all(axis=(0, 2)))
     last = complete[-1] if complete.size else profile.shape[1] - 1
     finite = profile[np.isfinite(profile)]
@@ -173,11 +179,11 @@ def spectrum_figure(run: Run, layer: int | None = None) -> Figure:
     by_context.pcolormesh(columns, edges, profile[layer_index], vmin=0, vmax=top, cmap="viridis")
     by_context.set_ylabel("context length (tokens)")
     by_context.set_title(f"block {int(run.layers[layer_index])} of {run.num_layers} over context "
-                         "(blank: a node absent from the window)", fontsize=10)
+                         "(blank: a node seen under twice in the window)", fontsize=10)
     for ax in (by_block, by_context):
         ax.set_xticks(np.arange(eigenvalues.size), [f"{value:.2f}" for value in eigenvalues],
                       rotation=90 if eigenvalues.size > 12 else 0, fontsize=8)
         ax.set_xlabel("Laplacian eigenvalue (D - A), distinct; low = smooth on the graph")
-    figure.colorbar(image, ax=[by_block, by_context], label="share of the centred class means' variance")
+    figure.colorbar(image, ax=[by_block, by_context], label="share of the centred class means' variance (debiased)")
     figure.suptitle(run.title)
     return figure

@@ -2,11 +2,17 @@
 
 The experiment driver (icgt.study.sweep) samples, runs the model and saves; this module measures.
 Per captured layer the activations are read twice: once by ``EnergyMetrics.energy_over_context``,
-which gives the energy curve, its spectral profile (the class means' variance per Laplacian eigenvalue)
-and, in the same pass, the class means of every other window setting (the energy snapshots' means for
-the null baseline, the PCA snapshots and the alignment snapshots),
+which gives the energy curve and, in the same pass, the class means of every other window setting (the
+energy snapshots' means for the null baseline, the PCA snapshots and the alignment snapshots),
 by ``class_means_per_sequence`` for the spread of the energy over sequences, and per timing position
 for the trailing-half class sums of the timing curves.
+
+The spectral profile (the class means' variance per Laplacian eigenvalue, the low-frequency bias of
+arXiv 2507.13540) is taken from the alignment snapshots' means (``pca_window`` tokens), with their
+sampling noise taken out (debiased_spectral_profile): noise spreads over every eigenvector alike and
+pulls each share toward its count of eigenvectors over n - 1, so a profile of fewer tokens per class
+would grow toward the graph's low eigenvalues with context whatever the representations do.
+tests/python/test_spectrum_validation.py runs the whole pipeline on toy models with a planted profile.
 
 The order of the changes (energy before accuracy?) is measured at timing positions spread
 geometrically from the first token. At each position t both curves average the same tokens, the
@@ -72,10 +78,14 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
         sweep = metrics.energy_over_context(
             layer, node_tensor, config.energy_window, energy_positions, "normalized",
             class_means_at=[(config.energy_window, energy_positions), (config.pca_window, pca_positions),
-                            (config.pca_window, energy_positions)], spectral_profile=True)
+                            (config.pca_window, energy_positions)])
         energy_means, pca_means, alignment_means = (means.means for means in sweep.class_means)
         keep("energy", sweep.energy)
-        keep("spectral_profile", sweep.spectral_profile.shares)
+        squared_norms = stats.class_means(layer.float().square().sum(-1, keepdim=True).double(), node_tensor,
+                                          config.pca_window, energy_positions).means[..., 0]
+        shares, eigenvalues = debiased_spectral_profile(metrics, alignment_means, sweep.class_means[2].counts,
+                                                        squared_norms)
+        keep("debiased_spectral_profile", torch.from_numpy(shares))
         keep("energy_scale_invariant", metrics.dirichlet_energy(energy_means, "scale_invariant"))
         null = metrics.energy_null_baseline(energy_means, "normalized", num_relabellings=config.null_permutations,
                                             seed=config.seed)
@@ -110,7 +120,7 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
         alignment_positions=np.array(energy_positions),
         timing_positions=np.array(timing_positions),
         spectral_embedding=graph.spectral_embedding(num_pcs).eigenvectors,
-        spectral_eigenvalues=sweep.spectral_profile.eigenvalues.cpu().numpy(),
+        spectral_eigenvalues=eigenvalues,
     )
     if accuracy is None:  # representations without predictions (the toy mixing model): no accuracy to time
         return arrays
@@ -189,6 +199,54 @@ def debiased_energy(graph: Graph, sums: torch.Tensor, counts: torch.Tensor, squa
     upper = torch.triu_indices(graph.num_nodes, graph.num_nodes, offset=1)
     energy = distances[..., first, second].mean(-1) / distances[..., upper[0], upper[1]].mean(-1)
     return energy.cpu().numpy()
+
+
+def debiased_spectral_profile(metrics: EnergyMetrics, means: torch.Tensor, counts: torch.Tensor,
+                              mean_squared_norms: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """EnergyMetrics.spectral_profile's shares [..., K] of class means [..., n, d] (of counts [..., n]
+    activations whose squared norms average mean_squared_norms [..., n]) with the means' sampling noise
+    taken out, and the distinct eigenvalues [K] (float64 numpy).
+
+    A class mean of c activations with spread v (their mean squared distance from it) is off its
+    expectation by about v / (c - 1) in squared norm, in no preferred direction, so the centred means'
+    squared norm on the eigenvectors u of an eigenvalue gains sum_i s_i sum_u (u_i - mean(u))^2, s_i =
+    v_i / (c_i - 1), and their total squared norm sum_i s_i (1 - 1/n): noise alone gives each eigenvalue
+    its count of eigenvectors over n - 1 (3/15 for the grid's two lowest non-zero eigenvalues). Each
+    share is the ratio of the two after that is taken out (as debiased_energy does for the energy), so
+    more tokens per class do not by themselves move it; the shares still sum to 1, and one may fall a
+    little below 0 where an eigenvalue holds less than the noise. NaN where a node is seen fewer than
+    twice (its noise cannot be estimated) or the noise is as large as the whole variance.
+
+    Means on the ring's z2, z3 (eigenvalue 1) seen through 200 noisy activations per node:
+
+    >>> import icgt, torch
+    >>> metrics = icgt.EnergyMetrics(icgt.Graph.ring(6))
+    >>> exact = torch.zeros(6, 24, dtype=torch.float64)
+    >>> exact[:, :2] = torch.tensor(metrics.graph.spectral_embedding(2).eigenvectors)
+    >>> tokens = exact + torch.randn(200, 6, 24, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    >>> shares, eigenvalues = debiased_spectral_profile(metrics, tokens.mean(0), torch.full([6], 200),
+    ...                                                 tokens.square().sum(-1).mean(0))
+    >>> eigenvalues.round(3).tolist(), round(float(shares[1]), 2)
+    ([0.0, 1.0, 3.0, 4.0], 1.02)
+    >>> round(float(metrics.spectral_profile(tokens.mean(0)).shares[1]), 2)  # the noise left in
+    0.88
+    """
+    means = means.double()
+    profile = metrics.spectral_profile(means)
+    centred = means - means.mean(-2, keepdim=True)
+    total = centred.square().sum((-2, -1))
+    count = counts.to(means)
+    spread = (mean_squared_norms.to(means) - means.square().sum(-1)).clamp(min=0)
+    noise = torch.where(count >= 2, spread / (count - 1), torch.nan)  # a class seen once has no spread to go by
+    vectors = profile.eigenvectors.to(means)
+    weights = torch.zeros(vectors.shape[0], profile.eigenvalues.numel(), dtype=means.dtype, device=means.device)
+    groups = torch.repeat_interleave(torch.arange(profile.eigenvalues.numel()), profile.multiplicities).to(means.device)
+    weights.index_add_(1, groups, (vectors - vectors.mean(0)).square())  # [n, K]
+    noise_on = noise @ weights  # [..., K]
+    signal = total - noise_on.sum(-1)
+    shares = (profile.shares.to(means) * total.unsqueeze(-1) - noise_on) / signal.unsqueeze(-1)
+    shares = torch.where((signal > 0).unsqueeze(-1), shares, torch.nan)
+    return shares.cpu().numpy(), profile.eigenvalues.cpu().numpy()
 
 
 def trailing_accuracy_sums(accuracy: np.ndarray, positions: list[int]) -> tuple[np.ndarray, np.ndarray]:

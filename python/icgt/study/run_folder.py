@@ -154,8 +154,10 @@ INTEGER_ARRAYS = ("layers", "nodes", "energy_positions", "pca_positions", "align
 BOOLEAN_ARRAYS = ("scored",)
 #: Arrays added to the format after its version's first runs, checked where a run has them, so that the
 #: runs written before still load (docs/run-format.md); their toy_ copies likewise. EV: the graph's
-#: distinct Laplacian eigenvalues.
-LATER_ARRAYS = {"spectral_eigenvalues": ("EV",), "spectral_profile": ("L", "S", "EV")}
+#: distinct Laplacian eigenvalues. debiased_spectral_profile is at alignment_positions (S2), from the
+#: pca_window's class means; the spectral_profile some runs hold (the energy window's, at S) is read by
+#: nothing: 20 tokens per class left too much sampling noise (tests/python/test_spectrum_validation.py).
+LATER_ARRAYS = {"spectral_eigenvalues": ("EV",), "debiased_spectral_profile": ("L", "S2", "EV")}
 LATER_ARRAYS.update({f"toy_{name}": dims for name, dims in LATER_ARRAYS.items()})
 #: Arrays that only days-of-week runs carry; K2 is one per consecutive PC pair (k // 2).
 DAYS_ARRAYS = {
