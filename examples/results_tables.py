@@ -333,6 +333,66 @@ def spectrum(runs: list[Run]) -> str:
     return "\n".join(rows)
 
 
+def two_graphs(aggregates: list[dict], runs: list[Run]) -> str:
+    """Two graphs over the same words (icgt.study.two_graphs): per group of seeds (aggregate.json's two_graphs:
+    mean [95% interval] over seeds), then per run, ordered by model, second graph, control and p: late accuracy
+    against each graph, the deep blocks' alignment of PCs 1-2 and 3-4 with each graph's z2, z3, each graph's
+    variance share and the mean squared principal-angle cosine between the two graphs' subspaces."""
+    from icgt.study.two_graphs import two_graph_numbers
+
+    keys = ("accuracy_first", "accuracy_second", "alignment_pc12_first", "alignment_pc12_second",
+            "alignment_pc34_first", "alignment_pc34_second", "variance_share_first", "variance_share_second",
+            "subspace_cosine_squared")
+    header = ("| second graph | p | control | acc. vs graph | acc. vs second | PCs 1-2 vs graph | PCs 1-2 vs second "
+              "| PCs 3-4 vs graph | PCs 3-4 vs second | variance on graph | variance on second | subspaces' cos² |")
+    rows = ["| runs (seeds) " + header, "|---|" + "---|" * 12]
+    found = [record for record in aggregates if "two_graphs" in record]
+    order = lambda config, model: (model, config["second_graph"], config.get("control", "none"), config["mixture"])  # noqa: E731
+    for record in sorted(found, key=lambda r: order(r["config"], r["model"]["name"])):
+        numbers = record["two_graphs"]
+        rows.append(f"| {record['name']} ({len(record['seeds'])}) | {numbers['second_graph']} | {numbers['mixture']:g} | "
+                    f"{record['config'].get('control', 'none')} | "
+                    + " | ".join(_with_interval(numbers[key], ".3f" if key.startswith("acc") else ".2f") for key in keys)
+                    + " |")
+    rows += ["", "| run " + header, "|---|" + "---|" * 12]
+    for run in sorted((run for run in runs if run.has_second_graph), key=lambda r: order(r.info["config"], r.model_name)):
+        numbers, config = two_graph_numbers(run), run.info["config"]
+        rows.append(f"| {run.name} | {config['second_graph']} | {config['mixture']:g} | {config.get('control', 'none')} | "
+                    + " | ".join("–" if not np.isfinite(numbers[key]) else
+                                 f"{numbers[key]:{'.3f' if key.startswith('acc') else '.2f'}}" for key in keys) + " |")
+    return "\n".join(rows)
+
+
+def coverage(runs: list[Run]) -> str:
+    """Coverage (icgt.study.coverage): per family of runs that differ only in the graph's size, how far the
+    curves of the sizes lie from one another (relative spread: 0 one curve, about 1 none) against context
+    length and against edge coverage, for accuracy's skill and the deep energy over its null, with 95% t
+    intervals over seeds and the reading; then the context length at which the walks (median) have
+    traversed half and all of each size's edges."""
+    from icgt.study.coverage import coverage_study
+
+    try:
+        study = coverage_study(runs)
+    except ValueError as error:
+        return f"– ({error})"
+    rows = ["| model | graph (sizes) | control | seeds | quantity | relative spread vs context | vs edge coverage "
+            "| context - coverage | reading |", "|---|---|---|---|---|---|---|---|---|"]
+    for family in study:
+        for quantity in ("skill", "energy"):
+            entry = family[quantity]
+            rows.append(f"| {family['model']} | {family['graph']} ({', '.join(family['sizes'])}) | {family['control']} "
+                        f"| {len(family['seeds'])} | {quantity} | {_with_interval(entry['context'], '.2f')} | "
+                        f"{_with_interval(entry['coverage'], '.2f')} | {_with_interval(entry['difference'], '+.2f')} | "
+                        f"{entry['reading']} |")
+    rows += ["", "| model | graph | control | " + "size: half / all edges traversed at (median context length) |",
+             "|---|---|---|---|"]
+    for family in study:
+        cells = "; ".join(f"{size}: {reached[0.5]:.0f} / " + ("never" if not np.isfinite(reached[1.0]) else f"{reached[1.0]:.0f}")
+                          for size, reached in family["edge_coverage_reached"].items())
+        rows.append(f"| {family['model']} | {family['graph']} | {family['control']} | {cells} |")
+    return "\n".join(rows)
+
+
 def mechanisms(runs: list[Run]) -> str:
     return "\n\n".join(f"**{run.name}.** " + " ".join(mechanism_summary(run)["sentences"]) for run in runs)
 
@@ -355,6 +415,8 @@ def main() -> None:
                          ("The days ring against the week", days_ring_order()),
                          ("Around t = 512, Gemma 3's sliding window", window_edges(runs)),
                          ("Held-out edges", heldout(aggregates, runs)),
+                         ("Two graphs over the same words", two_graphs(aggregates, runs)),
+                         ("Coverage: accuracy against context length and against edge coverage", coverage(runs)),
                          ("The spectrum: low-frequency share (double convergence)", spectrum(runs)),
                          ("Mechanisms", mechanisms([run for run in every if experiment_of(run) != "graph"]))):
         print(f"### {title}\n\n{table}\n")

@@ -17,6 +17,7 @@ from helpers import save_checkpoint, tiny_llama, tiny_tokenizer
 from synthetic_run import write_intervention_run, write_synthetic_run
 from heldout_model import WORDS as HELDOUT_WORDS, write_heldout_bundle
 from toy_bundle import write_toy_bundles
+from two_graphs_model import WORDS as TWO_GRAPHS_WORDS, write_two_graphs_bundle
 
 
 def public_docstrings():
@@ -71,7 +72,8 @@ def example_globals(tmp_path_factory):
             "grid_run_seed2": str(write_synthetic_run(tmp_path_factory.mktemp("grid_run_seed2"), "grid", seed=2)),
             "intervention_run": str(write_intervention_run(tmp_path_factory.mktemp("intervention_run"))),
             "days_run": str(write_synthetic_run(tmp_path_factory.mktemp("days_run"), "days")),
-            "heldout_run": str(heldout_run(tmp_path_factory.mktemp("heldout_run")))}
+            "heldout_run": str(heldout_run(tmp_path_factory.mktemp("heldout_run"))),
+            "two_graphs_run": str(two_graphs_run(tmp_path_factory.mktemp("two_graphs_run")))}
 
 
 def heldout_run(folder: Path) -> Path:
@@ -79,6 +81,14 @@ def heldout_run(folder: Path) -> Path:
     bundle = write_heldout_bundle(folder / "full_graph.pt", "full_graph")
     return icgt.run_experiment({"preset": "grid-heldout", "words": HELDOUT_WORDS, "model": str(bundle),
                                 "sequence_length": 100, "pca_window": 50, "null_permutations": 10, "bootstrap": 10},
+                               output=folder, progress=False, report=False)
+
+
+def two_graphs_run(folder: Path) -> Path:
+    """A short two-graph run of the toy model that keeps both graphs apart (tests/python/two_graphs_model.py)."""
+    bundle = write_two_graphs_bundle(folder / "orthogonal.pt", "orthogonal", 0.5)
+    return icgt.run_experiment({"preset": "grid-two-graphs-p50", "words": TWO_GRAPHS_WORDS, "model": str(bundle),
+                                "sequence_length": 100, "pca_window": 50, "null_permutations": 10, "bootstrap": 0},
                                output=folder, progress=False, report=False)
 
 

@@ -21,12 +21,13 @@ from icgt.cli import main
 from icgt.study import compute, run_store
 from icgt.study import config as configs
 from icgt.study.run_folder import (DAYS_ARRAYS, DIMENSIONS, HELDOUT_ARRAYS, LATER_ARRAYS, MECHANISM_ARRAYS,
-                                   OPTIONAL_ARRAYS, RESULT_ARRAYS, Run, declared_arrays, load_run)
+                                   OPTIONAL_ARRAYS, RESULT_ARRAYS, TWO_GRAPH_ARRAYS, Run, declared_arrays, load_run)
 from icgt.study.tables import FRAME_COLUMNS, load_sweep, write_table
 
 DOCS = Path(__file__).parents[2] / "docs"
 #: Every table of arrays the run format declares.
-ARRAY_TABLES = [RESULT_ARRAYS, DAYS_ARRAYS, HELDOUT_ARRAYS, LATER_ARRAYS, OPTIONAL_ARRAYS, *MECHANISM_ARRAYS.values()]
+ARRAY_TABLES = [RESULT_ARRAYS, DAYS_ARRAYS, HELDOUT_ARRAYS, TWO_GRAPH_ARRAYS, LATER_ARRAYS, OPTIONAL_ARRAYS,
+                *MECHANISM_ARRAYS.values()]
 #: Small settings for real runs of every experiment on the toy bundle (about 4 s in all on 2 cores).
 TOY = {"graph": "grid", "graph_size": [4, 4], "words": [f"w{i}" for i in range(1, 17)], "num_sequences": 4,
        "sequence_length": 40, "energy_window": 10, "pca_window": 20, "intervention_window": 30,

@@ -27,6 +27,8 @@ from .mechanism import experiment_of, mechanism_figures, mechanism_summary
 from .spectrum import has_spectrum, spectrum_figure, spectrum_summary
 from ..study.curves import energy_minimum, steepest_rise
 from ..study.heldout import heldout_summary
+from ..study.two_graphs import two_graph_summary
+from .two_graphs import two_graphs_figure
 from ..study.run_folder import Run, load_run
 from .verdict import FOLLOWS_SKILL, SHAPED_ALIGNMENT, judge, lag_summary
 
@@ -57,6 +59,12 @@ FIGURE_CAPTIONS = {
                "full graph, and to one as far as the held-out neighbour in the shown graph (each over the trailing "
                "half of the context). Right: the distance between class means of pairs of each kind, relative "
                "to all pairs, per block at the last snapshot.",
+    "two_graphs": "Two graphs over the same words. Left: accuracy against each graph over context (in bins of half "
+                  "a doubling). Middle: per block, the alignment of PCs 1-2 (solid) and 3-4 (dashed) with each "
+                  "graph's spectral layout z2, z3. Right: per block, the share of the class means' variance on each "
+                  "graph's layout (both fitted together) and the mean squared cosine of the principal angles "
+                  "between the two graphs' subspaces (0: orthogonal, 1: one plane); middle and right at the last "
+                  "PCA snapshot where every node has a mean.",
     "days": "Days of the week on an in-context ring that contradicts the weekly order: which principal "
             "components carry the weekly circle and which the in-context ring.",
 }
@@ -132,6 +140,8 @@ def summarize(run: Run | str | os.PathLike, layer: int | None = None) -> dict[st
         summary.update(_days_summary(run, layer_index))
     if run.has_held_out_edges:
         summary["heldout"] = heldout_summary(run)
+    if run.has_second_graph:
+        summary["two_graphs"] = two_graph_summary(run)
     return summary
 
 
@@ -210,6 +220,8 @@ def report_figures(run: Run | str | os.PathLike, layer: int | None = None) -> di
         figures["days"] = plots.days_figure(run, layer)
     if run.has_held_out_edges:
         figures["heldout"] = plots.heldout_figure(run)
+    if run.has_second_graph:
+        figures["two_graphs"] = two_graphs_figure(run)
     return figures
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..study.curves import MIN_AMPLITUDE_SPREADS, log_binned, nanmean, onset, order_of, spans
 from ..study.heldout import heldout_sentence, heldout_summary
+from ..study.two_graphs import two_graph_sentence, two_graph_summary
 from ..study.run_folder import Run
 
 #: Following the graph is judged on the renormalised accuracy as a skill score, (accuracy - chance) /
@@ -106,6 +107,8 @@ def judge(run: Run, layer: int | None = None) -> Verdict:
         verdict.sentences.append(_days(run, layer))
     if run.has_held_out_edges:
         verdict.sentences.append(heldout_sentence(heldout_summary(run)))
+    if run.has_second_graph:
+        verdict.sentences.append(two_graph_sentence(two_graph_summary(run)))
     return verdict
 
 

@@ -29,6 +29,7 @@ from .curves import order_of
 from .heldout import HELDOUT_CLASSES, decide, spread
 from .intervals import t_band
 from .run_folder import Run, load_run
+from .two_graphs import two_graph_numbers
 
 #: Context lengths of the accuracy numbers in the tables: early, middle, late (the paper's figure).
 ACCURACY_AT = (50, 400, 1400)
@@ -140,6 +141,15 @@ def heldout_interval(runs: list[Run], seed: int = 0) -> dict[str, Any]:
             "reading": decision["reading"]}
 
 
+def two_graph_interval(runs: list[Run]) -> dict[str, Any]:
+    """The numbers of two-graph runs that differ only in their seed (icgt.study.two_graphs.two_graph_numbers),
+    each with its mean and 95% t interval over seeds, beside the second graph's kind and the mixture."""
+    per_run = [two_graph_numbers(run) for run in runs]
+    config = runs[0].info["config"]
+    return {"second_graph": config["second_graph"], "mixture": config["mixture"],
+            **{key: interval([numbers[key] for numbers in per_run]) for key in per_run[0]}}
+
+
 def aggregate_runs(folders: list[str | os.PathLike], output: str | os.PathLike | None = None) -> Path:
     """Write aggregate.json and aggregate.npz for runs that differ only in their seed; returns the folder.
 
@@ -172,6 +182,8 @@ def aggregate_runs(folders: list[str | os.PathLike], output: str | os.PathLike |
     }
     if runs[0].has_held_out_edges:
         record["heldout"] = heldout_interval(runs)
+    if runs[0].has_second_graph:
+        record["two_graphs"] = two_graph_interval(runs)
     curves = {"seeds": np.array(seeds), "layers": runs[0].layers}
     for key in ("accuracy", "accuracy_renormalized"):
         curves[key] = np.stack([_mean_over_sequences(run, key) for run in runs])

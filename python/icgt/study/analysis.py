@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import config as configs
-from . import heldout
+from . import heldout, two_graphs
 from .._icgt import EnergyMetrics, Graph, RepresentationStats
 from .curves import MIN_AMPLITUDE_SPREADS, energy_minimum, first_change_point, nanstd, steepest_rise
 
@@ -64,6 +64,10 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
     held_out = [tuple(edge) for edge in config.held_out_edges]
     full_graph = config.build_graph(full=True) if held_out else graph
     held_out_pairs = heldout.pair_kinds(graph.num_nodes, graph.edges, held_out) if held_out else None
+    second = two_graphs.second_graph(config, graph) if config.second_graph else None
+    if second is not None:
+        second_metrics = EnergyMetrics(second)
+        layouts = np.stack([np.asarray(g.spectral_embedding(2).eigenvectors, dtype=np.float64) for g in (graph, second)])
 
     accuracy = None if target_probs is None else metrics.rule_following_accuracy(target_probs, node_tensor,
                                                                                  torch.from_numpy(scored))
@@ -105,6 +109,12 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
         if held_out:
             keep("heldout_distances", torch.from_numpy(heldout.pair_distances(held_out_pairs,
                                                                               pca_means.double().cpu().numpy())))
+        if second is not None:
+            keep("two_graph_alignment", torch.stack([pair_alignment(m, pca_means, num_pcs)
+                                                     for m in (metrics, second_metrics)], dim=-2))
+            shares, cosines = two_graphs.layout_subspaces(pca_means.double().cpu().numpy(), layouts)
+            keep("two_graph_variance", torch.from_numpy(shares))
+            keep("two_graph_cosines", torch.from_numpy(cosines))
         if weekly is not None:
             keep("weekly_alignment", pair_alignment(EnergyMetrics(weekly), pca_means, num_pcs))
             keep("ring_alignment", pair_alignment(metrics, pca_means, num_pcs))
@@ -130,6 +140,11 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
     if held_out:
         arrays.update(heldout.heldout_arrays(config, full_graph, target_probs, nodes, scored,
                                              lambda values: trailing_accuracy_sums(values, timing_positions)))
+    if second is not None:
+        against_second = second_metrics.rule_following_accuracy(target_probs, node_tensor, torch.from_numpy(scored))
+        arrays.update(second_graph_edges=np.array(second.edges, dtype=np.int64).reshape(-1, 2),
+                      second_accuracy=against_second.full_vocabulary.cpu().numpy(),
+                      second_accuracy_renormalized=against_second.renormalized.cpu().numpy())
     arrays["lag_layer"] = np.array(layers[lag_index])
     return arrays
 

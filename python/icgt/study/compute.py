@@ -56,7 +56,8 @@ def sample_sequences(config: configs.ExperimentConfig, graph) -> tuple[np.ndarra
     and the scored mask: positions whose next-token prediction counts for accuracy.
 
     Controls without a graph in the context: "shuffled" puts each walk's words in a random order
-    (the same words, as often), "uniform" draws every word uniformly and independently.
+    (the same words, as often), "uniform" draws every word uniformly and independently. With a second
+    graph the walks switch between the two (icgt.study.two_graphs.mixture_walks).
 
     >>> config = icgt.study.config.preset("ring", num_sequences=2, sequence_length=5, energy_window=2, pca_window=4)
     >>> nodes, scored = sample_sequences(config, config.build_graph())
@@ -65,7 +66,12 @@ def sample_sequences(config: configs.ExperimentConfig, graph) -> tuple[np.ndarra
     """
     sampler = WalkSampler(graph, seed=config.seed)
     if config.mode == "walk":
-        nodes = sampler.random_walks(config.num_sequences, config.sequence_length, start=config.start)
+        if config.second_graph:  # walks that switch between two graphs (icgt.study.two_graphs)
+            from .two_graphs import mixture_walks, second_graph
+
+            nodes = mixture_walks(config, graph, second_graph(config, graph))
+        else:
+            nodes = sampler.random_walks(config.num_sequences, config.sequence_length, start=config.start)
         scored = np.ones_like(nodes, dtype=bool)
         shuffler = np.random.default_rng(config.seed)
         if config.control == "shuffled":

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..models.catalog import DTYPE_NAMES
 from .presets import PRESETS
+from .two_graphs import SECOND_GRAPHS, second_graph_edges
 
 if TYPE_CHECKING:
     from .._icgt import Graph
@@ -81,6 +82,13 @@ class ExperimentConfig:
     #: Edges of the graph that the walks never traverse (icgt.study.heldout): the walks are random walks on
     #: the graph without them, which is the graph the run analyses; their ends' predictions are compared.
     held_out_edges: list[list[int]] = field(default_factory=list)
+    #: A second graph over the same words (icgt.study.two_graphs): "" (none), "permuted" (the graph relabelled)
+    #: or "ring" (a ring in a random order), drawn from second_graph_seed (the same graph for every seed of
+    #: the walks), sharing no edge with the graph; each step of a walk follows it with probability
+    #: ``mixture`` (0 to 1), else the graph.
+    second_graph: str = ""
+    second_graph_seed: int = 0
+    mixture: int | float = 0.0
     #: Node labels; empty means the model's default concept words (single tokens) for the graph size.
     words: list[str] = field(default_factory=list)
     #: For the days-of-week run: the natural order of the words, whose circle the ring conflicts with.
@@ -346,6 +354,16 @@ def validate(config: ExperimentConfig) -> None:
             f"held_out_edges must be [node, node] pairs, got {config.held_out_edges}")
     require(not config.held_out_edges or (config.mode == "walk" and config.experiment == "graph"),
             "held_out_edges needs mode 'walk' and experiment 'graph'")
+    require(config.second_graph in ("", *SECOND_GRAPHS),
+            f"second_graph {config.second_graph!r} is unknown; expected \"\" (none) or one of {list(SECOND_GRAPHS)}")
+    require(0 <= config.mixture <= 1, f"mixture must be a probability from 0 to 1, got {config.mixture}")
+    require(0 <= config.second_graph_seed <= MAX_SEED,
+            f"second_graph_seed must be an integer from 0 to 2**64 - 1, got {config.second_graph_seed}")
+    require(config.second_graph or config.mixture == 0,
+            f"mixture {config.mixture} needs a second_graph to switch to; expected one of {list(SECOND_GRAPHS)}")
+    require(not config.second_graph or (config.mode == "walk" and config.experiment == "graph"
+                                        and not config.held_out_edges),
+            "second_graph needs mode 'walk', experiment 'graph' and no held_out_edges")
     require(config.mode in MODES, f"mode {config.mode!r} is unknown; expected one of {list(MODES)}")
     require(config.start in STARTS, f"start {config.start!r} is unknown; expected one of {list(STARTS)}")
     require(config.mode == "pairs" or not config.separator, "separator is only used in mode 'pairs'")
@@ -398,6 +416,13 @@ def validate(config: ExperimentConfig) -> None:
         require(graph.is_connected(), f"the {config.graph} graph{' without the held-out edges' if config.held_out_edges else ''} "
                                       "is not connected; the analysis (spectral alignment, distances) needs a connected "
                                       "graph")
+        require(not config.second_graph or kept_components(graph.num_nodes) >= 4,
+                f"second_graph needs a graph of 5 or more nodes (PCs 3-4 are compared), got {graph.num_nodes}")
+        if config.second_graph in SECOND_GRAPHS and not problems:
+            try:
+                second_graph_edges(config.second_graph, graph.edges, graph.num_nodes, config.second_graph_seed)
+            except ValueError as error:
+                problems.append(f"second_graph {config.second_graph!r}: {error}")
         require(not config.natural_order or sorted(config.natural_order) == sorted(config.words),
                 "natural_order must list the same words as words")
         kept = kept_components(graph.num_nodes)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models.words import DAY_NAMES
+from ..models.words import DAY_NAMES, PROTOCOL_WORDS, SPARE_NOUNS
 
 #: The in-context ring for the semantic-conflict experiment (the paper does not publish its permutation;
 #: this one is icgt's, recorded in every run). No ring edge joins two consecutive weekdays, and the ring
@@ -51,6 +51,26 @@ PRESETS: dict[str, dict[str, Any]] = {
     "grid-toy-mixing": dict(graph="grid", graph_size=[4, 4], num_sequences=16, start="per_node",
                             experiment="toy_mixing"),
 }
+
+#: Coverage (icgt.study.coverage): the same walks on graphs of several sizes, 16 walks from uniform starts each,
+#: whose accuracy is read against edge coverage and against context length. The 6x6 grid's 36 nodes take the
+#: 30 protocol words and the first 6 spare nouns (one token each in every built-in model's tokenizer).
+COVERAGE_GRID_SIDES = (3, 4, 5, 6)
+COVERAGE_RING_SIZES = (8, 12, 16, 20)
+PRESETS.update({f"coverage-grid{side}": dict(graph="grid", graph_size=[side, side], num_sequences=16, start="uniform",
+                                             **({"words": [*PROTOCOL_WORDS, *SPARE_NOUNS][:side * side]}
+                                                if side * side > len(PROTOCOL_WORDS) else {}))
+                for side in COVERAGE_GRID_SIDES})
+PRESETS.update({f"coverage-ring{size}": dict(graph="ring", graph_size=[size], num_sequences=16, start="uniform",
+                                             pca_components=[1, 2])
+                for size in COVERAGE_RING_SIZES})
+#: Two graphs over the same words (icgt.study.two_graphs): the grid, and a random relabelling of it that shares
+#: no edge with it; each step follows the second graph with probability p (the preset's percent).
+TWO_GRAPH_MIXTURES = (0, 25, 50, 75, 100)
+PRESETS.update({f"grid-two-graphs-p{percent}": dict(graph="grid", graph_size=[4, 4], num_sequences=16,
+                                                    start="per_node", second_graph="permuted",
+                                                    mixture=percent / 100)
+                for percent in TWO_GRAPH_MIXTURES})
 
 #: The presets' names, in the order the help lists them.
 PRESET_NAMES = tuple(PRESETS)

@@ -135,6 +135,9 @@ DIMENSIONS = {
     "ends": Dimension("end"),
     "C4": Dimension("word_kind"),
     "EV": Dimension("eigenvalue", ("spectral_eigenvalues", "toy_spectral_eigenvalues")),
+    "G": Dimension("graph", labels=("first", "second")),
+    "E2": Dimension("second_graph_edge"),
+    "PA": Dimension("principal_angle"),
 }
 
 
@@ -171,6 +174,17 @@ HELDOUT_ARRAYS = {
     "heldout_probability": ("C4", "S3"),
     "heldout_final": ("R", "C4"),
     "heldout_distances": ("L", "P", "C4"),
+}
+#: Arrays that only runs with a second graph carry (icgt.study.two_graphs): E2 its edges, G the two graphs
+#: (the run's graph, then the second), K2 the PC pairs (1-2, 3-4), PA the principal angles between the two
+#: graphs' subspaces of the class means.
+TWO_GRAPH_ARRAYS = {
+    "second_graph_edges": ("E2", "ends"),
+    "second_accuracy": ("B", "T"),
+    "second_accuracy_renormalized": ("B", "T"),
+    "two_graph_alignment": ("L", "P", "G", "K2"),
+    "two_graph_variance": ("L", "P", "G"),
+    "two_graph_cosines": ("L", "P", "PA"),
 }
 #: run.json entries the report reads, as (section, key); section None is the top level.
 RUN_JSON_KEYS = [
@@ -261,6 +275,11 @@ class Run:
     def has_held_out_edges(self) -> bool:
         """Whether the walks left out edges of the graph (icgt.study.heldout)."""
         return bool(self.info["config"].get("held_out_edges"))
+
+    @property
+    def has_second_graph(self) -> bool:
+        """Whether the walks switched between the graph and a second one (icgt.study.two_graphs)."""
+        return bool(self.info["config"].get("second_graph"))
 
     @property
     def title(self) -> str:
@@ -556,7 +575,8 @@ def declared_arrays(info: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     experiment = info["config"].get("experiment", "graph")
     if experiment == "graph":
         return {**RESULT_ARRAYS, **(DAYS_ARRAYS if info["graph"]["kind"] == "days" else {}),
-                **(HELDOUT_ARRAYS if info["config"].get("held_out_edges") else {})}
+                **(HELDOUT_ARRAYS if info["config"].get("held_out_edges") else {}),
+                **(TWO_GRAPH_ARRAYS if info["config"].get("second_graph") else {})}
     return {**{name: RESULT_ARRAYS[name] for name in ("nodes", "scored")}, **MECHANISM_ARRAYS[experiment]}
 
 
