@@ -57,8 +57,10 @@ FIGURE_CAPTIONS = {
     "heldout": "Held-out edges. Left: the probability per word that the model gives, after a word whose "
                "neighbour was held out, to that neighbour, to a shown neighbour, to a word two steps away in the "
                "full graph, and to one as far as the held-out neighbour in the shown graph (each over the trailing "
-               "half of the context). Right: the distance between class means of pairs of each kind, relative "
-               "to all pairs, per block at the last snapshot.",
+               "half of the context). Right: the distance between class means of pairs of each kind in the "
+               "plane of the PCA figure, relative to all pairs, per block at the last snapshot; the lines mark where "
+               "the spectral layouts (z2, z3) of the shown graph (dashed) and of the full graph (dotted) put a "
+               "held-out pair.",
     "two_graphs": "Two graphs over the same words. Left: accuracy against each graph over context (in bins of half "
                   "a doubling). Middle: per block, the alignment of PCs 1-2 (solid) and 3-4 (dashed) with each "
                   "graph's spectral layout z2, z3. Right: per block, the share of the class means' variance on each "

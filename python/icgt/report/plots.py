@@ -353,12 +353,17 @@ def alignment_figure(run: Run) -> Figure:
 def heldout_figure(run: Run) -> Figure:
     """A held-out run's probabilities per kind of word against context, and its class means' distances per block.
 
+    The right panel measures the class means in the PCA figure's plane, beside where the spectral layouts
+    (z2, z3) of the shown graph and of the full graph put a held-out pair.
+
     >>> from icgt.report.plots import heldout_figure
     >>> from icgt.study.run_folder import load_run
     >>> [axes.get_ylabel() for axes in heldout_figure(load_run(heldout_run)).axes]
     ['probability per word', 'distance between class means / mean over all pairs']
     """
-    from ..study.heldout import HELDOUT_CLASSES
+    from matplotlib.ticker import MaxNLocator
+
+    from ..study.heldout import HELDOUT_CLASSES, HELD_OUT, plane_distances
 
     figure = new_figure(11, 4.2)
     axes = figure.subplots(1, 2)
@@ -368,18 +373,22 @@ def heldout_figure(run: Run) -> Figure:
                "same_shown_distance": "#b8860b"}
     positions = run.arrays["timing_positions"]
     snapshot = run.arrays["pca_positions"][-1]
-    for kind, curve, distances in zip(HELDOUT_CLASSES, run.arrays["heldout_probability"],
-                                      run.arrays["heldout_distances"][:, -1].T):
+    planes = plane_distances(run)
+    for kind, curve, distances in zip(HELDOUT_CLASSES, run.arrays["heldout_probability"], planes["model"].T):
         axes[0].plot(positions, curve, color=colours[kind], label=names[kind], linewidth=2)
         axes[1].plot(run.layers, distances, color=colours[kind], label=names[kind], marker="o", markersize=3)
     context_length_axis(axes[0])
     axes[0].set_yscale("log")
     axes[0].set_ylabel("probability per word")
     axes[0].set_title("after a word with a held-out neighbour", fontsize=10)
+    for name, style in (("shown_layout", "--"), ("full_layout", ":")):
+        axes[1].axhline(planes[name][HELD_OUT], color=colours["held_out"], linestyle=style, linewidth=1,
+                        label=f"held-out pair in the {name.split('_')[0]} graph's layout")
+    axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].set_xlabel("block (0-based)")
     axes[1].set_ylabel("distance between class means / mean over all pairs")
-    axes[1].set_title(f"class means over the last {run.info['config']['pca_window']} tokens before {snapshot}",
-                      fontsize=10)
+    axes[1].set_title(f"class means on their drawn PCs, last {run.info['config']['pca_window']} tokens before "
+                      f"{snapshot}", fontsize=10)
     for ax in axes:
         ax.legend(fontsize=8)
     figure.suptitle(run.title)
