@@ -130,3 +130,22 @@ if __name__ == "__main__":  # python tests/python/test_lag_validation.py: the ta
                   f"| {number(timing['lag_doublings'], '+.2f')} | {number(timing['lag_ci95'][0], '+.2f')} to "
                   f"{number(timing['lag_ci95'][1], '+.2f')} | {timing['lag_defined_share']:.0%} | {timing['order']} "
                   f"| {number(paper['lag_doublings'], '+.1f')} |")
+
+
+def test_over_seeds_the_order_needs_most_resamples_of_each_seed_not_all_seeds_at_once():
+    """Three seeds whose resamples each time both changes two times in three (lags near +2): the order over
+    seeds is decided, defined in two thirds of the resamples; a draw that needed every drawn seed to time
+    both would be defined in (2/3)^3, under a half, and leave it undecided."""
+    generator = np.random.default_rng(0)
+
+    class Seed:
+        def __init__(self):
+            accuracy = 2.0 ** (5 + 2 + 0.2 * generator.normal(size=(301, 2)))
+            energy = np.full(301, 2.0 ** 5)
+            energy[1:][generator.random(300) < 1 / 3] = np.nan
+            self.arrays = {"energy_change_points": energy, "accuracy_change_points": accuracy,
+                           "energy_minimum_points": energy, "accuracy_rise_points": accuracy}
+
+    lag = lag_interval([Seed(), Seed(), Seed()])["full_vocabulary"]
+    assert lag["defined"] == pytest.approx(2 / 3, abs=0.05)
+    assert lag["order"] == "energy first" and lag["ci95"][0] > 1.5
