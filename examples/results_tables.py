@@ -162,21 +162,34 @@ def seeds(aggregates: list[dict]) -> str:
 
 def scaling(aggregates: list[dict], runs: list[Run]) -> str:
     """The models side by side, smallest first, per graph: accuracy over context and the deep geometry
-    over seeds, the same geometry under each control (seed 0), and the lag."""
+    over seeds, the same geometry under each control (over its seeds where they were aggregated, else
+    seed 0), and the lag."""
     control_cells: dict[tuple[str, str], list[str]] = {}
+    aggregated = set()
+    for record in aggregates:
+        control = record["config"].get("control", "none")
+        if control != "none":
+            numbers = record["numbers"]
+            key = (record["model"]["name"], record["config"]["preset"])
+            aggregated.add((*key, control))
+            control_cells.setdefault(key, []).append(
+                f"{control} ({len(record['seeds'])} seeds) {_with_interval(numbers['deep_alignment'], '.2f')} / "
+                f"{_with_interval(numbers['deep_energy_scale_invariant'], '.2f')}")
     for run in runs:
         control = run.info.get("control", "none")
-        if control != "none":
+        key = (run.model_name, run.info["config"]["preset"])
+        if control != "none" and (*key, control) not in aggregated and run.info["config"]["seed"] == 0:
             numbers = run_numbers(run)
-            control_cells.setdefault((run.model_name, run.info["config"]["preset"]), []).append(
+            control_cells.setdefault(key, []).append(
                 f"{control} {numbers['deep_alignment']:.2f} / {numbers['deep_energy_scale_invariant']:.2f}")
     accuracy = " | ".join(f"acc. t={t}" for t in ACCURACY_AT)
     rows = [f"| graph | model (seeds) | {accuracy} | deep alignment | deep scale-inv. energy "
             "| controls: deep alignment / energy | lag, full vocab. (doublings) |",
             "|---|---|" + "---|" * (len(ACCURACY_AT) + 4)]
     size_order = {name: i for i, name in enumerate(BUILTIN_MODELS)}
-    for record in sorted(aggregates, key=lambda r: (r["config"]["preset"], size_order.get(r["model"]["name"], 99),
-                                                     r["model"]["name"])):
+    plain = [record for record in aggregates if record["config"].get("control", "none") == "none"]
+    for record in sorted(plain, key=lambda r: (r["config"]["preset"], size_order.get(r["model"]["name"], 99),
+                                               r["model"]["name"])):
         numbers, model, preset = record["numbers"], record["model"]["name"], record["config"]["preset"]
         rows.append(
             f"| {preset} | {model} ({len(record['seeds'])}) | "
@@ -291,7 +304,7 @@ def heldout(aggregates: list[dict], runs: list[Run]) -> str:
         rows.append(f"| {record['name']} ({len(record['seeds'])}) | "
                     + " | ".join(f"{found['probability'][kind]:.2e}" for kind in kinds)
                     + f" | {index(found['index_vs_distance_two'])} | {index(found['index_vs_same_shown_distance'])}"
-                    f" | **{found['reading']}** ({', '.join(found['per_seed'])}) | {index(found['spread'])} |")
+                    f" | **{found['reading']}** ({', '.join(found['per_seed'])}) | {index(found['spread']) if 'spread' in found else '–'} |")
     rows += ["", "| run | index vs 2 steps | index vs as far shown | reading | deep class means, held-out / shown nb. "
              "/ 2 steps / as far shown (1 = mean pair): full space | in the PCA plane | held-out pairs in the "
              "layout of the shown / full graph |", "|---|---|---|---|---|---|---|"]
