@@ -1,7 +1,7 @@
 """Two toy models with a known answer to the held-out-edge question (icgt.study.heldout), run through the
 whole pipeline like any model.
 
-    python tests/python/heldout_model.py OUTPUT.pt induction|full_graph
+    python tests/python/heldout_model.py OUTPUT.pt induction|full_graph|uniform
 
 writes a bundle (docs/bundle-format.md) over the words "w1" .. "w16" (token i + 1 is node i of the 4x4 grid;
 token 0 is BOS):
@@ -13,6 +13,7 @@ token 0 is BOS):
   as every other unseen word does: the held-out neighbour no more than a non-neighbour.
 - "full_graph": a model that knows the whole grid: after u it predicts u's neighbours in the full grid,
   uniformly, whatever the context shows. The held-out neighbour gets what a shown neighbour gets.
+- "uniform": every node word alike, whatever the context: no graph followed, so no reading.
 """
 
 from __future__ import annotations
@@ -101,10 +102,25 @@ class GraphHead(nn.Module):
         return torch.log(self.following[token] + self.floor)
 
 
+class UniformHead(nn.Module):
+    """Next-token logits: the same for every node word, whatever the context (a model that follows nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nodes_only = torch.zeros(VOCAB)
+        nodes_only[0] = -30.0
+        self.register_buffer("logits", nodes_only)
+        self.vocab = VOCAB
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return 0.0 * hidden[..., :self.vocab] + self.logits
+
+
 def heldout_model(kind: str) -> CausalLM:
-    """The toy model of ``kind``: "induction" or "full_graph"."""
-    first_block = {"induction": InductionBlock, "full_graph": lambda config: PassBlock(config, 0)}[kind]
-    head = {"induction": ReadHead, "full_graph": GraphHead}[kind]()
+    """The toy model of ``kind``: "induction", "full_graph" or "uniform"."""
+    first_block = {"induction": InductionBlock, "full_graph": lambda config: PassBlock(config, 0),
+                   "uniform": lambda config: PassBlock(config, 0)}[kind]
+    head = {"induction": ReadHead, "full_graph": GraphHead, "uniform": UniformHead}[kind]()
     return hand_set_model(VOCAB, HIDDEN, MAX_POSITIONS, slice(*TOKEN_DIMS), first_block, head)
 
 

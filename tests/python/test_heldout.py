@@ -135,7 +135,7 @@ def test_bad_held_out_edges_are_refused_with_the_reason():
 def toy_runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("heldout")
     runs = {}
-    for kind in ("induction", "full_graph"):
+    for kind in ("induction", "full_graph", "uniform"):
         bundle = write_heldout_bundle(folder / f"{kind}.pt", kind)
         runs[kind] = load_run(icgt.run_experiment({**CONFIG, "model": str(bundle)}, output=folder / kind,
                                                   progress=False, report=kind == "induction"))
@@ -170,6 +170,16 @@ def test_a_model_that_knows_the_full_graph_reads_as_inference(toy_runs):
     assert summary["index_vs_distance_two"]["index"] == pytest.approx(1.0, abs=1e-6)
     assert summary["index_vs_same_shown_distance"]["index"] == pytest.approx(1.0, abs=1e-6)
     assert summary["probability"]["held_out"] == pytest.approx(summary["probability"]["shown_neighbour"])
+
+
+def test_a_model_that_follows_no_graph_gets_no_reading(toy_runs):
+    summary = icgt.report.summarize(toy_runs["uniform"])["heldout"]
+    assert summary["reading"] == "undecided" and summary["follows_shown_graph"] is False
+    assert "the question cannot be asked of it" in icgt.report.summarize(toy_runs["uniform"])["verdict"][-1]
+    # Near-equal probabilities with noise: the index divides by noise, and once read as inference.
+    generator = np.random.default_rng(3)
+    noisy = 0.01 * (1 + 0.2 * generator.normal(size=(101, 4)))
+    assert decide(noisy)["reading"] == "undecided" and not decide(noisy)["follows"]
 
 
 def test_the_seeds_aggregate_and_the_results_table_keep_the_reading(toy_runs, tmp_path):

@@ -146,7 +146,8 @@ def heldout_interval(runs: list[Run], seed: int = 0) -> dict[str, Any]:
     decision = decide(values)
     return {"probability": {kind: round(float(v), 8) for kind, v in zip(HELDOUT_CLASSES, values[0])},
             **{f"index_vs_{kind}": {"index": round(entry["index"], 4), "ci95": [round(v, 4) for v in entry["ci95"]]}
-               for kind, entry in decision.items() if kind != "reading"},
+               for kind, entry in decision.items() if kind not in ("reading", "follows")},
+            "follows_shown_graph": decision["follows"],
             "spread": spread(values), "per_seed": [decide(r)["reading"] for r in replicates],
             "reading": decision["reading"]}
 

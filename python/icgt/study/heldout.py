@@ -49,6 +49,9 @@ INDEX_REFERENCES = (DISTANCE_TWO, SAME_DISTANCE)
 #: Inference needs both intervals above it; recall, the interval against distance two below it (an
 #: induction-only model's index differs from 0 by 1e-7, far inside its resamples' spread but no effect).
 NEGLIGIBLE_INDEX = 0.1
+#: How many times a non-neighbour's probability a shown neighbour must get for the model to count as
+#: following the shown graph (follows_shown_graph).
+FOLLOWING_RATIO = 2.0
 
 
 def shown_graph(full: Graph, held_out: list[tuple[int, int]]) -> Graph:
@@ -208,17 +211,35 @@ def inference_index(values: np.ndarray, reference: int) -> np.ndarray:
         return np.where(gap > 0, (values[..., HELD_OUT] - values[..., reference]) / gap, np.nan)
 
 
+def follows_shown_graph(replicates: np.ndarray) -> bool:
+    """Whether the model follows the shown graph well enough for the inference index to mean anything: a
+    shown neighbour gets at least FOLLOWING_RATIO times what each non-neighbour reference gets, in the run
+    (the first row of class values [1 + R, C]) and in 97.5% of the resamples. Where it does not, the index
+    divides by a gap of noise (a model with random weights gave -1.8 on one seed and +1.5 on another)."""
+    shown = replicates[:, SHOWN]
+    for reference in INDEX_REFERENCES:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = shown / replicates[:, reference]
+        resampled = ratio[1:] if len(ratio) > 1 else ratio
+        if not (ratio[0] >= FOLLOWING_RATIO and np.mean(resampled >= FOLLOWING_RATIO) >= 0.975):
+            return False
+    return True
+
+
 def decide(replicates: np.ndarray) -> dict:
     """The inference index against each reference, from class values [1 + R, C] (the run or mean over
     seeds first, then resamples): its value, 95% percentile interval, and what it says: "inference"
     (both intervals above NEGLIGIBLE_INDEX: the held-out neighbour gets more than both non-neighbours),
     "recall" (the interval against distance two below NEGLIGIBLE_INDEX: no more than a non-neighbour, or
-    a negligible excess), else "undecided".
+    a negligible excess), else "undecided"; always "undecided" where the model does not follow the shown
+    graph (follows_shown_graph, also returned as ``follows``).
 
     >>> decide(np.array([[0.3, 0.3, 0.01, 0.01]] * 5))["reading"]
     'inference'
     >>> decide(np.array([[0.01, 0.3, 0.01, 0.01]] * 5))["reading"]
     'recall'
+    >>> decide(np.array([[0.01, 0.012, 0.01, 0.01]] * 5))["reading"]
+    'undecided'
     """
     result = {}
     for reference in INDEX_REFERENCES:
@@ -228,13 +249,17 @@ def decide(replicates: np.ndarray) -> dict:
         result[HELDOUT_CLASSES[reference]] = {"index": float(index[0]), "ci95": ci95}
     against_two = result[HELDOUT_CLASSES[DISTANCE_TWO]]["ci95"]
     lower_bounds = [result[HELDOUT_CLASSES[r]]["ci95"][0] for r in INDEX_REFERENCES]
-    if all(np.isfinite(bound) and bound > NEGLIGIBLE_INDEX for bound in lower_bounds):
+    follows = follows_shown_graph(replicates)
+    if not follows:
+        reading = "undecided"
+    elif all(np.isfinite(bound) and bound > NEGLIGIBLE_INDEX for bound in lower_bounds):
         reading = "inference"
     elif np.isfinite(against_two[1]) and against_two[1] < NEGLIGIBLE_INDEX:
         reading = "recall"
     else:
         reading = "undecided"
     result["reading"] = reading
+    result["follows"] = follows
     return result
 
 
@@ -259,8 +284,9 @@ def heldout_summary(run) -> dict:
         "edges": run.arrays["heldout_edges"].tolist(),
         "probability": {kind: number(value) for kind, value in zip(HELDOUT_CLASSES, final[0])},
         **{f"index_vs_{kind}": {"index": number(value["index"]), "ci95": [number(v) for v in value["ci95"]]}
-           for kind, value in decision.items() if kind != "reading"},
+           for kind, value in decision.items() if kind not in ("reading", "follows")},
         "reading": decision["reading"],
+        "follows_shown_graph": decision["follows"],
         "spread": spread(final),
         "geometry_distance": {kind: number(value) for kind, value in zip(HELDOUT_CLASSES, geometry)},
         **{f"geometry_index_vs_{HELDOUT_CLASSES[reference]}": number(inference_index(-geometry, reference))
@@ -299,6 +325,10 @@ READINGS = {
 }
 
 
+NOT_FOLLOWING = (f"undecided: a shown neighbour does not get {FOLLOWING_RATIO:g} times what a non-neighbour gets, so "
+                 "the model does not follow the shown graph and the question cannot be asked of it")
+
+
 def heldout_sentence(summary: dict) -> str:
     """The report's sentence on a held-out run, from heldout_summary."""
     p = summary["probability"]
@@ -323,6 +353,7 @@ def heldout_sentence(summary: dict) -> str:
             f"{percent(p['distance_two'])}, and one as far as the held-out neighbour in what was shown "
             f"{percent(p['same_shown_distance'])}. Inference index (0: a non-neighbour, 1: a shown "
             f"neighbour; 95% interval over the sequences) {interval(two)} against two steps away and "
-            f"{interval(same)} against the same shown distance: {READINGS[summary['reading']]}. A word two steps "
+            f"{interval(same)} against the same shown distance: "
+            f"{READINGS[summary['reading']] if summary['follows_shown_graph'] else NOT_FOLLOWING}. A word two steps "
             f"away gets {interval(summary['spread'])} of the way from a word as far as the held-out one in what "
             f"was shown to a shown neighbour (0 for bigram recall alone).{geometry}")
