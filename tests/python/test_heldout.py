@@ -175,6 +175,7 @@ def test_a_model_that_knows_the_full_graph_reads_as_inference(toy_runs):
 def test_a_model_that_follows_no_graph_gets_no_reading(toy_runs):
     summary = icgt.report.summarize(toy_runs["uniform"])["heldout"]
     assert summary["reading"] == "undecided" and summary["follows_shown_graph"] is False
+    assert summary["spread"]["index"] is None
     assert "the question cannot be asked of it" in icgt.report.summarize(toy_runs["uniform"])["verdict"][-1]
     # Near-equal probabilities with noise: the index divides by noise, and once read as inference.
     generator = np.random.default_rng(3)

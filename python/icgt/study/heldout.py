@@ -303,11 +303,14 @@ def spread(replicates: np.ndarray) -> dict:
     """How far a word two steps away gets toward a shown neighbour from one as far as the held-out partner
     in the shown graph (the inference index's form with a two-step word in the held-out word's place),
     from class values [1 + R, C]: 0 for bigram recall, which gives every unseen pair the same, more where
-    predictions spread along the shown graph. Its value and 95% interval over the resamples.
+    predictions spread along the shown graph. Its value and 95% interval over the resamples (None where the
+    model does not follow the shown graph).
 
     >>> spread(np.array([[0.0, 0.3, 0.04, 0.01]] * 3))["index"]
     0.103448
     """
+    if not follows_shown_graph(replicates):
+        return {"index": None, "ci95": [None, None]}  # a gap of noise: see follows_shown_graph
     values = replicates[..., [DISTANCE_TWO, SHOWN, DISTANCE_TWO, SAME_DISTANCE]]
     spread = inference_index(values, SAME_DISTANCE)
     resampled = spread[1:][np.isfinite(spread[1:])]
