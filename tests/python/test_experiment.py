@@ -175,7 +175,7 @@ def test_every_other_preset_runs_and_reports(preset, smollm2_bundle, real_cache,
              "layers": [5, 25], "energy_window": 20, "pca_window": 60, "null_permutations": 20}
     folder = icgt.run_experiment(short, output=tmp_path, progress=False)
     summary = json.loads((folder / "report" / "summary.json").read_text())
-    figures = {"pca", "energy_accuracy", "alignment"} | ({"days"} if preset == "days" else set())
+    figures = {"pca", "energy_accuracy", "alignment", "spectrum"} | ({"days"} if preset == "days" else set())
     assert {image.stem for image in (folder / "report").glob("*.png")} == figures
     assert summary["graph"] == ("days" if preset == "days" else icgt.study.config.preset(preset).graph)
     if preset == "days":
