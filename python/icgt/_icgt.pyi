@@ -159,7 +159,7 @@ class ActivationProbe:
         self,
         token_ids: npt.ArrayLike | torch.Tensor,
         layers: Sequence[int] = ...,
-        capture: Sequence[HookPoint] = ...,
+        capture: list[HookPoint] = ...,
         hooks: Mapping[HookPoint, Hook] | None = None,
         target_ids: npt.ArrayLike | torch.Tensor | None = None,
         normalization: str = "full_vocabulary",

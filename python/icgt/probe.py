@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import fnmatch
+import operator
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -80,12 +82,76 @@ class ActivationProbe(_icgt.ActivationProbe):
         """
         return self.token_text(token_id).decode("utf-8", errors="replace")
 
-    def run(self, tokens: Tokens, *args: Any, **kwargs: Any) -> _icgt.ProbeResult:
-        """Runs text, a list of texts, 1-D or 2-D token ids; the rest as icgt._icgt.ActivationProbe.run.
+    @property
+    def hook_point_names(self) -> list[str]:
+        """Every hook point's TransformerLens name, in the order a run meets them.
 
-        Text is tokenised with to_tokens (BOS first); 1-D ids are one sequence.
+        What ``capture="all"`` captures, and what glob patterns in ``capture`` are matched against.
+
+        >>> names = icgt.ActivationProbe(toy_bundle).hook_point_names
+        >>> names[:3], len(names)
+        (['hook_embed', 'blocks.0.hook_resid_pre', 'blocks.0.attn.hook_pattern'], 22)
         """
-        return super().run(self._token_ids(tokens, prepend_bos=True), *args, **kwargs)
+        return ["hook_embed"] + [f"blocks.{layer}.{point}" for layer in range(self.num_layers)
+                                 for point in _POINTS_OF_A_BLOCK]
+
+    def run(
+        self,
+        tokens: Tokens,
+        layers: Sequence[int] = (),
+        capture: str | Sequence[_icgt.HookPoint] = (),
+        hooks: Mapping[_icgt.HookPoint, _icgt.Hook] | None = None,
+        target_ids: Any = None,
+        normalization: str = "full_vocabulary",
+        logits: str | Sequence[int] | None = None,
+        top_k: int = 0,
+        log_probs: bool = False,
+        attention_scores: Sequence[_icgt.AttentionScore] = (),
+        ablations: Sequence[_icgt.HeadAblation] = (),
+        patch_source: Any = None,
+        start_residual: Any = None,
+        start_layer: int = 0,
+        max_batch: int = 0,
+        progress: Callable[[int], None] | None = None,
+    ) -> _icgt.ProbeResult:
+        """Runs text, a list of texts, 1-D or 2-D token ids; the arguments as icgt._icgt.ActivationProbe.run.
+
+        Text is tokenised with to_tokens (BOS first); 1-D ids are one sequence. Beyond the compiled
+        run, ``capture`` takes ``"all"`` (every point of hook_point_names), glob patterns such as
+        ``"blocks.*.attn.hook_pattern"`` (fnmatch, against hook_point_names) and a single name or
+        pattern as well as a list; ``logits`` takes ``"all"`` (every position, as TransformerLens
+        returns) besides ``"last"`` and a list of positions.
+
+        >>> probe = icgt.ActivationProbe(toy_bundle)
+        >>> result = probe.run(" w1 w2 w3", capture="blocks.*.attn.hook_z", logits="all")
+        >>> sorted(result.activations), result.logits.shape
+        (['blocks.0.attn.hook_z', 'blocks.1.attn.hook_z', 'blocks.2.attn.hook_z'], torch.Size([1, 4, 50]))
+        """
+        token_ids = self._token_ids(tokens, prepend_bos=True)
+        return super().run(
+            token_ids, layers=layers, capture=self._captured_points(capture), hooks=hooks, target_ids=target_ids,
+            normalization=normalization, logits=_logit_positions(logits, token_ids.shape[-1]), top_k=top_k,
+            log_probs=log_probs, attention_scores=attention_scores, ablations=ablations, patch_source=patch_source,
+            start_residual=start_residual, start_layer=start_layer, max_batch=max_batch, progress=progress)
+
+    def _captured_points(self, capture: str | Sequence[_icgt.HookPoint]) -> list[_icgt.HookPoint]:
+        """capture with "all" and glob patterns expanded to hook point names (the compiled run takes a list)."""
+        if isinstance(capture, str):
+            capture = [capture]
+        points: list[_icgt.HookPoint] = []
+        for entry in capture:
+            if not (isinstance(entry, str) and (entry == "all" or _is_glob(entry))):
+                points.append(entry)  # a name, pair or layer: the compiled run checks it
+                continue
+            matched = self.hook_point_names if entry == "all" else fnmatch.filter(self.hook_point_names, entry)
+            if not matched:
+                examples = ", ".join(repr(name) for name in self.hook_point_names[:4])
+                raise ValueError(f"ActivationProbe.run: capture pattern {entry!r} matches no hook point; "
+                                 f"the names are like {examples} (see hook_point_names)")
+            # A point already named or matched is captured once, so patterns may overlap; a name written
+            # twice (or a name and its pair) is still the compiled run's "captured twice" error.
+            points.extend(name for name in matched if name not in points)
+        return points
 
     @contextmanager
     def hooks(self, hooks: Mapping[Any, Callable[[int, torch.Tensor], torch.Tensor | None]]) -> Iterator[None]:
@@ -117,6 +183,36 @@ class ActivationProbe(_icgt.ActivationProbe):
 
     def __repr__(self) -> str:
         return super().__repr__().replace("ActivationProbe(", f"ActivationProbe('{self.bundle.name}', ", 1)
+
+
+#: TransformerLens's names of the hook points inside a block, in the order a run meets them.
+_POINTS_OF_A_BLOCK = ("hook_resid_pre", "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
+                      "hook_mlp_out", "hook_resid_post")
+
+_LOGITS_FORMS = "'last', 'all' or a list of positions (negative from the end)"
+
+
+def _is_glob(name: str) -> bool:
+    return any(character in name for character in "*?[")
+
+
+def _logit_positions(logits: Any, length: int) -> str | list[int] | None:
+    """logits as the compiled run takes it: None, "last" or a list of positions ("all" is every one)."""
+    if logits is None:
+        return None
+    if isinstance(logits, str):
+        if logits == "last":
+            return logits
+        if logits == "all":
+            return list(range(length))
+        raise ValueError(f"ActivationProbe.run: logits={logits!r}; expected {_LOGITS_FORMS}")
+    try:
+        positions = list(logits)
+        if any(isinstance(position, bool) for position in positions):
+            raise TypeError("a bool is not a position")
+        return [operator.index(position) for position in positions]
+    except TypeError:
+        raise ValueError(f"ActivationProbe.run: logits={logits!r}; expected {_LOGITS_FORMS}") from None
 
 
 def _is_texts(tokens: Any) -> bool:
