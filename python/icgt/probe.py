@@ -28,7 +28,7 @@ import torch
 from tokenizers import Tokenizer
 
 from . import _icgt
-from .models.bundles import read_bundle_file
+from .models.bundles import bundle_for, read_bundle_file
 
 #: What run, to_tokens and to_str_tokens accept as input.
 Tokens = str | Sequence[str] | torch.Tensor | Sequence[int] | Sequence[Sequence[int]]
@@ -40,6 +40,25 @@ class ActivationProbe(_icgt.ActivationProbe):
     def __init__(self, bundle: str | os.PathLike, device: str = "auto") -> None:
         super().__init__(bundle, device)
         self.bundle = Path(bundle)
+
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike, dtype: str = "auto", device: str = "auto", *,
+                        cache: str | os.PathLike | None = None, progress: bool = True) -> ActivationProbe:
+        """A ready probe of ``model``: a built-in name ("gemma3-270m"), a .gguf, a checkpoint folder or a bundle.
+
+        As TransformerLens's ``HookedTransformer.from_pretrained``: the model is exported to a bundle
+        on first use (icgt.bundle_for; later calls find it in the cache) in ``dtype``, which "auto"
+        chooses as experiments do (icgt.study.compute.model_dtype: a bundle's own dtype, else
+        bfloat16 where ``device`` computes it natively, float32 elsewhere).
+
+        >>> probe = icgt.ActivationProbe.from_pretrained(toy_bundle, device="cpu")
+        >>> probe.bundle.name, probe.dtype
+        ('toy.pt', torch.float32)
+        """
+        from .study.compute import model_dtype  # imports this module: imported when first called
+
+        chosen, _ = model_dtype(model, dtype, device, stacklevel=3)
+        return cls(bundle_for(model, chosen, cache=cache, progress=progress), device)
 
     @cached_property
     def tokenizer(self) -> Tokenizer:

@@ -104,23 +104,37 @@ class SlowBfloat16Warning(UserWarning):
 
 
 def chosen_dtype(config: configs.ExperimentConfig, device: str | None = None) -> tuple[str, str]:
-    """(dtype, why) that ``config`` runs in on ``device`` (default: config.device). "auto" is the bundle's
-    own dtype when the model is a bundle already, else bfloat16 where the device computes it natively
-    and float32 elsewhere (ActivationProbe.automatic_dtype decides). An explicit dtype is always
-    obeyed; bfloat16 on a device without native support warns (SlowBfloat16Warning) of the cost.
+    """(dtype, why) that ``config`` runs in on ``device`` (default: config.device): model_dtype's rule
+    for config.model and config.dtype.
 
     >>> chosen_dtype(icgt.study.config.preset("grid", model=toy_bundle, words=[f"w{i}" for i in range(16)]))
     ('float32', 'auto: the bundle holds float32 weights')
     """
-    device = device or config.device
-    if config.dtype != "auto":
-        if config.dtype == "bfloat16" and not ActivationProbe.native_bfloat16(device):
+    return model_dtype(config.model, config.dtype, device or config.device, stacklevel=3)
+
+
+def model_dtype(model: str | os.PathLike, dtype: str = "auto", device: str = "auto", *,
+                stacklevel: int = 2) -> tuple[str, str]:
+    """(dtype, why) that ``model`` (built-in name, .gguf, checkpoint folder or bundle) runs in on ``device``.
+
+    "auto" is the bundle's own dtype when the model is a bundle already, else bfloat16 where the
+    device computes it natively and float32 elsewhere (ActivationProbe.automatic_dtype decides). An
+    explicit dtype is always obeyed; bfloat16 on a device without native support warns
+    (SlowBfloat16Warning) of the cost, naming the line ``stacklevel`` frames up (as warnings.warn's:
+    2 is model_dtype's caller; chosen_dtype and ActivationProbe.from_pretrained, which both choose by
+    this rule, pass 3 to name their own caller's line).
+
+    >>> model_dtype(toy_bundle), model_dtype(toy_bundle, "float32")
+    (('float32', 'auto: the bundle holds float32 weights'), ('float32', 'asked for'))
+    """
+    if dtype != "auto":
+        if dtype == "bfloat16" and not ActivationProbe.native_bfloat16(device):
             warnings.warn(f"bfloat16 asked for on {device}, without native bfloat16 there: obeyed, but its matrix "
                           "products run far slower than float32 (the main job's forward pass 4 to 6x slower on a "
                           "2-core AVX2 CPU, docs/performance.md); dtype 'auto' or 'float32' is faster here",
-                          SlowBfloat16Warning, stacklevel=2)
-        return config.dtype, "asked for"
-    source = None if config.model in BUILTIN_MODELS else resolve(config.model)
+                          SlowBfloat16Warning, stacklevel=stacklevel)
+        return dtype, "asked for"
+    source = None if str(model) in BUILTIN_MODELS else resolve(model)
     if source is not None and source.kind == "bundle":
         stored = read_bundle_config(source.path)["dtype"]
         return stored, f"auto: the bundle holds {stored} weights"
