@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import operator
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
@@ -28,7 +29,8 @@ import torch
 from tokenizers import Tokenizer
 
 from . import _icgt
-from .models.bundles import bundle_for, read_bundle_file
+from .models.bundles import bundle_for, read_bundle_config, read_bundle_file, resolve
+from .models.catalog import BUILTIN_MODELS
 
 #: What run, to_tokens and to_str_tokens accept as input.
 Tokens = str | Sequence[str] | torch.Tensor | Sequence[int] | Sequence[Sequence[int]]
@@ -48,15 +50,13 @@ class ActivationProbe(_icgt.ActivationProbe):
 
         As TransformerLens's ``HookedTransformer.from_pretrained``: the model is exported to a bundle
         on first use (icgt.bundle_for; later calls find it in the cache) in ``dtype``, which "auto"
-        chooses as experiments do (icgt.study.compute.model_dtype: a bundle's own dtype, else
+        chooses as experiments do (model_dtype: a bundle's own dtype, else
         bfloat16 where ``device`` computes it natively, float32 elsewhere).
 
         >>> probe = icgt.ActivationProbe.from_pretrained(toy_bundle, device="cpu")
         >>> probe.bundle.name, probe.dtype
         ('toy.pt', torch.float32)
         """
-        from .study.compute import model_dtype  # imports this module: imported when first called
-
         chosen, _ = model_dtype(model, dtype, device, stacklevel=3)
         return cls(bundle_for(model, chosen, cache=cache, progress=progress), device)
 
@@ -237,3 +237,37 @@ def _logit_positions(logits: Any, length: int) -> str | list[int] | None:
 def _is_texts(tokens: Any) -> bool:
     return isinstance(tokens, str) or (isinstance(tokens, (list, tuple)) and bool(tokens)
                                        and all(isinstance(entry, str) for entry in tokens))
+
+
+class SlowBfloat16Warning(UserWarning):
+    """bfloat16 was asked for on a CPU that does not compute it natively: it is obeyed, and slow."""
+
+
+def model_dtype(model: str | os.PathLike, dtype: str = "auto", device: str = "auto", *,
+                stacklevel: int = 2) -> tuple[str, str]:
+    """(dtype, why) that ``model`` (built-in name, .gguf, checkpoint folder or bundle) runs in on ``device``.
+
+    "auto" is the bundle's own dtype when the model is a bundle already, else bfloat16 where the
+    device computes it natively and float32 elsewhere (ActivationProbe.automatic_dtype decides). An
+    explicit dtype is always obeyed; bfloat16 on a device without native support warns
+    (SlowBfloat16Warning) of the cost, naming the line ``stacklevel`` frames up (as warnings.warn's:
+    2 is model_dtype's caller; chosen_dtype and ActivationProbe.from_pretrained, which both choose by
+    this rule, pass 3 to name their own caller's line).
+
+    >>> from icgt.probe import model_dtype
+    >>> model_dtype(toy_bundle), model_dtype(toy_bundle, "float32")
+    (('float32', 'auto: the bundle holds float32 weights'), ('float32', 'asked for'))
+    """
+    if dtype != "auto":
+        if dtype == "bfloat16" and not ActivationProbe.native_bfloat16(device):
+            warnings.warn(f"bfloat16 asked for on {device}, without native bfloat16 there: obeyed, but its matrix "
+                          "products run far slower than float32 (the main job's forward pass 4 to 6x slower on a "
+                          "2-core AVX2 CPU, docs/performance.md); dtype 'auto' or 'float32' is faster here",
+                          SlowBfloat16Warning, stacklevel=stacklevel)
+        return dtype, "asked for"
+    source = None if str(model) in BUILTIN_MODELS else resolve(model)
+    if source is not None and source.kind == "bundle":
+        stored = read_bundle_config(source.path)["dtype"]
+        return stored, f"auto: the bundle holds {stored} weights"
+    choice = ActivationProbe.automatic_dtype(device)
+    return choice.dtype, f"auto: {choice.reason}"

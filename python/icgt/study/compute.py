@@ -15,9 +15,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,10 +24,9 @@ from tqdm.auto import tqdm
 from .. import hardware
 from .._icgt import NOT_A_NODE, WalkSampler
 from ..files import sha256_of
-from ..models.bundles import bundle_for, random_weights_bundle, read_bundle_config, resolve
-from ..models.catalog import BUILTIN_MODELS
+from ..models.bundles import bundle_for, random_weights_bundle
 from ..models.tokens import DEFAULT_WORDS, PROTOCOL_WORDS, concept_token_ids
-from ..probe import ActivationProbe
+from ..probe import ActivationProbe, SlowBfloat16Warning, model_dtype  # noqa: F401 (the warning: also named here)
 from . import config as configs
 from .analysis import analyse
 from .run_folder import RUN_FORMAT_VERSION
@@ -99,10 +96,6 @@ def sequence_token_ids(nodes: np.ndarray, word_ids: np.ndarray, bos_token_id: in
     return token_ids
 
 
-class SlowBfloat16Warning(UserWarning):
-    """bfloat16 was asked for on a CPU that does not compute it natively: it is obeyed, and slow."""
-
-
 def chosen_dtype(config: configs.ExperimentConfig, device: str | None = None) -> tuple[str, str]:
     """(dtype, why) that ``config`` runs in on ``device`` (default: config.device): model_dtype's rule
     for config.model and config.dtype.
@@ -111,35 +104,6 @@ def chosen_dtype(config: configs.ExperimentConfig, device: str | None = None) ->
     ('float32', 'auto: the bundle holds float32 weights')
     """
     return model_dtype(config.model, config.dtype, device or config.device, stacklevel=3)
-
-
-def model_dtype(model: str | os.PathLike, dtype: str = "auto", device: str = "auto", *,
-                stacklevel: int = 2) -> tuple[str, str]:
-    """(dtype, why) that ``model`` (built-in name, .gguf, checkpoint folder or bundle) runs in on ``device``.
-
-    "auto" is the bundle's own dtype when the model is a bundle already, else bfloat16 where the
-    device computes it natively and float32 elsewhere (ActivationProbe.automatic_dtype decides). An
-    explicit dtype is always obeyed; bfloat16 on a device without native support warns
-    (SlowBfloat16Warning) of the cost, naming the line ``stacklevel`` frames up (as warnings.warn's:
-    2 is model_dtype's caller; chosen_dtype and ActivationProbe.from_pretrained, which both choose by
-    this rule, pass 3 to name their own caller's line).
-
-    >>> model_dtype(toy_bundle), model_dtype(toy_bundle, "float32")
-    (('float32', 'auto: the bundle holds float32 weights'), ('float32', 'asked for'))
-    """
-    if dtype != "auto":
-        if dtype == "bfloat16" and not ActivationProbe.native_bfloat16(device):
-            warnings.warn(f"bfloat16 asked for on {device}, without native bfloat16 there: obeyed, but its matrix "
-                          "products run far slower than float32 (the main job's forward pass 4 to 6x slower on a "
-                          "2-core AVX2 CPU, docs/performance.md); dtype 'auto' or 'float32' is faster here",
-                          SlowBfloat16Warning, stacklevel=stacklevel)
-        return dtype, "asked for"
-    source = None if str(model) in BUILTIN_MODELS else resolve(model)
-    if source is not None and source.kind == "bundle":
-        stored = read_bundle_config(source.path)["dtype"]
-        return stored, f"auto: the bundle holds {stored} weights"
-    choice = ActivationProbe.automatic_dtype(device)
-    return choice.dtype, f"auto: {choice.reason}"
 
 
 def run_bundle(config: configs.ExperimentConfig, progress: bool = True, dtype: str | None = None) -> Path:
