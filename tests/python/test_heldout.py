@@ -47,7 +47,8 @@ def test_the_kinds_of_word_follow_networkx_distances():
     shown.remove_edges_from([tuple(edge) for edge in HELD_OUT_EDGES])
     full_distance, shown_distance = dict(nx.all_pairs_shortest_path_length(full)), \
         dict(nx.all_pairs_shortest_path_length(shown))
-    classes = pair_classes(full_grid(), [tuple(edge) for edge in HELD_OUT_EDGES])
+    held_out = [tuple(edge) for edge in HELD_OUT_EDGES]
+    classes = pair_classes(16, shown_graph(full_grid(), held_out).edges, held_out)
     partners = {}
     for a, b in HELD_OUT_EDGES:
         partners.setdefault(a, set()).add(b)
@@ -65,7 +66,8 @@ def test_the_kinds_of_word_follow_networkx_distances():
 
 def test_class_probabilities_follow_a_plain_loop():
     generator = np.random.default_rng(0)
-    classes = pair_classes(full_grid(), [tuple(edge) for edge in HELD_OUT_EDGES])
+    held_out = [tuple(edge) for edge in HELD_OUT_EDGES]
+    classes = pair_classes(16, shown_graph(full_grid(), held_out).edges, held_out)
     nodes = generator.integers(-1, 16, size=(3, 40))
     scored = generator.random((3, 40)) < 0.8
     probs = generator.random((3, 40, 16))

@@ -62,7 +62,6 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
     num_pcs = configs.kept_components(graph.num_nodes)
     weekly = natural_ring(config, graph) if config.natural_order else None
     held_out = [tuple(edge) for edge in config.held_out_edges]
-    full_graph = config.build_graph(full=True) if held_out else graph
     held_out_pairs = heldout.pair_kinds(graph.num_nodes, graph.edges, held_out) if held_out else None
     second = two_graphs.second_graph(config, graph) if config.second_graph else None
     if second is not None:
@@ -138,7 +137,7 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
                   accuracy_renormalized=accuracy.renormalized.cpu().numpy())
     arrays.update(timing_bootstrap(config, graph, *lag_sums, arrays, timing_positions))
     if held_out:
-        arrays.update(heldout.heldout_arrays(config, full_graph, target_probs, nodes, scored,
+        arrays.update(heldout.heldout_arrays(config, graph, target_probs, nodes, scored,
                                              lambda values: trailing_accuracy_sums(values, timing_positions)))
     if second is not None:
         against_second = second_metrics.rule_following_accuracy(target_probs, node_tensor, torch.from_numpy(scored))

@@ -143,15 +143,14 @@ class ExperimentConfig:
         """Plain data for JSON."""
         return dataclasses.asdict(self)
 
-    def build_graph(self, full: bool = False) -> Graph:
-        """The graph the walks traverse, labelled with `words` when given: without the held-out edges
-        unless ``full``.
+    def build_graph(self) -> Graph:
+        """The graph the walks traverse, labelled with `words` when given: without the held-out edges.
 
         >>> icgt.study.config.preset("hexagon").build_graph().num_nodes
         30
         >>> heldout = icgt.study.config.preset("grid-heldout")
-        >>> heldout.build_graph().num_edges, heldout.build_graph(full=True).num_edges
-        (20, 24)
+        >>> heldout.build_graph().num_edges  # the grid's 24 less 4 held out
+        20
         """
         from .._icgt import Graph  # the compiled core, only when a graph is built
 
@@ -167,7 +166,7 @@ class ExperimentConfig:
         graph = builders[self.graph]()
         if self.words:
             graph.labels = list(self.words)
-        if self.held_out_edges and not full:
+        if self.held_out_edges:
             from .heldout import shown_graph
 
             graph = shown_graph(graph, [tuple(edge) for edge in self.held_out_edges])

@@ -23,8 +23,7 @@ all pairs.
 Example (the probabilities of one position after node 0, whose held-out partner is node 1, on a path 0-1-2-3
 of which 0-1 is held out and 0-3 shown):
     >>> from icgt.study.heldout import pair_classes, HELDOUT_CLASSES
-    >>> full = icgt.Graph.from_edges(4, [(0, 1), (1, 2), (2, 3), (0, 3)])
-    >>> classes = pair_classes(full, [(0, 1)])
+    >>> classes = pair_classes(4, [(1, 2), (2, 3), (0, 3)], [(0, 1)])
     >>> [np.flatnonzero(classes[c, 0]).tolist() for c in range(len(HELDOUT_CLASSES))]
     [[1], [3], [2], []]
 """
@@ -71,15 +70,29 @@ def shown_graph(full: Graph, held_out: list[tuple[int, int]]) -> Graph:
     return shown
 
 
-def pair_classes(full: Graph, held_out: list[tuple[int, int]]) -> np.ndarray:
+def _shown_and_full_distances(num_nodes: int, shown_edges, held_out: list[tuple[int, int]]
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Shortest-path lengths [n, n] in the shown graph and in the full one (shown plus held-out edges), from
+    the edge lists alone (scipy), so that a report reads them without the compiled core."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    def distances(edges) -> np.ndarray:
+        edges = np.asarray(list(edges), dtype=np.int64).reshape(-1, 2)
+        adjacency = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(num_nodes, num_nodes))
+        return shortest_path(adjacency.tocsr(), directed=False, unweighted=True)
+
+    shown_edges = [tuple(edge) for edge in shown_edges]
+    return distances(shown_edges), distances([*shown_edges, *held_out])
+
+
+def pair_classes(num_nodes: int, shown_edges, held_out: list[tuple[int, int]]) -> np.ndarray:
     """Boolean masks [C, n, n] (C = len(HELDOUT_CLASSES)): entry [c, u, w] says that word w is of kind c
     after node u. Only nodes u with a held-out partner have any. The kinds can overlap (a node two steps
     away in the full graph can also be as far as the partner in the shown graph); a held-out partner and
     the full graph's neighbours of u are never in the non-neighbour kinds."""
-    shown = shown_graph(full, held_out)
-    full_distance = full.shortest_path_lengths()
-    shown_distance = shown.shortest_path_lengths()
-    n = full.num_nodes
+    shown_distance, full_distance = _shown_and_full_distances(num_nodes, shown_edges, held_out)
+    n = num_nodes
     classes = np.zeros((len(HELDOUT_CLASSES), n, n), dtype=bool)
     for a, b in held_out:
         for u, v in ((a, b), (b, a)):
@@ -101,7 +114,7 @@ def class_probabilities(target_probs: np.ndarray, nodes: np.ndarray, scored: np.
     next-token probabilities [B, T, n] and the node sequences [B, T].
 
     >>> probs = np.full((1, 2, 4), 0.1); probs[0, 1, 1] = 0.4
-    >>> classes = pair_classes(icgt.Graph.from_edges(4, [(0, 1), (1, 2), (2, 3), (0, 3)]), [(0, 1)])
+    >>> classes = pair_classes(4, [(1, 2), (2, 3), (0, 3)], [(0, 1)])
     >>> class_probabilities(probs, np.array([[-1, 0]]), np.array([[False, True]]), classes)[:, 0, 1].tolist()
     [0.4, 0.1, 0.1, nan]
     """
@@ -114,16 +127,16 @@ def class_probabilities(target_probs: np.ndarray, nodes: np.ndarray, scored: np.
         return np.where(applies[None] & (counts > 0), totals / counts, np.nan)
 
 
-def heldout_arrays(config, full: Graph, target_probs: torch.Tensor, nodes: np.ndarray, scored: np.ndarray,
+def heldout_arrays(config, shown: Graph, target_probs: torch.Tensor, nodes: np.ndarray, scored: np.ndarray,
                    window_sums: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
     """The probability arrays of a held-out run (docs/run-format.md): heldout_edges [E, 2],
     heldout_probability [C, S3] (each kind's mean probability per word over the timing windows of
     icgt.study.analysis, the trailing half of the context before each position: ``window_sums`` gives the
     per-sequence sums and counts [B, S3] of the finite values of a [B, T] array over them), and
     heldout_final [1 + R, C] (the same over the last timing window: the run, then config.bootstrap
-    resamples of its sequences, with replacement)."""
+    resamples of its sequences, with replacement), for a run on the ``shown`` graph."""
     held_out = [tuple(edge) for edge in config.held_out_edges]
-    classes = pair_classes(full, held_out)
+    classes = pair_classes(shown.num_nodes, shown.edges, held_out)
     values = class_probabilities(target_probs.float().cpu().numpy(), nodes, scored, classes)
     sums, counts = zip(*(window_sums(values[c]) for c in range(len(HELDOUT_CLASSES))))
     sums, counts = np.stack(sums), np.stack(counts)  # [C, B, S3]
@@ -141,22 +154,12 @@ def heldout_arrays(config, full: Graph, target_probs: torch.Tensor, nodes: np.nd
 def pair_kinds(num_nodes: int, shown_edges, held_out: list[tuple[int, int]]) -> np.ndarray:
     """Boolean masks [C, n, n] of the node pairs of each kind, over the whole graph (every pair, not only the
     held-out partners): held-out pairs; shown edges; pairs two steps apart in the full graph; pairs as far
-    apart in the shown graph as a held-out pair and not joined in the full graph. From the edge lists alone
-    (scipy's shortest paths), so that a report can read them without the compiled core.
+    apart in the shown graph as a held-out pair and not joined in the full graph.
 
     >>> pair_kinds(4, [(1, 2), (2, 3), (0, 3)], [(0, 1)])[:, 0].astype(int).tolist()
     [[0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0], [0, 0, 0, 0]]
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import shortest_path
-
-    def distances(edges) -> np.ndarray:
-        edges = np.asarray(list(edges), dtype=np.int64).reshape(-1, 2)
-        adjacency = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(num_nodes, num_nodes))
-        return shortest_path(adjacency.tocsr(), directed=False, unweighted=True)
-
-    shown_distance = distances(shown_edges)
-    full_distance = distances([*map(tuple, shown_edges), *held_out])
+    shown_distance, full_distance = _shown_and_full_distances(num_nodes, shown_edges, held_out)
     held = np.zeros((num_nodes, num_nodes), dtype=bool)
     for a, b in held_out:
         held[a, b] = held[b, a] = True
@@ -201,7 +204,7 @@ def _spectral_layout(num_nodes: int, edges) -> np.ndarray:
 
 def inference_index(values: np.ndarray, reference: int) -> np.ndarray:
     """(held-out - reference) / (shown neighbour - reference) over the last axis of ``values`` [..., C]
-    (probabilities, or for distances their negatives), NaN where the shown neighbour is not above the reference.
+    (probabilities), NaN where the shown neighbour is not above the reference.
 
     >>> inference_index(np.array([0.2, 0.3, 0.1, 0.1]), DISTANCE_TWO).round(3).tolist()
     0.5
@@ -268,9 +271,9 @@ def heldout_summary(run) -> dict:
     word over the trailing half of the context, the inference index against each reference with its
     interval over resamples of the sequences and its reading (decide), and the geometry: each kind's
     relative distance between class means, averaged over the deep third of the captured blocks at the
-    last snapshot, with the same index on distances (1: held-out pairs as close as shown neighbours), in
-    the full space (geometry_) and in the plane of the PCA figure's two components (plane_), beside the
-    same distances in the spectral layouts of the shown and of the full graph (plane_distances)."""
+    last snapshot, in the full space (geometry_distance) and in the plane of the PCA figure's two
+    components (plane_distance), beside the same distances in the spectral layouts of the shown and of the
+    full graph (plane_distances)."""
     final = run.arrays["heldout_final"]
     deep = run.layer_groups().get("deep", np.arange(len(run.layers)))
     distances = run.arrays["heldout_distances"][deep]
@@ -289,13 +292,9 @@ def heldout_summary(run) -> dict:
         "follows_shown_graph": decision["follows"],
         "spread": spread(final),
         "geometry_distance": {kind: number(value) for kind, value in zip(HELDOUT_CLASSES, geometry)},
-        **{f"geometry_index_vs_{HELDOUT_CLASSES[reference]}": number(inference_index(-geometry, reference))
-           for reference in INDEX_REFERENCES},
         **{f"{name}_distance": {kind: number(value) for kind, value in zip(HELDOUT_CLASSES, values)}
            for name, values in (("plane", plane), ("shown_layout", planes["shown_layout"]),
                                 ("full_layout", planes["full_layout"]))},
-        **{f"plane_index_vs_{HELDOUT_CLASSES[reference]}": number(inference_index(-plane, reference))
-           for reference in INDEX_REFERENCES},
     }
 
 
