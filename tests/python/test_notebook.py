@@ -1,5 +1,6 @@
-"""The example notebook runs top to bottom (on a short setting), shows its figures inline, the verdict,
-a hook and a head ablation, and no progress bars."""
+"""The example notebook runs top to bottom (on a short setting), shows its figures inline, the verdict, the
+interactive view (run.explore()), the run as an xarray Dataset and the sweep as a pandas table, a hook and a head
+ablation, and no progress bars."""
 
 import re
 from pathlib import Path
@@ -30,6 +31,20 @@ def test_grid_notebook_runs_and_shows_figures(smollm2_bundle, real_cache, tmp_pa
     text = "".join(output.get("text", "") for output in outputs)
     assert "final accuracy" in text
     assert "SmolLM2-135M does not follow the graph" in text or "SmolLM2-135M follows the graph" in text
+    # The interactive view inline: an iframe holding the page, with its plot's div and plotly inside.
+    html = [output["data"]["text/html"] for output in outputs if "text/html" in output.get("data", {})]
+    views = [shown for shown in html if shown.startswith("<iframe srcdoc=")]
+    assert len(views) == 1 and 'id=&quot;icgt-pca&quot;' in views[0] and "Plotly" in views[0]
+    # The run as an xarray Dataset with named dimensions, one block and context length selected by value.
+    plain = [output["data"]["text/plain"] for output in outputs if "text/plain" in output.get("data", {})]
+    dataset = next(shown for shown in plain if shown.startswith("<xarray.Dataset>"))
+    for name in ("layer", "energy_position", "pca_position", "node", "pc"):
+        assert f"{name}:" in dataset.split("Coordinates:")[0], name   # among the dimensions
+    assert any(shown.startswith("<xarray.DataArray 'pca_projections' (node: 16, pc: ") for shown in plain)
+    # The sweep as a tidy table, and a pivot of it by context length and block.
+    assert "columns: run, model, preset, graph, control, seed, layer, context_length, metric, value" in text
+    pivot = next(shown for shown in plain if shown.startswith("layer") and "context_length" in shown)
+    assert all(str(block) in pivot.splitlines()[0] for block in (5, 20, 25))
     # The probe: a hook that only reads changes nothing; a head ablation runs.
     accuracy = re.search(r"accuracy: (\d\.\d+) with the reading hook \(the same as without: (\d\.\d+)\)", text)
     assert accuracy and accuracy.group(1) == accuracy.group(2)
