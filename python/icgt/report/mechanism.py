@@ -143,8 +143,13 @@ def _spread_text(values: dict[str, Any], digits: int = 3) -> str:
     return f"{values['mean']:.{digits}f} [{values['low']:.{digits}f}-{values['high']:.{digits}f}]"
 
 
-def _late(values: np.ndarray) -> np.ndarray:
-    """Late accuracy of each curve [..., T]."""
+def late_accuracy(values: np.ndarray) -> np.ndarray:
+    """Late accuracy of each curve [..., T]: its mean over the last tenth of the context (LATE), NaN where that
+    holds no finite value.
+
+    >>> late_accuracy(np.array([[0.0] * 9 + [0.5, 0.7], [np.nan] * 11])).tolist()
+    [0.6, nan]
+    """
     return np.vectorize(_late_accuracy, signature="(t)->()")(values)
 
 
@@ -180,9 +185,9 @@ def _heads(run: Run) -> dict[str, Any]:
     clean = {"accuracy": _late_accuracy(arrays["head_clean_accuracy"]),
              "accuracy_renormalized": _late_accuracy(arrays["head_clean_accuracy_renormalized"]),
              "alignment": float(arrays["head_clean_alignment"])}
-    late = {"accuracy": _late(arrays["head_accuracy"]), "accuracy_renormalized": _late(
+    late = {"accuracy": late_accuracy(arrays["head_accuracy"]), "accuracy_renormalized": late_accuracy(
         arrays["head_accuracy_renormalized"]), "alignment": arrays["head_alignment"]}  # each [A, VB, 2, K]
-    random_late = {"accuracy": _late(arrays["head_random_accuracy"]), "accuracy_renormalized": _late(
+    random_late = {"accuracy": late_accuracy(arrays["head_random_accuracy"]), "accuracy_renormalized": late_accuracy(
         arrays["head_random_accuracy_renormalized"]), "alignment": arrays["head_random_alignment"]}  # [VB, D, KR]
     draws = arrays["head_random_accuracy"].shape[1]
     ablations: dict[str, dict[str, Any]] = {}
@@ -367,8 +372,8 @@ def _head_ablations_figure(run: Run) -> Figure:
     axes = np.atleast_1d(figure.subplots(1, len(kinds), sharey=True))
     counts = arrays["head_counts"]
     total = arrays["head_previous_token"].size
-    late = _late(arrays["head_accuracy"])  # [A, VB, 2, K]
-    random_late = _late(arrays["head_random_accuracy"])  # [VB, D, KR]: the first kind only
+    late = late_accuracy(arrays["head_accuracy"])  # [A, VB, 2, K]
+    random_late = late_accuracy(arrays["head_random_accuracy"])  # [VB, D, KR]: the first kind only
     for a, (ax, kind) in enumerate(zip(axes, kinds)):
         for v, included in enumerate(arrays["head_bos_included"].tolist()):
             style = "--" if included else "-"
@@ -394,25 +399,45 @@ def _head_ablations_figure(run: Run) -> Figure:
     return figure
 
 
-def _binned(curve: np.ndarray, bins: np.ndarray) -> list[float]:
+#: Bins of the mechanism figures' accuracy over context: about this many, of equal width in log context length.
+CONTEXT_BINS = 30
+
+
+def context_bins(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(edges, centres) of about CONTEXT_BINS bins of equal width in log context length over a curve of
+    ``length`` positions (position t at index t, the BOS at 0): bin i holds positions edges[i] to
+    edges[i + 1] - 1, and is drawn at the geometric mean of its edges.
+
+    >>> edges, centres = context_bins(11)
+    >>> edges.tolist(), centres.round(2).tolist()[:3]
+    ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1.41, 2.45, 3.46])
+    """
+    edges = np.unique(np.round(np.geomspace(1, length - 1, CONTEXT_BINS)).astype(int))
+    return edges, np.sqrt(edges[:-1] * edges[1:])
+
+
+def binned(curve: np.ndarray, edges: np.ndarray) -> list[float]:
+    """The mean of ``curve`` [T] in each bin of :func:`context_bins`' edges, NaN where a bin holds no finite value.
+
+    >>> binned(np.array([np.nan, 1.0, 3.0, 5.0, np.nan]), np.array([1, 3, 5]))
+    [2.0, 5.0]
+    """
     return [float(np.nanmean(curve[low:high])) if np.isfinite(curve[low:high]).any() else math.nan
-            for low, high in zip(bins[:-1], bins[1:])]
+            for low, high in zip(edges[:-1], edges[1:])]
 
 
 def _subspace_figure(run: Run) -> Figure:
     figure = new_figure(6.5, 4)
     ax = figure.subplots()
     arrays = run.arrays
-    positions = np.arange(1, arrays["subspace_plain_accuracy"].shape[-1])
-    bins = np.unique(np.round(np.geomspace(1, positions.max(), 30)).astype(int))
-    centres = np.sqrt(bins[:-1] * bins[1:])
-    ax.plot(centres, _binned(arrays["subspace_plain_accuracy"], bins), color="k", label="plain")
+    bins, centres = context_bins(arrays["subspace_plain_accuracy"].shape[-1])
+    ax.plot(centres, binned(arrays["subspace_plain_accuracy"], bins), color="k", label="plain")
     for v, included in enumerate(arrays["subspace_bos_included"].tolist()):
         style = "--" if included else "-"
         suffix = f" ({BOS_WORDS[included]})" if arrays["subspace_bos_included"].size > 1 else ""
         curves = arrays["subspace_accuracy"][v]
-        ax.plot(centres, _binned(curves[0], bins), style, color="tab:red", label="PC1-2 plane removed" + suffix)
-        random_ = np.array([_binned(curve, bins) for curve in curves[1:]])
+        ax.plot(centres, binned(curves[0], bins), style, color="tab:red", label="PC1-2 plane removed" + suffix)
+        random_ = np.array([binned(curve, bins) for curve in curves[1:]])
         spreads = [spread(random_[:, i]) for i in range(random_.shape[1])]
         ax.plot(centres, [s["mean"] for s in spreads], style, color="tab:blue",
                 label=f"random planes removed ({len(random_)})" + suffix)

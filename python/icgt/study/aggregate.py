@@ -161,25 +161,40 @@ def two_graph_interval(runs: list[Run]) -> dict[str, Any]:
             **{key: interval([numbers[key] for numbers in per_run]) for key in per_run[0]}}
 
 
-def aggregate_runs(folders: list[str | os.PathLike], output: str | os.PathLike | None = None) -> Path:
-    """Write aggregate.json and aggregate.npz for runs that differ only in their seed; returns the folder.
+def check_seed_group(runs: list[Run]) -> None:
+    """Refuse runs that are not one setting over several seeds: ValueError where there are none, where two
+    runs' configs differ in anything but the seed (naming the keys), or where a seed repeats.
 
-    The folder is ``output``, else ``<first run's name without its seed>-seeds`` beside the runs.
-    Runs whose configs differ in anything but the seed are refused (ValueError naming the keys).
+    >>> from icgt.study.run_folder import load_run
+    >>> check_seed_group([load_run(grid_run), load_run(grid_run_seed1)])
+    >>> check_seed_group([load_run(grid_run), load_run(grid_run)])
+    Traceback (most recent call last):
+    ...
+    ValueError: the seeds [0, 0] repeat; each run must have its own seed
     """
-    runs = [load_run(folder) for folder in folders]
     if not runs:
-        raise ValueError("aggregate_runs: no runs given")
+        raise ValueError("no runs given; expected the runs of one setting with different seeds")
     base = {k: v for k, v in runs[0].info["config"].items() if k != "seed"}
     for run in runs[1:]:
         other = {k: v for k, v in run.info["config"].items() if k != "seed"}
         differing = sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
         if differing:
-            raise ValueError(f"aggregate_runs: {run.name} differs from {runs[0].name} in {differing}, not only in "
-                             "the seed")
+            raise ValueError(f"{run.name} differs from {runs[0].name} in {differing}, not only in the seed")
     seeds = [run.info["config"]["seed"] for run in runs]
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"aggregate_runs: the seeds {seeds} repeat; each run must have its own seed")
+        raise ValueError(f"the seeds {seeds} repeat; each run must have its own seed")
+
+
+def aggregate_runs(folders: list[str | os.PathLike], output: str | os.PathLike | None = None) -> Path:
+    """Write aggregate.json and aggregate.npz for runs that differ only in their seed; returns the folder.
+
+    The folder is ``output``, else ``<first run's name without its seed>-seeds`` beside the runs.
+    Runs whose configs differ in anything but the seed are refused (ValueError naming the keys: check_seed_group).
+    """
+    runs = [load_run(folder) for folder in folders]
+    check_seed_group(runs)
+    base = {k: v for k, v in runs[0].info["config"].items() if k != "seed"}
+    seeds = [run.info["config"]["seed"] for run in runs]
     name = runs[0].name.split("-seed")[0] + "-seeds"
     folder = Path(output) if output is not None else runs[0].folder.parent / name
     folder.mkdir(parents=True, exist_ok=True)
