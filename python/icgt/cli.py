@@ -220,6 +220,7 @@ def _aggregate(configs: list, folders: list) -> None:
     """Writes and announces the aggregate of each group of runs that differ only in their seed, when
     every run of the group is complete (folders holds None for a run that failed)."""
     from .report.html import write_seeds_figure
+    from .report.interactive_seeds import seeds_view
     from .study.aggregate import aggregate_runs
     from .study.sweep import seed_groups
 
@@ -227,8 +228,9 @@ def _aggregate(configs: list, folders: list) -> None:
         if None not in group:
             aggregate = aggregate_runs(group)
             write_seeds_figure(group, aggregate / "seeds.png")
-            print(f"{aggregate.name}: the {len(group)} seeds summed up in {aggregate / 'aggregate.json'} and "
-                  f"{aggregate / 'seeds.png'}")
+            seeds_view(group).save(aggregate / "seeds.html")
+            print(f"{aggregate.name}: the {len(group)} seeds summed up in {aggregate / 'aggregate.json'}, "
+                  f"{aggregate / 'seeds.png'} and {aggregate / 'seeds.html'} (interactive)")
 
 
 def add_report_command(subcommands: argparse._SubParsersAction) -> None:

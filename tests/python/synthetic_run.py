@@ -258,3 +258,48 @@ def write_intervention_run(folder, used=True):
               "intervention_mass_renormalized": np.clip(mass * 1.5, 0, 1),
               "intervention_top1": mass > 0.3, "intervention_top3": mass > 0.2}
     return write_run(folder, info, arrays)
+
+
+def write_heads_run(folder):
+    """A synthetic heads run (icgt.study.mechanism.heads's arrays) on the grid: 8 blocks of 4 heads, k = 1, 2, 4, 6,
+    both ablation kinds and both BOS variants, 5 draws of 2 random heads. Planted: one strong previous-token head
+    per block in blocks 0-3 and one induction head per block in blocks 4-7; accuracy rises to 0.9 over the
+    context, and each ablated induction head takes 0.12 of it away, each previous-token head 0.05, zero-ablation
+    and ablating the BOS too a little more; random heads hardly any."""
+    rng = np.random.default_rng(5)
+    info = run_info("grid")
+    info["config"]["experiment"] = info["experiment"] = "heads"
+    blocks, heads, draws = NUM_LAYERS, 4, 5
+    counts, random_counts, kinds, bos_included = [1, 2, 4, 6], [2], ["mean", "zero"], [False, True]
+    previous, induction = rng.uniform(0, 0.3, (blocks, heads)), rng.uniform(0, 0.3, (blocks, heads))
+    previous[np.arange(4), np.arange(4)] = [0.95, 0.9, 0.85, 0.8]
+    induction[np.arange(4, 8), [2, 1, 0, 3]] = [0.9, 0.85, 0.8, 0.75]
+    positions = np.arange(NUM_POSITIONS)
+    rise = 1 / (1 + np.exp(-(np.log(np.maximum(positions, 1)) - np.log(ACCURACY_RISE_AT))))
+
+    def curve(level):
+        return np.clip(level * rise + rng.normal(0, 0.01, NUM_POSITIONS), 0, 1)
+
+    loss = np.array([[[[0.05 * k, 0.12 * k] for k in counts]]]) * np.array([1.0, 1.3])[:, None, None, None] \
+        * np.array([1.0, 1.2])[None, :, None, None]                                    # [A, VB, K, C]
+    accuracy = np.stack([np.stack([np.stack([np.stack([curve(0.9 - loss[a, v, k, c]) for k in range(len(counts))])
+                                             for c in range(2)]) for v in range(2)]) for a in range(2)])
+    random_accuracy = np.stack([np.stack([np.stack([curve(0.9 - rng.uniform(0, 0.05)) for _ in random_counts])
+                                          for _ in range(draws)]) for _ in range(2)])
+    alignment = 0.8 - np.moveaxis(loss, 3, 2)
+    arrays = {"nodes": np.zeros((NUM_SEQUENCES, NUM_POSITIONS), dtype=np.int64),
+              "scored": np.ones((NUM_SEQUENCES, NUM_POSITIONS), bool),
+              "head_previous_token": previous, "head_induction": induction, "head_counts": np.array(counts),
+              "head_top_overlap": np.zeros(len(counts), dtype=np.int64), "head_ablation_kinds": np.array(kinds),
+              "head_bos_included": np.array(bos_included), "head_analysis_block": np.array(6),
+              "head_clean_accuracy": curve(0.9), "head_clean_accuracy_renormalized": curve(0.95),
+              "head_clean_alignment": np.array(0.8), "head_clean_energy_z": np.array(-3.0),
+              "head_accuracy": accuracy, "head_accuracy_renormalized": np.clip(accuracy * 1.05, 0, 1),
+              "head_alignment": alignment, "head_energy_z": -3 + 10 * np.moveaxis(loss, 3, 2),
+              "head_random_counts": np.array(random_counts),
+              "head_random_order": np.stack([rng.permutation(blocks * heads) for _ in range(draws)]),
+              "head_random_accuracy": random_accuracy,
+              "head_random_accuracy_renormalized": np.clip(random_accuracy * 1.05, 0, 1),
+              "head_random_alignment": 0.8 - rng.uniform(0, 0.05, (2, draws, len(random_counts))),
+              "head_random_energy_z": -3 + rng.normal(0, 0.2, (2, draws, len(random_counts)))}
+    return write_run(folder, info, arrays)

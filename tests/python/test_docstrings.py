@@ -14,7 +14,7 @@ import torch
 
 import icgt
 from helpers import save_checkpoint, tiny_llama, tiny_tokenizer
-from synthetic_run import write_intervention_run, write_synthetic_run
+from synthetic_run import write_heads_run, write_intervention_run, write_synthetic_run
 from heldout_model import WORDS as HELDOUT_WORDS, write_heldout_bundle
 from toy_bundle import write_toy_bundles
 from two_graphs_model import WORDS as TWO_GRAPHS_WORDS, write_two_graphs_bundle
@@ -71,6 +71,7 @@ def example_globals(tmp_path_factory):
             "grid_run_seed1": str(write_synthetic_run(tmp_path_factory.mktemp("grid_run_seed1"), "grid", seed=1)),
             "grid_run_seed2": str(write_synthetic_run(tmp_path_factory.mktemp("grid_run_seed2"), "grid", seed=2)),
             "intervention_run": str(write_intervention_run(tmp_path_factory.mktemp("intervention_run"))),
+            "heads_run": str(write_heads_run(tmp_path_factory.mktemp("heads_run"))),
             "days_run": str(write_synthetic_run(tmp_path_factory.mktemp("days_run"), "days")),
             "heldout_run": str(heldout_run(tmp_path_factory.mktemp("heldout_run"))),
             "two_graphs_run": str(two_graphs_run(tmp_path_factory.mktemp("two_graphs_run")))}

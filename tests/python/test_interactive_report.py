@@ -3,14 +3,13 @@ as large as the paper's, and the page itself in a real browser (Debian's chromiu
 selenium): each slider moves the drawn points to the run's arrays at that block and context length, hovering
 a point shows its word, the 3-D view draws PCs 1-3, and the console stays free of errors.
 
-scripts/setup installs chromium, chromium-driver and selenium. Where they are missing these tests fail and say
-so; ICGT_SKIP_BROWSER_TESTS=1 skips the browser tests instead (for machines set up otherwise). Nothing here
-downloads a browser: selenium is pointed at /usr/bin/chromium and /usr/bin/chromedriver.
+The browser comes from browser.py: scripts/setup installs chromium, chromium-driver and selenium; where they are
+missing these tests fail and say so, and ICGT_SKIP_BROWSER_TESTS=1 skips them instead. Nothing here downloads a
+browser.
 """
 
 import copy
 import os
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -22,11 +21,10 @@ from icgt.report import interactive
 from icgt.report.interactive import InteractiveView, chosen_snapshots, interactive_view, view_data, view_html
 from icgt.report.plots import pc_signs
 from icgt.study.run_folder import Run, load_run
+from browser import (CHROMEDRIVER, CHROMIUM, SKIP_BROWSER, assert_console_clean, browser,  # noqa: F401 (a fixture)
+                     missing_browser, press, wait_for)
 from synthetic_run import write_intervention_run, write_synthetic_run
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SKIP_BROWSER = "ICGT_SKIP_BROWSER_TESTS"
 #: Set to 1 to save the screenshot that docs/report.md and docs/usage.md show.
 UPDATE_SCREENSHOT = "ICGT_UPDATE_SCREENSHOTS"
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "interactive-report.png"
@@ -44,43 +42,6 @@ def report_page(grid_run, tmp_path_factory):
     return report.write_report(grid_run, output_folder=tmp_path_factory.mktemp("report"))
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """A headless chromium through selenium, its console log kept; skipped only on request."""
-    if os.environ.get(SKIP_BROWSER) == "1":
-        pytest.skip(f"{SKIP_BROWSER}=1: the browser tests of the interactive report are skipped")
-    problem = missing_browser(CHROMIUM, CHROMEDRIVER)
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900",
-                     # WebGL for the 3-D view, in software: a headless machine has no GPU.
-                     "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]:
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: selenium then never runs Selenium Manager, which would download a browser.
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
-
-
-def missing_browser(chromium, chromedriver):
-    """Why the browser tests cannot run here (what is missing and how to get it), or None."""
-    missing = [str(path) for path in (chromium, chromedriver) if not Path(path).is_file()]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("the selenium Python package")
-    if not missing:
-        return None
-    return (f"the interactive report's browser test needs {', '.join(missing)}: run scripts/setup (it installs "
-            f"Debian's chromium and chromium-driver and selenium), or set {SKIP_BROWSER}=1 to skip these tests")
-
-
 def test_a_machine_without_chromium_is_told_to_run_scripts_setup(tmp_path):
     if os.environ.get(SKIP_BROWSER) != "1":
         assert missing_browser(CHROMIUM, CHROMEDRIVER) is None   # scripts/setup ran here
@@ -93,13 +54,6 @@ def open_page(driver, path):
     wait_for(driver, "return !!(document.getElementById('icgt-pca').data && "
                      "document.getElementById('icgt-curves').data)")
     driver.get_log("browser")  # start each test with an empty console
-
-
-def wait_for(driver, script, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not driver.execute_script(script):
-        assert time.monotonic() < deadline, f"timed out waiting for: {script}"
-        time.sleep(0.05)
 
 
 def drawn(driver):
@@ -126,19 +80,6 @@ def assert_coordinates(values, expected_values):
     values = np.array([np.nan if value is None else value for value in values], dtype=float)
     np.testing.assert_allclose(values, expected_values, rtol=TOLERANCE, atol=1e-7)
     assert not np.allclose(np.abs(values), 0)
-
-
-def assert_console_clean(driver):
-    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-    assert not errors, errors
-
-
-def press(driver, element_id, key, times=1):
-    from selenium.webdriver.common.keys import Keys
-
-    element = driver.find_element("id", element_id)
-    for _ in range(times):
-        element.send_keys(getattr(Keys, key))
 
 
 def test_each_slider_moves_the_points_to_the_runs_arrays_at_that_block_and_context(browser, grid_run, report_page):
@@ -345,9 +286,10 @@ def test_explore_and_a_short_html_repr_for_jupyter(grid_run):
     assert repr(run).startswith("Run(") and len(repr(run)) < 300
 
 
-def test_a_mechanism_run_has_no_view_and_says_so(tmp_path):
+def test_an_intervention_run_has_no_view_and_says_so(tmp_path):
     run = load_run(write_intervention_run(tmp_path / "intervention"))
-    with pytest.raises(ValueError, match=r"mechanism run \(intervention\); the interactive view shows graph runs"):
+    with pytest.raises(ValueError, match=r"mechanism run \(intervention\) without an interactive view: graph runs "
+                                         r"\(.*\) and heads runs \(.*\) have one; its figures are the report's PNGs"):
         interactive_view(run)
     with pytest.raises(ValueError, match="interactive view"):
         run.explore()

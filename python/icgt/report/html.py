@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from . import plots
 from ..files import write_atomically
-from .interactive import view_html
+from .interactive import explore_html
 from ..hardware import describe_line
 from .mechanism import FIGURE_CAPTIONS as MECHANISM_CAPTIONS
 from .mechanism import experiment_of, mechanism_figures, mechanism_summary
@@ -409,8 +409,10 @@ def _index_html(run: Run, summary: dict[str, Any], figure_names: list[str]) -> s
         f'<figure><img src="{name}.png" alt="{html.escape(captions[name])}">'
         f"<figcaption>{html.escape(captions[name])}</figcaption></figure>"
         for name in figure_names)
-    # Graph runs get the interactive view (icgt.report.interactive) above the static figures, which stay.
-    explore = f"<h2>Explore</h2>{view_html(run)}" if experiment_of(run) == "graph" else ""
+    # Graph and heads runs get their interactive figure (icgt.report.interactive) above the static figures,
+    # which stay.
+    interactive = explore_html(run)
+    explore = f"<h2>Explore</h2>{interactive}" if interactive else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

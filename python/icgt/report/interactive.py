@@ -1,26 +1,30 @@
 """The report's interactive view: a graph run's class means on their principal components with two sliders,
-one over layer and one over context length, beside its energy, alignment and accuracy curves.
+one over layer and one over context length, beside its energy, alignment and accuracy curves; and
+:func:`interactive_view`, a run's interactive figure whatever its experiment (a heads run's is in
+icgt.report.interactive_heads).
 
 The view is one self-contained piece of HTML: plotly's JavaScript (from the plotly package, never a CDN) and
-the run's numbers as JSON, so that the page opens from disk with no network. ``write_report`` puts it in
-index.html, :meth:`icgt.study.run_folder.Run.explore` shows it in Jupyter. The numbers are those of the run,
-at every block it captured; only where a run has more snapshots than :data:`MAX_PCA_VALUES` and
-:data:`MAX_CURVE_VALUES` allow are snapshots chosen (log-spaced, first and last kept), and the view says so.
+the run's numbers as JSON, so that the page opens from disk with no network (icgt.report.interactive_page).
+``write_report`` puts it in index.html, :meth:`icgt.study.run_folder.Run.explore` shows it in Jupyter. The
+numbers are those of the run, at every block it captured; only where a run has more snapshots than
+:data:`MAX_PCA_VALUES` and :data:`MAX_CURVE_VALUES` allow are snapshots chosen (log-spaced, first and last
+kept), and the view says so.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import os
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 
 from ..study.run_folder import Run, load_run
 from . import plots
+from .interactive_heads import HEADS_VIEW_HEIGHT, heads_view_html
+from .interactive_page import (EMBEDDED_DIGITS, SHARED_STYLE, VIEW_HEIGHT, InteractiveView, figure_scripts, rounded,
+                               standalone_page)
+from .mechanism import experiment_of
 
 #: At most this many numbers of class-mean coordinates (blocks x snapshots x nodes x PCs) are embedded,
 #: about 10.5 bytes each as JSON: every block is kept and snapshots are chosen to fit. With
@@ -28,66 +32,43 @@ from . import plots
 MAX_PCA_VALUES = 250_000
 #: At most this many numbers of energy and alignment curves (4 curves x blocks x snapshots): 1.1 MB.
 MAX_CURVE_VALUES = 100_000
-#: Significant digits of the embedded numbers: float32 results carry about 7, the eye reads 3.
-EMBEDDED_DIGITS = 6
 #: The PCs of the 3-D view, 0-based: PCs 1-3.
 PCS_3D = (0, 1, 2)
 
 
-class InteractiveView:
-    """The interactive view of a run as a standalone HTML page (``page``); in Jupyter it shows inline, in an
-    iframe whose ``srcdoc`` is the page, so that its scripts run apart from the notebook's.
-
-    >>> from icgt.report.interactive import interactive_view
-    >>> view = interactive_view(grid_run)
-    >>> view.page.startswith("<!DOCTYPE html>"), view._repr_html_().startswith("<iframe srcdoc=")
-    (True, True)
-    """
-
-    def __init__(self, page: str, height: int = 760) -> None:
-        self.page = page
-        self.height = height
-
-    def _repr_html_(self) -> str:
-        return (f'<iframe srcdoc="{html.escape(self.page, quote=True)}" style="width: 100%; '
-                f'height: {self.height}px; border: 0" sandbox="allow-scripts"></iframe>')
-
-    def save(self, path: str | os.PathLike) -> str:
-        """Write the page to ``path`` (atomically) and return the path, for opening in a browser.
-
-        >>> from icgt.report.interactive import interactive_view
-        >>> interactive_view(grid_run).save("view.html")
-        'view.html'
-        """
-        from pathlib import Path
-
-        from ..files import write_atomically
-
-        write_atomically(Path(path), lambda target: target.write_text(self.page))
-        return str(path)
-
-
 def interactive_view(run: Run | str | os.PathLike) -> InteractiveView:
-    """The interactive view of a graph run as an :class:`InteractiveView` (what ``Run.explore()`` returns).
+    """The interactive figure of a run as an :class:`~icgt.report.interactive_page.InteractiveView` (what
+    ``Run.explore()`` returns): for a graph run the class means with sliders over block and context
+    (:func:`view_html`), for a heads run accuracy with a slider over the heads ablated
+    (icgt.report.interactive_heads).
 
-    Raises ValueError for a mechanism run, which has no class means over context to explore.
+    Raises ValueError for the other mechanism runs (intervention, subspace, toy mixing), whose pictures
+    change with no parameter: their figures are the report's PNGs.
 
     >>> from icgt.report.interactive import interactive_view
     >>> len(interactive_view(grid_run).page) > 1_000_000   # plotly's JavaScript is inside
     True
     """
     run = run if isinstance(run, Run) else load_run(run)
-    body = view_html(run)
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>icgt: {html.escape(run.name)}</title>
-<style>body {{ font-family: sans-serif; margin: 0.5em; color: #222; }}</style>
-</head><body>
-{body}
-</body></html>
-"""
-    return InteractiveView(page)
+    body = explore_html(run)
+    if body is None:
+        raise ValueError(f"run {run.name!r} is a mechanism run ({experiment_of(run)}) without an interactive view: "
+                         "graph runs (class means over context and blocks) and heads runs (accuracy by the number "
+                         "of heads ablated) have one; its figures are the report's PNGs")
+    return standalone_page(run.name, body, HEADS_VIEW_HEIGHT if experiment_of(run) == "heads" else VIEW_HEIGHT)
+
+
+def explore_html(run: Run) -> str | None:
+    """The fragment of a run's interactive figure, for the Explore section of its report: the graph view
+    (:func:`view_html`) or the heads view (icgt.report.interactive_heads.heads_view_html); None for a run
+    without one.
+
+    >>> from icgt.report.interactive import explore_html
+    >>> from icgt.study.run_folder import load_run
+    >>> explore_html(load_run(grid_run)).startswith('<div class="icgt-view">'), explore_html(load_run(intervention_run))
+    (True, None)
+    """
+    return {"graph": view_html, "heads": heads_view_html}.get(experiment_of(run), lambda _: None)(run)
 
 
 def view_data(run: Run) -> dict[str, Any]:
@@ -141,22 +122,22 @@ def view_data(run: Run) -> dict[str, Any]:
         "num_snapshots": int(all_positions.size),
         "pcs": pcs,
         "pcs_2d": pcs_2d,
-        "projections": _rounded(projections),
+        "projections": rounded(projections),
         "signs": signs.astype(int).tolist(),
-        "explained": _rounded(explained),
+        "explained": rounded(explained),
         "words": list(run.labels),
         "colours": [f"rgb({r},{g},{b})" for r, g, b in np.round(255 * colours).astype(int)],
         "edges": run.edges.tolist(),
         "pca_window": run.info["config"]["pca_window"],
         "energy_positions": energy_positions[energy_chosen].tolist(),
-        "energy": _rounded(arrays["energy"][:, energy_chosen]),
-        "energy_null_mean": _rounded(arrays["energy_null_mean"][:, energy_chosen]),
-        "energy_null_sd": _rounded(arrays["energy_null_sd"][:, energy_chosen]),
+        "energy": rounded(arrays["energy"][:, energy_chosen]),
+        "energy_null_mean": rounded(arrays["energy_null_mean"][:, energy_chosen]),
+        "energy_null_sd": rounded(arrays["energy_null_sd"][:, energy_chosen]),
         "alignment_positions": alignment_positions[alignment_chosen].tolist(),
-        "spectral_alignment": _rounded(arrays["spectral_alignment"][:, alignment_chosen]),
+        "spectral_alignment": rounded(arrays["spectral_alignment"][:, alignment_chosen]),
         "accuracy_positions": accuracy_positions.tolist(),
-        "accuracy": _rounded(accuracy),
-        "accuracy_renormalized": _rounded(accuracy_renormalized),
+        "accuracy": rounded(accuracy),
+        "accuracy_renormalized": rounded(accuracy_renormalized),
         "chance_renormalized": round(run.chance_accuracy_renormalized(), EMBEDDED_DIGITS),
     }
 
@@ -180,25 +161,6 @@ def chosen_snapshots(positions: np.ndarray, limit: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], nearest, [positions.size - 1]]))
 
 
-def _rounded(values: np.ndarray) -> Any:
-    """Nested lists of floats at EMBEDDED_DIGITS significant digits, None for NaN (JSON has no NaN)."""
-    values = np.asarray(values, dtype=np.float64)
-    flat = [float(f"{value:.{EMBEDDED_DIGITS}g}") if np.isfinite(value) else None for value in values.ravel()]
-    return np.array(flat, dtype=object).reshape(values.shape).tolist()
-
-
-@lru_cache(maxsize=1)
-def plotly_javascript() -> str:
-    """plotly.js (minified) as shipped in the plotly Python package: the view embeds it, so that it needs no
-    network.
-
-    >>> from icgt.report.interactive import plotly_javascript
-    >>> "Plotly" in plotly_javascript()[:2000]
-    True
-    """
-    return (resources.files("plotly") / "package_data" / "plotly.min.js").read_text(encoding="utf-8")
-
-
 def view_html(run: Run) -> str:
     """The view as a fragment of HTML for a page's body: the sliders, the two plots, plotly's JavaScript and
     the run's numbers (:func:`view_data`) inline. Element ids start with ``icgt-``.
@@ -210,22 +172,14 @@ def view_html(run: Run) -> str:
     True
     """
     data = view_data(run)
-    # "</script" would end the script element early and "<!--" change how it is parsed: no "<" at all, as
-    # JSON's \u003c (words and run names come from the user).
-    embedded = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     chosen = ("" if len(data["positions"]) == data["num_snapshots"] else
               f" ({len(data['positions'])} of the {data['num_snapshots']} snapshots of the run, log-spaced, to "
               "keep this page small)")
     layer = data["default_layer_index"]
     return f"""<div class="icgt-view">
 <style>
-.icgt-controls {{ display: flex; flex-wrap: wrap; gap: 0.4em 2em; align-items: center; margin: 0.5em 0; }}
-.icgt-controls label {{ white-space: nowrap; }}
-.icgt-controls input[type=range] {{ width: 16em; vertical-align: middle; }}
-.icgt-plots {{ display: flex; flex-wrap: wrap; }}
-#icgt-pca {{ flex: 1 1 480px; min-width: 360px; height: 560px; }}
+{SHARED_STYLE}#icgt-pca {{ flex: 1 1 480px; min-width: 360px; height: 560px; }}
 #icgt-curves {{ flex: 1 1 420px; min-width: 340px; height: 560px; }}
-.icgt-note {{ color: #555; font-size: 0.9em; }}
 </style>
 <div class="icgt-controls">
 <label>block <input type="range" id="icgt-layer" min="0" max="{len(data['layers']) - 1}" step="1" value="{layer}">
@@ -247,9 +201,7 @@ mirror. Right: at the chosen block, the normalised Dirichlet energy (dotted: rel
 the alignment of the drawn PCs with the graph's z2, z3; accuracy over sequences (full vocabulary and
 renormalised over the node words, bins of half a doubling), the same at every block. The grey line is the
 chosen context length.</p>
-<script>{plotly_javascript()}</script>
-<script type="application/json" id="icgt-data">{embedded}</script>
-<script>{VIEW_JAVASCRIPT}</script>
+{figure_scripts("icgt-data", data, VIEW_JAVASCRIPT)}
 </div>"""
 
 

@@ -438,10 +438,11 @@ class Run:
         nodes = self.arrays["nodes"][self.arrays["scored"]]
         return float(degree[nodes].mean() / len(self.labels))
 
-    def explore(self) -> report.interactive.InteractiveView:
-        """The report's interactive view of this graph run (class means on their PCs with sliders over block
-        and context length, beside the energy and accuracy curves): in Jupyter it shows inline, ``.save(path)``
-        writes it as a page. Raises ValueError for a mechanism run (icgt.report.interactive).
+    def explore(self) -> report.interactive_page.InteractiveView:
+        """The report's interactive figure of this run: for a graph run the class means on their PCs with
+        sliders over block and context length, beside the energy and accuracy curves; for a heads run accuracy
+        with a slider over the number of heads ablated. In Jupyter it shows inline, ``.save(path)`` writes it
+        as a page. Raises ValueError for the other mechanism runs (icgt.report.interactive.interactive_view).
 
         >>> from icgt.study.run_folder import load_run
         >>> view = load_run(grid_run).explore()
