@@ -217,14 +217,17 @@ def _run_experiments(args: argparse.Namespace) -> int:
 
 
 def _aggregate(configs: list, folders: list) -> None:
-    """Writes and announces the aggregate of each group of runs that differ only in their seed, when
-    every run of the group is complete (folders holds None for a run that failed)."""
+    """Writes and announces the aggregate of each group of graph runs that differ only in their seed, when
+    every run of the group is complete (folders holds None for a run that failed). Mechanism runs have no
+    accuracy or class means over context to aggregate: examples/results_tables.py sums up their seeds."""
     from .report.html import write_seeds_figure
     from .report.interactive_seeds import seeds_view
     from .study.aggregate import aggregate_runs
     from .study.sweep import seed_groups
 
-    for group in seed_groups(configs, folders):
+    graph_runs = [(config, folder) for config, folder in zip(configs, folders, strict=True)
+                  if config.experiment == "graph"]
+    for group in seed_groups([config for config, _ in graph_runs], [folder for _, folder in graph_runs]):
         if None not in group:
             aggregate = aggregate_runs(group)
             write_seeds_figure(group, aggregate / "seeds.png")

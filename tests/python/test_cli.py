@@ -105,3 +105,14 @@ def test_version_and_report_description(capsys):
     with pytest.raises(SystemExit):
         main(["report", "--help"])
     assert "opens with a verdict in words" in " ".join(capsys.readouterr().out.split())
+
+
+def test_seeds_of_mechanism_runs_are_not_aggregated_as_graph_runs(tmp_path, capsys):
+    # aggregate_runs reads accuracy and class means, which mechanism runs lack: icgt run --seeds 3 with a
+    # mechanism preset used to fail after its runs with KeyError 'accuracy'. The folders are never read.
+    from icgt import cli
+    from icgt.study.config import preset
+
+    configs = [preset("grid-heads", seed=seed) for seed in range(3)]
+    cli._aggregate(configs, [tmp_path / f"heads-seed{seed}" for seed in range(3)])
+    assert capsys.readouterr().out == "" and not list(tmp_path.iterdir())
