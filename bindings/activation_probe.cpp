@@ -10,6 +10,7 @@
 
 #include "bindings.hpp"
 #include "icgt/errors.hpp"
+#include "probe_arguments.hpp"
 #include "tensor_arguments.hpp"
 
 namespace icgt::python {
@@ -48,29 +49,6 @@ Probe::Hook python_hook(const py::handle& fn, const HookSite& site, const char* 
   };
 }
 
-// A hook point: "blocks.3.attn.hook_z", ("z", 3), (3, "z"), or a layer (its resid_post); `function`
-// names the method that takes it.
-HookSite site_argument(const py::handle& value, const char* function) {
-  if (py::isinstance<py::str>(value)) return HookSite::parse(value.cast<std::string>());
-  if (py::isinstance<py::tuple>(value) && py::len(value) == 2) {
-    const auto pair = py::reinterpret_borrow<py::tuple>(value);
-    if (py::isinstance<py::str>(pair[0])) {
-      return HookSite::at(integer_argument<int>(pair[1], function, "the layer of a hook point"),
-                          pair[0].cast<std::string>());
-    }
-    if (py::isinstance<py::str>(pair[1])) {
-      return HookSite::at(integer_argument<int>(pair[0], function, "the layer of a hook point"),
-                          pair[1].cast<std::string>());
-    }
-  }
-  if (PyIndex_Check(value.ptr()) && !PyBool_Check(value.ptr())) {
-    return {integer_argument<int>(value, function, "layer"), HookPoint::ResidPost};
-  }
-  throw py::type_error(py::str("{}: a hook point is a name such as 'blocks.3.attn.hook_z', a pair such as "
-                               "('z', 3), or a layer (its resid_post); got {!r}")
-                           .format(function, value));
-}
-
 Probe::HeadAblation::Kind ablation_kind(const std::string& kind) {
   if (kind == "zero") return Probe::HeadAblation::Kind::Zero;
   if (kind == "mean") return Probe::HeadAblation::Kind::Mean;
@@ -84,8 +62,6 @@ Probe::Normalization normalization_argument(const std::string& normalization) {
   throw ValueError(std::string(kRun) + ": normalization must be 'full_vocabulary' or 'over_targets', got '" +
                    normalization + "'");
 }
-
-py::object optional_tensor(const torch::Tensor& tensor) { return tensor.defined() ? py::cast(tensor) : py::none(); }
 
 // --- ActivationProbe.run's arguments ------------------------------------------------------------
 
@@ -145,6 +121,27 @@ py::object config_dict(const Probe& probe) {
 }
 
 }  // namespace
+
+HookSite site_argument(const py::handle& value, const char* function) {
+  if (py::isinstance<py::str>(value)) return HookSite::parse(value.cast<std::string>());
+  if (py::isinstance<py::tuple>(value) && py::len(value) == 2) {
+    const auto pair = py::reinterpret_borrow<py::tuple>(value);
+    if (py::isinstance<py::str>(pair[0])) {
+      return HookSite::at(integer_argument<int>(pair[1], function, "the layer of a hook point"),
+                          pair[0].cast<std::string>());
+    }
+    if (py::isinstance<py::str>(pair[1])) {
+      return HookSite::at(integer_argument<int>(pair[0], function, "the layer of a hook point"),
+                          pair[1].cast<std::string>());
+    }
+  }
+  if (PyIndex_Check(value.ptr()) && !PyBool_Check(value.ptr())) {
+    return {integer_argument<int>(value, function, "layer"), HookPoint::ResidPost};
+  }
+  throw py::type_error(py::str("{}: a hook point is a name such as 'blocks.3.attn.hook_z', a pair such as "
+                               "('z', 3), or a layer (its resid_post); got {!r}")
+                           .format(function, value));
+}
 
 void register_activation_probe(py::module_& m) {
   py::class_<Probe::HeadAblation>(m, "HeadAblation", R"doc(Replaces chosen heads' outputs z in one block.
@@ -208,44 +205,6 @@ AttentionScore(offset=1, first_query=1, layers=None)
       .def("__repr__", [](const py::object& s) {
         return py::str("AttentionScore(offset={}, first_query={}, layers={})")
             .format(s.attr("offset"), s.attr("first_query"), s.attr("layers"));
-      });
-
-  py::class_<Probe::Result>(m, "ProbeResult", "What ActivationProbe.run returns; absent outputs are None.")
-      .def_readonly("residuals", &Probe::Result::residuals,
-                    "torch.Tensor [layers, batch, length, hidden] in the model dtype, on the probe's device.")
-      .def_property_readonly(
-          "activations",
-          [](const Probe::Result& r) {
-            py::dict named;
-            for (const auto& [site, tensor] : r.activations) named[py::str(site.name())] = tensor;
-            return named;
-          },
-          "dict of the captured hook points by TransformerLens name ('blocks.3.attn.hook_z': tensor).")
-      .def_property_readonly(
-          "target_probs", [](const Probe::Result& r) { return optional_tensor(r.target_probs); },
-          "torch.Tensor [batch, length, targets] (float32): next-token probabilities of the target ids, or None.")
-      .def_property_readonly(
-          "logits", [](const Probe::Result& r) { return optional_tensor(r.logits); },
-          "torch.Tensor [batch, positions, vocab] (float32): logits (or log-probabilities) at the asked positions.")
-      .def_property_readonly(
-          "top_k_values", [](const Probe::Result& r) { return optional_tensor(r.top_k_values); },
-          "torch.Tensor [batch, length, k] (float32): the k largest logits (or log-probabilities) at every position.")
-      .def_property_readonly(
-          "top_k_ids", [](const Probe::Result& r) { return optional_tensor(r.top_k_ids); },
-          "torch.Tensor [batch, length, k] (int64): their token ids.")
-      .def_readonly("attention_scores", &Probe::Result::attention_scores,
-                    "list of torch.Tensor [layers, batch, heads] (float32), one per AttentionScore asked for.")
-      .def("__repr__", [](const Probe::Result& r) {
-        std::string text = fmt::format("ProbeResult(residuals=[{}]", fmt::join(r.residuals.sizes(), ", "));
-        for (const auto& [site, tensor] : r.activations) {
-          text += fmt::format(", '{}'=[{}]", site.name(), fmt::join(tensor.sizes(), ", "));
-        }
-        for (const auto& [name, tensor] : {std::pair{"target_probs", r.target_probs}, std::pair{"logits", r.logits},
-                                           std::pair{"top_k_ids", r.top_k_ids}}) {
-          if (tensor.defined()) text += fmt::format(", {}=[{}]", name, fmt::join(tensor.sizes(), ", "));
-        }
-        if (!r.attention_scores.empty()) text += fmt::format(", attention_scores={}", r.attention_scores.size());
-        return text + ")";
       });
 
   py::class_<Probe> probe(m, "ActivationProbe", R"doc(Runs an exported model block by block, with hooks.

@@ -14,6 +14,7 @@ namespace py = pybind11;
 void register_errors();
 void register_graph(py::module_& m);
 void register_walk_sampler(py::module_& m);
+void register_probe_result(py::module_& m);
 void register_activation_probe(py::module_& m);
 void register_representation_stats(py::module_& m);
 void register_energy_metrics(py::module_& m);

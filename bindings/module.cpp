@@ -11,6 +11,7 @@ PYBIND11_MODULE(_icgt, m) {
   icgt::python::register_errors();
   icgt::python::register_graph(m);
   icgt::python::register_walk_sampler(m);
+  icgt::python::register_probe_result(m);
   icgt::python::register_activation_probe(m);
   icgt::python::register_representation_stats(m);
   icgt::python::register_energy_metrics(m);

@@ -216,6 +216,7 @@ ActivationProbe::Result ActivationProbe::run(const torch::Tensor& token_ids, con
   detail::check_memory(kept, "ActivationProbe.run", "the captures and outputs asked for");
 
   Result result;
+  result.layers = request.layers;
   result.residuals = torch::empty({static_cast<std::int64_t>(request.layers.size()), batch, length, info_.hidden_size},
                                   options);
   for (const auto& [site, shape] : shapes) result.activations[site] = torch::empty(shape, options);

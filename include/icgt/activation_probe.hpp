@@ -168,6 +168,7 @@ class ICGT_API ActivationProbe {
 
   struct Result {
     torch::Tensor residuals;  ///< [layers, batch, length, hidden], model dtype, on the probe's device
+    std::vector<int> layers;  ///< the layers of residuals, in order (Request::layers)
     std::map<HookSite, torch::Tensor> activations;  ///< one per Request::captures entry
     torch::Tensor target_probs;  ///< [batch, length, targets], float32, on the device; undefined if none
     torch::Tensor logits;        ///< [batch, logit_positions, vocab], float32; undefined if none

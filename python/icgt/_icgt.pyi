@@ -1,7 +1,7 @@
 """Type stubs for icgt's C++ core (icgt._icgt). Docstrings live in the module itself."""
 
 import os
-from typing import Any, Callable, Literal, Mapping, Sequence, Union
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence, Union
 
 import torch
 
@@ -95,11 +95,23 @@ class AttentionScore:
     @property
     def layers(self) -> list[int] | None: ...
 
+class Activations(Mapping[str, torch.Tensor]):
+    # A lookup takes any HookPoint form; iterating gives the TransformerLens names.
+    def __getitem__(self, key: HookPoint) -> torch.Tensor: ...
+    def __contains__(self, key: object) -> bool: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def keys(self) -> list[str]: ...  # type: ignore[override]
+    def values(self) -> list[torch.Tensor]: ...  # type: ignore[override]
+    def items(self) -> list[tuple[str, torch.Tensor]]: ...  # type: ignore[override]
+    def get(self, key: HookPoint, default: Any = None) -> Any: ...  # type: ignore[override]
+
 class ProbeResult:
     @property
     def residuals(self) -> torch.Tensor: ...
+    def residual(self, layer: int) -> torch.Tensor: ...
     @property
-    def activations(self) -> dict[str, torch.Tensor]: ...
+    def activations(self) -> Activations: ...
     @property
     def target_probs(self) -> torch.Tensor | None: ...
     @property

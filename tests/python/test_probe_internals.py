@@ -194,7 +194,7 @@ def test_the_probe_and_its_results_say_what_they_are(toy):
     assert repr(toy) == ("ActivationProbe('toy.pt', llama, 3 blocks, 4 heads (2 key-value) of 4, hidden 16, "
                          "vocabulary 50, Float on cpu)")
     result = toy.run(IDS, layers=[1], capture=["blocks.0.attn.hook_z"], top_k=2)
-    assert repr(result) == ("ProbeResult(residuals=[1, 2, 10, 16], 'blocks.0.attn.hook_z'=[2, 10, 4, 4], "
+    assert repr(result) == ("ProbeResult(residuals=[1, 2, 10, 16] of layers [1], 'blocks.0.attn.hook_z'=[2, 10, 4, 4], "
                             "top_k_ids=[2, 10, 2])")
 
 
