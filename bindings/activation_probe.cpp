@@ -29,6 +29,34 @@ std::shared_ptr<py::function> shared_callable(py::function fn) {
   });
 }
 
+// Refuses, before a run starts, a hook that cannot be called as icgt calls one, fn(layer, tensor).
+// TransformerLens's fn(activation, hook) takes two arguments too, so it is told apart by its second
+// parameter's name (TransformerLens passes it as hook=), and sent to run_with_hooks.
+void check_hook_signature(const py::handle& fn, const HookSite& site, const char* function) {
+  py::object signature;
+  try {
+    signature = py::module_::import("inspect").attr("signature")(fn);
+  } catch (py::error_already_set& error) {
+    if (!error.matches(PyExc_ValueError) && !error.matches(PyExc_TypeError)) throw;
+    return;  // no signature to read (some builtins): the call itself will tell
+  }
+  bool takes_two = true;
+  try {
+    signature.attr("bind")(0, 0);
+  } catch (py::error_already_set& error) {
+    if (!error.matches(PyExc_TypeError)) throw;
+    takes_two = false;
+  }
+  const py::list parameters(signature.attr("parameters").attr("values")());
+  const bool lens_form = parameters.size() >= 2 && py::str(parameters[1].attr("name")).cast<std::string>() == "hook";
+  if (takes_two && !lens_form) return;
+  throw py::type_error(py::str("{}: the hook for {}, {}{}, {}; icgt calls a hook as fn(layer, tensor) (run's "
+                               "hooks=, add_hook, probe.hooks()), and TransformerLens's fn(activation, hook) goes "
+                               "in run_with_hooks(tokens, fwd_hooks=[(name, fn)])")
+                           .format(function, site.name(), py::getattr(fn, "__qualname__", py::repr(fn)), signature,
+                                   lens_form ? "has TransformerLens's form" : "cannot take two positional arguments"));
+}
+
 // fn(layer, tensor) -> None (read, or edited in place) or a tensor that replaces it. `function`
 // names the method that takes the hook; a hook's result is checked while a run goes on.
 Probe::Hook python_hook(const py::handle& fn, const HookSite& site, const char* function) {
@@ -36,6 +64,7 @@ Probe::Hook python_hook(const py::handle& fn, const HookSite& site, const char* 
     throw py::type_error(py::str("{}: the hook for {} is a {}; expected a callable fn(layer, tensor)")
                              .format(function, site.name(), py::type::of(fn).attr("__name__")));
   }
+  check_hook_signature(fn, site, function);
   return [fn = shared_callable(py::reinterpret_borrow<py::function>(fn)), site](int layer, torch::Tensor& activation) {
     py::gil_scoped_acquire gil;
     py::object replacement = (*fn)(layer, activation);
@@ -70,13 +99,22 @@ at::Tensor optional_tensor_argument(const py::object& value, const char* argumen
   return value.is_none() ? at::Tensor() : tensor_argument(value, kRun, argument);
 }
 
-// hooks: {point: fn} or None.
+// hooks: {point: fn}, a sequence of (point, fn) pairs (which may hook one point several times), or None.
 std::vector<std::pair<HookSite, Probe::Hook>> hooks_argument(const py::object& hooks) {
   std::vector<std::pair<HookSite, Probe::Hook>> converted;
   if (hooks.is_none()) return converted;
-  for (const auto& [site, fn] : hooks.cast<py::dict>()) {
-    const HookSite where = site_argument(site, kRun);
-    converted.emplace_back(where, python_hook(fn, where, kRun));
+  const bool mapping = py::isinstance(hooks, py::module_::import("collections.abc").attr("Mapping"));
+  if (!mapping && (!py::isinstance<py::iterable>(hooks) || py::isinstance<py::str>(hooks))) {
+    throw py::type_error(py::str("{}: hooks is a {}; expected {{point: fn}} or a list of (point, fn) pairs")
+                             .format(kRun, py::type::of(hooks).attr("__name__")));
+  }
+  for (const py::handle& entry : mapping ? hooks.attr("items")() : hooks) {
+    if (!py::isinstance<py::sequence>(entry) || py::isinstance<py::str>(entry) || py::len(entry) != 2) {
+      throw py::type_error(py::str("{}: hooks holds {!r}; expected {{point: fn}} or a list of (point, fn) pairs")
+                               .format(kRun, entry));
+    }
+    const HookSite where = site_argument(entry[py::int_(0)], kRun);
+    converted.emplace_back(where, python_hook(entry[py::int_(1)], where, kRun));
   }
   return converted;
 }
@@ -375,7 +413,8 @@ pass holds splits its batch the same way and runs each part with its size as max
 
 layers: residuals after these blocks (-1..num_layers-1), into result.residuals. capture: hook
 points ("blocks.3.attn.hook_z", ("pattern", 5), ...) into result.activations by name. hooks:
-{point: fn} for this run only (removed when it ends, also on an exception). target_ids: token
+{point: fn}, or a list of (point, fn) pairs to hook a point more than once (called in order), for
+this run only (removed when it ends, also on an exception). target_ids: token
 ids whose next-token probabilities are wanted at every position, normalised over the
 "full_vocabulary" or "over_targets". logits: "last" or a list of positions (negative from the
 end) whose full next-token logits are wanted; top_k: the k largest at every position, with

@@ -172,7 +172,7 @@ class ActivationProbe:
         token_ids: npt.ArrayLike | torch.Tensor,
         layers: Sequence[int] = ...,
         capture: list[HookPoint] = ...,
-        hooks: Mapping[HookPoint, Hook] | None = None,
+        hooks: Mapping[HookPoint, Hook] | Sequence[tuple[HookPoint, Hook]] | None = None,
         target_ids: npt.ArrayLike | torch.Tensor | None = None,
         normalization: str = "full_vocabulary",
         logits: str | Sequence[int] | None = None,

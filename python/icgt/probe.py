@@ -16,11 +16,13 @@ Example:
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import operator
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -119,7 +121,7 @@ class ActivationProbe(_icgt.ActivationProbe):
         tokens: Tokens,
         layers: Sequence[int] = (),
         capture: str | Sequence[_icgt.HookPoint] = (),
-        hooks: Mapping[_icgt.HookPoint, _icgt.Hook] | None = None,
+        hooks: Mapping[_icgt.HookPoint, _icgt.Hook] | Sequence[tuple[_icgt.HookPoint, _icgt.Hook]] | None = None,
         target_ids: Any = None,
         normalization: str = "full_vocabulary",
         logits: str | Sequence[int] | None = None,
@@ -152,6 +154,55 @@ class ActivationProbe(_icgt.ActivationProbe):
             normalization=normalization, logits=_logit_positions(logits, token_ids.shape[-1]), top_k=top_k,
             log_probs=log_probs, attention_scores=attention_scores, ablations=ablations, patch_source=patch_source,
             start_residual=start_residual, start_layer=start_layer, max_batch=max_batch, progress=progress)
+
+    def run_with_hooks(self, tokens: Tokens, fwd_hooks: Sequence[tuple[str | Callable[[str], bool], Callable]] = (),
+                       **run_arguments: Any) -> _icgt.ProbeResult:
+        """Runs with TransformerLens's hooks, as ``HookedTransformer.run_with_hooks(tokens, fwd_hooks=...)``.
+
+        fwd_hooks: (name, fn) pairs; name is a hook point's full name ("blocks.3.attn.hook_z") or,
+        as in TransformerLens, a function of a name that is true at the points to hook. fn is
+        TransformerLens's form, called as ``fn(activation, hook=point)``: ``point.name`` is the
+        point's name and ``point.layer()`` its block (TransformerLensHookPoint); it returns None
+        (read, or edited in place) or a tensor that replaces the activation. The hooks are this
+        run's only. The other keyword arguments and the result are run's: pass ``logits="all"``
+        for what TransformerLens returns.
+
+        >>> probe = icgt.ActivationProbe(toy_bundle)
+        >>> def zero_head_0(z, hook):
+        ...     print(hook.name, hook.layer())
+        ...     z[:, :, 0] = 0
+        >>> result = probe.run_with_hooks(" w1 w2", fwd_hooks=[("blocks.1.attn.hook_z", zero_head_0)],
+        ...                               capture=[("z", 1)])
+        blocks.1.attn.hook_z 1
+        >>> bool(result.activations["z", 1][:, :, 0].eq(0).all())
+        True
+        """
+        hooks = []
+        for entry in fwd_hooks:
+            if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
+                raise TypeError(f"ActivationProbe.run_with_hooks: fwd_hooks holds {entry!r}; expected (name, fn) pairs, "
+                                "name a hook point's name or a function of a name")
+            name_or_filter, fn = entry
+            for name in self._hooked_names(name_or_filter):
+                hooks.append((name, _icgt_form(fn, TransformerLensHookPoint(name))))
+        return self.run(tokens, hooks=hooks, **run_arguments)
+
+    def _hooked_names(self, name_or_filter: str | Callable[[str], bool]) -> list[str]:
+        """The hook points that a fwd_hooks entry's name or filter names."""
+        names = self.hook_point_names
+        if isinstance(name_or_filter, str):
+            if name_or_filter not in names:
+                raise ValueError(f"ActivationProbe.run_with_hooks: {name_or_filter!r} is not a hook point name; the "
+                                 f"names are like {', '.join(map(repr, names[:4]))} (see hook_point_names)")
+            return [name_or_filter]
+        if not callable(name_or_filter):
+            raise TypeError(f"ActivationProbe.run_with_hooks: a hook's name is {name_or_filter!r}; expected a hook "
+                            "point's name or a function of a name that is true at the points to hook")
+        matched = [name for name in names if name_or_filter(name)]
+        if not matched:
+            raise ValueError(f"ActivationProbe.run_with_hooks: the filter {name_or_filter!r} is true at no hook point "
+                             "(see hook_point_names)")
+        return matched
 
     def _captured_points(self, capture: str | Sequence[_icgt.HookPoint]) -> list[_icgt.HookPoint]:
         """capture with "all" and glob patterns expanded to hook point names (the compiled run takes a list)."""
@@ -202,6 +253,45 @@ class ActivationProbe(_icgt.ActivationProbe):
 
     def __repr__(self) -> str:
         return super().__repr__().replace("ActivationProbe(", f"ActivationProbe('{self.bundle.name}', ", 1)
+
+
+@dataclass(frozen=True)
+class TransformerLensHookPoint:
+    """What a TransformerLens-form hook ``fn(activation, hook)`` gets as ``hook`` (run_with_hooks).
+
+    As TransformerLens's HookPoint: ``name`` is the point's full name, ``layer()`` its block.
+
+    >>> hook = TransformerLensHookPoint("blocks.3.attn.hook_z")
+    >>> hook.name, hook.layer()
+    ('blocks.3.attn.hook_z', 3)
+    """
+
+    name: str
+
+    def layer(self) -> int:
+        """The block the point is in: n of "blocks.n. ..." (hook_embed is in none: a ValueError)."""
+        if not self.name.startswith("blocks."):
+            raise ValueError(f"TransformerLensHookPoint.layer: {self.name} is in no block")
+        return int(self.name.split(".")[1])
+
+
+def _icgt_form(fn: Any, point: TransformerLensHookPoint) -> Callable[[int, torch.Tensor], torch.Tensor | None]:
+    """A TransformerLens-form hook as icgt's fn(layer, tensor), after checking that TransformerLens could call it."""
+    function = f"ActivationProbe.run_with_hooks: the hook for {point.name}"
+    if not callable(fn):
+        raise TypeError(f"{function} is a {type(fn).__name__}; expected a callable fn(activation, hook)")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature to read (some builtins): the call itself will tell
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(None, hook=point)
+        except TypeError:
+            raise TypeError(f"{function}, {getattr(fn, '__qualname__', repr(fn))}{signature}, cannot be called as "
+                            "TransformerLens calls a hook, fn(activation, hook=hook_point); icgt's own form "
+                            "fn(layer, tensor) goes in run's hooks= or add_hook") from None
+    return lambda layer, activation: fn(activation, hook=point)
 
 
 #: TransformerLens's names of the hook points inside a block, in the order a run meets them.

@@ -1,5 +1,6 @@
 """TransformerLens habits on the probe (issue 24, section 3): activations looked up as ActivationCache's
-cache["z", 5], residuals by block."""
+cache["z", 5], residuals by block, hooks fn(activation, hook) through run_with_hooks beside icgt's
+fn(layer, tensor)."""
 
 from collections.abc import Mapping
 
@@ -8,6 +9,7 @@ import torch
 from toy_bundle import toy_model, write_toy_bundles
 
 import icgt
+from icgt.probe import TransformerLensHookPoint
 
 IDS = torch.tensor([[0, 5, 6, 7, 5, 6, 8, 9], [0, 1, 2, 3, 4, 45, 44, 46]])
 
@@ -75,3 +77,108 @@ def test_a_residual_by_block_is_the_one_asked_for_in_that_place(toy, plain):
         result.residual(5)
     with pytest.raises(TypeError, match="layer must be an integer"):
         result.residual("2")
+
+
+# --- hooks: icgt's fn(layer, tensor) and TransformerLens's fn(activation, hook) ----------------------
+
+def test_a_transformer_lens_hook_does_what_the_same_icgt_hook_does(toy):
+    direction = torch.linspace(-1, 1, 16)
+    lens = toy.run_with_hooks(IDS, fwd_hooks=[("blocks.0.hook_resid_post", lambda residual, hook: residual + direction),
+                                              ("blocks.1.attn.hook_z", lambda z, hook: z * 2)],
+                              layers=[2], logits="all")
+    ours = toy.run(IDS, hooks={0: lambda layer, residual: residual + direction, ("z", 1): lambda layer, z: z * 2},
+                   layers=[2], logits="all")
+    assert torch.equal(lens.residuals, ours.residuals) and torch.equal(lens.logits, ours.logits)
+    assert not torch.equal(lens.residuals, toy.run(IDS, layers=[2]).residuals)
+
+
+def test_a_filter_hooks_every_point_it_is_true_at_and_the_hook_knows_its_name_and_block(toy):
+    seen = []
+
+    def record(activation, hook):
+        seen.append((hook.name, hook.layer(), tuple(activation.shape)))
+
+    toy.run_with_hooks(IDS, fwd_hooks=[(lambda name: name.endswith("attn.hook_z"), record)])
+    assert seen == [(f"blocks.{layer}.attn.hook_z", layer, (2, 8, 4, 4)) for layer in range(3)]
+
+
+def test_several_hooks_at_one_point_run_in_order(toy):
+    calls = []
+    hooks = [("blocks.1.hook_mlp_out", lambda mlp, hook: calls.append("first") or mlp * 0),
+             ("blocks.1.hook_mlp_out", lambda mlp, hook: calls.append(("second", bool(mlp.eq(0).all()))))]
+    result = toy.run_with_hooks(IDS, fwd_hooks=hooks, capture=[("mlp_out", 1)])
+    assert calls == ["first", ("second", True)] and bool(result.activations["mlp_out", 1].eq(0).all())
+    # run's hooks= takes the same (point, fn) pairs in icgt's form
+    calls.clear()
+    toy.run(IDS, hooks=[(("mlp_out", 1), lambda layer, mlp: calls.append(1)), (("mlp_out", 1), lambda layer, mlp: calls.append(2))])
+    assert calls == [1, 2]
+
+
+def test_the_hook_point_of_a_transformer_lens_hook():
+    assert TransformerLensHookPoint("blocks.12.hook_resid_pre").layer() == 12
+    with pytest.raises(ValueError, match="hook_embed is in no block"):
+        TransformerLensHookPoint("hook_embed").layer()
+
+
+def one_argument(activation):
+    return activation
+
+
+def three_arguments(layer, activation, scale):
+    return activation * scale
+
+
+def lens_form(activation, hook):
+    return activation
+
+
+@pytest.mark.parametrize("register", [
+    lambda probe, fn: probe.add_hook(("z", 1), fn),
+    lambda probe, fn: probe.run(IDS, hooks={("z", 1): fn}),
+])
+@pytest.mark.parametrize("fn,message", [
+    (one_argument, r"one_argument\(activation\), cannot take two positional arguments"),
+    (three_arguments, r"three_arguments\(layer, activation, scale\), cannot take two positional arguments"),
+    (lens_form, r"lens_form\(activation, hook\), has TransformerLens's form"),
+])
+def test_an_icgt_hook_of_another_signature_is_refused_naming_both_forms(toy, register, fn, message):
+    with pytest.raises(TypeError, match=message + r"; icgt calls a hook as fn\(layer, tensor\) .*and TransformerLens's "
+                                                  r"fn\(activation, hook\) goes in run_with_hooks"):
+        register(toy, fn)
+    toy.clear_hooks()
+
+
+@pytest.mark.parametrize("fn,message", [
+    (one_argument, r"one_argument\(activation\), cannot be called"),
+    (three_arguments, r"three_arguments\(layer, activation, scale\), cannot be called"),
+    (lambda layer, residual: residual, r"<lambda>\(layer, residual\), cannot be called"),
+])
+def test_a_transformer_lens_hook_of_another_signature_is_refused_naming_both_forms(toy, fn, message):
+    with pytest.raises(TypeError, match=r"the hook for blocks\.0\.hook_resid_post, " + message + r" as TransformerLens "
+                                        r"calls a hook, fn\(activation, hook=hook_point\); icgt's own form "
+                                        r"fn\(layer, tensor\) goes in run's hooks= or add_hook"):
+        toy.run_with_hooks(IDS, fwd_hooks=[("blocks.0.hook_resid_post", fn)])
+
+
+@pytest.mark.parametrize("fwd_hooks,error,message", [
+    ([("blocks.0.hook_z",)], TypeError, r"fwd_hooks holds \('blocks\.0\.hook_z',\); expected \(name, fn\) pairs"),
+    ([("blocks.0.hook_z", lens_form)], ValueError, r"'blocks\.0\.hook_z' is not a hook point name; the names are like "
+                                                   r"'hook_embed'"),
+    ([(("z", 0), lens_form)], TypeError, r"a hook's name is \('z', 0\); expected a hook point's name or a function"),
+    ([(lambda name: False, lens_form)], ValueError, "is true at no hook point"),
+    ([("blocks.0.attn.hook_z", "not a function")], TypeError, r"the hook for blocks\.0\.attn\.hook_z is a str; "
+                                                              r"expected a callable fn\(activation, hook\)"),
+])
+def test_bad_fwd_hooks(toy, fwd_hooks, error, message):
+    with pytest.raises(error, match=message):
+        toy.run_with_hooks(IDS, fwd_hooks=fwd_hooks)
+
+
+@pytest.mark.parametrize("hooks,message", [
+    (3, r"hooks is a int; expected \{point: fn\} or a list of \(point, fn\) pairs"),
+    ("blocks.0.hook_resid_post", r"hooks is a str; expected"),
+    ([("blocks.0.hook_resid_post",)], r"hooks holds \('blocks\.0\.hook_resid_post',\); expected"),
+])
+def test_bad_hooks_of_run(toy, hooks, message):
+    with pytest.raises(TypeError, match=message):
+        toy.run(IDS, hooks=hooks)
