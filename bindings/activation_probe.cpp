@@ -381,7 +381,7 @@ pass holds splits its batch the same way and runs each part with its size as max
              const py::object& logits, const py::handle& top_k, bool log_probs,
              std::vector<Probe::AttentionScore> attention_scores, std::vector<Probe::HeadAblation> ablations,
              const py::object& patch_source, const py::object& start_residual, const py::handle& start_layer,
-             const py::handle& max_batch, const py::object& progress) {
+             const py::handle& max_batch, const py::object& progress, bool grad) {
             Probe::Request request;
             request.layers = std::move(layers);
             for (const py::handle& site : capture) request.captures.push_back(site_argument(site, kRun));
@@ -398,6 +398,7 @@ pass holds splits its batch the same way and runs each part with its size as max
             request.start_layer = integer_argument<int>(start_layer, kRun, "start_layer");
             request.max_batch = integer_argument<std::int64_t>(max_batch, kRun, "max_batch");
             request.after_block = after_block_callback(progress);
+            request.grad = grad;
             const at::Tensor ids = tensor_argument(token_ids, kRun, "token_ids");
             py::gil_scoped_release release;
             return p.run(ids, request);
@@ -408,7 +409,7 @@ pass holds splits its batch the same way and runs each part with its size as max
           py::arg("log_probs") = false, py::arg("attention_scores") = std::vector<Probe::AttentionScore>{},
           py::arg("ablations") = std::vector<Probe::HeadAblation>{}, py::arg("patch_source") = py::none(),
           py::arg("start_residual") = py::none(), py::arg("start_layer") = 0, py::arg("max_batch") = 0,
-          py::arg("progress") = py::none(),
+          py::arg("progress") = py::none(), py::arg("grad") = false,
           R"doc(Runs token ids [batch, length] and returns a ProbeResult.
 
 layers: residuals after these blocks (-1..num_layers-1), into result.residuals. capture: hook
@@ -425,7 +426,10 @@ about 2048 tokens per pass, on a GPU the whole batch, halved on out-of-memory er
 start_residual, start_layer: resume from the residual entering block
 start_layer ([batch, length, hidden], say captured by an earlier run of the same tokens): the
 blocks before it are skipped. progress: called as progress(layer) after the embedding (-1) and
-each block. Ctrl-C stops a run between two blocks.
+each block. Ctrl-C stops a run between two blocks. grad: run with autograd instead of under
+inference mode (slower), so that gradients flow from what the run returns back to a tensor that a
+hook or start_residual marks with requires_grad, and the returned tensors may enter a model that
+is trained (under inference mode they are inference tensors, which autograd cannot save).
 
 >>> probe = icgt.ActivationProbe(toy_bundle)
 >>> probs = probe.run([[0, 1, 2]], target_ids=[1, 2], normalization="over_targets").target_probs

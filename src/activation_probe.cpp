@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include "head_ablations.hpp"
 #include "icgt/errors.hpp"
@@ -163,7 +164,10 @@ ActivationProbe::Result ActivationProbe::run(const torch::Tensor& token_ids, con
   // run; the changes apply to the next run.
   HookList hooks = hooks_;
   std::map<int, torch::Tensor> head_gates = head_gates_;
-  c10::InferenceMode inference;
+  // Inference mode skips autograd's bookkeeping (version counters, views): faster, and its
+  // tensors cannot be saved for backward, so a run that asks for gradients goes without it.
+  std::optional<c10::InferenceMode> inference;
+  if (!request.grad) inference.emplace();
   const torch::Tensor ids = token_ids.to(device_, torch::kLong);
   const std::int64_t batch = ids.size(0), length = ids.size(1);
 

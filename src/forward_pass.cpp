@@ -25,6 +25,9 @@ constexpr std::int64_t kPatternElementsPerChunk = std::int64_t{1} << 24;
 // it was given.
 torch::Tensor call_hooks(const std::vector<std::pair<int, std::shared_ptr<const ActivationProbe::Hook>>>& hooks,
                          const HookSite& site, torch::Tensor activation) {
+  // Under autograd the tensor may be one that its backward needs (attention's output, the softmax's):
+  // hooks that edit in place then edit a copy, which is what flows on.
+  if (activation.requires_grad()) activation = activation.clone();
   for (const auto& [handle, hook] : hooks) {
     const auto sizes = activation.sizes().vec();
     const auto dtype = activation.scalar_type();

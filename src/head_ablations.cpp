@@ -146,6 +146,10 @@ std::vector<HeadAblation> resolve_head_ablations(ActivationProbe& probe, const t
 void apply_head_ablations(const std::vector<HeadAblation>& ablations, int layer, std::int64_t offset,
                           torch::Tensor& z) {
   const std::int64_t batch = z.size(0);
+  const bool ablated_here = std::any_of(ablations.begin(), ablations.end(),
+                                        [&](const HeadAblation& ablation) { return ablation.layer == layer; });
+  // Under autograd z is the output that attention's backward needs: the ablations change a copy.
+  if (ablated_here && z.requires_grad()) z = z.clone();
   for (const HeadAblation& ablation : ablations) {
     if (ablation.layer != layer) continue;
     for (std::size_t i = 0; i < ablation.heads.size(); ++i) {

@@ -164,6 +164,11 @@ class ICGT_API ActivationProbe {
     /// Called after the embedding (-1) and after each block with that layer, once its hooks have run;
     /// for progress, or to stop a run by throwing (the Python binding checks for Ctrl-C here).
     std::function<void(int layer)> after_block;
+    /// Run with autograd instead of under inference mode, so that gradients flow through what a run
+    /// returns (attributions, or a linear probe trained on activations): a hook or start_residual
+    /// marks the tensor to differentiate by (requires_grad); the weights never require gradients.
+    /// The caller's grad mode applies (torch.no_grad() still builds no graph). Slower, hence off.
+    bool grad = false;
   };
 
   struct Result {
@@ -242,7 +247,7 @@ class ICGT_API ActivationProbe {
   void clear_head_gates();
 
   /// Runs token ids [batch, length] (any integer dtype, any device; length at most info().max_positions)
-  /// through the model under inference mode.
+  /// through the model under inference mode (with autograd when request.grad).
   Result run(const torch::Tensor& token_ids, const Request& request);
   /// The sequences per pass run() starts with for `batch` sequences of `length` tokens when max_batch
   /// is 0: on a CPU as many as make about 2048 tokens (at least one), on a GPU the whole batch (run

@@ -185,6 +185,7 @@ class ActivationProbe:
         start_layer: int = 0,
         max_batch: int = 0,
         progress: Callable[[int], None] | None = None,
+        grad: bool = False,
     ) -> ProbeResult: ...
 
 # Anything torch.as_tensor accepts: a torch.Tensor is used as it is, a numpy array is shared.

@@ -134,6 +134,7 @@ class ActivationProbe(_icgt.ActivationProbe):
         start_layer: int = 0,
         max_batch: int = 0,
         progress: Callable[[int], None] | None = None,
+        grad: bool = False,
     ) -> _icgt.ProbeResult:
         """Runs text, a list of texts, 1-D or 2-D token ids; the arguments as icgt._icgt.ActivationProbe.run.
 
@@ -141,7 +142,8 @@ class ActivationProbe(_icgt.ActivationProbe):
         run, ``capture`` takes ``"all"`` (every point of hook_point_names), glob patterns such as
         ``"blocks.*.attn.hook_pattern"`` (fnmatch, against hook_point_names) and a single name or
         pattern as well as a list; ``logits`` takes ``"all"`` (every position, as TransformerLens
-        returns) besides ``"last"`` and a list of positions.
+        returns) besides ``"last"`` and a list of positions. ``grad=True`` runs with autograd (see
+        run's example in docs/usage.md: gradients from the logits back to a hooked residual).
 
         >>> probe = icgt.ActivationProbe(toy_bundle)
         >>> result = probe.run(" w1 w2 w3", capture="blocks.*.attn.hook_z", logits="all")
@@ -153,7 +155,7 @@ class ActivationProbe(_icgt.ActivationProbe):
             token_ids, layers=layers, capture=self._captured_points(capture), hooks=hooks, target_ids=target_ids,
             normalization=normalization, logits=_logit_positions(logits, token_ids.shape[-1]), top_k=top_k,
             log_probs=log_probs, attention_scores=attention_scores, ablations=ablations, patch_source=patch_source,
-            start_residual=start_residual, start_layer=start_layer, max_batch=max_batch, progress=progress)
+            start_residual=start_residual, start_layer=start_layer, max_batch=max_batch, progress=progress, grad=grad)
 
     def run_with_hooks(self, tokens: Tokens, fwd_hooks: Sequence[tuple[str | Callable[[str], bool], Callable]] = (),
                        **run_arguments: Any) -> _icgt.ProbeResult:

@@ -1,4 +1,5 @@
 #include "catch_torch.hpp"
+#include <torch/autograd.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
@@ -462,4 +463,29 @@ TEST_CASE("a run resumed from a captured residual computes what the whole run co
   ActivationProbe::Request orphan;
   orphan.start_layer = 2;
   CHECK_THROWS_WITH(probe.run(kIds, orphan), Contains("start_layer is given without start_residual"));
+}
+
+TEST_CASE("a run with grad differentiates from a hooked residual to the probabilities as autograd does directly") {
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  torch::Tensor leaf;
+  probe.add_hook(0, [&](int, torch::Tensor& residual) { residual = leaf = residual.detach().requires_grad_(); });
+  ActivationProbe::Request request;
+  request.layers = {2, 0};
+  request.target_ids = torch::tensor({5});
+  request.grad = true;
+  const auto result = probe.run(kIds, request);
+  CHECK(result.layers == std::vector<int>{2, 0});
+  CHECK_FALSE(result.residuals.is_inference());
+  const auto ours = torch::autograd::grad({result.target_probs.sum()}, {leaf})[0];
+
+  Reference reference;
+  const auto start = leaf.detach().requires_grad_();
+  const auto probs = reference.probs_from_hidden(reference.block(2, reference.block(1, start)));
+  const auto theirs = torch::autograd::grad({probs.select(-1, 5).sum()}, {start})[0];
+  const double size = ours.abs().sum().item<double>();
+  CHECK(size > 0);
+  CHECK(torch::allclose(ours, theirs, 1e-5, 1e-7));
+
+  request.grad = false;  // the default: inference mode, whose tensors autograd cannot save
+  CHECK(probe.run(kIds, request).residuals.is_inference());
 }

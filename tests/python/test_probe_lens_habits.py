@@ -1,6 +1,6 @@
 """TransformerLens habits on the probe (issue 24, section 3): activations looked up as ActivationCache's
 cache["z", 5], residuals by block, hooks fn(activation, hook) through run_with_hooks beside icgt's
-fn(layer, tensor)."""
+fn(layer, tensor), and gradients through a run (grad=True) against torch autograd on the plain model."""
 
 from collections.abc import Mapping
 
@@ -182,3 +182,95 @@ def test_bad_fwd_hooks(toy, fwd_hooks, error, message):
 def test_bad_hooks_of_run(toy, hooks, message):
     with pytest.raises(TypeError, match=message):
         toy.run(IDS, hooks=hooks)
+
+
+# --- gradients ------------------------------------------------------------------------------------
+
+def marking(saved):
+    """An icgt hook that makes the tensor at its point a leaf that requires grad, kept in saved."""
+    def mark(layer, activation):
+        saved.append(activation.detach().requires_grad_())
+        return saved[-1]
+    return mark
+
+
+def test_the_gradient_of_a_logit_by_a_residual_equals_autograd_on_the_plain_model(toy, plain):
+    saved = []
+    result = toy.run(IDS, hooks={0: marking(saved)}, logits="last", grad=True)
+    ours, = torch.autograd.grad(result.logits[:, 0, 5].sum(), saved[0])
+
+    residual = plain.hidden_states(IDS)[1].detach().requires_grad_()
+    hidden = residual
+    for block in list(plain.blocks)[1:]:
+        hidden = block(hidden, None)
+    theirs, = torch.autograd.grad(plain.head(plain.final_norm(hidden))[:, -1, 5].sum(), residual)
+    assert ours.abs().sum() > 0
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_the_gradient_of_a_captured_activation_by_the_start_residual_equals_autograd(toy, plain):
+    start = plain.hidden_states(IDS)[1].detach().requires_grad_()  # the residual entering block 1
+    result = toy.run(IDS, start_residual=start, start_layer=1, capture=[("mlp_out", 2), ("pattern", 2)],
+                     max_batch=1, grad=True)  # two passes: the gradient reaches start through both
+    objective = result.activations["mlp_out", 2].square().sum() + result.activations["pattern", 2][:, :, -1, 0].sum()
+    ours, = torch.autograd.grad(objective, start)
+
+    plain_start = start.detach().requires_grad_()
+    block1, block2 = plain.blocks[1], plain.blocks[2]
+    hidden = block1(plain_start, None)
+    q, k, _ = block2.attn.project(block2.attention_input(hidden))
+    pattern = block2.attn.pattern(q, k, 0, IDS.shape[1])
+    middle = hidden + block2.attention_output(block2.attn.attend(*block2.attn.project(block2.attention_input(hidden))))
+    objective = block2.mlp_output(middle).square().sum() + pattern[:, :, -1, 0].sum()
+    theirs, = torch.autograd.grad(objective, plain_start)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_with_grad_computes_what_an_inference_run_computes_into_ordinary_tensors(toy):
+    asked = dict(layers=[0, 2], capture=[("z", 1)], logits="all", target_ids=[5, 6])
+    inference, with_grad = toy.run(IDS, **asked), toy.run(IDS, **asked, grad=True)
+    for name in ["residuals", "logits", "target_probs"]:
+        assert torch.equal(getattr(inference, name), getattr(with_grad, name)), name
+    assert torch.equal(inference.activations["z", 1], with_grad.activations["z", 1])
+    assert inference.residuals.is_inference() and not with_grad.residuals.is_inference()
+    assert not with_grad.residuals.requires_grad  # nothing was marked: no graph
+
+
+def test_a_linear_probe_trains_on_the_activations_of_a_run_with_grad(toy):
+    residuals = toy.run(IDS, layers=[1], grad=True).residual(1).reshape(-1, 16)
+    labels = IDS.reshape(-1) % 2
+    linear = torch.nn.Linear(16, 2)
+    optimiser = torch.optim.SGD(linear.parameters(), lr=0.5)
+    losses = []
+    for _ in range(20):
+        loss = torch.nn.functional.cross_entropy(linear(residuals), labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    with pytest.raises(RuntimeError, match="Inference tensors cannot be saved for backward"):
+        linear(toy.run(IDS, layers=[1]).residual(1)).sum().backward()  # why grad=True exists
+
+
+def test_grad_through_head_ablations_and_hooks_that_edit_in_place(toy):
+    """Both change tensors that attention's backward needs (its output z, the softmax's pattern)."""
+    def zero_head_0(activation, hook):
+        activation[:, 0] = 0
+
+    ablations = [icgt.HeadAblation(1, [0], "zero"), icgt.HeadAblation(1, [2], "mean")]
+    for hooked in ["blocks.2.attn.hook_z", "blocks.2.attn.hook_pattern"]:
+        saved = []
+        mark = marking(saved)
+        result = toy.run_with_hooks(IDS, fwd_hooks=[("blocks.0.hook_resid_post", lambda residual, hook: mark(0, residual)),
+                                                    (hooked, zero_head_0)],
+                                    ablations=ablations, logits="last", grad=True)
+        gradient, = torch.autograd.grad(result.logits.sum(), saved[0])
+        without_grad = toy.run_with_hooks(IDS, fwd_hooks=[(hooked, zero_head_0)], ablations=ablations, logits="last")
+        assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0, hooked
+        assert torch.equal(result.logits, without_grad.logits), hooked
+
+
+def test_grad_under_no_grad_builds_no_graph(toy):
+    with torch.no_grad():  # the caller's grad mode holds: no graph
+        assert not toy.run(IDS, hooks={0: marking([])}, logits="last", grad=True).logits.requires_grad
