@@ -71,18 +71,25 @@ class ActivationProbe(_icgt.ActivationProbe):
         """Token ids [batch, length] (int64) of a text or a list of texts of the same token length.
 
         The tokenizer adds no special tokens; ``prepend_bos`` puts the model's BOS first. Texts
-        whose token counts differ are refused with the counts (icgt does not pad: a pad would
-        enter the class means and the attention).
+        whose token counts differ are refused, with the texts grouped by count: icgt does not pad,
+        since its models take no attention mask and a pad would enter what a run reduces over
+        positions (class means, mean ablations, attention scores, the "last" logits). Each group
+        is one batch.
         """
         texts = [text] if isinstance(text, str) else list(text)
         if not texts or not all(isinstance(entry, str) for entry in texts):
             raise TypeError(f"ActivationProbe.to_tokens: expected a string or a non-empty list of strings, got {text!r}")
         encoded = [self.tokenizer.encode(entry, add_special_tokens=False).ids for entry in texts]
-        lengths = sorted({len(ids) for ids in encoded})
-        if len(lengths) > 1:
-            counts = ", ".join(f"text {i}: {len(ids)}" for i, ids in enumerate(encoded))
-            raise ValueError(f"ActivationProbe.to_tokens: the texts have different token counts ({counts}); "
-                             "run them separately or make them the same length")
+        by_count: dict[int, list[int]] = {}
+        for index, ids in enumerate(encoded):
+            by_count.setdefault(len(ids), []).append(index)
+        if len(by_count) > 1:
+            groups = "; ".join(f"{count} token{'s' * (count != 1)}: text{'s' * (len(indices) > 1)} "
+                               f"{', '.join(map(str, indices))}" for count, indices in sorted(by_count.items()))
+            example = sorted(by_count.items())[0][1]  # the shortest texts
+            raise ValueError(f"ActivationProbe.to_tokens: the texts have different token counts ({groups}); icgt "
+                             "does not pad (its models take no attention mask): run each group of one count as its "
+                             f"own batch, e.g. probe.run([texts[i] for i in {example}])")
         if prepend_bos:
             encoded = [[self.bos_token_id, *ids] for ids in encoded]
         if not encoded[0]:

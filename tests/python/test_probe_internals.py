@@ -184,8 +184,11 @@ def test_text_in_and_tokens_out(toy):
     assert toy.token_str(44) == "é" and toy.token_text(44) == "é".encode()
     text = toy.run(" w5 w6 w7", layers=[1]).residuals
     assert torch.equal(text, toy.run(torch.tensor([0, 5, 6, 7]), layers=[1]).residuals)
-    with pytest.raises(ValueError, match=r"different token counts \(text 0: 2, text 1: 3\)"):
-        toy.to_tokens([" w1 w2", " w1 w2 w3"])
+    with pytest.raises(ValueError, match=r"different token counts \(2 tokens: texts 0, 2; 3 tokens: text 1\); icgt "
+                                         r"does not pad .* e\.g\. probe\.run\(\[texts\[i\] for i in \[0, 2\]\]\)"):
+        toy.to_tokens([" w1 w2", " w1 w2 w3", " w4 w5"])
+    with pytest.raises(ValueError, match=r"different token counts \(1 token: text 0; 2 tokens: text 1\)"):
+        toy.run([" w1", " w1 w2"])
     with pytest.raises(TypeError, match="expected a string or a non-empty list of strings"):
         toy.to_tokens([])
 
