@@ -167,7 +167,7 @@ def _alignment(run: Run) -> tuple[np.ndarray, np.ndarray, str]:
 def _shape(run: Run, verdict: Verdict) -> str:
     positions, alignment, aligned = _alignment(run)
     late_alignment = _late_means(alignment, positions)
-    late_z = _late_means(_energy_z(run), run.arrays["energy_positions"])
+    late_z = _late_means(run.energy_z(), run.arrays["energy_positions"])
     blocks = run.layers
     verdict.late_alignment_by_block = {int(b): _float(a) for b, a in zip(blocks, late_alignment)}
     verdict.late_energy_z_by_block = {int(b): _float(value) for b, value in zip(blocks, late_z)}
@@ -343,13 +343,6 @@ def _days(run: Run, layer: int | None) -> str:
 
 def _pair(pair: int) -> str:
     return f"{2 * pair + 1}-{2 * pair + 2}"
-
-
-def _energy_z(run: Run) -> np.ndarray:
-    """(energy - null mean) / null sd per layer and snapshot; NaN where the null has no spread."""
-    sd = run.arrays["energy_null_sd"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(sd > 0, (run.arrays["energy"] - run.arrays["energy_null_mean"]) / sd, np.nan)
 
 
 def _describe_blocks(run: Run, blocks: list[int]) -> str:

@@ -362,6 +362,18 @@ class Run:
         values = self.arrays[array_name]
         return {group: nanmean(values[indices]) for group, indices in self.layer_groups().items()}
 
+    def energy_z(self) -> np.ndarray:
+        """The paper's normalised energy [L, S], (energy - null mean) / null sd: negative is more graph-like
+        than relabelled nodes; NaN where the null has no spread.
+
+        >>> from icgt.study.run_folder import load_run
+        >>> round(float(load_run(grid_run).energy_z()[6, -1]), 1)
+        -17.8
+        """
+        sd = self.arrays["energy_null_sd"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(sd > 0, (self.arrays["energy"] - self.arrays["energy_null_mean"]) / sd, np.nan)
+
     def energy_sd_over_sequences(self) -> dict[str, np.ndarray]:
         """For each layer group, the standard deviation over sequences of the per-sequence energy.
 
