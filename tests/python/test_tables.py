@@ -218,6 +218,8 @@ def hand_rows(run: Run) -> dict[tuple[str, object, object], float]:
     return {
         ("energy", 3, 200): arrays["energy"][3, 19],                        # energy_positions 10, 20, ...
         ("energy_p_value", 7, 400): arrays["energy_p_value"][7, 39],
+        ("energy_z", 6, 300): ((arrays["energy"][6, 29] - arrays["energy_null_mean"][6, 29])
+                               / arrays["energy_null_sd"][6, 29]),
         ("timing_energy", 0, int(arrays["timing_positions"][5])): arrays["timing_energy"][0, 5],
         ("spectral_alignment", 6, 100): arrays["spectral_alignment"][6, 9],
         ("pca_explained_pc1", 2, 100): arrays["pca_explained"][2, 2, 1],   # pca_positions 25, 50, 100, 400
@@ -252,7 +254,7 @@ def test_to_frame_has_a_row_per_run_metric_layer_and_context_length(sweep_folder
             ["toy-8-layers", "grid", "grid", run.info["config"]["control"], run.info["config"]["seed"]]]
         arrays, layers = run.arrays, 8
         scored_positions = int(arrays["scored"].any(0).sum())
-        expected = (layers * (5 * arrays["energy_positions"].size + arrays["timing_positions"].size
+        expected = (layers * (6 * arrays["energy_positions"].size + arrays["timing_positions"].size
                               + 2 * arrays["alignment_positions"].size + 4 * arrays["pca_positions"].size)
                     + 2 * scored_positions + 2 * arrays["timing_positions"].size + 10 + 6)
         assert len(rows) == expected

@@ -8,7 +8,8 @@ metrics, for each run of the graph experiment (a mechanism run's arrays have oth
 
 - every array of the run's experiment (run_folder.declared_arrays) with one value per captured block and
   context snapshot (docs/run-format.md: energy, energy_scale_invariant, energy_null_mean, energy_null_sd,
-  energy_p_value, timing_energy, spectral_alignment, distance_correlation), under its own name; those
+  energy_p_value, timing_energy, spectral_alignment, distance_correlation), under its own name, and
+  energy_z, the paper's normalised energy against its null (Run.energy_z), along the energy's; those
   with one more axis as one metric per entry, named by Run.to_xarray's names (``pca_explained_pc0``, in
   days runs ``weekly_alignment_pc_pair0``, in held-out runs ``heldout_distances_word_kind0``, ...); the
   spectral profile, one value per eigenvalue, is left to to_xarray;
@@ -51,8 +52,11 @@ from .run_store import is_run
 if TYPE_CHECKING:
     import pandas
 
+#: The columns of Sweep.to_frame that name a run, the same in each of its rows: together, since the runs of
+#: a sweep may share a name (its seeds, copies of one run).
+RUN_COLUMNS = ("run", "model", "preset", "graph", "control", "seed")
 #: The columns of Sweep.to_frame, in order.
-FRAME_COLUMNS = ("run", "model", "preset", "graph", "control", "seed", "layer", "context_length", "metric", "value")
+FRAME_COLUMNS = (*RUN_COLUMNS, "layer", "context_length", "metric", "value")
 #: The dimensions of context snapshots (docs/run-format.md): an array [L, one of these] is a curve of the table.
 SNAPSHOT_DIMENSIONS = ("S", "S2", "S3", "P")
 #: The run's own change points in the table (entry 0 of each array; the others are its resamples):
@@ -95,7 +99,7 @@ class Sweep:
 
         >>> frame = load_sweep(grid_run).to_frame()
         >>> list(frame.columns) == list(FRAME_COLUMNS), len(frame)
-        (True, 3642)
+        (True, 3962)
         >>> frame.query("metric == 'energy_change_point'")[["layer", "value"]].round(1).values.tolist()
         [[6, 15.4]]
         """
@@ -160,7 +164,7 @@ def write_table(frame: pandas.DataFrame, path: str | os.PathLike, format: str = 
 
 
 def _run_columns(run: Run) -> dict[str, object]:
-    """The columns that name a run, the same in each of its rows."""
+    """A run's values of RUN_COLUMNS, the same in each of its rows."""
     config = run.info["config"]
     return {"run": run.name, "model": run.model_name, "preset": config.get("preset", "custom"),
             "graph": run.graph_kind, "control": config.get("control", "none"), "seed": config["seed"]}
@@ -169,13 +173,15 @@ def _run_columns(run: Run) -> dict[str, object]:
 def _metrics(run: Run) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """(metric, layer, context length, value) of a graph run's rows, NaN where layer or context length is none."""
     rows = []
-    for name, letters in declared_arrays(run.info).items():
+    declared = declared_arrays(run.info)
+    curves = {name: (letters, run.arrays[name]) for name, letters in declared.items()}
+    curves["energy_z"] = (declared["energy"], run.energy_z())
+    for name, (letters, values) in curves.items():
         if letters[:1] != ("L",) or len(letters) not in (2, 3) or letters[1] not in SNAPSHOT_DIMENSIONS:
             continue
         contexts = run.arrays[dimension(letters[1]).labelled_by[0]]
         layer = np.repeat(run.layers, contexts.size).astype(float)
         context = np.tile(contexts, run.layers.size).astype(float)
-        values = run.arrays[name]
         if len(letters) == 2:
             rows.append((name, layer, context, values.ravel()))
         else:
