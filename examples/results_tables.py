@@ -6,9 +6,10 @@
 
 Tables: seeds (every `<run>-seeds/aggregate.json`: mean and 95% interval over seeds), the models side
 by side per graph (the same aggregates, smallest model first, with each control's geometry), controls (each
-control run beside the seed-0 run of the same model and graph), the per-run overview, by depth and
-over context, the days of the week, held-out edges (icgt.study.heldout), the spectral profile (the share
-of the class means' variance on the graph's lowest Laplacian eigenvalues, each trained run beside its
+control run beside the run of the same model, graph and seed), the per-run overview, by depth and
+over context, the days of the week and the days preset's ring against the week, Gemma 3's sliding window,
+held-out edges (icgt.study.heldout), two graphs over the same words, coverage, the spectral profile (the
+share of the class means' variance on the graph's lowest Laplacian eigenvalues, each trained run beside its
 random-weight control), and the mechanism experiments' sentences.
 
 Blocks (0-based) are taken in thirds of the model's depth (shallow, middle, deep), each number the mean over
@@ -17,6 +18,19 @@ energy's window of 20 tokens makes single snapshots noisy). z is the paper's nor
 against its null baseline, (energy - null mean) / null sd: negative is graph-like. The
 scale-invariant energy is 1 on average under random relabelling of the nodes, and shrinking the
 representations cannot lower it.
+
+The numbers of single runs come from the sweep's tidy table, ``icgt.load_sweep(folder).to_frame()``
+(icgt.study.tables: a row per run, metric, block and context length): the overview, by depth, over context,
+the days of the week, Gemma 3's sliding window, and the controls, with the controls beside the models (the
+seed tables' numbers, which the table holds for each run). The other numbers keep their own readers, as they
+are not values of that table: the seeds and the models side by side are means and intervals over seeds
+(aggregate.json); the overview's lag has an interval over a run's resampled change points, of which the
+table holds the run's own (icgt.report.verdict.lag_summary), and its chance accuracy comes from the graph's
+degrees; held-out edges, two graphs and coverage are the summaries of icgt.study.heldout, two_graphs and
+coverage, made from arrays the table leaves out (resampled probabilities, PCA projections, alignment per PC
+pair and graph, the walks' nodes); the spectrum is one value per Laplacian eigenvalue (icgt.report.spectrum;
+the table leaves the profile to to_xarray); the mechanism runs, which the table leaves out, give their
+sentences (icgt.report.mechanism).
 """
 
 from __future__ import annotations
@@ -26,110 +40,133 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas
 
 import icgt
-from icgt.study.aggregate import ACCURACY_AT, ALPHA, run_numbers
+from icgt.study.aggregate import ACCURACY_AT, ALPHA
 from icgt.models.catalog import BUILTIN_MODELS
 from icgt.models.words import DAY_NAMES
 from icgt.study.presets import DAYS_RING_ORDER
 from icgt.report.mechanism import experiment_of, mechanism_summary
 from icgt.report import summarize
-from icgt.study.run_folder import Run, load_run
+from icgt.report.verdict import lag_summary
+from icgt.study.run_folder import Run
+from icgt.study.tables import RUN_COLUMNS, Sweep, load_sweep
 
 CONTEXT_LENGTHS = (10, 50, 100, 200, 400, 1000, 1400)
 GROUPS = ("shallow", "middle", "deep")
+#: The deep third's geometry in the overview: its name there -> its metric in the tidy table, its format.
+GEOMETRY = {"z": ("energy_z", "+.2f"), "scale-inv. energy": ("energy_scale_invariant", ".2f"),
+            "alignment": ("spectral_alignment", ".2f"), "distance corr.": ("distance_correlation", ".2f")}
 
 
-def by_group(run: Run, array: str) -> dict[str, np.ndarray]:
-    """Layer-group means of an array [layers, snapshots], or of "energy_z"."""
-    if array != "energy_z":
-        return run.layer_group_means(array)
-    z = (run.arrays["energy"] - run.arrays["energy_null_mean"]) / run.arrays["energy_null_sd"]
-    return {group: np.nanmean(z[indices], axis=0) for group, indices in run.layer_groups().items()}
+def tabled_runs(sweep: Sweep) -> list[tuple[Run, pandas.DataFrame]]:
+    """Each run of the graph experiment with its rows of the sweep's tidy table (to_frame writes a run's rows
+    together, in the order of graph_runs; RUN_COLUMNS tell the runs apart)."""
+    frames = [frame for _, frame in sweep.to_frame().groupby(list(RUN_COLUMNS), sort=False)]
+    if len(frames) != len(sweep.graph_runs):
+        raise SystemExit(f"{sweep.folder} holds runs that share {', '.join(RUN_COLUMNS)}: their numbers cannot be "
+                         "told apart")
+    return list(zip(sweep.graph_runs, frames))
 
 
-def late(values: np.ndarray, positions: np.ndarray) -> float:
-    """The mean over the snapshots in the last tenth of the context."""
-    return float(np.nanmean(values[positions >= 0.9 * positions.max()]))
+def thirds(run: Run) -> dict[str, np.ndarray]:
+    """The captured blocks of each third of the model's depth, as in GROUPS (a third without one is left out)."""
+    return {group: run.layers[indices] for group, indices in run.layer_groups().items()}
 
 
-def mean_near(values: np.ndarray, positions: np.ndarray, length: int, format: str) -> str:
-    """The mean of the values at positions within 10% of a context length (else the nearest one),
+def per_block(frame: pandas.DataFrame, metric: str) -> pandas.DataFrame:
+    """A run's metric from its rows of the tidy table: a row per block, a column per context length. The mean
+    over some blocks, ``.loc[blocks].mean()``, is NaN only where each of them is."""
+    return frame[frame["metric"] == metric].pivot(index="layer", columns="context_length", values="value")
+
+
+def curve(frame: pandas.DataFrame, metric: str) -> pandas.Series:
+    """A run's metric that has no blocks (accuracy), by context length."""
+    return frame[frame["metric"] == metric].set_index("context_length")["value"]
+
+
+def late(values: pandas.Series) -> float:
+    """The mean of a curve over the snapshots in the last tenth of the context."""
+    return float(values[values.index >= 0.9 * values.index.max()].mean())
+
+
+def mean_near(values: pandas.Series, length: int, format: str) -> str:
+    """The mean of a curve at the context lengths within 10% of a length (else at the nearest one),
     formatted; a dash for a length the run does not reach."""
-    if length > 1.1 * positions.max():
+    if length > 1.1 * values.index.max():
         return "–"
-    close = np.flatnonzero(np.abs(positions - length) <= 0.1 * length)
-    return f"{np.nanmean(values[close if close.size else np.argmin(np.abs(positions - length))]):{format}}"
+    distance = np.abs(values.index.to_numpy() - length)
+    close = distance <= 0.1 * length
+    return f"{values[close].mean() if close.any() else values.iloc[np.argmin(distance)]:{format}}"
 
 
-def snapshot_arrays(run: Run) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
-    """The per-group curves of the tables with their context positions."""
-    energy_at, alignment_at = run.arrays["energy_positions"], run.arrays["alignment_positions"]
-    return {"z": (by_group(run, "energy_z"), energy_at),
-            "scale-inv. energy": (by_group(run, "energy_scale_invariant"), energy_at),
-            "alignment": (by_group(run, "spectral_alignment"), alignment_at),
-            "distance corr.": (by_group(run, "distance_correlation"), alignment_at)}
-
-
-def _lag(summary: dict) -> str:
-    if summary["lag_doublings"] is None:
+def _lag(run: Run) -> str:
+    lag = lag_summary(run)
+    if lag["lag_doublings"] is None:
         return "no change point"
-    low, high = summary["lag_ci95"]
+    low, high = lag["lag_ci95"]
     interval = f" [{low:+.1f}, {high:+.1f}]" if low is not None else ""
-    return f"{summary['lag_doublings']:+.1f}{interval} (block {summary['lag_block']})"
+    return f"{lag['lag_doublings']:+.1f}{interval} (block {lag['block']})"
 
 
-def overview(runs: list[Run]) -> str:
+def overview(runs: list[tuple[Run, pandas.DataFrame]]) -> str:
     rows = ["| run | accuracy (full vocab.) | renormalised (chance) | deep, late: z | scale-inv. energy | alignment "
             "| distance corr. | lag, energy to accuracy (doublings, 95% interval) |",
             "|---|---|---|---|---|---|---|---|"]
-    for run in runs:
-        summary = summarize(run)
-        deep = [f"{late(curves['deep'], at):{'+.2f' if name == 'z' else '.2f'}}"
-                for name, (curves, at) in snapshot_arrays(run).items()]
+    for run, frame in runs:
+        deep = thirds(run)["deep"]
+        geometry = [f"{late(per_block(frame, metric).loc[deep].mean()):{format}}"
+                    for metric, format in GEOMETRY.values()]
         rows.append(
-            f"| {run.name} | {summary['final_accuracy']:.3f} | {summary['final_accuracy_renormalized']:.3f} "
-            f"({summary['chance_accuracy_renormalized']:.3f}) | " + " | ".join(deep) +
-            f" | {_lag(summary)} |")
+            f"| {run.name} | {late(curve(frame, 'accuracy')):.3f} | {late(curve(frame, 'accuracy_renormalized')):.3f} "
+            f"({run.chance_accuracy_renormalized():.3f}) | " + " | ".join(geometry) + f" | {_lag(run)} |")
     return "\n".join(rows)
 
 
-def by_depth(runs: list[Run]) -> str:
+def by_depth(runs: list[tuple[Run, pandas.DataFrame]]) -> str:
     rows = ["| run | " + " | ".join(f"{group}: z / alignment" for group in GROUPS) + " |", "|---|---|---|---|"]
-    for run in runs:
-        arrays = snapshot_arrays(run)
-        (z, energy_at), (alignment, alignment_at) = arrays["z"], arrays["alignment"]
-        cells = [f"{late(z[group], energy_at):+.2f} / {late(alignment[group], alignment_at):.2f}"
-                 if group in z else "–" for group in GROUPS]
+    for run, frame in runs:
+        z, alignment, blocks = per_block(frame, "energy_z"), per_block(frame, "spectral_alignment"), thirds(run)
+        cells = [f"{late(z.loc[blocks[group]].mean()):+.2f} / {late(alignment.loc[blocks[group]].mean()):.2f}"
+                 if group in blocks else "–" for group in GROUPS]
         rows.append(f"| {run.name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def over_context(runs: list[Run]) -> str:
+def over_context(runs: list[tuple[Run, pandas.DataFrame]]) -> str:
     header = " | ".join(f"t={length}" for length in CONTEXT_LENGTHS)
     rows = [f"| run | quantity | {header} |", "|---|---|" + "---|" * len(CONTEXT_LENGTHS)]
-    for run in runs:
-        curves = [(f"deep {name}", group_curves["deep"], at, "+.2f" if name == "z" else ".2f")
-                  for name, (group_curves, at) in snapshot_arrays(run).items() if name != "distance corr."]
-        for renormalized, name in ((False, "accuracy"), (True, "accuracy (renorm.)")):
-            positions, accuracy, _ = run.accuracy_curve(renormalized=renormalized)
-            curves.append((name, accuracy, positions, ".2f"))
-        for row, (name, values, at, format) in enumerate(curves):
-            cells = " | ".join(mean_near(values, at, t, format) for t in CONTEXT_LENGTHS)
+    for run, frame in runs:
+        deep = thirds(run)["deep"]
+        curves = [(f"deep {name}", per_block(frame, metric).loc[deep].mean(), format)
+                  for name, (metric, format) in GEOMETRY.items() if name != "distance corr."]
+        curves += [("accuracy", curve(frame, "accuracy"), ".2f"),
+                   ("accuracy (renorm.)", curve(frame, "accuracy_renormalized"), ".2f")]
+        for row, (name, values, format) in enumerate(curves):
+            cells = " | ".join(mean_near(values, t, format) for t in CONTEXT_LENGTHS)
             rows.append(f"| {run.name if row == 0 else ''} | {name} | {cells} |")
     return "\n".join(rows)
 
 
-def days(runs: list[Run]) -> str:
+def at_last_snapshot(frame: pandas.DataFrame, array: str) -> pandas.DataFrame:
+    """An array [L, snapshots, entries] of a run at its last snapshot, from its metrics in the tidy table
+    (``weekly_alignment_pc_pair0``, ...): a row per block, a column per entry in order."""
+    entries = frame[frame["metric"].str.startswith(f"{array}_")]
+    last = entries[entries["context_length"] == entries["context_length"].max()]
+    return last.pivot(index="layer", columns="metric", values="value")[last["metric"].unique()]
+
+
+def days(runs: list[tuple[Run, pandas.DataFrame]]) -> str:
     rows = ["| run (block) | PC pair | weekly circle | in-context ring |", "|---|---|---|---|"]
-    for run in runs:
+    for run, frame in runs:
         if not run.is_days:
             continue
-        ring_best = int(np.nanargmax(np.nanmax(run.arrays["ring_alignment"][:, -1], axis=-1)))
-        for layer in sorted({run.layer_index(), ring_best}):
-            weekly, ring = run.arrays["weekly_alignment"][layer, -1], run.arrays["ring_alignment"][layer, -1]
-            for pair, (w, r) in enumerate(zip(weekly, ring)):
-                rows.append(f"| {run.name} ({run.layers[layer]}) | PC{2 * pair + 1}-{2 * pair + 2} | {w:.2f} | {r:.2f} |")
+        weekly, ring = at_last_snapshot(frame, "weekly_alignment"), at_last_snapshot(frame, "ring_alignment")
+        # the default block, and the block whose PC pairs carry the in-context ring best
+        for block in sorted({run.default_layer(), ring.max(axis=1).idxmax()}):
+            for pair, (w, r) in enumerate(zip(weekly.loc[block], ring.loc[block])):
+                rows.append(f"| {run.name} ({block}) | PC{2 * pair + 1}-{2 * pair + 2} | {w:.2f} | {r:.2f} |")
     return "\n".join(rows)
 
 
@@ -160,7 +197,7 @@ def seeds(aggregates: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def scaling(aggregates: list[dict], runs: list[Run]) -> str:
+def scaling(aggregates: list[dict], runs: list[tuple[Run, pandas.DataFrame]]) -> str:
     """The models side by side, smallest first, per graph: accuracy over context and the deep geometry
     over seeds, the same geometry under each control (over its seeds where they were aggregated, else
     seed 0), and the lag."""
@@ -175,11 +212,11 @@ def scaling(aggregates: list[dict], runs: list[Run]) -> str:
             control_cells.setdefault(key, []).append(
                 f"{control} ({len(record['seeds'])} seeds) {_with_interval(numbers['deep_alignment'], '.2f')} / "
                 f"{_with_interval(numbers['deep_energy_scale_invariant'], '.2f')}")
-    for run in runs:
+    for run, frame in runs:
         control = run.info.get("control", "none")
         key = (run.model_name, run.info["config"]["preset"])
         if control != "none" and (*key, control) not in aggregated and run.info["config"]["seed"] == 0:
-            numbers = run_numbers(run)
+            numbers = summaries(frame)
             control_cells.setdefault(key, []).append(
                 f"{control} {numbers['deep_alignment']:.2f} / {numbers['deep_energy_scale_invariant']:.2f}")
     accuracy = " | ".join(f"acc. t={t}" for t in ACCURACY_AT)
@@ -208,21 +245,27 @@ def _lag_cell(lag: dict) -> str:
     return f"{_with_interval(lag, '+.1f')} ({lag['defined']:.0%} defined)"
 
 
-def controls(runs: list[Run]) -> str:
+def summaries(frame: pandas.DataFrame) -> pandas.Series:
+    """A run's numbers without a context length in the tidy table, by metric: those of the seed tables
+    (icgt.study.aggregate.run_numbers) and its change points."""
+    return frame[frame["context_length"].isna()].set_index("metric")["value"]
+
+
+def controls(runs: list[tuple[Run, pandas.DataFrame]]) -> str:
     """Each control run beside the run of the same model, graph and seed without the control."""
-    plain = {(run.model_name, run.info["config"]["preset"], run.info["config"]["seed"]): run for run in runs
-             if run.info.get("control", "none") == "none"}
+    plain = {(run.model_name, run.info["config"]["preset"], run.info["config"]["seed"]): (run, frame)
+             for run, frame in runs if run.info.get("control", "none") == "none"}
     keys = ("accuracy_at_400", f"accuracy_at_{ACCURACY_AT[-1]}", "deep_alignment", "deep_energy_scale_invariant",
             "layers_below_null")
     rows = ["| run | control | acc. t=400 | acc. t=1400 | deep alignment | deep scale-inv. energy | blocks below null |",
             "|---|---|---|---|---|---|---|"]
-    for run in runs:
+    for run, frame in runs:
         control = run.info.get("control", "none")
         partner = plain.get((run.model_name, run.info["config"]["preset"], run.info["config"]["seed"]))
         if control == "none" or partner is None:
             continue
-        for shown, name in ((partner, "none (the experiment)"), (run, control)):
-            numbers = run_numbers(shown)
+        for (shown, shown_frame), name in ((partner, "none (the experiment)"), ((run, frame), control)):
+            numbers = summaries(shown_frame)
             cells = [f"{numbers[key]:.3f}" if key.startswith("acc") else f"{numbers[key]:.2f}" for key in keys[:-1]]
             rows.append(f"| {shown.name} | {name} | " + " | ".join(cells)
                         + f" | {numbers['layers_below_null']:.0f} of {numbers['layers_captured']:.0f} |")
@@ -247,42 +290,41 @@ SLIDING_WINDOW = {"gemma3": (512, 6)}
 EDGE_SPAN = 90
 
 
-def edge_change(positions: np.ndarray, curve: np.ndarray, edge: int) -> float:
+def edge_change(values: pandas.Series, edge: int) -> float:
     """The mean of a curve over [edge, edge + EDGE_SPAN) minus its mean over [edge - EDGE_SPAN, edge)."""
-    after = (positions >= edge) & (positions < edge + EDGE_SPAN)
-    before = (positions >= edge - EDGE_SPAN) & (positions < edge)
-    return float(np.nanmean(curve[after]) - np.nanmean(curve[before]))
+    after = (values.index >= edge) & (values.index < edge + EDGE_SPAN)
+    before = (values.index >= edge - EDGE_SPAN) & (values.index < edge)
+    return float(values[after].mean() - values[before].mean())
 
 
-def window_edge(run: Run, edge: int, global_every: int) -> list[tuple[str, float, float]]:
+def window_edge(run: Run, frame: pandas.DataFrame, edge: int, global_every: int) -> list[tuple[str, float, float]]:
     """For the deep third's sliding-window blocks, its full-attention blocks and accuracy: the change
     across the window's edge, and the share of other edges (every 10 tokens, at least EDGE_SPAN from
     this one) whose change is at least as large: the edge's effect against the curve's own drift and noise."""
-    energy_at = run.arrays["energy_positions"]
-    relative = run.arrays["energy"] / run.arrays["energy_null_mean"]  # 1: as graph-like as relabelled nodes
-    deep = run.layer_groups()["deep"]
-    full = [i for i in deep if (run.layers[i] + 1) % global_every == 0]
-    sliding = [i for i in deep if i not in full]
-    accuracy_at, accuracy, _ = run.accuracy_curve()
-    curves = [("deep sliding-window blocks: energy / null", energy_at, relative[sliding].mean(0)),
-              ("deep full-attention blocks: energy / null", energy_at, relative[full].mean(0)),
-              ("accuracy", accuracy_at, accuracy)]
+    # 1: as graph-like as relabelled nodes
+    relative = per_block(frame, "energy") / per_block(frame, "energy_null_mean")
+    deep = thirds(run)["deep"]
+    full = (deep + 1) % global_every == 0
+    curves = [("deep sliding-window blocks: energy / null", relative.loc[deep[~full]].mean()),
+              ("deep full-attention blocks: energy / null", relative.loc[deep[full]].mean()),
+              ("accuracy", curve(frame, "accuracy"))]
     rows = []
-    for name, positions, curve in curves:
-        at = edge_change(positions, curve, edge)
-        others = [edge_change(positions, curve, other)
-                  for other in range(2 * EDGE_SPAN, int(positions.max()) - EDGE_SPAN, 10) if abs(other - edge) > EDGE_SPAN]
+    for name, values in curves:
+        at = edge_change(values, edge)
+        others = [edge_change(values, other) for other in range(2 * EDGE_SPAN, int(values.index.max()) - EDGE_SPAN, 10)
+                  if abs(other - edge) > EDGE_SPAN]
         rows.append((name, at, float(np.mean(np.abs(others) >= abs(at)))))
     return rows
 
 
-def window_edges(runs: list[Run]) -> str:
+def window_edges(runs: list[tuple[Run, pandas.DataFrame]]) -> str:
     rows = ["| run | curve | change across the window's edge | other edges changing as much |", "|---|---|---|---|"]
-    for run in runs:
+    for run, frame in runs:
         if run.info["model"]["architecture"] not in SLIDING_WINDOW or run.arrays["energy_positions"].max() < 1000:
             continue
         edge, every = SLIDING_WINDOW[run.info["model"]["architecture"]]
-        rows += [f"| {run.name} | {name} | {change:+.3f} | {share:.0%} |" for name, change, share in window_edge(run, edge, every)]
+        rows += [f"| {run.name} | {name} | {change:+.3f} | {share:.0%} |"
+                 for name, change, share in window_edge(run, frame, edge, every)]
     return "\n".join(rows)
 
 
@@ -414,24 +456,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep", type=Path, help="the output folder of `icgt run` holding the run folders")
     args = parser.parse_args()
-    folders = sorted(args.sweep.iterdir())
-    every = [load_run(folder) for folder in folders if (folder / "run.json").is_file()]
-    if not every:
-        raise SystemExit(f"{args.sweep} holds no complete icgt run folder")
-    runs = [run for run in every if experiment_of(run) == "graph"]
-    aggregates = [json.loads((folder / "aggregate.json").read_text()) for folder in folders
+    try:
+        sweep = load_sweep(args.sweep)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(str(error)) from None
+    tabled, runs = tabled_runs(sweep), list(sweep.graph_runs)
+    aggregates = [json.loads((folder / "aggregate.json").read_text()) for folder in sorted(sweep.folder.iterdir())
                   if (folder / "aggregate.json").is_file()]
     for title, table in (("Seeds (mean [95% interval])", seeds(aggregates)),
-                         ("Models side by side", scaling(aggregates, runs)), ("Controls", controls(runs)),
-                         ("Overview", overview(runs)), ("By depth (late context)", by_depth(runs)),
-                         ("Over context", over_context(runs)), ("Days of the week (last snapshot)", days(runs)),
+                         ("Models side by side", scaling(aggregates, tabled)), ("Controls", controls(tabled)),
+                         ("Overview", overview(tabled)), ("By depth (late context)", by_depth(tabled)),
+                         ("Over context", over_context(tabled)), ("Days of the week (last snapshot)", days(tabled)),
                          ("The days ring against the week", days_ring_order()),
-                         ("Around t = 512, Gemma 3's sliding window", window_edges(runs)),
+                         ("Around t = 512, Gemma 3's sliding window", window_edges(tabled)),
                          ("Held-out edges", heldout(aggregates, runs)),
                          ("Two graphs over the same words", two_graphs(aggregates, runs)),
                          ("Coverage: accuracy against context length and against edge coverage", coverage(runs)),
                          ("The spectrum: low-frequency share (double convergence)", spectrum(runs)),
-                         ("Mechanisms", mechanisms([run for run in every if experiment_of(run) != "graph"]))):
+                         ("Mechanisms", mechanisms([run for run in sweep.runs if experiment_of(run) != "graph"]))):
         print(f"### {title}\n\n{table}\n")
 
 

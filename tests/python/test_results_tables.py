@@ -1,4 +1,5 @@
-"""examples/results_tables.py: the tables of docs/results.md from a sweep's run folders."""
+"""examples/results_tables.py: the tables of docs/results.md from a sweep's run folders, their numbers
+against the same numbers computed here from the runs' arrays."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from icgt.study.aggregate import run_numbers
-from icgt.study.run_folder import load_run
+from icgt.study.run_folder import Run, load_run
+from icgt.study.tables import load_sweep
 
 from synthetic_run import write_synthetic_run
 
@@ -21,28 +23,80 @@ def tables(folder: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), str(folder)], capture_output=True, text=True)
 
 
-def test_tables_of_a_grid_and_a_days_run(tmp_path):
-    grid = write_synthetic_run(tmp_path / "sweep" / "grid-run", "grid")
-    write_synthetic_run(tmp_path / "sweep" / "days-run", "days")
+#: The synthetic runs' thirds of their 8 blocks, all captured.
+THIRDS = {"shallow": [0, 1, 2], "middle": [3, 4, 5], "deep": [6, 7]}
+#: The columns of the table over context.
+CONTEXT_LENGTHS = (10, 50, 100, 200, 400, 1000, 1400)
+
+
+def curves_by_hand(run: Run) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The curves of the per-run tables from the arrays: (context lengths, values) of the paper's z, the
+    scale-invariant energy, the alignment and the distance correlation (each third's mean over its blocks),
+    and of both accuracies (the mean over the sequences that score a position)."""
+    arrays = run.arrays
+    z = (arrays["energy"] - arrays["energy_null_mean"]) / arrays["energy_null_sd"]
+    curves = {}
+    for name, values, at in (("z", z, "energy_positions"),
+                             ("energy", arrays["energy_scale_invariant"], "energy_positions"),
+                             ("alignment", arrays["spectral_alignment"], "alignment_positions"),
+                             ("distance", arrays["distance_correlation"], "alignment_positions")):
+        for group, blocks in THIRDS.items():
+            curves[f"{group} {name}"] = arrays[at], values[blocks].mean(0)  # a NaN snapshot is NaN in every block
+    for name in ("accuracy", "accuracy_renormalized"):
+        positions = np.flatnonzero(arrays["scored"].any(0))
+        scored = np.where(arrays["scored"], arrays[name], np.nan)[:, positions]
+        curves[name] = positions, np.nansum(scored, 0) / np.isfinite(scored).sum(0)
+    return curves
+
+
+def late_by_hand(curve: tuple[np.ndarray, np.ndarray]) -> float:
+    positions, values = curve
+    return float(values[positions >= 0.9 * positions.max()].mean())  # the late snapshots are all finite
+
+
+def near_by_hand(curve: tuple[np.ndarray, np.ndarray], length: int, format: str) -> str:
+    positions, values = curve
+    if length > 1.1 * positions.max():
+        return "–"
+    close = np.abs(positions - length) <= 0.1 * length
+    return f"{values[close].mean() if close.any() else values[np.argmin(np.abs(positions - length))]:{format}}"
+
+
+def test_the_per_run_tables_hold_the_numbers_of_the_arrays(tmp_path):
+    runs = [load_run(write_synthetic_run(tmp_path / "sweep" / kind, kind)) for kind in ("grid", "days")]
     (tmp_path / "sweep" / "unfinished.partial").mkdir()
     result = tables(tmp_path / "sweep")
     assert result.returncode == 0, result.stderr
-    for heading in ("Overview", "By depth (late context)", "Over context", "Days of the week (last snapshot)"):
-        assert f"### {heading}" in result.stdout
-    with np.load(grid / "results.npz") as arrays:
-        deep = arrays["layers"] * 3 // 8 == 2  # the synthetic run: 8 blocks, all captured
-        z = (arrays["energy"] - arrays["energy_null_mean"]) / arrays["energy_null_sd"]
-        late = arrays["energy_positions"] >= 0.9 * arrays["energy_positions"].max()
-        deep_late_z = np.nanmean(np.nanmean(z[deep][:, late], axis=0))  # early snapshots are all NaN
-    grid_row = next(line for line in result.stdout.splitlines() if line.startswith("| synthetic-grid |"))
-    assert f"| {deep_late_z:+.2f} |" in grid_row
-    days_rows = [line for line in result.stdout.splitlines() if "PC1-2" in line or "PC3-4" in line]
-    assert days_rows and all(line.startswith("| synthetic-days (") for line in days_rows)
+    lines = result.stdout.splitlines()
+    for run in runs:
+        curves = curves_by_hand(run)
+        overview = (f"| {run.name} | {late_by_hand(curves['accuracy']):.3f} | "
+                    f"{late_by_hand(curves['accuracy_renormalized']):.3f} ({run.chance_accuracy_renormalized():.3f}) | "
+                    f"{late_by_hand(curves['deep z']):+.2f} | " + " | ".join(
+                        f"{late_by_hand(curves[f'deep {name}']):.2f}" for name in ("energy", "alignment", "distance"))
+                    + " | ")
+        assert sum(line.startswith(overview) for line in lines) == 1, overview
+        by_depth = f"| {run.name} | " + " | ".join(
+            f"{late_by_hand(curves[f'{group} z']):+.2f} / {late_by_hand(curves[f'{group} alignment']):.2f}"
+            for group in THIRDS) + " |"
+        assert by_depth in lines
+        start = lines.index(f"| {run.name} | deep z | " + " | ".join(
+            near_by_hand(curves["deep z"], t, "+.2f") for t in CONTEXT_LENGTHS) + " |")
+        for line, name in zip(lines[start + 1:start + 5], ("deep energy", "deep alignment", "accuracy",
+                                                           "accuracy_renormalized")):
+            assert line.endswith(" | ".join(near_by_hand(curves[name], t, ".2f")
+                                            for t in CONTEXT_LENGTHS) + " |"), name
+    days = runs[1]
+    weekly, ring = days.arrays["weekly_alignment"][:, -1], days.arrays["ring_alignment"][:, -1]
+    blocks = sorted({days.default_layer(), int(np.nanargmax(np.nanmax(ring, axis=-1)))})
+    expected = [f"| synthetic-days ({block}) | PC{2 * pair + 1}-{2 * pair + 2} | {weekly[block, pair]:.2f} | "
+                f"{ring[block, pair]:.2f} |" for block in blocks for pair in range(weekly.shape[1])]
+    assert [line for line in lines if line.startswith("| synthetic-days (")] == expected
 
 
 def test_a_folder_without_runs_is_an_error(tmp_path):
     result = tables(tmp_path)
-    assert result.returncode != 0 and "holds no complete icgt run folder" in result.stderr
+    assert result.returncode != 0 and "holds no complete icgt run" in result.stderr
 
 
 def test_seeds_controls_days_ring_and_mechanism_tables(tmp_path):
@@ -75,9 +129,12 @@ def test_seeds_controls_days_ring_and_mechanism_tables(tmp_path):
     assert f"{accuracy['mean']:.3f} [{accuracy['ci95'][0]:.3f}, {accuracy['ci95'][1]:.3f}]" in side_by_side
     assert (f"| shuffled {control_numbers['deep_alignment']:.2f} / "
             f"{control_numbers['deep_energy_scale_invariant']:.2f} |") in side_by_side
-    shuffled = [line for line in lines if "| shuffled |" in line and not line.startswith("| toy-8-layers |")]
-    assert len(shuffled) == 1 and shuffled[0].startswith("| synthetic-grid-shuffled |")
-    assert any("| none (the experiment) |" in line for line in lines)
+    for run, control_name in ((load_run(seeded[0]), "none (the experiment)"), (load_run(control), "shuffled")):
+        numbers = run_numbers(run)
+        assert (f"| {run.name} | {control_name} | {numbers['accuracy_at_400']:.3f} | "
+                f"{numbers['accuracy_at_1400']:.3f} | "
+                f"{numbers['deep_alignment']:.2f} | {numbers['deep_energy_scale_invariant']:.2f} | "
+                f"{numbers['layers_below_null']:.0f} of 8 |") in lines
     ring_row = next(line for line in lines if line.startswith(f"| {', '.join(DAYS_RING_ORDER)} |"))
     assert ring_row.endswith(" | ".join(f"{value:.2f}" for value in harmonic_overlaps(DAYS_RING_ORDER)) + " |")
     assert any(line.startswith("**synthetic-grid.** Moving the last token") for line in lines)
@@ -88,7 +145,7 @@ def test_the_change_across_a_window_edge_equals_numpy(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     run = load_run(write_synthetic_run(tmp_path / "grid", "grid"))
-    rows = module.window_edge(run, edge=200, global_every=4)
+    rows = module.window_edge(run, load_sweep(run.folder).to_frame(), edge=200, global_every=4)
 
     at = run.arrays["energy_positions"]
     relative = run.arrays["energy"] / run.arrays["energy_null_mean"]
