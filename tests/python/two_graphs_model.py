@@ -1,7 +1,7 @@
 """Toy models with a known answer to the two-graph question (icgt.study.two_graphs), run through the whole
 pipeline like any model.
 
-    python tests/python/two_graphs_model.py OUTPUT.pt orthogonal|shared MIXTURE SEED
+    python tests/python/two_graphs_model.py OUTPUT.pt orthogonal|shared|first_only|neither MIXTURE SEED
 
 writes a bundle (docs/bundle-format.md) over the words "w1" .. "w16" (token i + 1 is node i of the 4x4 grid;
 token 0 is BOS) for the runs whose second graph is the permuted grid of second_graph_seed SEED (the graph that
@@ -10,8 +10,10 @@ layouts (z2, z3) and the token itself, TRACER-small, for the head:
 
 - "orthogonal": FIRST_SCALE times the grid's layout in dimensions 0-1, the second graph's in 2-3: the two
   graphs in orthogonal subspaces, the grid's the larger (PCs 1-2 draw the grid, PCs 3-4 the second graph;
-  variance shares 0.8 and 0.2, principal-angle cosines 0).
+  variance shares 0.61 and 0.39, both far above the relabelling null; principal-angle cosines 0).
 - "shared": both layouts added in dimensions 0-1: one plane for both (cosines 1).
+- "first_only": the grid's layout in dimensions 0-1 and nothing of the second graph.
+- "neither": a random code per node (UNRELATED_SEED) in dimensions 0-3, unrelated to either graph.
 
 The head predicts what the walks do: 1 - MIXTURE uniformly over the current node's grid neighbours, MIXTURE over
 its neighbours in the second graph; the graphs share no edge, so accuracy is 1 - MIXTURE against the grid and
@@ -38,7 +40,12 @@ from toy_bundle import save_bundle
 NUM_NODES = 16
 VOCAB = NUM_NODES + 1
 WORDS = [f"w{i + 1}" for i in range(NUM_NODES)]
-FIRST_SCALE = 2.0
+#: Large enough that PCs 1-2 draw the grid, small enough that the second graph's share (0.39) is far above
+#: the relabelling null: beside a grid of scale 2 its 0.2 would be within the null's spread.
+FIRST_SCALE = 1.25
+#: The seed of the "neither" toy's random codes.
+UNRELATED_SEED = 7
+KINDS = ("orthogonal", "shared", "first_only", "neither")
 TRACER = 1e-4
 #: The residual: 4 layout dimensions, then the token (one-hot, TRACER-small), then zeros.
 TOKEN_DIMS = (4, 4 + VOCAB)
@@ -92,14 +99,18 @@ class MixtureHead(nn.Module):
 
 
 def two_graphs_model(kind: str, mixture: float, seed: int) -> CausalLM:
-    """The toy model of ``kind`` ("orthogonal" or "shared") for the permuted grid of second_graph_seed ``seed``."""
-    if kind not in ("orthogonal", "shared"):
-        raise ValueError(f"kind must be 'orthogonal' or 'shared', got {kind!r}")
+    """The toy model of ``kind`` (one of KINDS) for the permuted grid of second_graph_seed ``seed``."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
     first = grid_edges()
     second = second_graph_edges("permuted", first, NUM_NODES, seed)
     codes = np.zeros((VOCAB, 4))
-    codes[1:, 0:2] = FIRST_SCALE * layout(first)
-    codes[1:, (2 if kind == "orthogonal" else 0):(4 if kind == "orthogonal" else 2)] += layout(second)
+    if kind == "neither":
+        codes[1:] = np.random.default_rng(UNRELATED_SEED).normal(size=(NUM_NODES, 4))
+    else:
+        codes[1:, 0:2] = FIRST_SCALE * layout(first)
+    if kind in ("orthogonal", "shared"):
+        codes[1:, (2 if kind == "orthogonal" else 0):(4 if kind == "orthogonal" else 2)] += layout(second)
     following = (1 - mixture) * neighbour_rows(first) + mixture * neighbour_rows(second)
     tensor = lambda values: torch.tensor(values, dtype=torch.float32)  # noqa: E731
     return hand_set_model(VOCAB, HIDDEN, MAX_POSITIONS, slice(*TOKEN_DIMS),

@@ -30,7 +30,7 @@ from .curves import order_of
 from .heldout import HELDOUT_CLASSES, decide, spread
 from .intervals import t_band
 from .run_folder import Run, load_run
-from .two_graphs import two_graph_numbers
+from .two_graphs import subspace_reading, two_graph_numbers
 
 #: Context lengths of the accuracy numbers in the tables: early, middle, late (the paper's figure).
 ACCURACY_AT = (50, 400, 1400)
@@ -154,11 +154,15 @@ def heldout_interval(runs: list[Run], seed: int = 0) -> dict[str, Any]:
 
 def two_graph_interval(runs: list[Run]) -> dict[str, Any]:
     """The numbers of two-graph runs that differ only in their seed (icgt.study.two_graphs.two_graph_numbers),
-    each with its mean and 95% t interval over seeds, beside the second graph's kind and the mixture."""
+    each with its mean and 95% t interval over seeds, beside the second graph's kind and the mixture, and the
+    subspace_reading of each seed and of the means over seeds (the blocks above the null and the cosine
+    averaged over seeds, read by the one rule)."""
     per_run = [two_graph_numbers(run) for run in runs]
     config = runs[0].info["config"]
-    return {"second_graph": config["second_graph"], "mixture": config["mixture"],
-            **{key: interval([numbers[key] for numbers in per_run]) for key in per_run[0]}}
+    intervals = {key: interval([numbers[key] for numbers in per_run]) for key in per_run[0]}
+    return {"second_graph": config["second_graph"], "mixture": config["mixture"], **intervals,
+            "subspace_reading": {"per_seed": [subspace_reading(numbers) for numbers in per_run],
+                                 "reading": subspace_reading({key: value["mean"] for key, value in intervals.items()})}}
 
 
 def check_seed_group(runs: list[Run]) -> None:

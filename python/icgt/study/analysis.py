@@ -67,6 +67,7 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
     if second is not None:
         second_metrics = EnergyMetrics(second)
         layouts = np.stack([np.asarray(g.spectral_embedding(2).eigenvectors, dtype=np.float64) for g in (graph, second)])
+        layout_relabellings = two_graphs.relabellings(graph.num_nodes, config.null_permutations, config.seed)
 
     accuracy = None if target_probs is None else metrics.rule_following_accuracy(target_probs, node_tensor,
                                                                                  torch.from_numpy(scored))
@@ -111,9 +112,14 @@ def analyse(config: configs.ExperimentConfig, graph: Graph, residuals: torch.Ten
         if second is not None:
             keep("two_graph_alignment", torch.stack([pair_alignment(m, pca_means, num_pcs)
                                                      for m in (metrics, second_metrics)], dim=-2))
-            shares, cosines = two_graphs.layout_subspaces(pca_means.double().cpu().numpy(), layouts)
+            snapshot_means = pca_means.double().cpu().numpy()
+            shares, cosines = two_graphs.layout_subspaces(snapshot_means, layouts)
             keep("two_graph_variance", torch.from_numpy(shares))
             keep("two_graph_cosines", torch.from_numpy(cosines))
+            relabelled = two_graphs.layout_null(snapshot_means, layouts, layout_relabellings)
+            keep("two_graph_p_value", torch.from_numpy(relabelled.p_values))
+            keep("two_graph_null_share", torch.from_numpy(relabelled.share_mean))
+            keep("two_graph_null_cosine_squared", torch.from_numpy(relabelled.cosine_squared_mean))
         if weekly is not None:
             keep("weekly_alignment", pair_alignment(EnergyMetrics(weekly), pca_means, num_pcs))
             keep("ring_alignment", pair_alignment(metrics, pca_means, num_pcs))

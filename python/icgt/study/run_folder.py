@@ -177,7 +177,7 @@ HELDOUT_ARRAYS = {
 }
 #: Arrays that only runs with a second graph carry (icgt.study.two_graphs): E2 its edges, G the two graphs
 #: (the run's graph, then the second), K2 the PC pairs (1-2, 3-4), PA the principal angles between the two
-#: graphs' subspaces of the class means.
+#: graphs' subspaces of the class means; the p-value and null_ arrays are their relabelling null.
 TWO_GRAPH_ARRAYS = {
     "second_graph_edges": ("E2", "ends"),
     "second_accuracy": ("B", "T"),
@@ -185,6 +185,9 @@ TWO_GRAPH_ARRAYS = {
     "two_graph_alignment": ("L", "P", "G", "K2"),
     "two_graph_variance": ("L", "P", "G"),
     "two_graph_cosines": ("L", "P", "PA"),
+    "two_graph_p_value": ("L", "P", "G"),
+    "two_graph_null_share": ("L", "P", "G"),
+    "two_graph_null_cosine_squared": ("L", "P"),
 }
 #: run.json entries the report reads, as (section, key); section None is the top level.
 RUN_JSON_KEYS = [

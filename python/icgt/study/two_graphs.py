@@ -25,9 +25,22 @@ z2, z3), each graph's **variance share** is ||Z_g W_g||^2 / ||M||^2, and its sub
 W_g (the 2 directions of representation space along which the means draw graph g). The cosines of the
 principal angles between the two subspaces say whether the model keeps the graphs apart (0: orthogonal
 subspaces, the paper's finding at intermediate p) or on one plane (1). Fitted jointly, each W_g is not
-contaminated by the other layout where the layouts correlate over the nodes. Two random planes in d
-dimensions have a mean squared cosine of about 2/d, so the cosines mean something only where both
-variance shares are well above 0.
+contaminated by the other layout where the layouts correlate over the nodes.
+
+**Chance.** A share is never 0 by chance: relabelled at random, any centred means put on average
+tr([(Z'Z)^-1]_gg Z_g'Z_g) / (n - 1) of their variance on graph g's layout (Z the two layouts side by side), exactly
+in expectation over relabellings whatever the means: 2/(n - 1) for layouts uncorrelated over the nodes (0.133 for
+16 nodes), a little more where they correlate (0.136 for the grid and a permuted grid, 0.171 for the grid and a
+ring). Its spread depends on the means: wide where they vary along one or two directions (a graph planted with
+0.2 of the variance, beside another with 0.8 on its own plane, is within it). The cosines too: two planes fitted
+to unrelated means meet at a squared cosine that depends on the means (near 0 where they spread over many
+directions), so orthogonal subspaces are also what unrelated means give. layout_null tests both against
+config.null_permutations relabellings of the nodes of the centred means, one for both layouts (the means
+unrelated to either graph), drawn from config.seed and the same at every block and snapshot: each graph's
+share gets an empirical p-value, beside the null's mean share and mean squared cosine (two_graph_p_value,
+two_graph_null_share, two_graph_null_cosine_squared). two_graph_numbers counts the deep blocks that hold each
+graph above the null at p < SIGNIFICANCE, and subspace_reading reads the subspaces (apart, one plane) only
+where both graphs are in the class means above chance.
 
 Example (a 4x4 grid's permuted copy, and walks that follow it half of the time):
     >>> config = icgt.study.config.preset("grid-two-graphs-p50", num_sequences=2, sequence_length=30, pca_window=10)
@@ -42,7 +55,7 @@ Example (a 4x4 grid's permuted copy, and walks that follow it half of the time):
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -56,6 +69,19 @@ SECOND_GRAPHS = ("permuted", "ring")
 MAX_DRAWS = 100_000
 #: The two graphs, in the order of the arrays' G axis.
 GRAPH_NAMES = ("first", "second")
+#: Shares within this of the observed count as reaching it (layout_null's ties).
+TIE_TOLERANCE = 1e-12
+#: A block holds a graph above chance where its share's p-value against the relabelling null is below
+#: this, the energy's level (icgt.study.aggregate.ALPHA): unrelated means pass in one block in 100; the
+#: run's null_permutations must be able to reach it (1 / (1 + K) < 0.01: K >= 100).
+SIGNIFICANCE = 0.01
+#: A graph is in the class means where at least this share of the deep third's blocks hold it above the
+#: null: most of them, and one block that misses (or passes) by noise does not decide.
+REPRESENTED_BLOCKS = 0.5
+#: Two represented graphs' subspaces are "apart" below this mean squared principal-angle cosine, "one
+#: plane" from it: the midpoint between orthogonal planes (0) and one plane (1), where planes that share
+#: one direction and are orthogonal in the other sit.
+ONE_PLANE = 0.5
 
 
 def second_graph_edges(kind: str, first_edges, num_nodes: int, seed: int) -> list[tuple[int, int]]:
@@ -133,6 +159,38 @@ def mixture_walks(config, first: Graph, second: Graph) -> np.ndarray:
     return walks
 
 
+def _layout_design(means: np.ndarray, layouts: np.ndarray) -> np.ndarray:
+    """The centred layouts side by side [n, G * 2], checked against the means [P, n, d]."""
+    if means.ndim != 3 or layouts.ndim != 3 or layouts.shape[1] != means.shape[1] or layouts.shape[0] < 2:
+        raise ValueError(f"layout_subspaces expects means [P, n, d] and two or more layouts [G, n, 2] over the same "
+                         f"n nodes, got {means.shape} and {layouts.shape}")
+    return np.concatenate(list(layouts - layouts.mean(1, keepdims=True)), axis=1)
+
+
+def _centred_snapshots(means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The snapshots [P, n, d] where every node has a mean and the means vary (the mask [P]), centred and
+    reduced to their principal coordinates [P', n, min(n, d)]: the same Gram matrix over the nodes, so the
+    same shares and principal angles, at a width that does not grow with the model's."""
+    finite = np.isfinite(means).all(axis=(1, 2))
+    centred = np.where(finite[:, None, None], means, 0.0)
+    centred = centred - centred.mean(1, keepdims=True)
+    valid = finite & ((centred ** 2).sum(axis=(1, 2)) > 0)
+    left, singular, _ = np.linalg.svd(centred[valid], full_matrices=False)
+    return left * singular[:, None, :], valid
+
+
+def _joint_fit(centred: np.ndarray, design: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For centred means [..., n, r] and the design [n, G * 2], each graph's variance share [..., G] and the
+    cosines of the principal angles between the first two graphs' subspaces [..., 2], largest first."""
+    graphs = design.shape[1] // 2
+    parts = (np.linalg.pinv(design) @ centred).reshape(*centred.shape[:-2], graphs, 2, centred.shape[-1])
+    fitted = np.einsum("ngw,...gwr->...gnr", design.reshape(-1, graphs, 2), parts)
+    shares = (fitted ** 2).sum(axis=(-2, -1)) / (centred ** 2).sum(axis=(-2, -1))[..., None]
+    bases = np.linalg.svd(np.swapaxes(parts[..., :2, :, :], -1, -2), full_matrices=False)[0]  # [..., 2, r, 2]
+    cosines = np.linalg.svd(np.swapaxes(bases[..., 0, :, :], -1, -2) @ bases[..., 1, :, :], compute_uv=False)
+    return shares, np.clip(cosines, 0.0, 1.0)
+
+
 def layout_subspaces(means: np.ndarray, layouts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For class means [P, n, d] and the graphs' layouts [G, n, 2] (z2, z3 of each), the joint fit of
     the centred means on all layouts (see the module): each graph's variance share [P, G], and the cosines
@@ -151,27 +209,61 @@ def layout_subspaces(means: np.ndarray, layouts: np.ndarray) -> tuple[np.ndarray
     """
     means = np.asarray(means, dtype=np.float64)
     layouts = np.asarray(layouts, dtype=np.float64)
-    if means.ndim != 3 or layouts.ndim != 3 or layouts.shape[1] != means.shape[1] or layouts.shape[0] < 2:
-        raise ValueError(f"layout_subspaces expects means [P, n, d] and two or more layouts [G, n, 2] over the same "
-                         f"n nodes, got {means.shape} and {layouts.shape}")
-    graphs, width = layouts.shape[0], layouts.shape[2]
-    design = np.concatenate(list(layouts - layouts.mean(1, keepdims=True)), axis=1)  # [n, G * 2]
-    shares = np.full((means.shape[0], graphs), np.nan)
-    cosines = np.full((means.shape[0], width), np.nan)
-    for snapshot, snapshot_means in enumerate(means):
-        if not np.isfinite(snapshot_means).all():
-            continue
-        centred = snapshot_means - snapshot_means.mean(0)
-        total = float((centred ** 2).sum())
-        if total == 0:
-            continue
-        weights = np.linalg.lstsq(design, centred, rcond=None)[0]  # [G * 2, d]
-        parts = [weights[g * width:(g + 1) * width] for g in range(graphs)]
-        shares[snapshot] = [float(((design[:, g * width:(g + 1) * width] @ parts[g]) ** 2).sum()) / total
-                            for g in range(graphs)]
-        bases = [np.linalg.svd(part.T, full_matrices=False)[0] for part in parts[:2]]  # [d, 2] each
-        cosines[snapshot] = np.clip(np.linalg.svd(bases[0].T @ bases[1], compute_uv=False), 0.0, 1.0)
+    design = _layout_design(means, layouts)
+    centred, valid = _centred_snapshots(means)
+    shares = np.full((means.shape[0], layouts.shape[0]), np.nan)
+    cosines = np.full((means.shape[0], 2), np.nan)
+    shares[valid], cosines[valid] = _joint_fit(centred, design)
     return shares, cosines
+
+
+class LayoutNull(NamedTuple):
+    """The relabelling null of layout_subspaces (see the module), per snapshot: each graph's empirical
+    p-value of its observed share [P, G], the null's mean share [P, G] and mean squared principal-angle
+    cosine [P]; NaN where layout_subspaces has none."""
+
+    p_values: np.ndarray
+    share_mean: np.ndarray
+    cosine_squared_mean: np.ndarray
+
+
+def relabellings(num_nodes: int, count: int, seed: int) -> np.ndarray:
+    """``count`` uniform permutations of the nodes [count, n], numpy's default_rng(seed): the relabellings
+    of layout_null, the same for every block and snapshot of a run."""
+    return np.random.default_rng(seed).permuted(np.tile(np.arange(num_nodes), (count, 1)), axis=1)
+
+
+def layout_null(means: np.ndarray, layouts: np.ndarray, permutations: np.ndarray) -> LayoutNull:
+    """The joint fit of layout_subspaces with the nodes of the centred means [P, n, d] relabelled by each of
+    ``permutations`` [K, n] against all layouts [G, n, 2] at once (the means unrelated to every graph): each
+    graph's p-value (1 + the relabellings whose share is at least the observed) / (1 + K), the null's mean
+    share and mean squared cosine.
+
+    Unrelated means sit at the null: shares near its mean of 2/(n - 1) for uncorrelated layouts, p-values
+    far from 0; a planted graph is far above it:
+
+    >>> random = np.random.default_rng(0).normal(size=(16, 4))
+    >>> layouts = np.stack(np.split(np.linalg.qr(random - random.mean(0))[0], 2, axis=1))
+    >>> means = np.stack([np.random.default_rng(1).normal(size=(16, 6)), layouts[0] @ np.eye(2, 6)])
+    >>> null = layout_null(means, layouts, relabellings(16, 999, seed=0))
+    >>> null.p_values.round(3).tolist(), null.share_mean.round(2).tolist()
+    ([[0.789, 0.706], [0.001, 1.0]], [[0.13, 0.13], [0.13, 0.14]])
+    """
+    means = np.asarray(means, dtype=np.float64)
+    layouts = np.asarray(layouts, dtype=np.float64)
+    design = _layout_design(means, layouts)
+    centred, valid = _centred_snapshots(means)
+    observed = _joint_fit(centred, design)[0]  # [P', G]
+    null_shares, null_cosines = _joint_fit(centred[:, permutations], design)  # [P', K, G], [P', K, 2]
+    # A relabelling that is a symmetry of the layouts gives the observed share back up to rounding: a tie.
+    at_least = null_shares >= observed[:, None] - TIE_TOLERANCE
+    snapshots, graphs = means.shape[0], layouts.shape[0]
+    null = LayoutNull(np.full((snapshots, graphs), np.nan), np.full((snapshots, graphs), np.nan),
+                      np.full(snapshots, np.nan))
+    null.p_values[valid] = (1 + at_least.sum(1)) / (1 + len(permutations))
+    null.share_mean[valid] = null_shares.mean(1)
+    null.cosine_squared_mean[valid] = (null_cosines ** 2).mean(axis=(1, 2))
+    return null
 
 
 def two_graph_numbers(run) -> dict[str, float]:
@@ -179,7 +271,9 @@ def two_graph_numbers(run) -> dict[str, float]:
     each graph (full vocabulary, mean over walks and the scored positions of the last tenth of the context);
     the deep third's alignment of PCs 1-2 and 3-4 with each graph's z2, z3, its variance shares and its
     mean squared principal-angle cosine between the two subspaces, at the last PCA snapshot (the run's
-    window of pca_window words) where every node has a mean."""
+    window of pca_window words) where every node has a mean; there too the relabelling null (layout_null):
+    the share of the deep blocks where each graph's share is above it at p < SIGNIFICANCE (NaN where the
+    run's relabellings are too few to reach that level), its mean share per graph and mean squared cosine."""
     scored = run.arrays["scored"]
     last_tenth = np.arange(scored.shape[1]) >= 0.9 * (scored.shape[1] - 1)
     numbers: dict[str, float] = {}
@@ -187,42 +281,75 @@ def two_graph_numbers(run) -> dict[str, float]:
         values = np.where(scored & last_tenth, run.arrays[array], np.nan)
         numbers[f"accuracy_{name}"] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
     deep = run.layer_groups().get("deep", np.arange(len(run.layers)))
-    variance = run.arrays["two_graph_variance"][deep]  # [L, P, G]
-    complete = np.flatnonzero(np.isfinite(variance).all(axis=(0, 2)))
+    complete = np.flatnonzero(np.isfinite(run.arrays["two_graph_variance"][deep]).all(axis=(0, 2)))
+
+    def at_last(name: str) -> np.ndarray:  # the deep blocks at the last complete snapshot; NaN where none is
+        values = run.arrays[name][deep]
+        return values[:, complete[-1]] if complete.size else np.full((len(deep), *values.shape[2:]), np.nan)
+
+    testable = bool(complete.size) and 1 / (1 + run.info["config"]["null_permutations"]) < SIGNIFICANCE
+    alignment, variance, null_share = (at_last(name) for name in
+                                       ("two_graph_alignment", "two_graph_variance", "two_graph_null_share"))
+    above = at_last("two_graph_p_value") < SIGNIFICANCE
     for g, name in enumerate(GRAPH_NAMES):
-        for pair in range(run.arrays["two_graph_alignment"].shape[-1]):
-            values = run.arrays["two_graph_alignment"][deep][:, :, g, pair]
-            numbers[f"alignment_pc{2 * pair + 1}{2 * pair + 2}_{name}"] = (
-                float(values[:, complete[-1]].mean()) if complete.size else math.nan)
-        numbers[f"variance_share_{name}"] = float(variance[:, complete[-1], g].mean()) if complete.size else math.nan
-    cosines = run.arrays["two_graph_cosines"][deep]
-    numbers["subspace_cosine_squared"] = (float((cosines[:, complete[-1]] ** 2).mean()) if complete.size
-                                          else math.nan)
+        for pair in range(alignment.shape[-1]):
+            numbers[f"alignment_pc{2 * pair + 1}{2 * pair + 2}_{name}"] = float(alignment[:, g, pair].mean())
+        numbers[f"variance_share_{name}"] = float(variance[:, g].mean())
+        numbers[f"blocks_above_null_{name}"] = float(above[:, g].mean()) if testable else math.nan
+        numbers[f"null_share_{name}"] = float(null_share[:, g].mean())
+    numbers["subspace_cosine_squared"] = float((at_last("two_graph_cosines") ** 2).mean())
+    numbers["null_cosine_squared"] = float(at_last("two_graph_null_cosine_squared").mean())
     return numbers
+
+
+def subspace_reading(numbers: dict[str, Any]) -> str | None:
+    """What two_graph_numbers (or their means over seeds; None as NaN) say of the two graphs' subspaces: a
+    graph is in the class means where at least REPRESENTED_BLOCKS of the deep blocks hold it above the null;
+    only where both are, "apart" (mean squared cosine below ONE_PLANE) or "one plane"; else "not
+    comparable: ..." naming the graph that is not. None where the null could not be tested.
+
+    >>> subspace_reading({"blocks_above_null_first": 1.0, "blocks_above_null_second": 0.2,
+    ...                   "subspace_cosine_squared": 0.01})
+    'not comparable: the second graph is not in the class means above chance'
+    """
+    above = [numbers[f"blocks_above_null_{name}"] for name in GRAPH_NAMES]
+    cosine = numbers["subspace_cosine_squared"]
+    if any(value is None or not math.isfinite(value) for value in above):
+        return None
+    represented = [value >= REPRESENTED_BLOCKS for value in above]
+    if all(represented):
+        return None if cosine is None or not math.isfinite(cosine) else ("apart" if cosine < ONE_PLANE else "one plane")
+    if not any(represented):
+        return "not comparable: neither graph is in the class means above chance"
+    missing = GRAPH_NAMES[represented.index(False)]
+    return f"not comparable: the {missing} graph is not in the class means above chance"
 
 
 def two_graph_summary(run) -> dict[str, Any]:
     """The report's numbers of a two-graph run, JSON-ready (None where undefined): the second graph's kind,
-    the mixture p, its edges, and two_graph_numbers."""
+    the mixture p, its edges, two_graph_numbers and their subspace_reading."""
     config = run.info["config"]
+    numbers = two_graph_numbers(run)
     number = lambda value: round(float(value), 6) if math.isfinite(value) else None  # noqa: E731
     return {"second_graph": config["second_graph"], "mixture": config["mixture"],
             "second_edges": run.arrays["second_graph_edges"].tolist(),
-            **{key: number(value) for key, value in two_graph_numbers(run).items()}}
+            **{key: number(value) for key, value in numbers.items()}, "subspace_reading": subspace_reading(numbers)}
 
 
 def two_graph_sentence(summary: dict[str, Any]) -> str:
     """The report's sentence on a two-graph run, from two_graph_summary."""
     value = lambda key, format=".2f": "n/a" if summary[key] is None else f"{summary[key]:{format}}"  # noqa: E731
     kind = {"permuted": "a random relabelling of the graph", "ring": "a ring in a random order"}[summary["second_graph"]]
-    cosine = summary["subspace_cosine_squared"]
-    apart = ("" if cosine is None else " (0: orthogonal subspaces, 1: one plane; random planes give about 2/d)")
+    reading = summary["subspace_reading"] or "not read (too few relabellings to reach the level)"
     return (f"Two graphs over the same words (the second {kind}, sharing no edge; each step follows it with "
             f"probability p = {summary['mixture']:g}): late accuracy {value('accuracy_first', '.3f')} against the "
             f"first graph and {value('accuracy_second', '.3f')} against the second. In the deep blocks, PCs 1-2 "
             f"align {value('alignment_pc12_first')} with the first graph's z2, z3 and {value('alignment_pc12_second')} "
             f"with the second's, PCs 3-4 {value('alignment_pc34_first')} and {value('alignment_pc34_second')}; the "
             f"class means' variance on each graph's layout is {value('variance_share_first')} and "
-            f"{value('variance_share_second')}, and their subspaces meet with a mean squared principal-angle "
-            f"cosine of {value('subspace_cosine_squared')}{apart}.")
-
+            f"{value('variance_share_second')} (relabelled nodes give {value('null_share_first')} and "
+            f"{value('null_share_second')}), above that null at p < {SIGNIFICANCE:g} in "
+            f"{value('blocks_above_null_first', '.0%')} and {value('blocks_above_null_second', '.0%')} of the deep "
+            f"blocks; their subspaces meet with a mean squared principal-angle cosine of "
+            f"{value('subspace_cosine_squared')} (0: orthogonal, 1: one plane; relabelled nodes give "
+            f"{value('null_cosine_squared')}). The subspaces: {reading}.")
