@@ -392,29 +392,36 @@ def two_graphs(aggregates: list[dict], runs: list[Run]) -> str:
     """Two graphs over the same words (icgt.study.two_graphs): per group of seeds (aggregate.json's two_graphs:
     mean [95% interval] over seeds), then per run, ordered by model, second graph, control and p: late accuracy
     against each graph, the deep blocks' alignment of PCs 1-2 and 3-4 with each graph's z2, z3, each graph's
-    variance share and the mean squared principal-angle cosine between the two graphs' subspaces."""
-    from icgt.study.two_graphs import two_graph_numbers
+    variance share with its mean over relabelled nodes and the share of the deep blocks above that null, the
+    mean squared principal-angle cosine between the two graphs' subspaces with its null, and what they read
+    (subspace_reading: of the means over seeds for a group)."""
+    from icgt.study.two_graphs import SIGNIFICANCE, subspace_reading, two_graph_numbers
 
     keys = ("accuracy_first", "accuracy_second", "alignment_pc12_first", "alignment_pc12_second",
-            "alignment_pc34_first", "alignment_pc34_second", "variance_share_first", "variance_share_second",
-            "subspace_cosine_squared")
+            "alignment_pc34_first", "alignment_pc34_second", "variance_share_first", "null_share_first",
+            "blocks_above_null_first", "variance_share_second", "null_share_second", "blocks_above_null_second",
+            "subspace_cosine_squared", "null_cosine_squared")
     header = ("| second graph | p | control | acc. vs graph | acc. vs second | PCs 1-2 vs graph | PCs 1-2 vs second "
-              "| PCs 3-4 vs graph | PCs 3-4 vs second | variance on graph | variance on second | subspaces' cos² |")
-    rows = ["| runs (seeds) " + header, "|---|" + "---|" * 12]
+              "| PCs 3-4 vs graph | PCs 3-4 vs second | variance on graph | its null | blocks above null "
+              f"(p < {SIGNIFICANCE:g}) | variance on second | its null | blocks above null | subspaces' cos² | its null "
+              "| subspaces |")
+    rule = "|---|" + "---|" * (len(keys) + 4)
+    formats = lambda key: ".3f" if key.startswith("acc") else ".0%" if key.startswith("blocks") else ".2f"  # noqa: E731
+    rows = ["| runs (seeds) " + header, rule]
     found = [record for record in aggregates if "two_graphs" in record]
     order = lambda config, model: (model, config["second_graph"], config.get("control", "none"), config["mixture"])  # noqa: E731
     for record in sorted(found, key=lambda r: order(r["config"], r["model"]["name"])):
         numbers = record["two_graphs"]
         rows.append(f"| {record['name']} ({len(record['seeds'])}) | {numbers['second_graph']} | {numbers['mixture']:g} | "
                     f"{record['config'].get('control', 'none')} | "
-                    + " | ".join(_with_interval(numbers[key], ".3f" if key.startswith("acc") else ".2f") for key in keys)
-                    + " |")
-    rows += ["", "| run " + header, "|---|" + "---|" * 12]
+                    + " | ".join(_with_interval(numbers[key], formats(key)) for key in keys)
+                    + f" | {numbers['subspace_reading']['reading'] or '–'} |")
+    rows += ["", "| run " + header, rule]
     for run in sorted((run for run in runs if run.has_second_graph), key=lambda r: order(r.info["config"], r.model_name)):
         numbers, config = two_graph_numbers(run), run.info["config"]
         rows.append(f"| {run.name} | {config['second_graph']} | {config['mixture']:g} | {config.get('control', 'none')} | "
-                    + " | ".join("–" if not np.isfinite(numbers[key]) else
-                                 f"{numbers[key]:{'.3f' if key.startswith('acc') else '.2f'}}" for key in keys) + " |")
+                    + " | ".join("–" if not np.isfinite(numbers[key]) else f"{numbers[key]:{formats(key)}}"
+                                 for key in keys) + f" | {subspace_reading(numbers) or '–'} |")
     return "\n".join(rows)
 
 

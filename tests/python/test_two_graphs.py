@@ -217,4 +217,5 @@ def test_the_seeds_aggregate_and_the_results_table(toy_runs, tmp_path):
     assert tables.returncode == 0, tables.stderr
     section = tables.stdout.split("### Two graphs over the same words")[1].split("###")[0]
     assert "(2) | permuted | 0.5 | none | 0.500 [0.500, 0.500]" in section
+    assert "| 100% [100%, 100%] |" in section and section.count("| apart |") == 3
     assert sum(line.count("| permuted | 0.5 | none |") for line in section.splitlines()) == 3  # the group, each run

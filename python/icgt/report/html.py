@@ -27,7 +27,7 @@ from .mechanism import experiment_of, mechanism_figures, mechanism_summary
 from .spectrum import has_spectrum, spectrum_figure, spectrum_summary
 from ..study.curves import energy_minimum, steepest_rise
 from ..study.heldout import heldout_summary
-from ..study.two_graphs import two_graph_summary
+from ..study.two_graphs import SIGNIFICANCE, two_graph_summary
 from .two_graphs import two_graphs_figure
 from ..study.run_folder import Run, load_run
 from .verdict import FOLLOWS_SKILL, SHAPED_ALIGNMENT, judge, lag_summary
@@ -65,8 +65,9 @@ FIGURE_CAPTIONS = {
                   "a doubling). Middle: per block, the alignment of PCs 1-2 (solid) and 3-4 (dashed) with each "
                   "graph's spectral layout z2, z3. Right: per block, the share of the class means' variance on each "
                   "graph's layout (both fitted together) and the mean squared cosine of the principal angles "
-                  "between the two graphs' subspaces (0: orthogonal, 1: one plane); middle and right at the last "
-                  "PCA snapshot where every node has a mean.",
+                  "between the two graphs' subspaces (0: orthogonal, 1: one plane), each beside its mean over random "
+                  "relabellings of the nodes (dotted: the chance level), the blocks whose share is above that null at "
+                  f"p < {SIGNIFICANCE:g} ringed; middle and right at the last PCA snapshot where every node has a mean.",
     "days": "Days of the week on an in-context ring that contradicts the weekly order: which principal "
             "components carry the weekly circle and which the in-context ring.",
 }

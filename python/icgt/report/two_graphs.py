@@ -1,6 +1,7 @@
 """The figure of a two-graph run (icgt.study.two_graphs): accuracy against each graph over context, and per
 block where the class means keep each graph (alignment of PCs 1-2 and 3-4 with each graph's z2, z3, each
-graph's variance share, and how far apart the two graphs' subspaces lie). numpy and matplotlib only."""
+graph's variance share against its relabelling null, and how far apart the two graphs' subspaces lie). numpy
+and matplotlib only."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from matplotlib.figure import Figure
 
 from ..study.coverage import binned, context_bin_edges
 from ..study.run_folder import Run
-from ..study.two_graphs import GRAPH_NAMES
+from ..study.two_graphs import GRAPH_NAMES, SIGNIFICANCE
 from .plots import context_length_axis, new_figure
 
 GRAPH_COLOURS = {"first": "#2c7fb8", "second": "#c0392b"}
@@ -19,8 +20,9 @@ def two_graphs_figure(run: Run) -> Figure:
     """Left: accuracy (full vocabulary) against each graph over context length, in bins of half a doubling;
     middle: per block, the alignment of PCs 1-2 (solid) and 3-4 (dashed) with each graph's z2, z3; right:
     per block, each graph's share of the class means' variance and the mean squared cosine of the principal
-    angles between the two graphs' subspaces; the middle and right at the last PCA snapshot where every
-    block has every node. ValueError for a run without a second graph.
+    angles between the two graphs' subspaces, each with its mean over relabelled nodes (dotted: the chance
+    level), the blocks whose share is above that null at p < SIGNIFICANCE ringed; the middle and right at the
+    last PCA snapshot where every block has every node. ValueError for a run without a second graph.
 
     >>> from icgt.report.two_graphs import two_graphs_figure
     >>> from icgt.study.run_folder import load_run
@@ -53,8 +55,15 @@ def two_graphs_figure(run: Run) -> Figure:
                          markersize=3, label=f"PCs {2 * pair + 1}-{2 * pair + 2}, {names[name]}")
         axes[2].plot(run.layers, variance[:, snapshot, g], color=GRAPH_COLOURS[name], marker="o", markersize=3,
                      label=f"variance on {names[name]}'s layout")
+        axes[2].plot(run.layers, run.arrays["two_graph_null_share"][:, snapshot, g], color=GRAPH_COLOURS[name],
+                     linestyle=":", label="its mean over relabelled nodes")
+        above = run.arrays["two_graph_p_value"][:, snapshot, g] < SIGNIFICANCE
+        axes[2].scatter(run.layers[above], variance[above, snapshot, g], s=60, facecolors="none",
+                        edgecolors=GRAPH_COLOURS[name], label=f"above that null, p < {SIGNIFICANCE:g}")
     axes[2].plot(run.layers, (run.arrays["two_graph_cosines"][:, snapshot] ** 2).mean(-1), color="0.3", marker="s",
                  markersize=3, label="squared cosine between the subspaces")
+    axes[2].plot(run.layers, run.arrays["two_graph_null_cosine_squared"][:, snapshot], color="0.3", linestyle=":",
+                 label="its mean over relabelled nodes")
     axes[1].set_ylabel("alignment with the graph's z2, z3")
     axes[2].set_ylabel("share or squared cosine")
     position = run.arrays["pca_positions"][snapshot]
