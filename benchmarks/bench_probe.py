@@ -2,7 +2,7 @@
 
     python benchmarks/bench_probe.py [--model smollm2-135m] [--batch 16] [--length 1400]
                                      [--dtype float32|bfloat16] [--repeats 2] [--variants icgt ...]
-    python benchmarks/bench_probe.py --profile [--model ...] [--batch 2] [--dtype ...]
+    python benchmarks/bench_probe.py --profile [icgt+probabilities] [--model ...] [--batch 2] [--dtype ...]
 
 Every variant keeps the residual stream after every block, in the same dtype, on random walks over
 the 4x4 grid's concept words. The bundle is exported first if need be; then each variant runs in its
@@ -19,7 +19,8 @@ call; the variants take turns, --repeats times, and the fastest run of each coun
 Also the forward pass's GFLOP/s (blocks only) against torch.matmul's rate in the same dtype, measured
 in the same run, and the time the blocks' matrix products alone would take at that rate: no
 implementation of the same blocks runs faster, so transformers' time over it bounds any speed-up.
---profile: where icgt's forward pass spends its time instead (LibTorch's operators, by their own time).
+--profile: where icgt's forward pass spends its time instead (LibTorch's operators, by their own time);
+--profile icgt+probabilities profiles the pass the experiment makes, the head included.
 """
 
 from __future__ import annotations
@@ -105,17 +106,20 @@ def run_variant(variant: str, model: str, batch: int, length: int, dtype: str) -
             "peak_rss_mib": peak_rss_mib(), "checksum": float(last.double().abs().sum())}
 
 
-def profile(model: str, batch: int, length: int, dtype: str) -> None:
-    """Prints the operators of one icgt forward pass (every block kept) by their own CPU time."""
-    probe, _, ids = probe_and_walks(model, dtype, batch, length)
+def profile(model: str, batch: int, length: int, dtype: str, probabilities: bool) -> None:
+    """Prints the operators of one icgt forward pass (every block kept, and the node tokens'
+    probabilities if asked) by their own CPU time."""
+    probe, word_ids, ids = probe_and_walks(model, dtype, batch, length)
     layers = list(range(probe.num_layers))
-    probe.run(ids[:1, :64], layers=layers)
+    targets = torch.tensor(word_ids) if probabilities else None
+    probe.run(ids[:1, :64], layers=layers, target_ids=targets)
     with torch.autograd.profiler.profile() as recorded:
-        probe.run(ids, layers=layers)
+        probe.run(ids, layers=layers, target_ids=targets)
     events = sorted(recorded.key_averages(), key=lambda event: -event.self_cpu_time_total)
     total = sum(event.self_cpu_time_total for event in events)
-    print(f"{model}, {dtype}, {batch} x {length} tokens on {describe_line()}: {total / 1e6:.2f} s of operators")
-    for event in events[:8]:
+    what = " with the probabilities" if probabilities else ""
+    print(f"{model}, {dtype}, {batch} x {length} tokens{what} on {describe_line()}: {total / 1e6:.2f} s of operators")
+    for event in events[:10]:
         print(f"{event.key:>52} {event.self_cpu_time_total / 1e6:7.2f} s {event.self_cpu_time_total / total:6.1%}")
 
 
@@ -151,11 +155,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each variant; the fastest counts")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=VARIANTS,
                         help="the variants to run (default: all); the bounds below need icgt and both transformers")
-    parser.add_argument("--profile", action="store_true", help="profile icgt's forward pass instead")
+    parser.add_argument("--profile", nargs="?", const="icgt", choices=["icgt", "icgt+probabilities"],
+                        help="profile icgt's forward pass instead (with the probabilities: the head too)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.profile:
-        profile(args.model, args.batch, args.length, args.dtype)
+        profile(args.model, args.batch, args.length, args.dtype, args.profile == "icgt+probabilities")
         return
     if "icgt" not in args.variants:
         parser.error("--variants: the table is relative to icgt, so it must be among them")

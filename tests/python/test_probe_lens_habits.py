@@ -208,6 +208,22 @@ def test_the_gradient_of_a_logit_by_a_residual_equals_autograd_on_the_plain_mode
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+def test_the_gradient_of_target_probabilities_by_a_residual_equals_autograd_on_the_plain_model(toy, plain):
+    # The probabilities' normaliser is computed in place over each chunk of logits: its gradient too.
+    saved = []
+    result = toy.run(IDS, hooks={0: marking(saved)}, target_ids=[5, 6], grad=True)
+    ours, = torch.autograd.grad((result.target_probs * torch.tensor([1.0, -2.0])).sum(), saved[0])
+
+    residual = plain.hidden_states(IDS)[1].detach().requires_grad_()
+    hidden = residual
+    for block in list(plain.blocks)[1:]:
+        hidden = block(hidden, None)
+    probabilities = plain.head(plain.final_norm(hidden)).softmax(-1)[..., [5, 6]]
+    theirs, = torch.autograd.grad((probabilities * torch.tensor([1.0, -2.0])).sum(), residual)
+    assert ours.abs().sum() > 0
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
 def test_the_gradient_of_a_captured_activation_by_the_start_residual_equals_autograd(toy, plain):
     start = plain.hidden_states(IDS)[1].detach().requires_grad_()  # the residual entering block 1
     result = toy.run(IDS, start_residual=start, start_layer=1, capture=[("mlp_out", 2), ("pattern", 2)],
