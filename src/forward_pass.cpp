@@ -25,7 +25,8 @@ constexpr std::int64_t kPatternElementsPerChunk = std::int64_t{1} << 24;
 
 // logits.logsumexp(1, keepdim) as LibTorch computes it (the row's maximum taken out, 0 for an infinite
 // one), but in place: LibTorch's allocates logits' size again for logits - max, and a chunk's 256 MiB
-// of fresh pages cost more than the subtraction itself (18% of Gemma 3's forward pass on a CPU).
+// of fresh pages cost ten times the subtraction itself (12-19% of the operators' time in Gemma 3's forward
+// pass on a 2-core AVX-512 CPU, docs/performance.md).
 // Leaves logits holding exp(logits - max). The maximum is a constant to autograd (the gradient does
 // not depend on it), so that no saved tensor is edited in place.
 torch::Tensor logsumexp_in_place(torch::Tensor& logits) {
