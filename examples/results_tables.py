@@ -43,11 +43,11 @@ import numpy as np
 import pandas
 
 import icgt
-from icgt.study.aggregate import ACCURACY_AT, ALPHA
+from icgt.study.aggregate import ACCURACY_AT, ALPHA, interval
 from icgt.models.catalog import BUILTIN_MODELS
 from icgt.models.words import DAY_NAMES
 from icgt.study.presets import DAYS_RING_ORDER
-from icgt.report.mechanism import experiment_of, mechanism_summary
+from icgt.report.mechanism import compared_count, experiment_of, late_accuracy, mechanism_summary
 from icgt.report import summarize
 from icgt.report.verdict import lag_summary
 from icgt.study.run_folder import Run
@@ -455,6 +455,75 @@ def coverage(runs: list[Run]) -> str:
     return "\n".join(rows)
 
 
+def seed_groups(runs: list[Run], experiment: str) -> dict[str, list[Run]]:
+    """The runs of one experiment, by their name without the seed."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        if experiment_of(run) == experiment:
+            groups.setdefault(run.name.split("-seed")[0], []).append(run)
+    return groups
+
+
+def heads_over_seeds(runs: list[Run]) -> str:
+    """The heads experiment over seeds, first ablation kind and BOS variant, at the k compared with random
+    heads: late accuracy and alignment (mean [95% t interval] over seeds) clean, with the top induction and
+    previous-token heads ablated and with random heads (the mean of each seed's draws), and how many of
+    all seeds' random draws fall below each top set's accuracy."""
+    groups = seed_groups(runs, "heads")
+    rows = ["| runs (seeds) | k | accuracy clean | induction | previous-token | random | random draws below induction / "
+            "previous-token | alignment clean | induction | previous-token | random |", "|---" * 11 + "|"]
+    for name, group in sorted(groups.items()):
+        numbers: dict[str, list[float]] = {}
+        below, draws = [0, 0], 0
+        for run in group:
+            a = run.arrays
+            counts, random_counts = [int(k) for k in a["head_counts"]], [int(k) for k in a["head_random_counts"]]
+            k, r = compared_count(counts, random_counts, a["head_previous_token"].size)
+            accuracy, random_accuracy = late_accuracy(a["head_accuracy"]), late_accuracy(a["head_random_accuracy"])[0, :, r]
+            values = {"clean": late_accuracy(a["head_clean_accuracy"]), "induction": accuracy[0, 0, 1, k],
+                      "previous": accuracy[0, 0, 0, k], "random": random_accuracy.mean(),
+                      "alignment_clean": a["head_clean_alignment"], "alignment_induction": a["head_alignment"][0, 0, 1, k],
+                      "alignment_previous": a["head_alignment"][0, 0, 0, k],
+                      "alignment_random": a["head_random_alignment"][0, :, r].mean()}
+            for key, value in values.items():
+                numbers.setdefault(key, []).append(float(value))
+            below = [below[0] + int((random_accuracy < accuracy[0, 0, 1, k]).sum()),
+                     below[1] + int((random_accuracy < accuracy[0, 0, 0, k]).sum())]
+            draws += random_accuracy.size
+        cells = [_with_interval(interval(numbers[key]), ".3f") for key in ("clean", "induction", "previous", "random")]
+        cells.append(f"{below[0]} / {below[1]} of {draws}")
+        cells += [_with_interval(interval(numbers[key]), ".3f") for key in
+                  ("alignment_clean", "alignment_induction", "alignment_previous", "alignment_random")]
+        rows.append(f"| {name} ({len(group)}) | {counts[k]} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def subspace_over_seeds(runs: list[Run]) -> str:
+    """The subspace ablation over seeds, first BOS variant: late accuracy (mean [95% t interval] over seeds)
+    plain, without the PC plane and without a random plane (the mean of each seed's draws), how many of
+    all seeds' random planes leave accuracy at or above the PC plane's, and the share of the residual
+    stream's variance each removes (mean over the blocks)."""
+    groups = seed_groups(runs, "subspace")
+    rows = ["| runs (seeds) | accuracy plain | PC plane removed | random plane removed | random planes at or above "
+            "the PC plane | variance share, PC plane | random plane |", "|---" * 7 + "|"]
+    for name, group in sorted(groups.items()):
+        numbers: dict[str, list[float]] = {}
+        above, draws = 0, 0
+        for run in group:
+            a = run.arrays
+            accuracy, removed = late_accuracy(a["subspace_accuracy"])[0], a["subspace_removed_variance"][0].mean(-1)
+            values = {"plain": late_accuracy(a["subspace_plain_accuracy"]), "pc": accuracy[0],
+                      "random": accuracy[1:].mean(), "variance_pc": removed[0], "variance_random": removed[1:].mean()}
+            for key, value in values.items():
+                numbers.setdefault(key, []).append(float(value))
+            above, draws = above + int((accuracy[1:] >= accuracy[0]).sum()), draws + accuracy.size - 1
+        cells = [_with_interval(interval(numbers[key]), ".3f") for key in ("plain", "pc", "random")]
+        cells.append(f"{above} of {draws}")
+        cells += [_with_interval(interval(numbers[key]), ".4f") for key in ("variance_pc", "variance_random")]
+        rows.append(f"| {name} ({len(group)}) | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def mechanisms(runs: list[Run]) -> str:
     return "\n\n".join(f"**{run.name}.** " + " ".join(mechanism_summary(run)["sentences"]) for run in runs)
 
@@ -480,6 +549,9 @@ def main() -> None:
                          ("Two graphs over the same words", two_graphs(aggregates, runs)),
                          ("Coverage: accuracy against context length and against edge coverage", coverage(runs)),
                          ("The spectrum: low-frequency share (double convergence)", spectrum(runs)),
+                         ("Heads over seeds (the first ablation kind and BOS variant: by default mean, the BOS spared)",
+                          heads_over_seeds(sweep.runs)),
+                         ("Subspace ablation over seeds (the first BOS variant)", subspace_over_seeds(sweep.runs)),
                          ("Mechanisms", mechanisms([run for run in sweep.runs if experiment_of(run) != "graph"]))):
         print(f"### {title}\n\n{table}\n")
 

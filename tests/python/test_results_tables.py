@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 from icgt.study.aggregate import run_numbers
 from icgt.study.run_folder import Run, load_run
 from icgt.study.tables import load_sweep
@@ -188,3 +189,67 @@ def test_the_spectrum_table_puts_each_random_weight_control_after_its_trained_ru
                         f"{shares['shallow']:.2f} / {shares['deep']:.2f} | 0.20 |")
     assert len(rows) == 2 and rows[0].startswith("| toy-8-layers | grid | none | 0 |") and expected[0] in rows[0]
     assert rows[1].startswith("| toy-8-layers | grid | random_init | 0 |") and expected[1] in rows[1]
+
+
+def test_the_heads_over_seeds_row_equals_numbers_computed_from_the_arrays(tmp_path):
+    import json
+
+    from synthetic_run import write_heads_run
+
+    from icgt.report.mechanism import late_accuracy
+
+    sweep = tmp_path / "sweep"
+    for seed, suffix in enumerate(["", "-seed1", "-seed2"]):
+        folder = write_heads_run(sweep / f"heads{suffix}")
+        info = json.loads((folder / "run.json").read_text())
+        info.update(name=f"synthetic-grid-heads{suffix}", seed=seed)
+        info["config"]["seed"] = seed
+        (folder / "run.json").write_text(json.dumps(info))
+        with np.load(folder / "results.npz") as stored:  # each seed a little lower, so that the interval is one
+            arrays = {name: stored[name] for name in stored.files}
+        arrays["head_accuracy"] = arrays["head_accuracy"] - 0.01 * seed
+        np.savez(folder / "results.npz", **arrays)
+    result = tables(sweep)
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| synthetic-grid-heads (3) |"))
+
+    arrays = [load_run(sweep / f"heads{suffix}").arrays for suffix in ["", "-seed1", "-seed2"]]
+    k = [1, 2, 4, 6].index(2)  # the k random heads were drawn at
+    induction = np.array([late_accuracy(a["head_accuracy"])[0, 0, 1, k] for a in arrays])
+    half = scipy.stats.t.ppf(0.975, 2) * induction.std(ddof=1) / np.sqrt(3)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == "2"
+    assert cells[3] == f"{induction.mean():.3f} [{induction.mean() - half:.3f}, {induction.mean() + half:.3f}]"
+    random = [late_accuracy(a["head_random_accuracy"])[0, :, 0] for a in arrays]
+    below = sum(int((r < i).sum()) for r, i in zip(random, induction))
+    assert cells[6].startswith(f"{below} / ") and cells[6].endswith("of 15")
+    alignment = np.array([a["head_alignment"][0, 0, 0, k] for a in arrays])
+    assert cells[9].startswith(f"{alignment.mean():.3f}")
+
+
+def test_the_subspace_over_seeds_row_equals_numbers_computed_from_the_arrays(tmp_path):
+    spec = importlib.util.spec_from_file_location("results_tables", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)
+    runs = []
+    for seed, suffix in enumerate(["", "-seed1", "-seed2"]):
+        accuracy = rng.uniform(0.3, 0.7, (1, 6, 1)) * np.ones((1, 6, 50))  # the PC plane, then 5 random planes
+        accuracy[0, 0] = 0.45 + 0.01 * seed
+        arrays = {"subspace_accuracy": accuracy, "subspace_plain_accuracy": np.full(50, 0.7),
+                  "subspace_removed_variance": rng.uniform(0, 0.3, (1, 6, 3))}
+        info = {"name": f"toy-grid-subspace{suffix}", "config": {"experiment": "subspace"}}
+        runs.append(Run(folder=tmp_path, info=info, arrays=arrays))
+    cells = [cell.strip() for cell in module.subspace_over_seeds(runs).splitlines()[2].strip("|").split("|")]
+
+    pc = np.array([0.45, 0.46, 0.47])
+    half = scipy.stats.t.ppf(0.975, 2) * pc.std(ddof=1) / np.sqrt(3)
+    assert cells[0] == "toy-grid-subspace (3)"
+    assert cells[2] == f"{pc.mean():.3f} [{pc.mean() - half:.3f}, {pc.mean() + half:.3f}]"
+    random = np.array([run.arrays["subspace_accuracy"][0, 1:, 0].mean() for run in runs])
+    assert cells[3].startswith(f"{random.mean():.3f} [")
+    above = sum(int((run.arrays["subspace_accuracy"][0, 1:, 0] >= run.arrays["subspace_accuracy"][0, 0, 0]).sum())
+                for run in runs)
+    assert cells[4] == f"{above} of 15"
+    variance = np.array([run.arrays["subspace_removed_variance"][0, 0].mean() for run in runs])
+    assert cells[5].startswith(f"{variance.mean():.4f} [")
