@@ -500,26 +500,41 @@ def heads_over_seeds(runs: list[Run]) -> str:
 
 def subspace_over_seeds(runs: list[Run]) -> str:
     """The subspace ablation over seeds, first BOS variant: late accuracy (mean [95% t interval] over seeds)
-    plain, without the PC plane and without a random plane (the mean of each seed's draws), how many of
-    all seeds' random planes leave accuracy at or above the PC plane's, and the share of the residual
-    stream's variance each removes (mean over the blocks)."""
+    plain, without the PC plane and without a random and a variance-matched plane (the mean of each seed's
+    draws; "–" for runs written before the matched planes), how many of all seeds' planes of each control
+    leave accuracy at or above the PC plane's, and the share of the residual stream's variance each
+    removes (mean over the blocks)."""
     groups = seed_groups(runs, "subspace")
     rows = ["| runs (seeds) | accuracy plain | PC plane removed | random plane removed | random planes at or above "
-            "the PC plane | variance share, PC plane | random plane |", "|---" * 7 + "|"]
+            "the PC plane | variance-matched plane removed | matched planes at or above the PC plane | variance "
+            "share, PC plane | random plane | matched plane |", "|---" * 10 + "|"]
     for name, group in sorted(groups.items()):
         numbers: dict[str, list[float]] = {}
-        above, draws = 0, 0
+        counts = {"random": [0, 0], "matched": [0, 0]}  # at or above the PC plane, draws
         for run in group:
             a = run.arrays
             accuracy, removed = late_accuracy(a["subspace_accuracy"])[0], a["subspace_removed_variance"][0].mean(-1)
-            values = {"plain": late_accuracy(a["subspace_plain_accuracy"]), "pc": accuracy[0],
-                      "random": accuracy[1:].mean(), "variance_pc": removed[0], "variance_random": removed[1:].mean()}
+            controls = {"random": (accuracy[1:], removed[1:])}
+            if "subspace_matched_accuracy" in a:
+                controls["matched"] = (late_accuracy(a["subspace_matched_accuracy"])[0],
+                                       a["subspace_matched_removed_variance"][0].mean(-1))
+            values = {"plain": late_accuracy(a["subspace_plain_accuracy"]), "pc": accuracy[0], "variance_pc": removed[0]}
+            for control, (control_accuracy, control_removed) in controls.items():
+                values[control], values[f"variance_{control}"] = control_accuracy.mean(), control_removed.mean()
+                counts[control][0] += int((control_accuracy >= accuracy[0]).sum())
+                counts[control][1] += control_accuracy.size
             for key, value in values.items():
                 numbers.setdefault(key, []).append(float(value))
-            above, draws = above + int((accuracy[1:] >= accuracy[0]).sum()), draws + accuracy.size - 1
-        cells = [_with_interval(interval(numbers[key]), ".3f") for key in ("plain", "pc", "random")]
-        cells.append(f"{above} of {draws}")
-        cells += [_with_interval(interval(numbers[key]), ".4f") for key in ("variance_pc", "variance_random")]
+
+        def cell(key: str, format: str = ".3f") -> str:
+            return _with_interval(interval(numbers[key]), format) if len(numbers.get(key, [])) == len(group) else "–"
+
+        def count(control: str) -> str:
+            above, draws = counts[control]
+            return f"{above} of {draws}" if draws and len(numbers.get(control, [])) == len(group) else "–"
+
+        cells = [cell("plain"), cell("pc"), cell("random"), count("random"), cell("matched"), count("matched")]
+        cells += [cell(key, ".4f") for key in ("variance_pc", "variance_random", "variance_matched")]
         rows.append(f"| {name} ({len(group)}) | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

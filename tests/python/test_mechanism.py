@@ -129,6 +129,41 @@ def test_a_subspace_ablation_removes_exactly_the_projection():
     np.testing.assert_allclose(removed.numpy(), expected, atol=1e-6)
 
 
+def numpy_matched_dimension(offsets: np.ndarray, target_share: float) -> tuple[int, np.ndarray]:
+    """The largest k >= 2 at which a random plane of the top k principal directions of offsets holds on
+    average at least target_share of their squared norm (2 / k of the top k's share), and those directions."""
+    values, vectors = np.linalg.eigh(offsets.T @ offsets)
+    values, vectors = values[::-1], vectors[:, ::-1]
+    mean_share = [2 * values[:k].sum() / k / values.sum() for k in range(1, len(values) + 1)]
+    k = max([k for k in range(2, len(values) + 1) if mean_share[k - 1] >= target_share], default=2)
+    return k, vectors[:, :k]
+
+
+@pytest.mark.parametrize("target_share", [0.05, 0.3, 0.6, 0.99])
+def test_variance_matched_planes_lie_in_the_top_directions_and_hold_the_share_on_average(target_share):
+    rng = np.random.default_rng(3)
+    scales = 0.7 ** np.arange(12)  # a spectrum falling off like a residual stream's
+    offsets = rng.normal(size=(3000, 12)) * scales @ np.linalg.qr(rng.normal(size=(12, 12)))[0]
+    expected_k, top = numpy_matched_dimension(offsets, target_share)
+    planes, k = mechanism.variance_matched_planes(torch.from_numpy(offsets).float(), target_share, 400,
+                                                  torch.Generator().manual_seed(4))
+    assert k == expected_k
+    shares = []
+    for plane in planes:
+        basis = plane.double().numpy()
+        np.testing.assert_allclose(basis @ basis.T, np.eye(2), atol=1e-5)  # orthonormal rows
+        np.testing.assert_allclose(basis - (basis @ top) @ top.T, 0, atol=1e-5)  # within the top k directions
+        shares.append(np.linalg.norm(offsets @ basis.T) ** 2 / np.linalg.norm(offsets) ** 2)
+    values = np.linalg.eigvalsh(offsets.T @ offsets)[::-1]
+    mean_share = 2 * values[:k].sum() / k / values.sum()  # a uniform plane of k dimensions holds 2 / k of them
+    assert np.mean(shares) == pytest.approx(mean_share, rel=0.05)
+    if target_share <= 2 * values[:2].sum() / 2 / values.sum():  # reachable: matched, and the next k would not be
+        assert mean_share >= target_share and (k == 12 or 2 * values[:k + 1].sum() / (k + 1) / values.sum()
+                                               < target_share)
+    else:
+        assert k == 2  # more than any plane holds: the top plane itself
+
+
 def test_a_turn_in_the_plane_keeps_the_norm_and_the_plane_and_turns_by_the_angle():
     generator = torch.Generator().manual_seed(2)
     basis = torch.linalg.qr(torch.randn(8, 2, generator=generator)).Q.T.unsqueeze(0).repeat(3, 1, 1)  # [3, 2, 8]
@@ -386,6 +421,16 @@ def test_the_subspace_ablation_measures_every_plane_and_what_it_holds(toy_runs, 
         assert arrays["subspace_removed_variance"][v, 0, 0] == pytest.approx(expected, rel=1e-4)
         # Random planes, uniform over directions, hold about 2 / d of it (d = 16 here).
         assert 0 < np.median(arrays["subspace_removed_variance"][v, 1:, 0]) < 0.5
+        # The matched planes: drawn within the top k principal directions of the fitted walks, k by numpy.
+        fitted = (residual[fit, first:] - centre).reshape(-1, residual.shape[-1])
+        pc_share = np.linalg.norm(fitted @ basis.T) ** 2 / np.linalg.norm(fitted) ** 2
+        k, _ = numpy_matched_dimension(fitted, pc_share)
+        assert arrays["subspace_matched_dimension"][v].tolist() == [k]
+        matched_share = arrays["subspace_matched_removed_variance"][v, :, 0]
+        assert matched_share.shape == (TOY["random_draws"],)
+        # On the measured walks they hold about the PC plane's share (4 draws), more than random planes.
+        assert expected / 1.5 < matched_share.mean() < expected * 1.5
+        assert matched_share.mean() > arrays["subspace_removed_variance"][v, 1:, 0].mean()
     plain = toy_probe.run(torch.from_numpy(ids[measure]), target_ids=torch.tensor(
         json.loads((folder / "run.json").read_text())["token_ids"]["words"])).target_probs
     accuracy = icgt.EnergyMetrics(icgt.Graph.square_grid(4, 4)).rule_following_accuracy(
@@ -400,6 +445,13 @@ def test_the_subspace_ablation_measures_every_plane_and_what_it_holds(toy_runs, 
         np.percentile(late, [2.5, 97.5]), abs=1e-6)
     assert random_["removed_variance"]["mean"] == pytest.approx(arrays["subspace_removed_variance"][1, 1:].mean(),
                                                                 abs=1e-6)
+    matched = summary["variants"]["the BOS included"]["matched_planes"]
+    late = np.array([late_accuracy(curve) for curve in arrays["subspace_matched_accuracy"][1]])
+    assert matched["accuracy"]["mean"] == pytest.approx(late.mean(), abs=1e-6)
+    assert summary["variants"]["the BOS included"]["matched_planes_at_or_above"] == int(
+        (late >= late_accuracy(arrays["subspace_accuracy"][1, 0])).sum())
+    assert matched["dimension"] == arrays["subspace_matched_dimension"][1].tolist()
+    assert f"top {matched['dimension'][0]} principal directions" in summary["sentences"][1]
     assert "the BOS spared" in summary["sentences"][0] and "the BOS included" in summary["sentences"][1]
 
 

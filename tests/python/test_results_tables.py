@@ -251,5 +251,19 @@ def test_the_subspace_over_seeds_row_equals_numbers_computed_from_the_arrays(tmp
     above = sum(int((run.arrays["subspace_accuracy"][0, 1:, 0] >= run.arrays["subspace_accuracy"][0, 0, 0]).sum())
                 for run in runs)
     assert cells[4] == f"{above} of 15"
+    assert cells[5] == cells[6] == cells[9] == "–"  # runs without the variance-matched planes
     variance = np.array([run.arrays["subspace_removed_variance"][0, 0].mean() for run in runs])
-    assert cells[5].startswith(f"{variance.mean():.4f} [")
+    assert cells[7].startswith(f"{variance.mean():.4f} [")
+
+    for run in runs:  # now with 4 variance-matched planes each
+        run.arrays["subspace_matched_accuracy"] = rng.uniform(0.3, 0.7, (1, 4, 1)) * np.ones((1, 4, 50))
+        run.arrays["subspace_matched_removed_variance"] = rng.uniform(0.1, 0.4, (1, 4, 3))
+    cells = [cell.strip() for cell in module.subspace_over_seeds(runs).splitlines()[2].strip("|").split("|")]
+    matched = np.array([run.arrays["subspace_matched_accuracy"][0, :, 0].mean() for run in runs])
+    half = scipy.stats.t.ppf(0.975, 2) * matched.std(ddof=1) / np.sqrt(3)
+    assert cells[5] == f"{matched.mean():.3f} [{matched.mean() - half:.3f}, {matched.mean() + half:.3f}]"
+    above = sum(int((run.arrays["subspace_matched_accuracy"][0, :, 0] >= run.arrays["subspace_accuracy"][0, 0, 0]).sum())
+                for run in runs)
+    assert cells[6] == f"{above} of 12"
+    variance = np.array([run.arrays["subspace_matched_removed_variance"][0].mean() for run in runs])
+    assert cells[9].startswith(f"{variance.mean():.4f} [")

@@ -259,29 +259,35 @@ def _heads(run: Run) -> dict[str, Any]:
 
 def _subspace(run: Run) -> dict[str, Any]:
     """The subspace ablation's numbers: late accuracy (both variants) without projection, without the PC
-    plane and without each random plane (mean and 2.5-97.5 percentiles of the draws), and the share
-    of the residual stream's variance each plane holds (mean over the blocks), per BOS variant."""
+    plane and without each random and variance-matched plane (mean and 2.5-97.5 percentiles of the
+    draws; runs written before the matched planes have none), and the share of the residual stream's
+    variance each plane holds (mean over the blocks), per BOS variant."""
     arrays = run.arrays
     blocks = arrays["subspace_blocks"]
     plain = {"accuracy": _late_accuracy(arrays["subspace_plain_accuracy"]),
              "accuracy_renormalized": _late_accuracy(arrays["subspace_plain_accuracy_renormalized"])}
+    controls = {"random_planes": "subspace_", "matched_planes": "subspace_matched_"}
+    controls = {name: prefix for name, prefix in controls.items() if f"{prefix}accuracy" in arrays}
     variants: dict[str, Any] = {}
     sentences = []
     for v, included in enumerate(arrays["subspace_bos_included"].tolist()):
-        late = {name: np.array([_late_accuracy(curve) for curve in arrays[f"subspace_{name}"][v]])
-                for name in ("accuracy", "accuracy_renormalized")}  # [planes]
-        variance = arrays["subspace_removed_variance"][v].mean(axis=1)  # [planes]
-        numbers = {"pc_plane": {"accuracy": float(late["accuracy"][0]),
-                                "accuracy_renormalized": float(late["accuracy_renormalized"][0]),
-                                "removed_variance": float(variance[0])},
-                   "random_planes": {"accuracy": spread(late["accuracy"][1:]),
-                                     "accuracy_renormalized": spread(late["accuracy_renormalized"][1:]),
-                                     "removed_variance": spread(variance[1:])},
-                   "random_planes_at_or_above": int((late["accuracy"][1:] >= late["accuracy"][0]).sum())}
+        pc_late = {name: _late_accuracy(arrays[f"subspace_{name}"][v, 0])
+                   for name in ("accuracy", "accuracy_renormalized")}
+        numbers: dict[str, Any] = {"pc_plane": {**pc_late, "removed_variance":
+                                                float(arrays["subspace_removed_variance"][v, 0].mean())}}
+        for control, prefix in controls.items():
+            first = 1 if control == "random_planes" else 0  # plane 0 of the first set is the PC plane
+            late = {name: np.array([_late_accuracy(curve) for curve in arrays[f"{prefix}{name}"][v, first:]])
+                    for name in ("accuracy", "accuracy_renormalized")}  # [planes]
+            numbers[control] = {**{name: spread(values) for name, values in late.items()},
+                                "removed_variance": spread(arrays[f"{prefix}removed_variance"][v, first:].mean(axis=1))}
+            numbers[f"{control}_at_or_above"] = int((late["accuracy"] >= pc_late["accuracy"]).sum())
+        if "matched_planes" in controls:
+            numbers["matched_planes"]["dimension"] = arrays["subspace_matched_dimension"][v].tolist()
         variants[BOS_WORDS[included]] = numbers
         random_ = numbers["random_planes"]
         draws = random_["accuracy"]["draws"]
-        sentences.append(
+        sentence = (
             f"Projecting the residual stream of {blocks_text(blocks)} off the plane of the class means' PCs 1-2 "
             f"(fitted on other walks; {BOS_WORDS[included]}) changes late accuracy from {plain['accuracy']:.3f} to "
             f"{numbers['pc_plane']['accuracy']:.3f} (renormalised: {plain['accuracy_renormalized']:.3f} to "
@@ -292,6 +298,16 @@ def _subspace(run: Run) -> dict[str, Any]:
             f"residual stream's variance about its centre there, a random plane "
             f"{100 * random_['removed_variance']['mean']:.2f}% [{100 * random_['removed_variance']['low']:.2f}-"
             f"{100 * random_['removed_variance']['high']:.2f}%] (mean over the blocks).")
+        if "matched_planes" in controls:
+            matched = numbers["matched_planes"]
+            sentence += (
+                f" Planes drawn within the stream's top {'/'.join(map(str, matched['dimension']))} principal "
+                f"directions (by block), to hold as much, hold {100 * matched['removed_variance']['mean']:.2f}% "
+                f"[{100 * matched['removed_variance']['low']:.2f}-{100 * matched['removed_variance']['high']:.2f}%] "
+                f"and leave accuracy at {_spread_text(matched['accuracy'])} "
+                f"({_spread_text(matched['accuracy_renormalized'])}), {numbers['matched_planes_at_or_above']} of "
+                f"{matched['accuracy']['draws']} at or above the PC plane's.")
+        sentences.append(sentence)
     return {"plain_late_accuracy": plain, "variants": variants, "blocks": blocks.tolist(), "sentences": sentences}
 
 
@@ -437,12 +453,16 @@ def _subspace_figure(run: Run) -> Figure:
         suffix = f" ({BOS_WORDS[included]})" if arrays["subspace_bos_included"].size > 1 else ""
         curves = arrays["subspace_accuracy"][v]
         ax.plot(centres, binned(curves[0], bins), style, color="tab:red", label="PC1-2 plane removed" + suffix)
-        random_ = np.array([binned(curve, bins) for curve in curves[1:]])
-        spreads = [spread(random_[:, i]) for i in range(random_.shape[1])]
-        ax.plot(centres, [s["mean"] for s in spreads], style, color="tab:blue",
-                label=f"random planes removed ({len(random_)})" + suffix)
-        ax.fill_between(centres, [s["low"] for s in spreads], [s["high"] for s in spreads], color="tab:blue",
-                        alpha=0.15)
+        controls = [("random planes", curves[1:], "tab:blue")]
+        if "subspace_matched_accuracy" in arrays:
+            controls.append(("variance-matched planes", arrays["subspace_matched_accuracy"][v], "tab:green"))
+        for label, control_curves, color in controls:
+            binned_curves = np.array([binned(curve, bins) for curve in control_curves])
+            spreads = [spread(binned_curves[:, i]) for i in range(binned_curves.shape[1])]
+            ax.plot(centres, [s["mean"] for s in spreads], style, color=color,
+                    label=f"{label} removed ({len(binned_curves)})" + suffix)
+            ax.fill_between(centres, [s["low"] for s in spreads], [s["high"] for s in spreads], color=color,
+                            alpha=0.15)
     context_length_axis(ax)
     ax.set_ylabel("accuracy (full vocabulary)")
     ax.legend(fontsize=8)

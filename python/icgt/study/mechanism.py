@@ -16,8 +16,10 @@ Each is an ``experiment`` setting of a config, run like the graph experiment int
   at the k nearest 5% of the heads, k random heads (``random_draws`` draws); accuracy over context
   and the geometry of the analysis block.
 - ``subspace``: project the residual stream of the late blocks off the class means' PC1-2 plane
-  (fitted on the other half of the sequences) against ``random_draws`` random planes; accuracy
-  before and after, and the share of the residual stream's variance each plane holds.
+  (fitted on the other half of the sequences) against ``random_draws`` random planes and as many
+  variance-matched planes (random planes within the stream's top principal directions, holding as
+  much of its variance as the PC plane); accuracy before and after, and the share of the residual
+  stream's variance each plane holds.
 
 Both ablations act from position 1 on by default, sparing the BOS (an attention sink, whose residual
 can be far larger than any other's), or on every position (``bos_variants``).
@@ -117,6 +119,32 @@ def removed_share(residual: torch.Tensor, basis: torch.Tensor, centre: torch.Ten
     """
     offset = residual[..., first_position:, :].double() - centre.to(residual.device, torch.float64)
     return float(((offset @ basis.to(residual.device, torch.float64).T) ** 2).sum() / (offset ** 2).sum())
+
+
+def variance_matched_planes(offsets: torch.Tensor, target_share: float, count: int,
+                            generator: torch.Generator) -> tuple[list[torch.Tensor], int]:
+    """count random planes [2, d] (orthonormal rows), each uniform among the planes within the span of
+    the top k principal directions of offsets [N, d] (rows measured from the planes' centre), and k:
+    the largest dimension at which such a plane holds on average at least target_share of
+    sum ||offset||^2. A random plane in d dimensions holds about 2/d of the variance, far less than a
+    plane fitted to the data; these hold as much (a little more on average, so that a fitted plane
+    that still costs more than them cannot owe it to holding more). The top two directions hold the
+    most any plane can, so k >= 2 whenever target_share is at most that.
+
+    >>> offsets = torch.diag(torch.tensor([3.0, 2.0, 1.0, 0.5]))   # variances 9, 4, 1, 0.25 of 14.25
+    >>> planes, k = variance_matched_planes(offsets, 0.6, 2, torch.Generator().manual_seed(0))
+    >>> k, planes[0].shape, float(planes[0][:, 3].abs().max())     # a plane of the top 3 holds 0.65 on average
+    (3, torch.Size([2, 4]), 0.0)
+    """
+    values, vectors = torch.linalg.eigh(offsets.double().T @ offsets.double())
+    values, vectors = values.flip(0).clamp(min=0), vectors.flip(1)
+    dimensions = torch.arange(1, values.numel() + 1, dtype=torch.float64)
+    mean_share = 2 * values.cumsum(0) / dimensions / values.sum()  # a random plane of the top k's, k = 1..d
+    holding = torch.nonzero(mean_share[1:] >= target_share).flatten()
+    k = int(holding.max()) + 2 if holding.numel() else 2
+    top = vectors[:, :k].float()
+    return [(top @ torch.linalg.qr(torch.randn(k, 2, generator=generator)).Q).T.contiguous()
+            for _ in range(count)], k
 
 
 def run_mechanism(config: configs.ExperimentConfig, probe, graph: Graph, nodes: np.ndarray, scored: np.ndarray,
@@ -490,16 +518,22 @@ def subspace(config, probe, graph, nodes, scored, token_ids, word_ids) -> dict[s
     the sequences, and measure accuracy on the second half; against config.random_draws random planes
     (uniform on the Grassmannian, through the same centre), for each of config.bos_variants.
 
-    The random planes are not matched to the variance the PC plane holds: a projection removes all
-    that lies in its plane (scaling it changes nothing), and random planes in d dimensions all hold
-    about 2/d of the variance, so none can be chosen to match a plane fitted to the data. Instead the
-    share each plane holds is measured (removed_share, on the plain run's residuals of the measured
-    sequences at the positions the projection acts on) and reported beside its accuracy.
+    A projection removes all that lies in its plane (scaling it changes nothing), and random planes in
+    d dimensions all hold about 2/d of the variance, far less than a plane fitted to the data. So a
+    second control, config.random_draws variance-matched planes, is drawn within the residual
+    stream's top principal directions (variance_matched_planes, on the fitted sequences at the
+    positions the projection acts on, per block and variant), as many as a random plane there must
+    span to hold the PC plane's share. The share each plane holds is measured (removed_share, on the
+    plain run's residuals of the measured sequences at the positions the projection acts on) and
+    reported beside its accuracy.
 
     Arrays: subspace_blocks [Bl]; subspace_measured_sequences [M]; subspace_bos_included [VB];
     subspace_plain_accuracy, subspace_plain_accuracy_renormalized [T] (mean over the measured
     sequences); subspace_accuracy, subspace_accuracy_renormalized [VB, PL, T] with plane 0 the PC plane
-    and planes 1.. the random draws; subspace_removed_variance [VB, PL, Bl].
+    and planes 1.. the random draws; subspace_removed_variance [VB, PL, Bl];
+    subspace_matched_accuracy, subspace_matched_accuracy_renormalized [VB, PM, T] and
+    subspace_matched_removed_variance [VB, PM, Bl] for the variance-matched planes, drawn within the
+    top subspace_matched_dimension [VB, Bl] principal directions.
 
     >>> words = [f"w{i}" for i in range(1, 17)]   # the toy bundle's words (w0 is its BOS)
     >>> config = icgt.study.config.preset("grid-subspace", model=toy_bundle, words=words, num_sequences=4,
@@ -507,6 +541,8 @@ def subspace(config, probe, graph, nodes, scored, token_ids, word_ids) -> dict[s
     >>> arrays = icgt.study.compute.compute_run(config, progress=False).arrays
     >>> arrays["subspace_accuracy"].shape, arrays["subspace_removed_variance"].shape   # the PC plane, 3 random
     ((1, 4, 41), (1, 4, 1))
+    >>> arrays["subspace_matched_accuracy"].shape, arrays["subspace_matched_dimension"].shape  # 3 matched
+    ((1, 3, 41), (1, 1))
     """
     blocks = late_blocks(probe.num_layers)
     clean = clean_run(probe, token_ids, word_ids, config.max_batch)
@@ -542,16 +578,31 @@ def subspace(config, probe, graph, nodes, scored, token_ids, word_ids) -> dict[s
                                                  torch.from_numpy(scored[measure]))
         return result.mean_full_vocabulary.cpu().numpy(), result.mean_renormalized.cpu().numpy()
 
+    def measured(chosen_planes: list[dict], first: int) -> dict[str, np.ndarray]:
+        passes = [accuracy(project_off(plane, first)) for plane in chosen_planes]
+        return {"accuracy": np.stack([full for full, _ in passes]),
+                "accuracy_renormalized": np.stack([renormalized for _, renormalized in passes]),
+                "removed_variance": np.array([[removed_share(_residuals(clean, block)[torch.from_numpy(measure)],
+                                                             *plane[block], first) for block in blocks]
+                                              for plane in chosen_planes])}
+
     plain = accuracy({})
-    curves: dict[str, list] = {"accuracy": [], "accuracy_renormalized": [], "removed_variance": []}
+    curves: dict[str, list] = {}
     for variant in config.bos_variants:
         first = first_ablated_position(variant)
-        measured = [accuracy(project_off(plane, first)) for plane in planes]
-        curves["accuracy"].append(np.stack([full for full, _ in measured]))
-        curves["accuracy_renormalized"].append(np.stack([renormalized for _, renormalized in measured]))
-        curves["removed_variance"].append(np.array([[removed_share(_residuals(clean, block)[torch.from_numpy(measure)],
-                                                                   *plane[block], first) for block in blocks]
-                                                    for plane in planes]))
+        matched, dimensions = [{} for _ in range(config.random_draws)], []
+        for block in blocks:
+            basis, centre = pc_plane[block]
+            offsets = (_residuals(clean, block)[torch.from_numpy(fit), first:].float() - centre).flatten(0, -2)
+            drawn, k = variance_matched_planes(offsets, removed_share(offsets, basis, torch.zeros_like(centre)),
+                                               config.random_draws, generator)
+            dimensions.append(k)
+            for plane, basis_drawn in zip(matched, drawn):
+                plane[block] = (basis_drawn, centre)
+        for prefix, chosen in (("", planes), ("matched_", matched)):
+            for name, values in measured(chosen, first).items():
+                curves.setdefault(prefix + name, []).append(values)
+        curves.setdefault("matched_dimension", []).append(np.array(dimensions))
     return {"subspace_blocks": np.array(blocks), "subspace_measured_sequences": measure,
             "subspace_bos_included": np.array([variant == "included" for variant in config.bos_variants]),
             "subspace_plain_accuracy": plain[0], "subspace_plain_accuracy_renormalized": plain[1],

@@ -131,6 +131,7 @@ DIMENSIONS = {
     "NH": Dimension("flat_head"),
     "M": Dimension("measured_sequence", ("subspace_measured_sequences",)),
     "PL": Dimension("plane"),
+    "PM": Dimension("matched_plane"),
     "E": Dimension("heldout_edge"),
     "ends": Dimension("end"),
     "C4": Dimension("word_kind"),
@@ -162,6 +163,10 @@ BOOLEAN_ARRAYS = ("scored",)
 #: nothing: 20 tokens per class left too much sampling noise (tests/python/test_spectrum_validation.py).
 LATER_ARRAYS = {"spectral_eigenvalues": ("EV",), "debiased_spectral_profile": ("L", "S2", "EV")}
 LATER_ARRAYS.update({f"toy_{name}": dims for name, dims in LATER_ARRAYS.items()})
+#: The subspace ablation's variance-matched planes (PM) came later too.
+LATER_ARRAYS.update({"subspace_matched_accuracy": ("VB", "PM", "T"),
+                     "subspace_matched_accuracy_renormalized": ("VB", "PM", "T"),
+                     "subspace_matched_removed_variance": ("VB", "PM", "Bl"), "subspace_matched_dimension": ("VB", "Bl")})
 #: Arrays that only days-of-week runs carry; K2 is one per consecutive PC pair (k // 2).
 DAYS_ARRAYS = {
     "weekly_alignment": ("L", "P", "K2"),
