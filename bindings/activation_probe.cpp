@@ -308,6 +308,17 @@ Example:
       .def(
           "token_text", [](const Probe& p, std::int64_t id) { return py::bytes(p.token_text(id)); }, py::arg("id"),
           "The bytes a token contributes to text.\n\n>>> icgt.ActivationProbe(toy_bundle).token_text(3)\nb' w3'")
+      .def("unembedding", &Probe::unembedding, py::arg("token_ids"),
+           R"doc(Rows of the output (unembedding) matrix for token ids [n]: [n, hidden], float32 on the CPU.
+
+Logits are final_norm(residual) @ W_U^T (before Gemma's soft-cap); where the model ties them, these
+are the input embedding's rows. ValueError for ids outside the vocabulary, TypeError for ids that
+are not a 1-D integer tensor.
+
+>>> probe = icgt.ActivationProbe(toy_bundle)
+>>> probe.unembedding(torch.tensor([3, 5])).shape == (2, probe.hidden_size)
+True
+)doc")
       .def(
           "add_hook",
           [](Probe& p, const py::handle& site, const py::handle& fn) {

@@ -82,6 +82,18 @@ const std::string& ActivationProbe::token_text(std::int64_t id) const {
   return vocabulary_[id];
 }
 
+torch::Tensor ActivationProbe::unembedding(const torch::Tensor& token_ids) const {
+  const std::string function = "ActivationProbe.unembedding";
+  detail::check_integer(token_ids, 1, function, "token_ids", "[n]");
+  const torch::Tensor ids = token_ids.to(torch::kCPU, torch::kLong);
+  if (ids.numel() > 0 && (ids.min().item<std::int64_t>() < 0 || ids.max().item<std::int64_t>() >= info_.vocab_size)) {
+    throw ValueError(fmt::format("{}: token ids {}..{} reach outside the vocabulary 0..{}", function,
+                                 ids.min().item<std::int64_t>(), ids.max().item<std::int64_t>(),
+                                 info_.vocab_size - 1));
+  }
+  return model_->unembedding().index_select(0, ids.to(device_)).to(torch::kCPU, torch::kFloat32);
+}
+
 
 ActivationProbe::ScopedHooks::ScopedHooks(ActivationProbe& probe, const std::vector<std::pair<HookSite, Hook>>& hooks)
     : probe_(probe) {

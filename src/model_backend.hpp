@@ -40,6 +40,8 @@ class ModelBackend {
   virtual torch::Tensor final_norm(const torch::Tensor& hidden) = 0;
   /// hidden [..., hidden] -> logits [..., vocab]
   virtual torch::Tensor head(const torch::Tensor& hidden) = 0;
+  /// The head's weight [vocab, hidden] (the embedding's where tied), as head() multiplies by it.
+  virtual torch::Tensor unembedding() = 0;
 };
 
 /// A loaded model with what its bundle says about it.

@@ -76,6 +76,7 @@ class TorchScriptBackend final : public ModelBackend {
 
   torch::Tensor final_norm(const torch::Tensor& hidden) override { return final_norm_.forward({hidden}).toTensor(); }
   torch::Tensor head(const torch::Tensor& hidden) override { return head_.forward({hidden}).toTensor(); }
+  torch::Tensor unembedding() override { return head_.attr("weight").toTensor(); }
 
  private:
   torch::jit::Module module_;

@@ -229,6 +229,10 @@ class ICGT_API ActivationProbe {
   std::int64_t token_id(const std::string& text) const;
   /// The text (bytes) a token contributes to decoded output.
   const std::string& token_text(std::int64_t id) const;
+  /// Rows of the output (unembedding) matrix, logits = final_norm(residual) @ W_U^T before any soft-cap,
+  /// for token ids [n] (any integer dtype): [n, hidden], float32 on the CPU; the input embedding's rows
+  /// where the model ties them. Throws ValueError for ids of another shape or outside the vocabulary.
+  torch::Tensor unembedding(const torch::Tensor& token_ids) const;
 
   /// Registers a hook at a point; returns a handle for remove_hook. A run uses the hooks registered
   /// when it starts: hooks added, removed or cleared while it runs (by a hook, say) take effect

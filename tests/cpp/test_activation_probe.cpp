@@ -63,6 +63,26 @@ TEST_CASE("the probe reads the bundle's description and vocabulary") {
   CHECK_THROWS_WITH(probe.token_id("\r\n\xc3\xa9\x01"), Contains("is '\\r\\n\xc3\xa9\\x01'; the tokenizer"));
 }
 
+TEST_CASE("the unembedding's rows are the head's weight, and give the logits") {
+  ActivationProbe probe(bundle("toy.pt"), "cpu");
+  Reference reference;
+  const torch::Tensor weight = reference.module.attr("head").toModule().attr("weight").toTensor();
+  const torch::Tensor rows = probe.unembedding(torch::tensor({7, 0, 3}, torch::kInt32));
+  CHECK(rows.sizes() == torch::IntArrayRef({3, 16}));
+  CHECK(rows.scalar_type() == torch::kFloat32);
+  CHECK(torch::equal(rows, weight.index_select(0, torch::tensor({7, 0, 3}))));
+  const torch::Tensor hidden = torch::randn({2, 16});
+  const torch::Tensor norm = reference.module.attr("final_norm").toModule().forward({hidden}).toTensor();
+  const torch::Tensor all = probe.unembedding(torch::arange(probe.info().vocab_size));
+  CHECK(torch::allclose(norm.matmul(all.t()), reference.module.attr("head").toModule().forward({norm}).toTensor(),
+                        1e-5, 1e-6));
+  CHECK(probe.unembedding(torch::empty({0}, torch::kLong)).sizes() == torch::IntArrayRef({0, 16}));
+  CHECK_THROWS_AS(probe.unembedding(torch::tensor({{1, 2}})), icgt::TypeError);
+  CHECK_THROWS_AS(probe.unembedding(torch::tensor({1.0, 2.0})), icgt::TypeError);
+  CHECK_THROWS_WITH(probe.unembedding(torch::tensor({3, 50})), Contains("token ids 3..50 reach outside the vocabulary 0..49"));
+  CHECK_THROWS_AS(probe.unembedding(torch::tensor({-1})), icgt::ValueError);
+}
+
 TEST_CASE("captured residuals and probabilities equal the model run directly") {
   ActivationProbe probe(bundle("toy.pt"), "cpu");
   ActivationProbe::Request request;

@@ -50,6 +50,18 @@ def test_description_vocabulary_and_config(bundles):
         probe.token_id(" twin")
 
 
+def test_the_unembedding_is_the_heads_weight_and_gives_the_logits(bundles, reference):
+    probe = icgt.ActivationProbe(bundles / "toy.pt", device="cpu")
+    rows = probe.unembedding(torch.tensor([7, 0, 3]))
+    assert rows.dtype == torch.float32 and rows.shape == (3, 16)
+    assert torch.equal(rows, reference.head.weight[[7, 0, 3]])
+    result = probe.run(IDS, logits="last")
+    with torch.no_grad():
+        normed = reference.final_norm(manual_run(reference, torch.as_tensor(IDS))[0][-1][:, -1])
+    torch.testing.assert_close(normed @ probe.unembedding(torch.arange(50)).T, result.logits[:, -1], atol=1e-4,
+                               rtol=1e-4)
+
+
 def test_run_matches_the_model_run_directly(bundles, reference):
     probe = icgt.ActivationProbe(str(bundles / "toy.pt"), device="cpu")
     result = probe.run(IDS, layers=[icgt.EMBEDDING_LAYER, 1, 2], target_ids=[5, 6, 7])
@@ -185,6 +197,9 @@ def test_devices(bundles):
     (lambda p: p.set_head_gates(0, [1.0, 1.0]), ValueError, "expected 4 gates"),
     (lambda p: p.set_head_gates(0, [1, 1, 1, 1]), TypeError, "must be floating point"),
     (lambda p: p.token_text(-1), ValueError, "outside the vocabulary"),
+    (lambda p: p.unembedding(torch.tensor([3, 50])), ValueError, r"token ids 3\.\.50 reach outside the vocabulary 0\.\.49"),
+    (lambda p: p.unembedding(torch.tensor([[3]])), TypeError, "token_ids"),
+    (lambda p: p.unembedding(torch.tensor([3.0])), TypeError, "token_ids"),
     (lambda p: p.token_id(" apple"), ValueError, "no single token"),
 ])
 def test_bad_requests(bundles, call, error, message):

@@ -475,6 +475,31 @@ def test_the_intervention_is_reported_by_walk_with_its_in_plane_control(toy_runs
     np.testing.assert_allclose(np.load(split / "results.npz")["intervention_mass"], mass, atol=1e-5)
 
 
+def test_the_authors_unembedding_option_adds_a_condition_and_changes_nothing_else(toy_runs, toy_probe, tmp_path):
+    plain = dict(np.load(toy_runs["intervention"] / "results.npz"))
+    assert not any(name.startswith("intervention_unembedding") for name in plain)  # off by default
+    runs = {times: icgt.run_experiment({"preset": "grid-intervention", **TOY, "model": str(toy_probe.bundle),
+                                        "intervention_unembedding": times}, output=tmp_path / str(times),
+                                       progress=False)
+            for times in (1e-6, 1, 50)}
+    arrays = {times: dict(np.load(folder / "results.npz")) for times, folder in runs.items()}
+    for times, run in arrays.items():
+        for name in ("mass", "mass_renormalized", "top1", "top3"):
+            np.testing.assert_allclose(run[f"intervention_{name}"], plain[f"intervention_{name}"], atol=1e-6)
+            assert run[f"intervention_unembedding_{name}"].shape == (6, mechanism.TARGETS_PER_SEQUENCE)
+    moved = plain["intervention_mass"][1]
+    # A vanishing subtraction is the plain move; a large one moves the residual far from it.
+    np.testing.assert_allclose(arrays[1e-6]["intervention_unembedding_mass"], moved, atol=1e-4)
+    assert np.abs(arrays[50]["intervention_unembedding_mass"] - moved).max() > 0.05
+    summary = json.loads((runs[1] / "report" / "summary.json").read_text())
+    difference = (arrays[1]["intervention_unembedding_mass"] - moved).mean(1)  # per walk, then over walks
+    assert summary["numbers"]["unembedding"]["minus_moved"] == pytest.approx(
+        [difference.mean(), stats.t.ppf(0.975, 5) * stats.sem(difference)], abs=1e-6)
+    assert "subtracting the target word's unembedding (unit length) 1 time per PC" in summary["sentences"][2]
+    with pytest.raises(icgt.study.config.ConfigError, match="intervention_unembedding must be a finite number >= 0"):
+        icgt.study.config.preset("grid-intervention", intervention_unembedding=-1.0)
+
+
 SHORT = {"model": "smollm2-135m", "num_sequences": 4, "sequence_length": 200, "pca_window": 80,
          "intervention_window": 150, "null_permutations": 30, "bootstrap": 5, "random_draws": 2,
          "head_ablation_kinds": ["mean"]}

@@ -98,8 +98,21 @@ def _intervention(run: Run) -> dict[str, Any]:
                    + " (paired differences, 95% intervals over walks: "
                    + "; ".join(f"{c}: {stated(differences[c])}" for c in failed)
                    + "): this does not show that the geometry is used.")
+    sentences = [sentence, verdict]
+    if "intervention_unembedding_mass" in arrays:
+        option = {name: clustered_interval(arrays[f"intervention_unembedding_{name}"].astype(float))[:2]
+                  for name in ("mass", "mass_renormalized", "top1", "top3")}
+        option["minus_moved"] = clustered_interval(arrays["intervention_unembedding_mass"] - mass[1])[:2]
+        numbers["unembedding"] = option
+        times = run.info["config"]["intervention_unembedding"]
+        sentences.append(
+            f"With the authors' option, the move also subtracting the target word's unembedding (unit length) "
+            f"{times:g} time{'s' if times != 1 else ''} per PC: {stated(option['mass'])} on the target's neighbours "
+            f"(over the node words alone {option['mass_renormalized'][0]:.3f}; top node word a neighbour in "
+            f"{option['top1'][0]:.0%} of cases), {stated(option['minus_moved'])} from the plain move (paired, 95% "
+            f"interval over walks).")
     return {"numbers": numbers, "blocks": blocks.tolist(), "cases": sequences * targets, "sequences": sequences,
-            "sentences": [sentence, verdict]}
+            "sentences": sentences}
 
 
 def _listed(items: list[str], last: str = "and") -> str:

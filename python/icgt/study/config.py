@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -115,6 +116,10 @@ class ExperimentConfig:
     experiment: str = "graph"
     #: intervention: the trailing window of the class means whose PC1-2 plane the token moves in.
     intervention_window: int = 1000
+    #: intervention: the authors' option, off by default (0): the move also subtracts the target word's
+    #: unembedding, normalised to unit length, this many times per PC (the protocol's reading: 1, that is
+    #: twice in all), as a further condition beside the plain move.
+    intervention_unembedding: int | float = 0.0
     #: heads: length L of the random token sequence repeated twice, and how many such sequences.
     score_length: int = 32
     score_sequences: int = 4
@@ -385,6 +390,8 @@ def validate(config: ExperimentConfig) -> None:
             "experiment 'subspace' fits on half the sequences and measures the other half: num_sequences >= 2")
     for name in ("intervention_window", "score_length", "score_sequences", "random_draws"):
         require(getattr(config, name) > 0, f"{name} must be a positive integer, got {getattr(config, name)}")
+    require(math.isfinite(config.intervention_unembedding) and config.intervention_unembedding >= 0,
+            f"intervention_unembedding must be a finite number >= 0 (0: off), got {config.intervention_unembedding}")
     require(all(k > 0 for k in config.head_counts), f"head_counts must be positive, got {config.head_counts}")
     for name, choices in (("head_ablation_kinds", HEAD_ABLATION_KINDS), ("bos_variants", BOS_VARIANTS)):
         chosen = getattr(config, name)

@@ -8,8 +8,8 @@ Each is an ``experiment`` setting of a config, run like the graph experiment int
   sequence, PCA per block) to a random target node's place, and measure the probability mass on the
   target's neighbours; controls: a random direction of the same norm, a move of the same norm in a
   random direction within the plane (to a random place in it), and a move to the current node's own
-  place. The authors' code also subtracts the target's unembedding; how far is not defined in what
-  icgt follows (docs/report.md), so that variant is not run.
+  place. The authors' code also subtracts the target's normalised unembedding once per PC: an option
+  (``intervention_unembedding``), off by default, run as a further condition.
 - ``heads`` (the induction-circuit critique): score every head for previous-token attention and for
   induction on BOS and L random tokens repeated twice; ablate the top-k of each kind, replacing their
   outputs z by their mean over the plain run (the main variant) or by zero, and, for the main variant
@@ -197,7 +197,10 @@ def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> di
     (a random direction of the moved displacement's norm), self (moved to the current node's own
     place) and in_plane (the moved displacement turned by a uniform random angle within the plane:
     a move of the same norm, in the plane, to a random place); top1 / top3 [condition, B, K]: whether
-    the highest (three highest) node words are neighbours of the target. Targets are drawn among the
+    the highest (three highest) node words are neighbours of the target. With
+    config.intervention_unembedding > 0 (the authors' option), the same four measures [B, K] as
+    intervention_unembedding_mass, ... for the move that also subtracts the target word's unit
+    unembedding (probe.unembedding) that many times per PC. Targets are drawn among the
     nodes that occur in the sequence's window (the others have no place to move to). The K targets of
     a sequence share its context, so intervals are taken over sequences
     (icgt.study.intervals.clustered_interval).
@@ -233,6 +236,10 @@ def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> di
     directions = torch.from_numpy(generator.normal(size=(len(blocks), cases.size, probe.hidden_size))).float()
     directions /= directions.norm(dim=-1, keepdim=True)
     angles = torch.from_numpy(generator.uniform(0, 2 * np.pi, size=(len(blocks), cases.size))).float()
+    conditions = INTERVENTION_CONDITIONS + (("unembedding",) if config.intervention_unembedding else ())
+    if config.intervention_unembedding:
+        rows = probe.unembedding(torch.from_numpy(word_ids))
+        unit_unembedding = rows / rows.norm(dim=-1, keepdim=True)  # [n, d]: each node word's
 
     def displacement(block: int, last: torch.Tensor, rows: np.ndarray, to_nodes: np.ndarray) -> torch.Tensor:
         components, _, means = planes[block]
@@ -253,6 +260,9 @@ def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> di
                 elif kind == "in_plane":
                     basis = planes[block][0][torch.from_numpy(rows)]
                     change = turn_in_plane(change, basis, angles[blocks.index(block), part])
+                elif kind == "unembedding":  # once per PC of the plane
+                    unit = unit_unembedding[torch.from_numpy(targets.reshape(-1)[part])]
+                    change = change - planes[block][0].shape[1] * config.intervention_unembedding * unit
             residual[:, -1] += change.to(residual.device, residual.dtype)
         return {} if kind == "clean" else {("resid_post", block): move for block in blocks}
 
@@ -265,23 +275,27 @@ def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> di
     results = {kind: torch.cat([probe.run(ids[part], start_residual=start[part], start_layer=blocks[0],
                                           hooks=hooks(kind, part), logits="last",
                                           max_batch=part.stop - part.start).logits for part in parts])
-               for kind in INTERVENTION_CONDITIONS}
+               for kind in conditions}
     neighbours = np.zeros((graph.num_nodes, graph.num_nodes), dtype=bool)
     for a, b in graph.edges:
         neighbours[a, b] = neighbours[b, a] = True
     target_neighbours = neighbours[targets.reshape(-1)]  # [C, n]
-    arrays: dict[str, list] = {"mass": [], "mass_renormalized": [], "top1": [], "top3": []}
-    for kind in INTERVENTION_CONDITIONS:
+    measures: dict[str, dict[str, np.ndarray]] = {}
+    for kind in conditions:
         full, renormalized = _node_probability(results[kind], word_ids)
         ranked = np.argsort(-full, axis=1)
-        arrays["mass"].append((full * target_neighbours).sum(1))
-        arrays["mass_renormalized"].append((renormalized * target_neighbours).sum(1))
-        arrays["top1"].append(target_neighbours[np.arange(cases.size), ranked[:, 0]])
-        arrays["top3"].append(target_neighbours[np.arange(cases.size)[:, None], ranked[:, :3]].any(1))
-    shape = (len(INTERVENTION_CONDITIONS), batch, TARGETS_PER_SEQUENCE)
+        measures[kind] = {"mass": (full * target_neighbours).sum(1),
+                          "mass_renormalized": (renormalized * target_neighbours).sum(1),
+                          "top1": target_neighbours[np.arange(cases.size), ranked[:, 0]],
+                          "top3": target_neighbours[np.arange(cases.size)[:, None], ranked[:, :3]].any(1)}
+    shape = (batch, TARGETS_PER_SEQUENCE)
+    arrays = {f"intervention_{name}": np.stack([measures[kind][name].reshape(shape) for kind in INTERVENTION_CONDITIONS])
+              for name in measures["clean"]}
+    if "unembedding" in measures:
+        arrays.update({f"intervention_unembedding_{name}": value.reshape(shape)
+                       for name, value in measures["unembedding"].items()})
     return {"intervention_targets": targets, "intervention_current": current,
-            "intervention_blocks": np.array(blocks),
-            **{f"intervention_{name}": np.stack(values).reshape(shape) for name, values in arrays.items()}}
+            "intervention_blocks": np.array(blocks), **arrays}
 
 
 def head_scores(probe, config) -> tuple[np.ndarray, np.ndarray]:

@@ -163,7 +163,10 @@ BOOLEAN_ARRAYS = ("scored",)
 #: nothing: 20 tokens per class left too much sampling noise (tests/python/test_spectrum_validation.py).
 LATER_ARRAYS = {"spectral_eigenvalues": ("EV",), "debiased_spectral_profile": ("L", "S2", "EV")}
 LATER_ARRAYS.update({f"toy_{name}": dims for name, dims in LATER_ARRAYS.items()})
-#: The subspace ablation's variance-matched planes (PM) came later too.
+#: The intervention's authors' option (intervention_unembedding > 0), and the subspace ablation's
+#: variance-matched planes (PM), came later too.
+LATER_ARRAYS.update({f"intervention_unembedding_{name}": ("B", "K3")
+                     for name in ("mass", "mass_renormalized", "top1", "top3")})
 LATER_ARRAYS.update({"subspace_matched_accuracy": ("VB", "PM", "T"),
                      "subspace_matched_accuracy_renormalized": ("VB", "PM", "T"),
                      "subspace_matched_removed_variance": ("VB", "PM", "Bl"), "subspace_matched_dimension": ("VB", "Bl")})
