@@ -451,6 +451,9 @@ def test_the_subspace_ablation_measures_every_plane_and_what_it_holds(toy_runs, 
     assert summary["variants"]["the BOS included"]["matched_planes_at_or_above"] == int(
         (late >= late_accuracy(arrays["subspace_accuracy"][1, 0])).sum())
     assert matched["dimension"] == arrays["subspace_matched_dimension"][1].tolist()
+    less = arrays["subspace_matched_removed_variance"][1].mean(1) < arrays["subspace_removed_variance"][1, 0].mean()
+    assert (matched["holding_less"], matched["holding_less_at_or_above"]) == (
+        int(less.sum()), int((late[less] >= late_accuracy(arrays["subspace_accuracy"][1, 0])).sum()))
     assert f"top {matched['dimension'][0]} principal directions" in summary["sentences"][1]
     assert "the BOS spared" in summary["sentences"][0] and "the BOS included" in summary["sentences"][1]
 

@@ -296,7 +296,13 @@ def _subspace(run: Run) -> dict[str, Any]:
                                 "removed_variance": spread(arrays[f"{prefix}removed_variance"][v, first:].mean(axis=1))}
             numbers[f"{control}_at_or_above"] = int((late["accuracy"] >= pc_late["accuracy"]).sum())
         if "matched_planes" in controls:
-            numbers["matched_planes"]["dimension"] = arrays["subspace_matched_dimension"][v].tolist()
+            matched_late = np.array([_late_accuracy(curve) for curve in arrays["subspace_matched_accuracy"][v]])
+            holding_less = arrays["subspace_matched_removed_variance"][v].mean(axis=1) < numbers["pc_plane"][
+                "removed_variance"]
+            numbers["matched_planes"].update({
+                "dimension": arrays["subspace_matched_dimension"][v].tolist(),
+                "holding_less": int(holding_less.sum()),
+                "holding_less_at_or_above": int((matched_late[holding_less] >= pc_late["accuracy"]).sum())})
         variants[BOS_WORDS[included]] = numbers
         random_ = numbers["random_planes"]
         draws = random_["accuracy"]["draws"]
@@ -319,7 +325,10 @@ def _subspace(run: Run) -> dict[str, Any]:
                 f"[{100 * matched['removed_variance']['low']:.2f}-{100 * matched['removed_variance']['high']:.2f}%] "
                 f"and leave accuracy at {_spread_text(matched['accuracy'])} "
                 f"({_spread_text(matched['accuracy_renormalized'])}), {numbers['matched_planes_at_or_above']} of "
-                f"{matched['accuracy']['draws']} at or above the PC plane's.")
+                f"{matched['accuracy']['draws']} at or above the PC plane's; "
+                + (f"of the {matched['holding_less']} that hold less variance than the PC plane, "
+                   f"{matched['holding_less_at_or_above']} leave accuracy at or above its." if matched["holding_less"]
+                   else "none holds less variance than the PC plane."))
         sentences.append(sentence)
     return {"plain_late_accuracy": plain, "variants": variants, "blocks": blocks.tolist(), "sentences": sentences}
 
