@@ -44,6 +44,7 @@ import pandas
 
 import icgt
 from icgt.study.aggregate import ACCURACY_AT, ALPHA, interval
+from icgt.study.intervals import clustered_interval
 from icgt.models.catalog import BUILTIN_MODELS
 from icgt.models.words import DAY_NAMES
 from icgt.study.presets import DAYS_RING_ORDER
@@ -498,6 +499,37 @@ def heads_over_seeds(runs: list[Run]) -> str:
     return "\n".join(rows)
 
 
+def intervention_over_seeds(runs: list[Run]) -> str:
+    """The intervention over seeds: the mass on the target's neighbours (mean [95% t interval] over seeds of
+    each seed's mean over its cases) clean, moved to the target, moved in a random direction and to a
+    random place in the plane; the move's paired excess over the random place in the plane, and how many
+    seeds put its interval over walks above zero (the reports' verdict); and, where the runs have the
+    authors' option, its paired difference from the plain move ("–" where they have not)."""
+    groups = seed_groups(runs, "intervention")
+    rows = ["| runs (seeds) | clean | moved to the target | random direction | random place in the plane | moved - "
+            "random place (paired) | seeds with it above zero | authors' option - moved (paired) |", "|---" * 8 + "|"]
+    for name, group in sorted(groups.items()):
+        numbers: dict[str, list[float]] = {}
+        above = 0
+        for run in group:
+            mass = run.arrays["intervention_mass"].astype(float)  # [conditions, B, K]
+            excess = mass[1] - mass[4]
+            values = {"clean": mass[0].mean(), "moved": mass[1].mean(), "random": mass[2].mean(),
+                      "in_plane": mass[4].mean(), "excess": excess.mean()}
+            if "intervention_unembedding_mass" in run.arrays:
+                values["option"] = (run.arrays["intervention_unembedding_mass"] - mass[1]).mean()
+            for key, value in values.items():
+                numbers.setdefault(key, []).append(float(value))
+            mean, half, _ = clustered_interval(excess)
+            above += int(mean - half > 0)
+        cells = [_with_interval(interval(numbers[key]), ".3f") for key in ("clean", "moved", "random", "in_plane")]
+        cells += [_with_interval(interval(numbers["excess"]), "+.3f"), f"{above} of {len(group)}",
+                  _with_interval(interval(numbers["option"]), "+.4f")
+                  if len(numbers.get("option", [])) == len(group) else "–"]
+        rows.append(f"| {name} ({len(group)}) | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def subspace_over_seeds(runs: list[Run]) -> str:
     """The subspace ablation over seeds, first BOS variant: late accuracy (mean [95% t interval] over seeds)
     plain, without the PC plane and without a random and a variance-matched plane (the mean of each seed's
@@ -566,6 +598,7 @@ def main() -> None:
                          ("The spectrum: low-frequency share (double convergence)", spectrum(runs)),
                          ("Heads over seeds (the first ablation kind and BOS variant: by default mean, the BOS spared)",
                           heads_over_seeds(sweep.runs)),
+                         ("Intervention over seeds", intervention_over_seeds(sweep.runs)),
                          ("Subspace ablation over seeds (the first BOS variant)", subspace_over_seeds(sweep.runs)),
                          ("Mechanisms", mechanisms([run for run in sweep.runs if experiment_of(run) != "graph"]))):
         print(f"### {title}\n\n{table}\n")

@@ -227,6 +227,37 @@ def test_the_heads_over_seeds_row_equals_numbers_computed_from_the_arrays(tmp_pa
     assert cells[9].startswith(f"{alignment.mean():.3f}")
 
 
+def test_the_intervention_over_seeds_row_equals_numbers_computed_from_the_arrays(tmp_path):
+    spec = importlib.util.spec_from_file_location("results_tables", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(1)
+    runs = []
+    for seed, suffix in enumerate(["", "-seed1", "-seed2"]):
+        mass = rng.uniform(0, 0.3, (5, 8, 3))
+        mass[1] = mass[4] + 0.05 * seed - 0.02 + rng.normal(0, 0.01, (8, 3))  # seed 0 below, seeds 1, 2 above
+        arrays = {"intervention_mass": mass}
+        info = {"name": f"toy-grid-intervention{suffix}", "config": {"experiment": "intervention"}}
+        runs.append(Run(folder=tmp_path, info=info, arrays=arrays))
+    cells = [cell.strip() for cell in module.intervention_over_seeds(runs).splitlines()[2].strip("|").split("|")]
+    assert cells[0] == "toy-grid-intervention (3)"
+    moved = np.array([run.arrays["intervention_mass"][1].mean() for run in runs])
+    half = scipy.stats.t.ppf(0.975, 2) * moved.std(ddof=1) / np.sqrt(3)
+    assert cells[2] == f"{moved.mean():.3f} [{moved.mean() - half:.3f}, {moved.mean() + half:.3f}]"
+    excess = np.array([(run.arrays["intervention_mass"][1] - run.arrays["intervention_mass"][4]).mean() for run in runs])
+    assert cells[5].startswith(f"{excess.mean():+.3f} [")
+    above = 0
+    for run in runs:  # each walk's targets averaged, then a t interval over the walks
+        per_walk = (run.arrays["intervention_mass"][1] - run.arrays["intervention_mass"][4]).mean(1)
+        above += int(per_walk.mean() - scipy.stats.t.ppf(0.975, 7) * scipy.stats.sem(per_walk) > 0)
+    assert cells[6] == f"{above} of 3" and above == 2
+    assert cells[7] == "–"  # no run has the authors' option
+    for run in runs:
+        run.arrays["intervention_unembedding_mass"] = run.arrays["intervention_mass"][1] - 0.001
+    cells = [cell.strip() for cell in module.intervention_over_seeds(runs).splitlines()[2].strip("|").split("|")]
+    assert cells[7].startswith("-0.0010 [")
+
+
 def test_the_subspace_over_seeds_row_equals_numbers_computed_from_the_arrays(tmp_path):
     spec = importlib.util.spec_from_file_location("results_tables", SCRIPT)
     module = importlib.util.module_from_spec(spec)
