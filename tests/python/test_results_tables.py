@@ -63,6 +63,14 @@ def near_by_hand(curve: tuple[np.ndarray, np.ndarray], length: int, format: str)
     return f"{values[close].mean() if close.any() else values[np.argmin(np.abs(positions - length))]:{format}}"
 
 
+
+def results_tables_module():
+    """examples/results_tables.py loaded as a module, to call its table functions on synthetic runs."""
+    spec = importlib.util.spec_from_file_location("results_tables", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 def test_the_per_run_tables_hold_the_numbers_of_the_arrays(tmp_path):
     runs = [load_run(write_synthetic_run(tmp_path / "sweep" / kind, kind)) for kind in ("grid", "days")]
     (tmp_path / "sweep" / "unfinished.partial").mkdir()
@@ -142,9 +150,7 @@ def test_seeds_controls_days_ring_and_mechanism_tables(tmp_path):
 
 
 def test_the_change_across_a_window_edge_equals_numpy(tmp_path):
-    spec = importlib.util.spec_from_file_location("results_tables", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = results_tables_module()
     run = load_run(write_synthetic_run(tmp_path / "grid", "grid"))
     rows = module.window_edge(run, load_sweep(run.folder).to_frame(), edge=200, global_every=4)
 
@@ -228,9 +234,7 @@ def test_the_heads_over_seeds_row_equals_numbers_computed_from_the_arrays(tmp_pa
 
 
 def test_the_intervention_over_seeds_row_equals_numbers_computed_from_the_arrays(tmp_path):
-    spec = importlib.util.spec_from_file_location("results_tables", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = results_tables_module()
     rng = np.random.default_rng(1)
     runs = []
     for seed, suffix in enumerate(["", "-seed1", "-seed2"]):
@@ -259,9 +263,7 @@ def test_the_intervention_over_seeds_row_equals_numbers_computed_from_the_arrays
 
 
 def test_the_subspace_over_seeds_row_equals_numbers_computed_from_the_arrays(tmp_path):
-    spec = importlib.util.spec_from_file_location("results_tables", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = results_tables_module()
     rng = np.random.default_rng(0)
     runs = []
     for seed, suffix in enumerate(["", "-seed1", "-seed2"]):

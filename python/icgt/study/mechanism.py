@@ -239,7 +239,7 @@ def intervention(config, probe, graph, nodes, scored, token_ids, word_ids) -> di
     conditions = INTERVENTION_CONDITIONS + (("unembedding",) if config.intervention_unembedding else ())
     if config.intervention_unembedding:
         rows = probe.unembedding(torch.from_numpy(word_ids))
-        unit_unembedding = rows / rows.norm(dim=-1, keepdim=True)  # [n, d]: each node word's
+        unit_unembedding = rows / rows.norm(dim=-1, keepdim=True)  # [n, d], one row per node word
 
     def displacement(block: int, last: torch.Tensor, rows: np.ndarray, to_nodes: np.ndarray) -> torch.Tensor:
         components, _, means = planes[block]
